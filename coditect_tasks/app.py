@@ -1,0 +1,66 @@
+"""The Celery app factory: one place that turns ``Settings`` into a configured app.
+
+Defaults are the production-safe ones: JSON only (never pickle), late acks with
+reject-on-worker-lost so a killed worker's task is redelivered, prefetch of one so
+a slow agent call does not hoard queued work, bounded time limits, expiring results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from celery import Celery
+
+from .agents import Agent, load_agents, register, route
+from .settings import Settings
+
+#: Seconds a stored task result lives in the result backend.
+RESULT_EXPIRES = 24 * 3600
+
+
+class CoditectApp(Celery):  # type: ignore[misc]  # celery ships no type hints
+    """A Celery app that knows the settings and agents it was built from."""
+
+    settings: Settings
+    agents: Mapping[str, Agent]
+
+
+def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) -> CoditectApp:
+    """Build the app for ``settings``; ``agents`` defaults to the configured modules."""
+    declared = load_agents(settings.agent_modules) if agents is None else agents
+    app = CoditectApp(
+        "coditect",
+        broker=settings.require_broker(),
+        backend=settings.backend_url,
+        set_as_current=False,
+    )
+    app.settings = settings
+    app.agents = declared
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.connect_timeout,
+        redis_socket_connect_timeout=settings.connect_timeout,
+        result_expires=RESULT_EXPIRES,
+        task_routes=(route,),
+        task_default_queue="coditect.default",
+        task_time_limit=3600,
+        task_soft_time_limit=3500,
+        worker_hijack_root_logger=True,
+        worker_redirect_stdouts=False,
+        enable_utc=True,
+    )
+    for spec in declared.values():
+        register(app, spec)
+    from .registry import Heartbeat
+
+    app.steps["consumer"].add(Heartbeat)
+    return app

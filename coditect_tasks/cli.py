@@ -1,0 +1,256 @@
+"""The ``coditect-tasks`` command: workers, discovery, the local stack and the demo.
+
+User errors (``CoditectError``) become one line on stderr and a non-zero exit
+code; tracebacks are for bugs only. ``--json`` output is exactly one JSON
+document on stdout, with anything for humans on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from types import FrameType
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import broker as broker_mod
+from .agents import load_agents, select
+from .app import create_app
+from .demo import DEFAULT_ITEMS, Step, run_workflow
+from .embedded import LocalStack, attach
+from .errors import ConfigError, CoditectError
+from .registry import Registry
+from .settings import Settings, safe_url
+
+cli = typer.Typer(
+    name="coditect-tasks",
+    help="Run software agents as Celery workers and orchestrate them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _settings() -> Settings:
+    """Settings from the environment, attached to a running embedded stack if any."""
+    return attach(Settings.from_env())
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(option, "needs at least one agent name")
+    return names
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@cli.command()
+def worker(
+    agents: Annotated[str, typer.Option("--agents", "-a", help="Comma-separated agent names to serve.")],
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", help="Pool size (default: CPU count).")] = None,
+    pool: Annotated[str, typer.Option("--pool", "-P", help="prefork, threads or solo.")] = "prefork",
+    hostname: Annotated[str | None, typer.Option("--hostname", "-n", help="Unique worker name.")] = None,
+    max_tasks_per_child: Annotated[int | None, typer.Option(help="Recycle a pool process after N calls.")] = None,
+    events: Annotated[bool, typer.Option("--events/--no-events", "-E", help="Send task events (Flower).")] = False,
+) -> None:
+    """Run a worker pool in the foreground that consumes only these agents' queues."""
+    if pool not in ("prefork", "threads", "solo"):
+        raise ConfigError("--pool", f"{pool!r} is not one of prefork, threads, solo")
+    settings = _settings()
+    chosen = select(load_agents(settings.agent_modules), _names(agents, "--agents"))
+    broker_mod.ping(settings.require_broker(), settings.connect_timeout)
+    broker_mod.ping(settings.state_url, settings.connect_timeout)
+    app = create_app(settings)
+    argv = [
+        "worker",
+        "--queues", ",".join(a.queue for a in chosen),
+        "--pool", pool,
+        "--loglevel", settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if hostname:
+        argv += ["--hostname", hostname]
+    if max_tasks_per_child:
+        argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
+    if events:
+        argv.append("--task-events")
+    app.worker_main(argv)
+
+
+@cli.command("agents")
+def agents_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Show every agent with its live workers and queue depth."""
+    settings = _settings()
+    declared = load_agents(settings.agent_modules)
+    broker_url = settings.require_broker()
+    broker_mod.ping(settings.state_url, settings.connect_timeout)
+    registry = Registry.from_url(settings.state_url)
+    table = registry.by_agent(declared)
+    depths = broker_mod.queue_depths(broker_url, [f"agents.{name}" for name in table])
+    data = {
+        "agents": {
+            name: {
+                "queue": f"agents.{name}",
+                "declared": name in declared,
+                "workers": [w.to_json() for w in workers],
+                "queue_depth": depths[f"agents.{name}"],
+            }
+            for name, workers in table.items()
+        }
+    }
+    if as_json:
+        _emit_json(data)
+        return
+    view = Table(title=f"agents on {safe_url(broker_url)}")
+    for column in ("agent", "queue", "workers", "slots", "queued", "hosts"):
+        view.add_column(column, justify="right" if column in ("workers", "slots", "queued") else "left")
+    for name, info in data["agents"].items():
+        workers = info["workers"]
+        view.add_row(
+            name,
+            info["queue"],
+            str(len(workers)) if workers else "[red]0[/red]",
+            str(sum(w["concurrency"] for w in workers)),
+            str(info["queue_depth"]),
+            ", ".join(w["hostname"] for w in workers) or "-",
+        )
+    out.print(view)
+
+
+@cli.command()
+def up(
+    workers: Annotated[int, typer.Option(min=0, help="Local worker pools to start.")] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="Processes per pool.")] = 2,
+    agents: Annotated[str | None, typer.Option(help="Agents the pools serve (default: all).")] = None,
+) -> None:
+    """Start the local stack (embedded Redis unless configured, plus workers) until Ctrl-C."""
+    settings = Settings.from_env()
+    declared = load_agents(settings.agent_modules)
+    names = _names(agents, "--agents") if agents else sorted(declared)
+    select(declared, names)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    stack = LocalStack(settings, names, workers=workers, concurrency=concurrency, record=True)
+    try:
+        with err.status("starting the local stack…"):
+            stack.start()
+        err.print(f"[green]up[/green]: {len(stack.workers)} worker pool(s) serving {', '.join(names)}")
+        err.print("reach it from another shell with:")
+        for key, value in stack.settings.environment().items():
+            out.print(f"export {key}={value}", soft_wrap=True)
+        err.print("[dim]Ctrl-C or SIGTERM stops everything started here.[/dim]")
+        while True:
+            for proc in stack.workers:
+                if not proc.alive():
+                    err.print(f"[yellow]worker {proc.hostname} exited; see {proc.log_path}[/yellow]")
+                    stack.workers.remove(proc)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        err.print("stopping…")
+    finally:
+        stack.stop()
+
+
+@cli.command()
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    items: Annotated[int, typer.Option(min=1, max=64, help="How many parallel review calls.")] = len(DEFAULT_ITEMS),
+    timeout: Annotated[float, typer.Option(help="Seconds the workflow may take.")] = 60.0,
+) -> None:
+    """Start a local stack, run plan → review ×N → summarize, show the results, stop."""
+    settings = Settings.from_env()
+    select(load_agents(settings.agent_modules), ["emit", "echo"])
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    work_items = [*DEFAULT_ITEMS, *(f"item-{i}" for i in range(len(DEFAULT_ITEMS), items))][:items]
+    data_dir = settings.home / f"demo-{uuid.uuid4().hex[:8]}" / "redis"
+    stack = LocalStack(settings, ["emit", "echo"], workers=2, concurrency=2, data_dir=data_dir)
+    try:
+        with err.status("starting redis-server and 2 worker pools…"):
+            stack.start()
+        app = create_app(stack.settings)
+        result = _run_with_progress(app, work_items, timeout, show=not as_json)
+        result["workers"] = [w.hostname for w in stack.workers]
+    finally:
+        stack.stop()
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+    if as_json:
+        _emit_json(result)
+        return
+    view = Table(title=result["workflow"])
+    for column in ("step", "agent", "calls", "seconds", "result"):
+        view.add_column(column, justify="right" if column in ("calls", "seconds") else "left")
+    for step in result["steps"]:
+        view.add_row(
+            step["step"], step["agent"], str(step["calls"]), f"{step['seconds']:.3f}",
+            _clip(json.dumps(step["result"])),
+        )
+    out.print(view)
+    out.print_json(data=result["result"])
+    out.print(f"[green]succeeded[/green] in {result['seconds']:.2f} s across {', '.join(result['workers'])}")
+
+
+def _run_with_progress(app: Any, items: Sequence[str], timeout: float, show: bool) -> dict[str, Any]:
+    if not show:
+        return run_workflow(app, items, timeout)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as progress:
+        bars: dict[str, TaskID] = {
+            "plan": progress.add_task("plan      (emit)", total=1),
+            "review": progress.add_task(f"review ×{len(items)} (echo)", total=len(items)),
+            "summarize": progress.add_task("summarize (echo)", total=1),
+        }
+
+        def update(step: Step) -> None:
+            progress.update(bars[step.name], completed=step.done)
+
+        return run_workflow(app, items, timeout, on_progress=update)
+
+
+def _clip(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the CLI and turn user errors into one line and an exit code."""
+    command = typer.main.get_command(cli)
+    try:
+        command.main(args=list(argv) if argv is not None else None, prog_name="coditect-tasks", standalone_mode=False)
+    except CoditectError as exc:
+        err.print(f"coditect-tasks: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return 130
+    return 0
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

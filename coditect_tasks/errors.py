@@ -1,0 +1,89 @@
+"""The one error tree of coditect-tasks.
+
+Every error a user can cause or meet is a ``CoditectError``; the CLI prints its
+message as one line and exits with its ``exit_code``. Exceptions carry the data a
+caller needs, not just a message.
+
+    CoditectError
+    ├── ConfigError            bad CODITECT_* variable or option (exit 2)
+    │   └── NoBrokerError      nothing configured and no embedded stack running
+    ├── UnknownAgentError      an agent name nobody declared (exit 2)
+    ├── AgentDeclarationError  an @agent declaration that cannot work (exit 2)
+    ├── BrokerUnreachableError the broker or state Redis does not answer (exit 3)
+    ├── EmbeddedStackError     the local Redis or workers failed to start (exit 3)
+    └── WorkflowError          a workflow did not succeed (exit 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class CoditectError(Exception):
+    """Root of every error raised on purpose by coditect-tasks."""
+
+    exit_code = 1
+
+
+class ConfigError(CoditectError):
+    """A setting or option is malformed; ``source`` names where it came from."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class NoBrokerError(ConfigError):
+    """No broker is configured and no embedded stack runs under CODITECT_HOME."""
+
+    def __init__(self, home: str) -> None:
+        super().__init__(
+            "CODITECT_BROKER_URL",
+            f"not set and no embedded stack is running under {home}; "
+            "start one with `coditect-tasks up` or set CODITECT_BROKER_URL",
+        )
+
+
+class UnknownAgentError(CoditectError):
+    """An agent name that no loaded agent module declares."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(
+            f"unknown agent {name!r} (known: {', '.join(self.known) or 'none'})"
+        )
+
+
+class AgentDeclarationError(CoditectError):
+    """An ``@agent`` declaration or agent module that cannot be used."""
+
+    exit_code = 2
+
+
+class BrokerUnreachableError(CoditectError):
+    """A broker or Redis URL did not answer within the connect timeout."""
+
+    exit_code = 3
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot reach {url}: {reason}")
+
+
+class EmbeddedStackError(CoditectError):
+    """The embedded Redis or a local worker process failed to start."""
+
+    exit_code = 3
+
+
+class WorkflowError(CoditectError):
+    """A workflow ended in a state other than succeeded."""
+
+    exit_code = 1

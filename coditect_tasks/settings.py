@@ -1,0 +1,178 @@
+"""One typed settings object, read from ``CODITECT_*`` environment variables.
+
+Resolution order for every field: the environment, then the embedded stack
+recorded under ``CODITECT_HOME`` (see ``embedded.attach``), then the default.
+Secrets (passwords inside URLs) only ever come from the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kombu.utils.url import maybe_sanitize_url
+
+from .errors import ConfigError, NoBrokerError
+
+BROKER_SCHEMES = frozenset({"redis", "rediss", "amqp", "amqps", "pyamqp"})
+REDIS_SCHEMES = frozenset({"redis", "rediss"})
+DEFAULT_AGENT_MODULES = ("workers.examples",)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of coditect-tasks needs to find its peers.
+
+    ``broker_url`` is ``None`` when nothing is configured: the CLI then starts
+    (``up``, ``demo``) or attaches to (everything else) the embedded Redis.
+    """
+
+    home: Path = Path(".coditect")
+    broker_url: str | None = None
+    result_backend: str | None = None
+    redis_url: str | None = None
+    database_url: str | None = None
+    agent_modules: tuple[str, ...] = DEFAULT_AGENT_MODULES
+    log_level: str = "INFO"
+    connect_timeout: float = 8.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the ``CODITECT_*`` variables; raise ``ConfigError``."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        broker = _check_url("CODITECT_BROKER_URL", get("CODITECT_BROKER_URL"), BROKER_SCHEMES)
+        backend = _check_url(
+            "CODITECT_RESULT_BACKEND", get("CODITECT_RESULT_BACKEND"), REDIS_SCHEMES
+        )
+        redis_url = _check_url("CODITECT_REDIS_URL", get("CODITECT_REDIS_URL"), REDIS_SCHEMES)
+        database = get("CODITECT_DATABASE_URL")
+        if database is not None:
+            _check_database_url(database)
+        modules = get("CODITECT_AGENT_MODULES")
+        agent_modules = (
+            tuple(m.strip() for m in modules.split(",") if m.strip())
+            if modules
+            else DEFAULT_AGENT_MODULES
+        )
+        log_level = (get("CODITECT_LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError("CODITECT_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        timeout_text = get("CODITECT_CONNECT_TIMEOUT") or "8"
+        try:
+            timeout = float(timeout_text)
+        except ValueError:
+            raise ConfigError("CODITECT_CONNECT_TIMEOUT", f"{timeout_text!r} is not a number of seconds") from None
+        return cls(
+            home=Path(get("CODITECT_HOME") or ".coditect"),
+            broker_url=broker,
+            result_backend=backend,
+            redis_url=redis_url,
+            database_url=database,
+            agent_modules=agent_modules,
+            log_level=log_level,
+            connect_timeout=timeout,
+        )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the zero-config path."""
+        return self.broker_url is None
+
+    def with_broker(self, url: str) -> Settings:
+        """These settings pointed at ``url`` (the embedded Redis) for every Redis role."""
+        return dataclasses.replace(self, broker_url=url, result_backend=None, redis_url=None)
+
+    def require_broker(self) -> str:
+        if self.broker_url is None:
+            raise NoBrokerError(str(self.home))
+        return self.broker_url
+
+    @property
+    def backend_url(self) -> str:
+        """Result backend: explicit, else the state Redis."""
+        return self.result_backend or self.state_url
+
+    @property
+    def state_url(self) -> str:
+        """The Redis that holds registry and run state: explicit, else a Redis broker."""
+        if self.redis_url:
+            return self.redis_url
+        broker = self.require_broker()
+        if urlsplit(broker).scheme in REDIS_SCHEMES:
+            return broker
+        if self.result_backend:
+            return self.result_backend
+        raise ConfigError(
+            "CODITECT_REDIS_URL",
+            "required when the broker is not Redis (it holds the agent registry and run state)",
+        )
+
+    @property
+    def history_url(self) -> str:
+        """SQLAlchemy URL of the run history: explicit, else SQLite under home."""
+        return self.database_url or f"sqlite:///{(self.home / 'history.db').resolve()}"
+
+    def environment(self) -> dict[str, str]:
+        """The variables another process needs to reach the same stack."""
+        env = {"CODITECT_HOME": str(self.home.resolve())}
+        if self.broker_url:
+            env["CODITECT_BROKER_URL"] = self.broker_url
+        if self.result_backend:
+            env["CODITECT_RESULT_BACKEND"] = self.result_backend
+        if self.redis_url:
+            env["CODITECT_REDIS_URL"] = self.redis_url
+        if self.database_url:
+            env["CODITECT_DATABASE_URL"] = self.database_url
+        env["CODITECT_AGENT_MODULES"] = ",".join(self.agent_modules)
+        env["CODITECT_LOG_LEVEL"] = self.log_level
+        return env
+
+    @property
+    def log_level_number(self) -> int:
+        return int(logging.getLevelName(self.log_level))
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password masked, for messages and logs."""
+    return str(maybe_sanitize_url(url))
+
+
+def _check_url(name: str, value: str | None, schemes: frozenset[str]) -> str | None:
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(name, f"malformed URL {safe_url(value)!r}: {exc}") from None
+    if parts.scheme not in schemes:
+        raise ConfigError(
+            name,
+            f"unsupported scheme {parts.scheme or '(none)'!r} in {safe_url(value)!r} "
+            f"(expected one of {', '.join(s + '://' for s in sorted(schemes))})",
+        )
+    if not parts.hostname:
+        raise ConfigError(name, f"no host in {safe_url(value)!r}")
+    del port
+    return value
+
+
+def _check_database_url(value: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value)
+    except ArgumentError:
+        raise ConfigError("CODITECT_DATABASE_URL", f"malformed SQLAlchemy URL {safe_url(value)!r}") from None

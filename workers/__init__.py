@@ -1,0 +1,1 @@
+"""Runnable agent pools and the example agents (``workers.examples``)."""

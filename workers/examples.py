@@ -1,0 +1,49 @@
+"""Example agents used by the demo, the tests, the benchmarks and the load tests.
+
+Their contracts are stable: tests and load scenarios depend on them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from coditect_tasks import AgentCall, agent
+
+
+class FlakyFailure(RuntimeError):
+    """Raised on purpose by ``flaky`` while it still has failures to serve."""
+
+
+@agent("echo")
+def echo(call: AgentCall) -> dict[str, Any]:
+    """Return its params and the results of its direct predecessors."""
+    return {"params": call.params, "upstream": call.upstream}
+
+
+@agent("emit")
+def emit(call: AgentCall) -> Any:
+    """Return ``params["value"]`` unchanged."""
+    return call.params.get("value")
+
+
+@agent("sleep")
+def sleep(call: AgentCall) -> dict[str, float]:
+    """Sleep ``params["seconds"]`` and say so."""
+    seconds = float(call.params.get("seconds", 0))
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+@agent("flaky", retries=5, backoff=0.05, backoff_max=1.0)
+def flaky(call: AgentCall) -> dict[str, int]:
+    """Fail the first ``params["fail_times"]`` attempts of a call, then succeed."""
+    if call.attempt <= int(call.params.get("fail_times", 0)):
+        raise FlakyFailure(f"attempt {call.attempt} fails on purpose")
+    return {"attempt": call.attempt}
+
+
+@agent("noop")
+def noop(call: AgentCall) -> None:
+    """Return nothing, at once (for benchmarks)."""
+    return None
