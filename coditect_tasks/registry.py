@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 from celery import bootsteps
@@ -86,7 +86,7 @@ class Registry:
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers, sorted by hostname; forgets those whose key expired."""
-        hostnames = sorted(self.client.smembers(keys.WORKERS))
+        hostnames = sorted(str(h) for h in self.client.smembers(keys.WORKERS))
         if not hostnames:
             return []
         values = self.client.mget([keys.worker(h) for h in hostnames])
@@ -110,7 +110,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
     It starts after the ``Tasks`` step, so "registered" means "taking work".
     """
 
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+    requires: ClassVar[set[str]] = {"celery.worker.consumer.tasks:Tasks"}
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

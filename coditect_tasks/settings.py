@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,11 @@ class Settings:
 
 
 def safe_url(url: str) -> str:
-    """``url`` with any password masked, for messages and logs."""
-    return str(maybe_sanitize_url(url))
+    """``url`` with any password masked, for messages and logs, even when malformed."""
+    try:
+        return str(maybe_sanitize_url(url))
+    except ValueError:
+        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:**@", url)
 
 
 def _check_url(name: str, value: str | None, schemes: frozenset[str]) -> str | None:

