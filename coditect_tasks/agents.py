@@ -176,7 +176,12 @@ def register(app: Celery, spec: Agent) -> Task:
         join: str | None = None,
         run_id: str | None = None,
         node_id: str | None = None,
+        member: int | None = None,
     ) -> Any:
+        if run_id is not None and node_id is not None and member is None:
+            from .dag.engine import execute
+
+            return execute(self, spec, run_id, node_id)
         if join is not None:
             upstream = {join: upstream}
         call = AgentCall(
@@ -190,9 +195,13 @@ def register(app: Celery, spec: Agent) -> Task:
         try:
             return spec.fn(call)
         except SoftTimeLimitExceeded:
+            if member is not None:
+                return _item_error(f"timed out after {spec.soft_limit:g} s")
             raise
         except Exception as exc:
             if not spec.retry.should_retry(call.attempt):
+                if member is not None:  # a foreach item: the chord body records the failure
+                    return _item_error(f"{type(exc).__name__}: {exc}")
                 raise
             raise self.retry(
                 exc=exc,
@@ -201,3 +210,9 @@ def register(app: Celery, spec: Agent) -> Task:
             ) from exc
 
     return run
+
+
+def _item_error(message: str) -> dict[str, str]:
+    from .dag.engine import ITEM_ERROR
+
+    return {ITEM_ERROR: message}

@@ -8,6 +8,7 @@ a slow agent call does not hoard queued work, bounded time limits, expiring resu
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from celery import Celery
 
@@ -60,7 +61,16 @@ def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) ->
     )
     for spec in declared.values():
         register(app, spec)
+    _register_engine_tasks(app)
     from .registry import Heartbeat
 
     app.steps["consumer"].add(Heartbeat)
     return app
+
+
+def _register_engine_tasks(app: CoditectApp) -> None:
+    from .dag.engine import JOIN_TASK, join
+
+    @app.task(name=JOIN_TASK, bind=True, shared=False, acks_late=True)  # type: ignore[untyped-decorator]
+    def join_task(self: Any, results: list[Any], run_id: str, node_id: str, token: int) -> None:
+        join(results, run_id, node_id, token, self.app)

@@ -11,7 +11,12 @@ caller needs, not just a message.
     ├── AgentDeclarationError  an @agent declaration that cannot work (exit 2)
     ├── BrokerUnreachableError the broker or state Redis does not answer (exit 3)
     ├── EmbeddedStackError     the local Redis or workers failed to start (exit 3)
-    └── WorkflowError          a workflow did not succeed (exit 1)
+    ├── WorkflowError          a workflow did not succeed (exit 1)
+    ├── DagError               a DAG file or object that cannot run (exit 2)
+    │   ├── MalformedDagError  unreadable YAML/JSON or wrong field types
+    │   ├── CycleError         ``cycle`` lists the nodes of one cycle, in order
+    │   └── DagTooLargeError   more nodes than the configured maximum
+    └── RunNotFoundError       no live state and no history for a run id (exit 2)
 """
 
 from __future__ import annotations
@@ -87,3 +92,42 @@ class WorkflowError(CoditectError):
     """A workflow ended in a state other than succeeded."""
 
     exit_code = 1
+
+
+class DagError(CoditectError):
+    """A DAG that cannot be run; ``source`` is the file (or ``<dag name>``), ``node`` the culprit."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problem: str, node: str | None = None) -> None:
+        self.source = source
+        self.node = node
+        self.problem = problem
+        where = f"{source}: node {node!r}: " if node is not None else f"{source}: "
+        super().__init__(where + problem)
+
+
+class MalformedDagError(DagError):
+    """The file is not YAML/JSON, or a field has the wrong type."""
+
+
+class CycleError(DagError):
+    """The dependencies loop; ``cycle`` is one loop, first node repeated at the end."""
+
+    def __init__(self, source: str, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__(source, "dependency cycle " + " -> ".join(cycle))
+
+
+class DagTooLargeError(DagError):
+    """More nodes than ``CODITECT_MAX_NODES`` allows."""
+
+
+class RunNotFoundError(CoditectError):
+    """A run id that neither the live state nor the history knows."""
+
+    exit_code = 2
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r} in the live state or the history")

@@ -22,3 +22,30 @@ def worker(hostname: str) -> str:
 
 def agent_queue(agent: str) -> str:
     return f"{AGENT_QUEUE_PREFIX}{agent}"
+
+#: ZSET of run ids scored by submit time (seconds since the epoch).
+RUNS = f"{PREFIX}runs"
+
+#: STREAM of every run and node transition, consumed by the history recorder.
+HISTORY = f"{PREFIX}history"
+
+#: Consumer group of the history recorder on ``HISTORY``.
+HISTORY_GROUP = "recorder"
+
+
+def run_prefix(run_id: str) -> str:
+    """Prefix of every key of one run: ``<prefix>run`` (hash), ``<prefix>status`` (node → status) …"""
+    return f"{PREFIX}run:{run_id}:"
+
+
+def run_channel(run_id: str) -> str:
+    """Pub/sub channel on which a run announces that it reached a terminal state."""
+    return f"{PREFIX}run:{run_id}:done"
+
+
+#: Per-run hashes (suffixes of ``run_prefix``), node id → value unless noted.
+RUN_HASHES = (
+    "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, running, error
+    "status", "attempts", "pending", "node", "params", "result", "error", "worker", "started", "finished",
+    "seq", "tpl",
+)

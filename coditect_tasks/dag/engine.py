@@ -1,0 +1,253 @@
+"""Execution: run state in Redis, changed only by atomic Lua scripts.
+
+A node's completion runs one script that records the result, counts down its
+successors and pushes the Celery messages of those now ready straight onto
+their agents' queues, so dependencies are exact, nothing polls, and no crash
+can leave a ready node unqueued. Every transition is appended to the history
+stream in the same script. Attempt tokens fence late or duplicate completions:
+only the newest attempt of a node may change the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import redis
+from celery import Task, chord
+from celery.exceptions import SoftTimeLimitExceeded
+
+from .. import keys
+from ..agents import Agent, AgentCall
+from ..resilience.retry import RetryPolicy
+from .plan import Plan
+
+if TYPE_CHECKING:
+    from ..app import CoditectApp
+
+#: Largest JSON result a node may return, in bytes.
+MAX_RESULT_BYTES = 8 * 1024 * 1024
+#: Key in a foreach item's result that marks a call that failed for good.
+ITEM_ERROR = "__coditect_error__"
+JOIN_TASK = "coditect.join"
+
+
+def now() -> str:
+    """ISO-8601 UTC timestamp with microseconds: the only time format we store."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _load_scripts() -> dict[str, str]:
+    folder = resources.files(__package__) / "lua"
+    common = (folder / "common.lua").read_text()
+    return {
+        name: common + "\n" + (folder / f"{name}.lua").read_text()
+        for name in ("submit", "begin", "complete", "fail", "retry", "cancel")
+    }
+
+
+SCRIPTS = _load_scripts()
+
+
+class Engine:
+    """The run-state operations, each one atomic script call (one round trip)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
+
+    def _call(self, name: str, run_id: str, *args: Any) -> Any:
+        return self.scripts[name](args=[keys.run_prefix(run_id), run_id, now(), *args])
+
+    def submit(self, run_id: str, plan: Plan, templates: dict[str, str], node_templates: dict[str, str]) -> None:
+        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing."""
+        p = keys.run_prefix(run_id)
+        dag = plan.dag
+        submitted = now()
+        descs: dict[Any, Any] = {}
+        params: dict[Any, Any] = {}
+        pending: dict[Any, Any] = {}
+        for node_id, node in dag.nodes.items():
+            desc: dict[str, Any] = {
+                "q": keys.agent_queue(node.agent), "t": node_templates[node_id],
+                "s": plan.succs[node_id], "p": plan.preds[node_id],
+            }
+            if isinstance(node.foreach, str):
+                desc["f"] = node.foreach
+            descs[node_id] = json.dumps(desc, separators=(",", ":"))
+            params[node_id] = json.dumps(
+                {"agent": node.agent, "params": node.params, "items": node.foreach if isinstance(node.foreach, list)
+                 else None, "foreach": node.foreach is not None, "retries": node.retries, "timeout": node.timeout},
+                separators=(",", ":"),
+            )
+            pending[node_id] = len(plan.preds[node_id])
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(p + "run", mapping={
+                "name": dag.name, "status": "submitting", "submitted_at": submitted, "total": len(dag.nodes),
+                "remaining": len(dag.nodes), "running": 0, "dag": json.dumps(dag.to_json()),
+            })
+            pipe.hset(p + "node", mapping=descs)
+            pipe.hset(p + "params", mapping=params)
+            pipe.hset(p + "pending", mapping=pending)
+            pipe.hset(p + "status", mapping=dict.fromkeys(dag.nodes, "pending"))
+            pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
+            pipe.zadd(keys.RUNS, {run_id: datetime.now(UTC).timestamp()})
+            self.scripts["submit"](args=[p, run_id, submitted, *plan.roots], client=pipe)
+            pipe.execute()
+
+    def begin(self, run_id: str, node_id: str, worker: str) -> tuple[int, dict[str, Any], dict[str, Any], Any] | None:
+        """Take a node: ``(attempt token, params record, upstream, foreach items)``, or None to drop it."""
+        reply = self._call("begin", run_id, node_id, worker)
+        if int(reply[0]) != 1:
+            return None
+        items = json.loads(reply[4]) if reply[4] else None
+        return int(reply[1]), json.loads(reply[2]), json.loads(reply[3]), items
+
+    def complete(self, run_id: str, node_id: str, token: int, result_json: str) -> bool:
+        return int(self._call("complete", run_id, node_id, token, result_json)[0]) == 1
+
+    def fail(self, run_id: str, node_id: str, token: int, error: str) -> bool:
+        return int(self._call("fail", run_id, node_id, token, error)) == 1
+
+    def retry(self, run_id: str, node_id: str, token: int, error: str) -> bool:
+        return int(self._call("retry", run_id, node_id, token, error)) == 1
+
+    def cancel(self, run_id: str) -> tuple[bool, list[str]]:
+        """Cancel; returns whether it took effect and the task ids still queued (to revoke)."""
+        reply = self._call("cancel", run_id)
+        if int(reply[0]) != 1:
+            return False, []
+        return True, [str(t) for t in reply[1:]]
+
+
+_ENGINES: dict[tuple[int, int], Engine] = {}
+
+
+def engine_for(app: CoditectApp) -> Engine:
+    """The engine of ``app`` in this process (a prefork child gets its own connection)."""
+    key = (id(app), os.getpid())
+    engine = _ENGINES.get(key)
+    if engine is None:
+        from ..broker import redis_client
+
+        engine = _ENGINES[key] = Engine(redis_client(app.settings.state_url))
+    return engine
+
+
+def message_template(app: CoditectApp, run_id: str, agent: Agent, timeout: float | None) -> str:
+    """The Redis-transport envelope of a node's Celery message, with ``@@NODE@@`` and
+    ``@@TID@@`` placeholders that the Lua ``enqueue`` fills in.
+
+    Built with Celery's own protocol-2 message factory; the body is plain JSON
+    (no ``body_encoding``) so that Lua can fill it by substitution.
+    """
+    hard = timeout if timeout is not None else agent.timeout
+    soft = hard * 0.9 if timeout is not None else agent.soft_limit
+    message = app.amqp.as_task_v2(
+        "@@TID@@", agent.task_name, args=(), kwargs={"run_id": run_id, "node_id": "@@NODE@@"},
+        time_limit=hard, soft_time_limit=soft, ignore_result=True, root_id="@@TID@@",
+        origin=f"{os.getpid()}@{socket.gethostname()}", argsrepr="()",
+        kwargsrepr=f"{{'run_id': '{run_id}', 'node_id': '@@NODE@@'}}",
+    )
+    properties = dict(message.properties)
+    properties.pop("reply_to", None)
+    properties.update(
+        delivery_mode=2, priority=0, body_encoding=None, delivery_tag="@@TID@@",
+        delivery_info={"exchange": "", "routing_key": agent.queue},
+    )
+    envelope = {
+        "body": json.dumps(message.body), "content-encoding": "utf-8", "content-type": "application/json",
+        "headers": message.headers, "properties": properties,
+    }
+    return json.dumps(envelope)
+
+
+def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
+    """Run one node attempt inside a worker: begin, call the agent, record the outcome."""
+    app = task.app
+    engine = engine_for(app)
+    worker = str(task.request.hostname or socket.gethostname())
+    taken = engine.begin(run_id, node_id, worker)
+    if taken is None:
+        return  # finished, skipped, cancelled or superseded: nothing to do
+    token, record, upstream, items = taken
+    if record["foreach"]:
+        _launch_foreach(task, spec, run_id, node_id, token, record, upstream, items)
+        return
+    call = AgentCall(record["params"], upstream, attempt=token, task_id=task.request.id, run_id=run_id,
+                     node_id=node_id)
+    try:
+        result = spec.fn(call)
+    except SoftTimeLimitExceeded:
+        engine.fail(run_id, node_id, token, f"timed out after {spec.soft_limit:g} s")
+        return
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        policy = _policy(spec, record)
+        retries = int(task.request.retries)
+        if policy.should_retry(retries + 1) and engine.retry(run_id, node_id, token, error):
+            raise task.retry(countdown=policy.delay(retries + 1), max_retries=policy.max_attempts - 1) from exc
+        engine.fail(run_id, node_id, token, error)
+        return
+    encoded, problem = encode_result(result)
+    if problem:
+        engine.fail(run_id, node_id, token, problem)
+    else:
+        engine.complete(run_id, node_id, token, encoded)
+
+
+def encode_result(result: Any) -> tuple[str, str | None]:
+    """The result as JSON, or a clear problem if it is not JSON or too large."""
+    try:
+        encoded = json.dumps(result, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        return "", f"result is not JSON-serialisable: {exc}"
+    if len(encoded) > MAX_RESULT_BYTES:
+        return "", f"result is {len(encoded)} bytes, over the limit of {MAX_RESULT_BYTES}"
+    return encoded, None
+
+
+def _policy(spec: Agent, record: dict[str, Any]) -> RetryPolicy:
+    if record.get("retries") is None:
+        return spec.retry
+    return RetryPolicy(max_attempts=int(record["retries"]) + 1, backoff=spec.retry.backoff,
+                       backoff_max=spec.retry.backoff_max)
+
+
+def _launch_foreach(
+    task: Task, spec: Agent, run_id: str, node_id: str, token: int, record: dict[str, Any],
+    upstream: dict[str, Any], items: Any,
+) -> None:
+    """Fan one agent out over the items as a Celery chord whose body records the node."""
+    engine = engine_for(task.app)
+    values = record["items"] if record["items"] is not None else items
+    if not isinstance(values, list):
+        engine.fail(run_id, node_id, token, f"foreach source result is {type(values).__name__}, not a list")
+        return
+    header = [
+        task.app.tasks[spec.task_name].s(
+            upstream=upstream, params={**record["params"], "item": item}, run_id=run_id, node_id=node_id,
+            member=index,
+        ).set(task_id=f"{run_id}:{node_id}:{token}:{index}")
+        for index, item in enumerate(values)
+    ]
+    body = task.app.tasks[JOIN_TASK].s(run_id=run_id, node_id=node_id, token=token).set(queue=spec.queue)
+    chord(header)(body)
+
+
+def join(results: list[Any], run_id: str, node_id: str, token: int, app: CoditectApp) -> None:
+    """Chord body of a foreach node: record the item results in order, or the first failure."""
+    engine = engine_for(app)
+    for index, item in enumerate(results):
+        if isinstance(item, dict) and ITEM_ERROR in item:
+            engine.fail(run_id, node_id, token, f"item {index}: {item[ITEM_ERROR]}")
+            return
+    encoded, problem = encode_result(results)
+    if problem:
+        engine.fail(run_id, node_id, token, problem)
+    else:
+        engine.complete(run_id, node_id, token, encoded)

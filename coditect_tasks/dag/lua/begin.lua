@@ -1,0 +1,30 @@
+-- A worker takes node ARGV[4] (worker name ARGV[5]). Returns {1, attempt token,
+-- node params JSON, upstream JSON, foreach items JSON or false}, or {0, why}.
+local node, worker = ARGV[4], ARGV[5]
+local st = redis.call('HGET', STATUS, node)
+if st ~= 'queued' and st ~= 'running' then return {0, st or 'missing'} end
+local rs = redis.call('HGET', RUN, 'status')
+if rs ~= 'running' then
+  if rs == 'failing' and st == 'running' then
+    -- a redelivery after its worker died: the failed run will not start it again
+    redis.call('HSET', STATUS, node, 'skipped')
+    redis.call('HINCRBY', RUN, 'running', -1)
+    record(node, 'skipped')
+    if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
+  end
+  return {0, rs or 'missing'}
+end
+if st == 'queued' then redis.call('HINCRBY', RUN, 'running', 1) end
+local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
+redis.call('HSET', STATUS, node, 'running')
+redis.call('HSET', STARTED, node, NOW)
+redis.call('HSET', WORKER, node, worker)
+record(node, 'running', {'attempt', token, 'worker', worker})
+local desc = cjson.decode(redis.call('HGET', NODE, node))
+local parts = {}
+for _, pred in ipairs(desc.p) do
+  parts[#parts + 1] = cjson.encode(pred) .. ':' .. (redis.call('HGET', RESULT, pred) or 'null')
+end
+local items = false
+if desc.f then items = redis.call('HGET', RESULT, desc.f) or 'null' end
+return {1, token, redis.call('HGET', P .. 'params', node), '{' .. table.concat(parts, ',') .. '}', items}

@@ -1,0 +1,22 @@
+-- Node ARGV[4] succeeded in attempt ARGV[5] with JSON result ARGV[6]. Records it,
+-- counts down its successors and enqueues those now ready. Returns {1, ready} or {0} if stale.
+local node, token, result = ARGV[4], ARGV[5], ARGV[6]
+if not fenced(node, token) then return {0} end
+redis.call('HSET', STATUS, node, 'succeeded')
+redis.call('HSET', RESULT, node, result)
+redis.call('HSET', FINISHED, node, NOW)
+redis.call('HINCRBY', RUN, 'running', -1)
+local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
+record(node, 'succeeded', {'attempt', token, 'result', string.sub(result, 1, HISTORY_CAP)})
+local ready = 0
+if redis.call('HGET', RUN, 'status') == 'running' then
+  local desc = cjson.decode(redis.call('HGET', NODE, node))
+  for _, succ in ipairs(desc.s) do
+    if redis.call('HINCRBY', PENDING, succ, -1) == 0 then
+      enqueue(succ)
+      ready = ready + 1
+    end
+  end
+end
+if remaining == 0 then finish() end
+return {1, ready}

@@ -1,0 +1,15 @@
+-- Attempt ARGV[5] of node ARGV[4] failed with ARGV[6] and will be retried. Returns 1 if
+-- the retry may go ahead, 0 if stale or the run no longer starts nodes (then it is skipped).
+local node, token, err = ARGV[4], ARGV[5], ARGV[6]
+if not fenced(node, token) then return 0 end
+redis.call('HSET', ERROR, node, err)
+redis.call('HINCRBY', RUN, 'running', -1)
+if redis.call('HGET', RUN, 'status') ~= 'running' then
+  redis.call('HSET', STATUS, node, 'skipped')
+  record(node, 'skipped')
+  if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
+  return 0
+end
+redis.call('HSET', STATUS, node, 'queued')
+record(node, 'retrying', {'attempt', token, 'error', string.sub(err, 1, HISTORY_CAP)})
+return 1

@@ -1,0 +1,84 @@
+"""Validate a DAG with networkx and plan its execution, before anything is enqueued.
+
+The plan is what the engine needs: each node's direct predecessors and
+successors, the roots, and a topological order. Pure: no Redis, no Celery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from ..errors import CycleError, DagError, DagTooLargeError, UnknownAgentError
+from .spec import Dag
+
+#: Default ceilings; settings may lower or raise them.
+MAX_NODES = 20_000
+MAX_PARAMS_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated DAG, ready for the engine."""
+
+    dag: Dag
+    preds: dict[str, list[str]]
+    succs: dict[str, list[str]]
+    order: list[str]
+
+    @property
+    def roots(self) -> list[str]:
+        return [node for node in self.order if not self.preds[node]]
+
+
+def validate(
+    dag: Dag,
+    agents: Collection[str],
+    max_nodes: int = MAX_NODES,
+    max_params_bytes: int = MAX_PARAMS_BYTES,
+) -> Plan:
+    """Check everything that would make the run fail for a reason known up front."""
+    source = dag.source
+    if len(dag.nodes) > max_nodes:
+        raise DagTooLargeError(source, f"{len(dag.nodes)} nodes exceed the maximum of {max_nodes}")
+    graph: nx.DiGraph[str] = nx.DiGraph()
+    graph.add_nodes_from(dag.nodes)
+    for node in dag.nodes.values():
+        for pred in node.after:
+            if pred not in dag.nodes:
+                raise DagError(source, f"'after' names missing node {pred!r}", node=node.id)
+            graph.add_edge(pred, node.id)
+        if isinstance(node.foreach, str) and node.foreach not in dag.nodes:
+            raise DagError(source, f"'foreach' names missing node {node.foreach!r}", node=node.id)
+        for role, name in (("agent", node.agent), ("fallback agent", node.fallback)):
+            if name is not None and name not in agents:
+                raise DagError(source, f"{role}: {UnknownAgentError(name, agents)}", node=node.id)
+        _check_json(source, node.id, "params", node.params, max_params_bytes)
+        if isinstance(node.foreach, list):
+            _check_json(source, node.id, "foreach", node.foreach, max_params_bytes)
+    if not nx.is_directed_acyclic_graph(graph):
+        edges = nx.find_cycle(graph)
+        raise CycleError(source, [u for u, _ in edges] + [edges[0][0]])
+    for node in dag.nodes.values():
+        if isinstance(node.foreach, str) and not nx.has_path(graph, node.foreach, node.id):
+            problem = f"'foreach' names {node.foreach!r}, which is not a predecessor (add it to 'after')"
+            raise DagError(source, problem, node=node.id)
+    return Plan(
+        dag=dag,
+        preds={n: list(graph.predecessors(n)) for n in dag.nodes},
+        succs={n: list(graph.successors(n)) for n in dag.nodes},
+        order=list(nx.topological_sort(graph)),
+    )
+
+
+def _check_json(source: str, node: str, what: str, value: Any, limit: int) -> None:
+    try:
+        size = len(json.dumps(value, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise DagError(source, f"{what} are not JSON-serialisable: {exc}", node=node) from None
+    if size > limit:
+        raise DagError(source, f"{what} are {size} bytes, over the limit of {limit}", node=node)

@@ -1,0 +1,229 @@
+"""``submit`` and the ``DagRun`` handle orchestrator code holds.
+
+Status is read from the live state in Redis and, once that has expired or been
+flushed, from the durable history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from .. import keys
+from ..errors import ConfigError, RunNotFoundError
+from ..settings import REDIS_SCHEMES, Settings
+from .engine import Engine, engine_for, message_template
+from .plan import MAX_NODES, validate
+from .spec import Dag
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error")
+
+
+class DagRun:
+    """A handle on one submitted run: poll it, wait for it, read it, cancel it."""
+
+    def __init__(self, run_id: str, app: Any) -> None:
+        self.id = run_id
+        self.app = app
+
+    @property
+    def engine(self) -> Engine:
+        return engine_for(self.app)
+
+    def __repr__(self) -> str:
+        return f"<DagRun {self.id}>"
+
+    def state(self) -> str:
+        """The run's status alone (cheap): running, succeeded, failed or cancelled."""
+        status = self.engine.client.hget(keys.run_prefix(self.id) + "run", "status")
+        if status is None:
+            return str(self.status()["status"])
+        return "running" if status in ("failing", "submitting") else str(status)
+
+    def status(self) -> dict[str, Any]:
+        """The full run document (see the README's run JSON)."""
+        live = read_live(self.engine, self.id)
+        if live is not None:
+            add_stall_warnings(self.app, live)
+            return live
+        from ..history.store import HistoryStore
+
+        found = HistoryStore.from_settings(self.app.settings).run(self.id)
+        if found is None:
+            raise RunNotFoundError(self.id)
+        return found
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run is terminal or ``timeout`` seconds pass; return its state.
+
+        Woken by the run's pub/sub announcement, not by polling; a slow re-check
+        every second guards against a missed message.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.engine.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(keys.run_channel(self.id))
+        try:
+            while True:
+                state = self.state()
+                if state in TERMINAL:
+                    return state
+                left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if left <= 0:
+                    return state
+                pubsub.get_message(timeout=left)
+        finally:
+            pubsub.close()
+
+    def progress(self) -> tuple[int, str]:
+        """(nodes in a terminal state, run state), cheaply, for progress bars."""
+        total, remaining, status = self.engine.client.hmget(
+            keys.run_prefix(self.id) + "run", "total", "remaining", "status"
+        )
+        if total is None:
+            doc = self.status()
+            return len(doc["nodes"]), str(doc["status"])
+        state = "running" if status in ("failing", "submitting") else str(status)
+        return int(str(total)) - int(str(remaining)), state
+
+    def definition(self) -> dict[str, Any]:
+        """The DAG as submitted (JSON form)."""
+        text = self.engine.client.hget(keys.run_prefix(self.id) + "run", "dag")
+        if text is None:
+            from ..history.store import HistoryStore
+
+            text = HistoryStore.from_settings(self.app.settings).dag(self.id)
+            if text is None:
+                raise RunNotFoundError(self.id)
+        data: dict[str, Any] = json.loads(text)
+        return data
+
+    def results(self) -> dict[str, Any]:
+        """Results of the nodes that succeeded, by node id."""
+        return {nid: n["result"] for nid, n in self.status()["nodes"].items() if n["status"] == "succeeded"}
+
+    def cancel(self) -> bool:
+        """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
+        done, queued = self.engine.cancel(self.id)
+        if queued:
+            self.app.control.revoke(queued)
+        return done
+
+
+def submit(dag: Dag, app: Any = None, max_nodes: int = MAX_NODES) -> DagRun:
+    """Validate ``dag`` and start it; ``DagError`` (nothing enqueued) if it cannot run.
+
+    ``app`` defaults to one built from the environment (``CODITECT_*``).
+    """
+    if app is None:
+        from ..app import create_app
+        from ..embedded import attach
+
+        app = create_app(attach(Settings.from_env()))
+    settings: Settings = app.settings
+    if settings.require_broker().split(":", 1)[0] not in REDIS_SCHEMES:
+        raise ConfigError("CODITECT_BROKER_URL", "DAG runs need a Redis broker (RabbitMQ is not supported yet)")
+    known = set(app.agents) | set(_live_agents(app))
+    plan = validate(dag, known, max_nodes=max_nodes)
+    run_id = uuid.uuid4().hex
+    templates: dict[str, str] = {}
+    node_templates: dict[str, str] = {}
+    for node in dag.nodes.values():
+        key = f"{node.agent}|{node.timeout or ''}"
+        if key not in templates:
+            spec = app.agents.get(node.agent) or _remote_agent(node.agent)
+            templates[key] = message_template(app, run_id, spec, node.timeout)
+        node_templates[node.id] = key
+    engine_for(app).submit(run_id, plan, templates, node_templates)
+    return DagRun(run_id, app)
+
+
+def _live_agents(app: Any) -> list[str]:
+    from ..registry import Registry
+
+    return list(Registry(engine_for(app).client).by_agent())
+
+
+def _remote_agent(name: str) -> Any:
+    """An agent only remote workers declare: route by name with default limits."""
+    from ..agents import Agent
+
+    return Agent(name=name, fn=lambda call: None)
+
+
+def read_live(engine: Engine, run_id: str) -> dict[str, Any] | None:
+    """The run document from Redis, or None if its live state is gone."""
+    p = keys.run_prefix(run_id)
+    with engine.client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(p + "run")
+        for field in NODE_FIELDS:
+            pipe.hgetall(p + field)
+        run, *tables = pipe.execute()
+    if not run or "dag" not in run:
+        return None
+    by_field = dict(zip(NODE_FIELDS, tables, strict=True))
+    dag = json.loads(run["dag"])
+    nodes = {}
+    for node in dag["nodes"]:
+        nid = node["id"]
+        result = by_field["result"].get(nid)
+        nodes[nid] = {
+            "status": by_field["status"].get(nid, "pending"),
+            "agent": node["agent"],
+            "attempts": int(by_field["attempts"].get(nid, 0)),
+            "worker": by_field["worker"].get(nid),
+            "started_at": by_field["started"].get(nid),
+            "finished_at": by_field["finished"].get(nid),
+            "result": json.loads(result) if result is not None else None,
+            "error": by_field["error"].get(nid),
+        }
+    status = run.get("status", "running")
+    warnings = []
+    if status == "failing":
+        running = sum(1 for n in nodes.values() if n["status"] == "running")
+        warnings.append(f"{run.get('error')}; waiting for {running} running node(s) to finish")
+    return {
+        "run_id": run_id,
+        "name": run.get("name"),
+        "status": "running" if status in ("failing", "submitting") else status,
+        "submitted_at": run.get("submitted_at"),
+        "finished_at": run.get("finished_at"),
+        "error": run.get("error"),
+        "warnings": warnings,
+        "nodes": nodes,
+    }
+
+
+def add_stall_warnings(app: Any, doc: dict[str, Any]) -> None:
+    """Name every queued node whose agent has no live worker: the run is stalled there."""
+    if doc["status"] in TERMINAL:
+        return
+    from ..registry import Registry
+
+    live = Registry(engine_for(app).client).by_agent()
+    for nid, node in doc["nodes"].items():
+        if node["status"] == "queued" and not live.get(node["agent"]):
+            doc["warnings"].append(f"node {nid!r} waits for agent {node['agent']!r}, which has no live worker")
+
+
+def list_runs(app: Any, limit: int = 20) -> list[dict[str, Any]]:
+    """Newest runs first: live ones from Redis, the rest from the history."""
+    from ..history.store import HistoryStore
+
+    client = engine_for(app).client
+    found: dict[str, dict[str, Any]] = {}
+    run_ids = [str(r) for r in client.zrevrange(keys.RUNS, 0, limit - 1)]
+    with client.pipeline(transaction=False) as pipe:
+        for run_id in run_ids:
+            pipe.hmget(keys.run_prefix(run_id) + "run", "name", "status", "submitted_at", "finished_at")
+        replies = pipe.execute()
+    for run_id, (name, status, submitted, finished) in zip(run_ids, replies, strict=True):
+        if status is None:
+            continue
+        found[run_id] = {"run_id": run_id, "name": name, "submitted_at": submitted, "finished_at": finished,
+                         "status": "running" if status in ("failing", "submitting") else status}
+    for row in HistoryStore.from_settings(app.settings).runs(limit):
+        found.setdefault(row["run_id"], row)
+    return sorted(found.values(), key=lambda r: r["submitted_at"] or "", reverse=True)[:limit]

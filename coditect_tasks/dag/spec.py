@@ -1,0 +1,176 @@
+"""The one DAG model, built in Python or loaded from YAML/JSON.
+
+Parsing checks shapes and types (``MalformedDagError``); ``plan.validate``
+checks the graph (cycles, dependencies, agents, size). Both name the file and
+the node, so a user fixes the right line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import DagError, MalformedDagError
+
+#: Node ids become parts of Redis keys and task ids: keep them plain.
+NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
+NODE_FIELDS = frozenset({"id", "agent", "params", "after", "foreach", "timeout", "retries", "fallback"})
+
+
+@dataclass(frozen=True)
+class Node:
+    """One agent call. ``foreach`` is a literal list or the id of an ancestor whose result is a list."""
+
+    id: str
+    agent: str
+    params: dict[str, Any] = field(default_factory=dict)
+    after: tuple[str, ...] = ()
+    foreach: str | list[Any] | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    fallback: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "agent": self.agent}
+        if self.params:
+            data["params"] = self.params
+        if self.after:
+            data["after"] = list(self.after)
+        for name in ("foreach", "timeout", "retries", "fallback"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        return data
+
+
+@dataclass
+class Dag:
+    """A named set of nodes. ``source`` names where it came from, for error messages."""
+
+    name: str
+    nodes: dict[str, Node] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.source = self.source or f"<dag {self.name}>"
+
+    def node(
+        self,
+        id: str,
+        agent: str,
+        params: Mapping[str, Any] | None = None,
+        after: Sequence[str] = (),
+        foreach: str | Sequence[Any] | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        fallback: str | None = None,
+    ) -> str:
+        """Add a node and return its id (to use in another node's ``after``)."""
+        data: dict[str, Any] = {"id": id, "agent": agent, "params": dict(params or {}), "after": list(after)}
+        for key, value in (("foreach", foreach), ("timeout", timeout), ("retries", retries), ("fallback", fallback)):
+            if value is not None:
+                data[key] = value if key != "foreach" or isinstance(value, str) else list(value)  # type: ignore[arg-type]
+        self.add(_parse_node(data, self.source, len(self.nodes)))
+        return id
+
+    def add(self, node: Node) -> None:
+        if node.id in self.nodes:
+            raise DagError(self.source, "duplicate node id", node=node.id)
+        self.nodes[node.id] = node
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "nodes": [n.to_json() for n in self.nodes.values()]}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "<dag>") -> Dag:
+        """Build from parsed YAML/JSON; ``MalformedDagError`` names the field at fault."""
+        if not isinstance(data, Mapping):
+            raise MalformedDagError(source, "top level must be a mapping with 'name' and 'nodes'")
+        unknown = set(data) - {"name", "nodes"}
+        if unknown:
+            raise MalformedDagError(source, f"unknown top-level field(s) {', '.join(sorted(map(str, unknown)))}")
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise MalformedDagError(source, "'name' must be a non-empty string")
+        nodes = data.get("nodes")
+        if not isinstance(nodes, list) or not nodes:
+            raise MalformedDagError(source, "'nodes' must be a non-empty list")
+        dag = cls(name=name, source=source)
+        for index, raw in enumerate(nodes):
+            dag.add(_parse_node(raw, source, index))
+        return dag
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "<dag>") -> Dag:
+        try:
+            data = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            kind = "JSON" if source.endswith(".json") else "YAML"
+            raise MalformedDagError(source, f"not valid {kind}: {' '.join(str(exc).split())}") from None
+        return cls.from_json(data, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Dag:
+        """Read a YAML (``.yaml``/``.yml``) or JSON (``.json``) DAG file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise MalformedDagError(str(path), f"cannot read: {reason}") from None
+        return cls.from_text(text, str(path))
+
+
+def _parse_node(raw: Any, source: str, index: int) -> Node:
+    if not isinstance(raw, Mapping):
+        raise MalformedDagError(source, f"nodes[{index}] must be a mapping")
+    node_id = raw.get("id")
+    if not isinstance(node_id, str) or not NODE_ID.match(node_id):
+        raise MalformedDagError(
+            source, f"nodes[{index}]: 'id' must be a string matching {NODE_ID.pattern}, got {node_id!r}"
+        )
+
+    def bad(problem: str) -> MalformedDagError:
+        return MalformedDagError(source, problem, node=node_id)
+
+    unknown = set(raw) - NODE_FIELDS
+    if unknown:
+        raise bad(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    agent = raw.get("agent")
+    if not isinstance(agent, str) or not agent:
+        raise bad("'agent' must be a non-empty string")
+    params = raw.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise bad("'params' must be a mapping")
+    after = raw.get("after") or []
+    if isinstance(after, str):
+        after = [after]
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise bad("'after' must be a list of node ids")
+    foreach = raw.get("foreach")
+    if foreach is not None and not isinstance(foreach, str | list):
+        raise bad("'foreach' must be a node id or a list")
+    timeout = raw.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        raise bad("'timeout' must be a positive number of seconds")
+    retries = raw.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise bad("'retries' must be a whole number ≥ 0")
+    fallback = raw.get("fallback")
+    if fallback is not None and not isinstance(fallback, str):
+        raise bad("'fallback' must be an agent name")
+    return Node(
+        id=node_id,
+        agent=agent,
+        params=dict(params),
+        after=tuple(dict.fromkeys(after)),
+        foreach=foreach,
+        timeout=float(timeout) if timeout is not None else None,
+        retries=retries,
+        fallback=fallback,
+    )

@@ -1,0 +1,58 @@
+"""SQLAlchemy models of the history. Timestamps are ISO-8601 UTC strings with
+microseconds, exactly as the engine wrote them (lossless on every database)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Bytes of a node result kept in the history (the live state keeps it whole).
+RESULT_CAP = 16384
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRecord(Base):
+    __tablename__ = "coditect_runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    submitted_at: Mapped[str | None] = mapped_column(String(40), index=True)
+    finished_at: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+    dag: Mapped[str | None] = mapped_column(Text)
+
+
+class NodeRecord(Base):
+    __tablename__ = "coditect_nodes"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    agent: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[str | None] = mapped_column(String(40))
+    finished_at: Mapped[str | None] = mapped_column(String(40))
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Transition(Base):
+    """One entry of the transition stream; ``stream_id`` makes replays idempotent."""
+
+    __tablename__ = "coditect_transitions"
+    __table_args__ = (Index("ix_transitions_run", "run_id", "stream_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream_id: Mapped[str] = mapped_column(String(32), unique=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)

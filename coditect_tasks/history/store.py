@@ -1,0 +1,148 @@
+"""Reading and writing the history database (SQLite by default, any SQLAlchemy URL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.orm import Session
+
+from ..settings import Settings
+from .models import RESULT_CAP, Base, NodeRecord, RunRecord, Transition
+
+_ENGINES: dict[str, Engine] = {}
+
+
+class HistoryStore:
+    """The history database; tables are created on first use."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = create_engine(url, pool_pre_ping=True)
+            Base.metadata.create_all(engine)
+        self.engine = engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HistoryStore:
+        return cls(settings.history_url)
+
+    def apply(self, entries: Iterable[tuple[str, dict[str, str]]], runs: dict[str, dict[str, str]]) -> int:
+        """Record stream ``entries`` (id, fields) in one transaction; skip ones already recorded.
+
+        ``runs`` carries what the stream does not: name, DAG and submit time per run id.
+        Returns how many entries were new.
+        """
+        entries = list(entries)
+        with Session(self.engine) as session, session.begin():
+            seen = set(
+                session.scalars(select(Transition.stream_id).where(Transition.stream_id.in_([e[0] for e in entries])))
+            )
+            new = 0
+            for stream_id, fields in entries:
+                if stream_id in seen:
+                    continue
+                seen.add(stream_id)
+                new += 1
+                self._apply_one(session, stream_id, fields, runs.get(fields["run"], {}))
+        return new
+
+    def _apply_one(self, session: Session, stream_id: str, fields: dict[str, str], run_info: dict[str, str]) -> None:
+        run_id, node_id, status, at = fields["run"], fields["node"], fields["status"], fields["at"]
+        attempt = int(fields["attempt"]) if "attempt" in fields else None
+        session.add(Transition(stream_id=stream_id, run_id=run_id, node_id=node_id, status=status, at=at,
+                               attempt=attempt, worker=fields.get("worker"), error=fields.get("error")))
+        run = session.get(RunRecord, run_id)
+        if run is None:
+            run = RunRecord(run_id=run_id, status="running", name=run_info.get("name"), dag=run_info.get("dag"),
+                            submitted_at=run_info.get("submitted_at") or at)
+            session.add(run)
+            session.flush()
+            self._add_nodes(session, run_id, run.dag)
+        if not node_id:
+            run.status = status
+            if status in ("succeeded", "failed", "cancelled"):
+                run.finished_at = at
+                run.error = run_info.get("error") or run.error
+            return
+        node = session.get(NodeRecord, (run_id, node_id))
+        if node is None:
+            node = NodeRecord(run_id=run_id, node_id=node_id, status="pending", attempts=0)
+            session.add(node)
+        if status == "running":
+            node.status, node.started_at = "running", at
+            node.attempts = max(node.attempts or 0, attempt or 0)
+            node.worker = fields.get("worker")
+        elif status == "retrying":
+            node.status, node.error = "queued", fields.get("error")
+        elif status == "succeeded":
+            node.status, node.finished_at = "succeeded", at
+            node.result = fields.get("result", "")[:RESULT_CAP]
+        elif status == "failed":
+            node.status, node.finished_at, node.error = "failed", at, fields.get("error")
+        else:
+            node.status = status
+
+    @staticmethod
+    def _add_nodes(session: Session, run_id: str, dag_json: str | None) -> None:
+        if not dag_json:
+            return
+        for node in json.loads(dag_json)["nodes"]:
+            session.add(NodeRecord(run_id=run_id, node_id=node["id"], agent=node["agent"], status="pending",
+                                   attempts=0))
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run document as recorded, or None."""
+        with Session(self.engine) as session:
+            run = session.get(RunRecord, run_id)
+            if run is None:
+                return None
+            nodes = session.scalars(select(NodeRecord).where(NodeRecord.run_id == run_id)).all()
+            order = [n["id"] for n in json.loads(run.dag)["nodes"]] if run.dag else []
+            rank = {nid: i for i, nid in enumerate(order)}
+            return {
+                "run_id": run.run_id,
+                "name": run.name,
+                "status": run.status,
+                "submitted_at": run.submitted_at,
+                "finished_at": run.finished_at,
+                "error": run.error,
+                "warnings": [],
+                "nodes": {
+                    n.node_id: {
+                        "status": n.status, "agent": n.agent, "attempts": n.attempts, "worker": n.worker,
+                        "started_at": n.started_at, "finished_at": n.finished_at,
+                        "result": _decode(n.result), "error": n.error,
+                    }
+                    for n in sorted(nodes, key=lambda n: rank.get(n.node_id, len(rank)))
+                },
+            }
+
+    def dag(self, run_id: str) -> str | None:
+        with Session(self.engine) as session:
+            run = session.get(RunRecord, run_id)
+            return run.dag if run is not None else None
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest runs, newest first, without their nodes."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(RunRecord).order_by(RunRecord.submitted_at.desc()).limit(limit)).all()
+            return [
+                {"run_id": r.run_id, "name": r.name, "status": r.status, "submitted_at": r.submitted_at,
+                 "finished_at": r.finished_at}
+                for r in rows
+            ]
+
+
+def _decode(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"truncated": text}  # capped to RESULT_CAP bytes: no longer valid JSON
