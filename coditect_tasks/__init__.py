@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .agents import Agent, AgentCall, agent, load_agents
 from .app import CoditectApp, create_app
+from .dag.run import DagRun, submit
+from .dag.spec import Dag, Node
 from .errors import CoditectError
 from .settings import Settings
 
@@ -12,8 +14,12 @@ __all__ = [
     "AgentCall",
     "CoditectApp",
     "CoditectError",
+    "Dag",
+    "DagRun",
+    "Node",
     "Settings",
     "agent",
     "create_app",
     "load_agents",
+    "submit",
 ]

@@ -161,7 +161,7 @@ def up(
     names = _names(agents, "--agents") if agents else sorted(declared)
     select(declared, names)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    stack = LocalStack(settings, names, workers=workers, concurrency=concurrency, record=True)
+    stack = LocalStack(settings, names, workers=workers, concurrency=concurrency, record=True, recorder=True)
     try:
         with err.status("starting the local stack…"):
             stack.start()
@@ -413,7 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the CLI and turn user errors into one line and an exit code."""
     command = typer.main.get_command(cli)
     try:
-        command.main(args=list(argv) if argv is not None else None, prog_name="coditect-tasks", standalone_mode=False)
+        args = list(argv) if argv is not None else None
+        code = command.main(args=args, prog_name="coditect-tasks", standalone_mode=False)
+        return code if isinstance(code, int) else 0  # click returns typer.Exit's code here
     except CoditectError as exc:
         err.print(f"coditect-tasks: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -424,7 +426,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         return 130
-    return 0
 
 
 def main_exit() -> None:

@@ -244,6 +244,7 @@ class LocalStack:
         concurrency: int = 2,
         data_dir: Path | None = None,
         record: bool = False,
+        recorder: bool = False,
     ) -> None:
         self.base_settings = settings
         self.settings = settings
@@ -252,6 +253,8 @@ class LocalStack:
         self.concurrency = concurrency
         self.data_dir = data_dir or settings.home / "redis"
         self.record = record
+        self.with_recorder = recorder
+        self.recorder: subprocess.Popen[bytes] | None = None
         self.redis: RedisServer | None = None
         self.workers: list[WorkerProcess] = []
 
@@ -293,6 +296,14 @@ class LocalStack:
                 log_path=logs / f"worker-{index + 1}.log",
             )
             self.workers.append(worker.start())
+        if self.with_recorder:
+            logs.mkdir(parents=True, exist_ok=True)
+            with (logs / "recorder.log").open("ab") as out:
+                self.recorder = subprocess.Popen(
+                    [sys.executable, "-m", "coditect_tasks", "recorder"],
+                    env={**os.environ, **self.settings.environment()}, stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )
         registry = Registry.from_url(self.settings.state_url)
         try:
             for worker in self.workers:
@@ -307,6 +318,9 @@ class LocalStack:
         for worker in self.workers:
             worker.stop()
         self.workers = []
+        if self.recorder is not None:
+            _stop_process(self.recorder, timeout=15)
+            self.recorder = None
         if self.redis is not None:
             self.redis.stop()
             self.redis = None

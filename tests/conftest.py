@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.embedded import RedisServer, WorkerProcess
+from coditect_tasks.history.recorder import Recorder
+from coditect_tasks.history.store import HistoryStore
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
@@ -110,3 +113,17 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
         if time.monotonic() - started > timeout:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[CoditectApp]:
+    """The producer-side app for ``settings``: what orchestrator code holds."""
+    app = create_app(settings)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def recorder(settings: Settings, registry: Registry) -> Recorder:
+    """An in-process history recorder; call ``drain()`` to record what is in the stream."""
+    return Recorder(registry.client, HistoryStore.from_settings(settings))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,13 +15,6 @@ from coditect_tasks.settings import Settings
 from ..conftest import WorkerFactory, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[CoditectApp]:
-    app = create_app(settings)
-    yield app
-    app.close()
 
 
 def test_example_agents_keep_their_contracts(app: CoditectApp, worker_factory: WorkerFactory) -> None:
