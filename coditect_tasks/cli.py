@@ -29,7 +29,7 @@ from . import broker as broker_mod
 from .agents import load_agents, select
 from .app import CoditectApp, create_app
 from .dag.graph import mermaid
-from .dag.plan import validate
+from .dag.plan import Plan, validate
 from .dag.run import TERMINAL, DagRun, list_runs, submit
 from .dag.spec import Dag
 from .demo import DEFAULT_ITEMS, Step, run_workflow
@@ -252,6 +252,11 @@ def _app() -> CoditectApp:
     return create_app(settings)
 
 
+def _validate(dag: Dag) -> Plan:
+    settings = Settings.from_env()
+    return validate(dag, load_agents(settings.agent_modules), max_nodes=settings.max_nodes)
+
+
 @dag_cli.command("validate")
 def dag_validate(
     file: Annotated[Path, typer.Argument(help="YAML or JSON DAG file.")],
@@ -259,7 +264,7 @@ def dag_validate(
 ) -> None:
     """Check a DAG file without running it (exit 0 valid, 2 invalid)."""
     dag = Dag.load(file)
-    plan = validate(dag, load_agents(Settings.from_env().agent_modules))
+    plan = _validate(dag)
     summary = {"file": str(file), "name": dag.name, "valid": True, "nodes": len(dag.nodes), "roots": plan.roots}
     if as_json:
         _emit_json(summary)
@@ -387,12 +392,54 @@ def dag_graph(target: Annotated[str, typer.Argument(help="A DAG file, or a run i
     """Print the DAG as a Mermaid flowchart."""
     if Path(target).exists():
         dag = Dag.load(target)
-        validate(dag, load_agents(Settings.from_env().agent_modules))
+        _validate(dag)
         sys.stdout.write(mermaid(dag.to_json()))
         return
     run = DagRun(target, _app())
     doc = run.status()
     sys.stdout.write(mermaid(run.definition(), {nid: n["status"] for nid, n in doc["nodes"].items()}))
+
+
+@cli.command()
+def bench(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    repeats: Annotated[int, typer.Option(min=1, help="Repetitions; medians are reported.")] = 3,
+    fan: Annotated[int, typer.Option(min=1, help="Nodes in the fan-out.")] = 1000,
+    length: Annotated[int, typer.Option(min=2, help="Nodes in the chain.")] = 200,
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes serving noop.")] = 2,
+) -> None:
+    """Measure the DAG engine against plain Celery on the same workers, in one run."""
+    from .bench import run_engine_bench
+
+    settings = Settings.from_env()
+    stack = LocalStack(settings, ["noop"], workers=1, concurrency=concurrency,
+                       data_dir=settings.home / f"bench-{uuid.uuid4().hex[:8]}" / "redis")
+    try:
+        with err.status("starting redis-server and the noop worker pool…") as status:
+            stack.start()
+            app = create_app(stack.settings)
+            report = run_engine_bench(app, fan=fan, length=length, repeats=repeats,
+                                      on_step=lambda step: status.update(step))
+    finally:
+        stack.stop()
+        if stack.data_dir.name == "redis":
+            shutil.rmtree(stack.data_dir.parent, ignore_errors=True)
+    report["worker_concurrency"] = concurrency
+    if as_json:
+        _emit_json(report)
+        return
+    view = Table(title=f"coditect vs plain Celery (medians of {repeats}, concurrency {concurrency})")
+    for column in ("figure", "plain Celery", "coditect", "ratio"):
+        view.add_column(column, justify="left" if column == "figure" else "right")
+    f, c = report["fanout"], report["chain"]
+    view.add_row(f"fan-out of {fan} noop: tasks/s", str(f["celery_tasks_per_s"]), str(f["coditect_tasks_per_s"]),
+                 f"{f['throughput_ratio']:.2f}")
+    view.add_row(f"chain of {length} noop: seconds", str(c["celery_seconds"]), str(c["coditect_seconds"]),
+                 f"{c['speed_ratio']:.2f}")
+    view.add_row("chain: ms per edge (p50 / p99)", f"{c['celery_ms_per_hop']:.2f} (mean)",
+                 f"{c['edge_latency_p50_ms']:.2f} / {c['edge_latency_p99_ms']:.2f}", "")
+    view.add_row("validate + plan 10,000 nodes: s", "", str(report["validate_10k_seconds"]), "")
+    out.print(view)
 
 
 @cli.command()

@@ -42,6 +42,7 @@ class Settings:
     agent_modules: tuple[str, ...] = DEFAULT_AGENT_MODULES
     log_level: str = "INFO"
     connect_timeout: float = 8.0
+    max_nodes: int = 20_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +75,9 @@ class Settings:
             timeout = float(timeout_text)
         except ValueError:
             raise ConfigError("CODITECT_CONNECT_TIMEOUT", f"{timeout_text!r} is not a number of seconds") from None
+        max_nodes_text = get("CODITECT_MAX_NODES") or "20000"
+        if not max_nodes_text.isdigit() or int(max_nodes_text) < 1:
+            raise ConfigError("CODITECT_MAX_NODES", f"{max_nodes_text!r} is not a positive whole number")
         return cls(
             home=Path(get("CODITECT_HOME") or ".coditect"),
             broker_url=broker,
@@ -83,6 +87,7 @@ class Settings:
             agent_modules=agent_modules,
             log_level=log_level,
             connect_timeout=timeout,
+            max_nodes=int(max_nodes_text),
         )
 
     @property
@@ -137,6 +142,8 @@ class Settings:
             env["CODITECT_DATABASE_URL"] = self.database_url
         env["CODITECT_AGENT_MODULES"] = ",".join(self.agent_modules)
         env["CODITECT_LOG_LEVEL"] = self.log_level
+        env["CODITECT_CONNECT_TIMEOUT"] = f"{self.connect_timeout:g}"
+        env["CODITECT_MAX_NODES"] = str(self.max_nodes)
         return env
 
     @property

@@ -15,7 +15,7 @@ from .. import keys
 from ..errors import ConfigError, RunNotFoundError
 from ..settings import REDIS_SCHEMES, Settings
 from .engine import Engine, engine_for, message_template
-from .plan import MAX_NODES, validate
+from .plan import validate
 from .spec import Dag
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -112,7 +112,7 @@ class DagRun:
         return done
 
 
-def submit(dag: Dag, app: Any = None, max_nodes: int = MAX_NODES) -> DagRun:
+def submit(dag: Dag, app: Any = None) -> DagRun:
     """Validate ``dag`` and start it; ``DagError`` (nothing enqueued) if it cannot run.
 
     ``app`` defaults to one built from the environment (``CODITECT_*``).
@@ -126,7 +126,7 @@ def submit(dag: Dag, app: Any = None, max_nodes: int = MAX_NODES) -> DagRun:
     if settings.require_broker().split(":", 1)[0] not in REDIS_SCHEMES:
         raise ConfigError("CODITECT_BROKER_URL", "DAG runs need a Redis broker (RabbitMQ is not supported yet)")
     known = set(app.agents) | set(_live_agents(app))
-    plan = validate(dag, known, max_nodes=max_nodes)
+    plan = validate(dag, known, max_nodes=settings.max_nodes)
     run_id = uuid.uuid4().hex
     templates: dict[str, str] = {}
     node_templates: dict[str, str] = {}

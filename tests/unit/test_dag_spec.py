@@ -126,3 +126,16 @@ def test_mermaid_draws_nodes_edges_and_states() -> None:
     assert "    plan --> build\n" in text and "    review --> publish\n" in text
     assert 'review["review<br/><small>echo ×N</small>"]' in text
     assert "    class build failed\n" in text and "    class plan succeeded\n" in text
+
+
+def test_benchmark_edge_latency_is_successor_start_minus_predecessor_finish() -> None:
+    from coditect_tasks.bench import edge_latencies_ms, percentile
+
+    doc = {"nodes": {
+        "a": {"started_at": "2026-01-01T00:00:00.000000+00:00", "finished_at": "2026-01-01T00:00:00.001000+00:00"},
+        "b": {"started_at": "2026-01-01T00:00:00.003500+00:00", "finished_at": "2026-01-01T00:00:00.004000+00:00"},
+        "c": {"started_at": "2026-01-01T00:00:00.005000+00:00", "finished_at": "2026-01-01T00:00:00.006000+00:00"},
+    }}
+    assert edge_latencies_ms(doc) == pytest.approx([2.5, 1.0])
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 99) == 5.0

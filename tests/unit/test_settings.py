@@ -64,6 +64,7 @@ def test_rabbitmq_without_a_state_redis_is_a_clear_error() -> None:
         ("CODITECT_DATABASE_URL", "not a url", "malformed SQLAlchemy URL"),
         ("CODITECT_LOG_LEVEL", "loud", "not one of"),
         ("CODITECT_CONNECT_TIMEOUT", "soon", "not a number"),
+        ("CODITECT_MAX_NODES", "0", "not a positive whole number"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
