@@ -28,6 +28,10 @@ class HistoryStore:
             Base.metadata.create_all(engine)
         self.engine = engine
 
+    def close(self) -> None:
+        """Close the pooled connections of this URL (the next use opens new ones)."""
+        self.engine.dispose()
+
     @classmethod
     def from_settings(cls, settings: Settings) -> HistoryStore:
         return cls(settings.history_url)
