@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from . import keys
 from .errors import AgentDeclarationError, UnknownAgentError
@@ -151,6 +151,16 @@ def route(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **k
     return None
 
 
+class AgentTask(Task):  # type: ignore[misc]  # celery ships no type hints
+    """Celery task class of every agent: turns a hard time-limit kill into a failed node."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if isinstance(exc, TimeLimitExceeded):
+            from .dag.engine import on_hard_timeout
+
+            on_hard_timeout(self.app, dict(kwargs or {}), float(self.time_limit or 0))
+
+
 def register(app: Celery, spec: Agent) -> Task:
     """Bind ``spec`` to ``app`` as a Celery task with its limits and retry policy.
 
@@ -161,6 +171,7 @@ def register(app: Celery, spec: Agent) -> Task:
 
     @app.task(  # type: ignore[untyped-decorator]  # celery ships no type hints
         name=spec.task_name,
+        base=AgentTask,
         bind=True,
         shared=False,  # a shared task would leak into every other app in the process
         queue=spec.queue,

@@ -110,7 +110,7 @@ class Engine:
     def complete(self, run_id: str, node_id: str, token: int, result_json: str) -> bool:
         return int(self._call("complete", run_id, node_id, token, result_json)[0]) == 1
 
-    def fail(self, run_id: str, node_id: str, token: int, error: str) -> bool:
+    def fail(self, run_id: str, node_id: str, token: int | str, error: str) -> bool:
         return int(self._call("fail", run_id, node_id, token, error)) == 1
 
     def retry(self, run_id: str, node_id: str, token: int, error: str) -> bool:
@@ -251,3 +251,15 @@ def join(results: list[Any], run_id: str, node_id: str, token: int, app: Coditec
         engine.fail(run_id, node_id, token, problem)
     else:
         engine.complete(run_id, node_id, token, encoded)
+
+
+def on_hard_timeout(app: CoditectApp, kwargs: dict[str, Any], seconds: float) -> None:
+    """Fail the node whose pool process was killed for exceeding its hard time limit.
+
+    Runs in the worker's main process, which does not know the attempt token:
+    it fails whichever attempt is running. A foreach item fails its whole node.
+    """
+    run_id, node_id = kwargs.get("run_id"), kwargs.get("node_id")
+    if run_id and node_id:
+        what = "item " + str(kwargs["member"]) + ": " if kwargs.get("member") is not None else ""
+        engine_for(app).fail(run_id, node_id, "*", f"{what}hard time limit of {seconds:g} s exceeded")

@@ -250,3 +250,29 @@ def _unknown() -> Dag:
     dag = Dag("unknown")
     dag.node("a", "coder")
     return dag
+
+
+@pytest.mark.parametrize(("agent", "error"), [("slowpoke", "timed out after 0.5 s"),
+                                              ("stubborn", "hard time limit of 1 s exceeded")])
+def test_time_limits_fail_the_node_instead_of_hanging_the_run(
+    settings: Settings, worker_factory: WorkerFactory, agent: str, error: str
+) -> None:
+    import dataclasses
+
+    from coditect_tasks.app import create_app
+
+    modules = "workers.examples,tests.support.agents"
+    app = create_app(dataclasses.replace(settings, agent_modules=tuple(modules.split(","))))
+    worker_factory([agent, "echo"], extra_env={"CODITECT_AGENT_MODULES": modules})
+    single = Dag("limits")
+    single.node("slow", agent, params={"seconds": 30})
+    single.node("after", "echo", after=["slow"])
+    fanned = Dag("limits-foreach")
+    fanned.node("each", agent, params={"seconds": 30}, foreach=[1])
+    runs = [submit(single, app), submit(fanned, app)]
+    assert [run.wait(20) for run in runs] == ["failed", "failed"]
+    nodes = {**runs[0].status()["nodes"], **runs[1].status()["nodes"]}
+    assert nodes["slow"]["error"] == error
+    assert nodes["after"]["status"] == "skipped"
+    assert nodes["each"]["status"] == "failed" and nodes["each"]["error"] == f"item 0: {error}"
+    app.close()

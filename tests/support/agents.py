@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from coditect_tasks import AgentCall, agent
 
@@ -13,3 +16,13 @@ def slowpoke(call: AgentCall) -> dict[str, float]:
     seconds = float(call.params.get("seconds", 0))
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@agent("stubborn", timeout=1.0, soft_timeout=0.3)
+def stubborn(call: AgentCall) -> dict[str, float]:
+    """Ignore the soft time limit, so only the hard limit (a process kill) stops it."""
+    deadline = time.monotonic() + float(call.params.get("seconds", 0))
+    while time.monotonic() < deadline:
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            time.sleep(0.05)
+    return {"slept": float(call.params.get("seconds", 0))}
