@@ -34,6 +34,8 @@ MAX_RESULT_BYTES = 8 * 1024 * 1024
 #: Key in a foreach item's result that marks a call that failed for good.
 ITEM_ERROR = "__coditect_error__"
 JOIN_TASK = "coditect.join"
+#: Seconds a finished run's live state is kept (LIVE_TTL in lua/common.lua).
+LIVE_TTL = 7 * 24 * 3600
 
 
 def now() -> str:
@@ -95,7 +97,9 @@ class Engine:
             pipe.hset(p + "pending", mapping=pending)
             pipe.hset(p + "status", mapping=dict.fromkeys(dag.nodes, "pending"))
             pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
-            pipe.zadd(keys.RUNS, {run_id: datetime.now(UTC).timestamp()})
+            stamp = datetime.now(UTC).timestamp()
+            pipe.zadd(keys.RUNS, {run_id: stamp})
+            pipe.zremrangebyscore(keys.RUNS, 0, stamp - LIVE_TTL)  # their live state has expired
             self.scripts["submit"](args=[p, run_id, submitted, *plan.roots], client=pipe)
             pipe.execute()
 
@@ -109,6 +113,13 @@ class Engine:
 
     def complete(self, run_id: str, node_id: str, token: int, result_json: str) -> bool:
         return int(self._call("complete", run_id, node_id, token, result_json)[0]) == 1
+
+    def succeed(self, run_id: str, node_id: str, token: int, result: Any) -> bool:
+        """Complete with ``result``, or fail the node if it is not JSON or too large."""
+        encoded, problem = encode_result(result)
+        if problem:
+            return self.fail(run_id, node_id, token, problem)
+        return self.complete(run_id, node_id, token, encoded)
 
     def fail(self, run_id: str, node_id: str, token: int | str, error: str) -> bool:
         return int(self._call("fail", run_id, node_id, token, error)) == 1
@@ -193,11 +204,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
             raise task.retry(countdown=policy.delay(retries + 1), max_retries=policy.max_attempts - 1) from exc
         engine.fail(run_id, node_id, token, error)
         return
-    encoded, problem = encode_result(result)
-    if problem:
-        engine.fail(run_id, node_id, token, problem)
-    else:
-        engine.complete(run_id, node_id, token, encoded)
+    engine.succeed(run_id, node_id, token, result)
 
 
 def encode_result(result: Any) -> tuple[str, str | None]:
@@ -246,11 +253,7 @@ def join(results: list[Any], run_id: str, node_id: str, token: int, app: Coditec
         if isinstance(item, dict) and ITEM_ERROR in item:
             engine.fail(run_id, node_id, token, f"item {index}: {item[ITEM_ERROR]}")
             return
-    encoded, problem = encode_result(results)
-    if problem:
-        engine.fail(run_id, node_id, token, problem)
-    else:
-        engine.complete(run_id, node_id, token, encoded)
+    engine.succeed(run_id, node_id, token, results)
 
 
 def on_hard_timeout(app: CoditectApp, kwargs: dict[str, Any], seconds: float) -> None:
