@@ -58,6 +58,8 @@ class Agent:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     fallback: str | None = None
     description: str = ""
+    breaker_failures: int = 5
+    breaker_reset: float = 30.0
 
     @property
     def queue(self) -> str:
@@ -84,10 +86,17 @@ def agent(
     backoff: float = 1.0,
     backoff_max: float = 60.0,
     fallback: str | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    breaker_failures: int = 5,
+    breaker_reset: float = 30.0,
 ) -> Callable[[AgentFn], Agent]:
     """Declare the decorated function as agent type ``name``.
 
     The function takes one ``AgentCall`` and returns a JSON-serialisable value.
+    ``retries`` more attempts follow a failure whose exception is one of
+    ``retry_on``, after ``backoff`` × 2ⁿ seconds (jittered, at most ``backoff_max``).
+    After ``breaker_failures`` consecutive failures the agent's circuit opens for
+    ``breaker_reset`` seconds; its nodes then go to ``fallback`` or fail fast.
     """
     if not NAME_PATTERN.match(name):
         raise AgentDeclarationError(
@@ -95,7 +104,7 @@ def agent(
         )
     if soft_timeout is not None and soft_timeout > timeout:
         raise AgentDeclarationError(f"agent {name!r}: soft_timeout exceeds timeout")
-    policy = RetryPolicy.retries(retries, backoff=backoff, backoff_max=backoff_max)
+    policy = RetryPolicy.retries(retries, backoff=backoff, backoff_max=backoff_max, retry_on=retry_on)
 
     def declare(fn: AgentFn) -> Agent:
         return Agent(
@@ -106,6 +115,8 @@ def agent(
             retry=policy,
             fallback=fallback,
             description=(fn.__doc__ or "").strip().split("\n")[0],
+            breaker_failures=breaker_failures,
+            breaker_reset=breaker_reset,
         )
 
     return declare
@@ -188,6 +199,7 @@ def register(app: Celery, spec: Agent) -> Task:
         run_id: str | None = None,
         node_id: str | None = None,
         member: int | None = None,
+        token: int | None = None,
     ) -> Any:
         if run_id is not None and node_id is not None and member is None:
             from .dag.engine import execute
@@ -204,13 +216,18 @@ def register(app: Celery, spec: Agent) -> Task:
             node_id=node_id,
         )
         try:
+            if member is not None and run_id and node_id and token is not None:
+                from .dag.engine import keep_item_lease
+
+                with keep_item_lease(self.app, run_id, node_id, token):
+                    return spec.fn(call)
             return spec.fn(call)
         except SoftTimeLimitExceeded:
             if member is not None:
                 return _item_error(f"timed out after {spec.soft_limit:g} s")
             raise
         except Exception as exc:
-            if not spec.retry.should_retry(call.attempt):
+            if not spec.retry.should_retry(call.attempt, exc):
                 if member is not None:  # a foreach item: the chord body records the failure
                     return _item_error(f"{type(exc).__name__}: {exc}")
                 raise

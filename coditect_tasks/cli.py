@@ -38,6 +38,7 @@ from .errors import CoditectError, ConfigError
 from .history.recorder import Recorder
 from .history.store import HistoryStore
 from .registry import Registry
+from .resilience.breaker import breaker_states
 from .settings import Settings, safe_url
 
 cli = typer.Typer(
@@ -119,6 +120,7 @@ def agents_cmd(
     registry = Registry.from_url(settings.state_url)
     table = registry.by_agent(declared)
     depths = broker_mod.queue_depths(broker_url, [f"agents.{name}" for name in table])
+    breakers = breaker_states(registry.client, table)
     data: dict[str, dict[str, dict[str, Any]]] = {
         "agents": {
             name: {
@@ -126,6 +128,7 @@ def agents_cmd(
                 "declared": name in declared,
                 "workers": [w.to_json() for w in workers],
                 "queue_depth": depths[f"agents.{name}"],
+                "breaker": breakers[name],
             }
             for name, workers in table.items()
         }
@@ -134,7 +137,7 @@ def agents_cmd(
         _emit_json(data)
         return
     view = Table(title=f"agents on {safe_url(broker_url)}")
-    for column in ("agent", "queue", "workers", "slots", "queued", "hosts"):
+    for column in ("agent", "queue", "workers", "slots", "queued", "breaker", "hosts"):
         view.add_column(column, justify="right" if column in ("workers", "slots", "queued") else "left")
     for name, info in data["agents"].items():
         workers = info["workers"]
@@ -144,6 +147,7 @@ def agents_cmd(
             str(len(workers)) if workers else "[red]0[/red]",
             str(sum(w["concurrency"] for w in workers)),
             str(info["queue_depth"]),
+            {"closed": "closed", "open": "[red]open[/red]"}.get(info["breaker"], f"[yellow]{info['breaker']}[/yellow]"),
             ", ".join(w["hostname"] for w in workers) or "-",
         )
     out.print(view)

@@ -47,5 +47,18 @@ def run_channel(run_id: str) -> str:
 RUN_HASHES = (
     "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, running, error
     "status", "attempts", "pending", "node", "params", "result", "error", "worker", "started", "finished",
-    "seq", "tpl",
+    "seq", "tpl", "routed",
 )
+
+#: ZSET of running attempts ("run|node|attempt") scored by lease expiry (Redis server time).
+LEASES = f"{PREFIX}leases"
+
+
+def breaker_namespace(agent: str) -> str:
+    """pybreaker's Redis storage namespace of one agent's circuit breaker."""
+    return f"{PREFIX}breaker:{agent}"
+
+
+def breaker_state(agent: str) -> str:
+    """The key in which pybreaker keeps that breaker's state (closed, open, half-open)."""
+    return f"{breaker_namespace(agent)}:pybreaker:state"

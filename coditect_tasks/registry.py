@@ -27,6 +27,8 @@ from .broker import redis_client
 TTL = 6
 #: Seconds between heartbeats; three beats fit in one TTL.
 BEAT_INTERVAL = 2.0
+#: Seconds between looks for node attempts whose lease expired (see resilience/lease.py).
+REAP_INTERVAL = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,9 @@ class Registry:
 class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
     """Consumer bootstep: register once consuming has started, renew, withdraw on stop.
 
-    It starts after the ``Tasks`` step, so "registered" means "taking work".
+    It starts after the ``Tasks`` step, so "registered" means "taking work". The
+    same thread is every worker's reaper: it requeues node attempts whose lease
+    expired, so a dead worker's work runs again within seconds.
     """
 
     requires: ClassVar[set[str]] = {"celery.worker.consumer.tasks:Tasks"}
@@ -118,6 +122,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._thread: threading.Thread | None = None
         self._registry: Registry | None = None
         self._info: WorkerInfo | None = None
+        self._app: Any = None
 
     def start(self, parent: Any) -> None:
         app = parent.app
@@ -136,14 +141,29 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
             started_at=time.time(),
         )
         self._registry = Registry.from_url(app.settings.state_url)
+        self._app = app
         self._stop.clear()
         self._beat()
         self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(BEAT_INTERVAL):
-            self._beat()
+        ticks = 0
+        while not self._stop.wait(REAP_INTERVAL):
+            ticks += 1
+            if ticks * REAP_INTERVAL >= BEAT_INTERVAL:
+                ticks = 0
+                self._beat()
+            self._reap()
+
+    def _reap(self) -> None:
+        from .dag.engine import engine_for
+
+        try:
+            for member in engine_for(self._app).reap():
+                log.warning("requeued %s: its lease expired", member)
+        except redis.RedisError as exc:
+            log.warning("reaping expired leases failed: %s", exc)
 
     def _beat(self) -> None:
         assert self._registry is not None and self._info is not None

@@ -11,23 +11,30 @@ only the newest attempt of a node may change the run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+import pybreaker
 import redis
+import tenacity
 from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .. import keys
 from ..agents import Agent, AgentCall
+from ..resilience.breaker import breaker_for
+from ..resilience.lease import FOREACH_LEASE_SECONDS, LEASE_SECONDS, LeaseKeeper
 from ..resilience.retry import RetryPolicy
 from .plan import Plan
 
 if TYPE_CHECKING:
     from ..app import CoditectApp
+
+log = logging.getLogger(__name__)
 
 #: Largest JSON result a node may return, in bytes.
 MAX_RESULT_BYTES = 8 * 1024 * 1024
@@ -48,22 +55,46 @@ def _load_scripts() -> dict[str, str]:
     common = (folder / "common.lua").read_text()
     return {
         name: common + "\n" + (folder / f"{name}.lua").read_text()
-        for name in ("submit", "begin", "complete", "fail", "retry", "cancel")
+        for name in ("submit", "begin", "complete", "fail", "retry", "cancel", "renew", "reap", "reroute")
     }
 
 
 SCRIPTS = _load_scripts()
 
 
-class Engine:
-    """The run-state operations, each one atomic script call (one round trip)."""
+#: Redis errors worth waiting out: a restart, a failover, a blip in the network.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 
-    def __init__(self, client: redis.Redis) -> None:
+
+def _outlast_outages(seconds: float) -> tenacity.Retrying:
+    """Retry transient Redis errors with jittered exponential backoff for up to ``seconds``."""
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TRANSIENT),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
+        stop=tenacity.stop_after_delay(seconds),
+        before_sleep=lambda state: log.warning("Redis unavailable (%s); retrying", state.outcome.exception()
+                                               if state.outcome else "?"),
+        reraise=True,
+    )
+
+
+class Engine:
+    """The run-state operations, each one atomic script call (one round trip).
+
+    Every call outlasts Redis outages of up to ``outage_seconds``: the scripts
+    are idempotent or fenced, so repeating one whose reply was lost is safe.
+    """
+
+    def __init__(self, client: redis.Redis, outage_seconds: float = 120.0) -> None:
         self.client = client
+        self.outage_seconds = outage_seconds
         self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
 
     def _call(self, name: str, run_id: str, *args: Any) -> Any:
-        return self.scripts[name](args=[keys.run_prefix(run_id), run_id, now(), *args])
+        for attempt in _outlast_outages(self.outage_seconds):
+            with attempt:
+                return self.scripts[name](args=[run_id, now(), *args])
+        raise AssertionError("unreachable: tenacity re-raises")
 
     def submit(self, run_id: str, plan: Plan, templates: dict[str, str], node_templates: dict[str, str]) -> None:
         """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing."""
@@ -78,15 +109,30 @@ class Engine:
                 "q": keys.agent_queue(node.agent), "t": node_templates[node_id],
                 "s": plan.succs[node_id], "p": plan.preds[node_id],
             }
+            if node.foreach is not None:
+                desc["x"] = 1
             if isinstance(node.foreach, str):
                 desc["f"] = node.foreach
             descs[node_id] = json.dumps(desc, separators=(",", ":"))
             params[node_id] = json.dumps(
                 {"agent": node.agent, "params": node.params, "items": node.foreach if isinstance(node.foreach, list)
-                 else None, "foreach": node.foreach is not None, "retries": node.retries, "timeout": node.timeout},
+                 else None, "foreach": node.foreach is not None, "retries": node.retries, "timeout": node.timeout,
+                 "fallback": node.fallback},
                 separators=(",", ":"),
             )
             pending[node_id] = len(plan.preds[node_id])
+        for attempt in _outlast_outages(self.outage_seconds):
+            with attempt:
+                if self.client.hget(p + "run", "status") is not None:
+                    return  # an earlier try got through; its reply was lost
+                self._write_run(run_id, plan, templates, descs, params, pending, submitted)
+
+    def _write_run(
+        self, run_id: str, plan: Plan, templates: dict[str, str], descs: dict[Any, Any], params: dict[Any, Any],
+        pending: dict[Any, Any], submitted: str,
+    ) -> None:
+        p = keys.run_prefix(run_id)
+        dag = plan.dag
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(p + "run", mapping={
                 "name": dag.name, "status": "submitting", "submitted_at": submitted, "total": len(dag.nodes),
@@ -100,7 +146,7 @@ class Engine:
             stamp = datetime.now(UTC).timestamp()
             pipe.zadd(keys.RUNS, {run_id: stamp})
             pipe.zremrangebyscore(keys.RUNS, 0, stamp - LIVE_TTL)  # their live state has expired
-            self.scripts["submit"](args=[p, run_id, submitted, *plan.roots], client=pipe)
+            self.scripts["submit"](args=[run_id, submitted, *plan.roots], client=pipe)
             pipe.execute()
 
     def begin(self, run_id: str, node_id: str, worker: str) -> tuple[int, dict[str, Any], dict[str, Any], Any] | None:
@@ -126,6 +172,19 @@ class Engine:
 
     def retry(self, run_id: str, node_id: str, token: int, error: str) -> bool:
         return int(self._call("retry", run_id, node_id, token, error)) == 1
+
+    def renew(self, run_id: str, node_id: str, token: int, seconds: float) -> bool:
+        return int(self._call("renew", run_id, node_id, token, seconds)) == 1
+
+    def reap(self, limit: int = 100) -> list[str]:
+        """Requeue attempts whose lease expired; returns ``run|node|attempt`` of each."""
+        return [str(m) for m in self._call("reap", "", limit)]
+
+    def reroute(self, run_id: str, node_id: str, token: int, agent: str, template: str) -> bool:
+        """Queue the node again for ``agent`` (its fallback); False if no template or stale."""
+        if not self.client.hexists(keys.run_prefix(run_id) + "tpl", template):
+            return False
+        return int(self._call("reroute", run_id, node_id, token, agent, keys.agent_queue(agent), template)) == 1
 
     def cancel(self, run_id: str) -> tuple[bool, list[str]]:
         """Cancel; returns whether it took effect and the task ids still queued (to revoke)."""
@@ -191,8 +250,16 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
         return
     call = AgentCall(record["params"], upstream, attempt=token, task_id=task.request.id, run_id=run_id,
                      node_id=node_id)
+    breaker = breaker_for(app.settings.state_url, spec.name, spec.breaker_failures, spec.breaker_reset)
     try:
-        result = spec.fn(call)
+        with LeaseKeeper(lambda seconds: engine.renew(run_id, node_id, token, seconds), LEASE_SECONDS):
+            result = breaker.call(spec.fn, call)
+    except pybreaker.CircuitBreakerError:
+        fallback = record.get("fallback") or spec.fallback
+        template = f"{fallback}|{record['timeout'] or ''}"
+        if not (fallback and engine.reroute(run_id, node_id, token, fallback, template)):
+            engine.fail(run_id, node_id, token, f"circuit open for agent {spec.name!r}")
+        return
     except SoftTimeLimitExceeded:
         engine.fail(run_id, node_id, token, f"timed out after {spec.soft_limit:g} s")
         return
@@ -200,7 +267,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
         error = f"{type(exc).__name__}: {exc}"
         policy = _policy(spec, record)
         retries = int(task.request.retries)
-        if policy.should_retry(retries + 1) and engine.retry(run_id, node_id, token, error):
+        if policy.should_retry(retries + 1, exc) and engine.retry(run_id, node_id, token, error):
             raise task.retry(countdown=policy.delay(retries + 1), max_retries=policy.max_attempts - 1) from exc
         engine.fail(run_id, node_id, token, error)
         return
@@ -222,7 +289,7 @@ def _policy(spec: Agent, record: dict[str, Any]) -> RetryPolicy:
     if record.get("retries") is None:
         return spec.retry
     return RetryPolicy(max_attempts=int(record["retries"]) + 1, backoff=spec.retry.backoff,
-                       backoff_max=spec.retry.backoff_max)
+                       backoff_max=spec.retry.backoff_max, retry_on=spec.retry.retry_on)
 
 
 def _launch_foreach(
@@ -238,7 +305,7 @@ def _launch_foreach(
     header = [
         task.app.tasks[spec.task_name].s(
             upstream=upstream, params={**record["params"], "item": item}, run_id=run_id, node_id=node_id,
-            member=index,
+            member=index, token=token,
         ).set(task_id=f"{run_id}:{node_id}:{token}:{index}")
         for index, item in enumerate(values)
     ]
@@ -266,3 +333,9 @@ def on_hard_timeout(app: CoditectApp, kwargs: dict[str, Any], seconds: float) ->
     if run_id and node_id:
         what = "item " + str(kwargs["member"]) + ": " if kwargs.get("member") is not None else ""
         engine_for(app).fail(run_id, node_id, "*", f"{what}hard time limit of {seconds:g} s exceeded")
+
+
+def keep_item_lease(app: CoditectApp, run_id: str, node_id: str, token: int) -> LeaseKeeper:
+    """While a foreach item runs, it keeps its node's lease alive."""
+    engine = engine_for(app)
+    return LeaseKeeper(lambda seconds: engine.renew(run_id, node_id, token, seconds), FOREACH_LEASE_SECONDS)

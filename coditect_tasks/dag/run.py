@@ -19,7 +19,7 @@ from .plan import validate
 from .spec import Dag
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error")
+NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error", "routed")
 
 
 class DagRun:
@@ -131,11 +131,14 @@ def submit(dag: Dag, app: Any = None) -> DagRun:
     templates: dict[str, str] = {}
     node_templates: dict[str, str] = {}
     for node in dag.nodes.values():
-        key = f"{node.agent}|{node.timeout or ''}"
-        if key not in templates:
-            spec = app.agents.get(node.agent) or _remote_agent(node.agent)
-            templates[key] = message_template(app, run_id, spec, node.timeout)
-        node_templates[node.id] = key
+        spec = app.agents.get(node.agent)
+        fallback = node.fallback or (spec.fallback if spec else None)
+        for name in (node.agent, fallback):
+            key = f"{name}|{node.timeout or ''}"
+            if name is not None and key not in templates:
+                known = app.agents.get(name) or _remote_agent(name)
+                templates[key] = message_template(app, run_id, known, node.timeout)
+        node_templates[node.id] = f"{node.agent}|{node.timeout or ''}"
     engine_for(app).submit(run_id, plan, templates, node_templates)
     return DagRun(run_id, app)
 
@@ -171,7 +174,7 @@ def read_live(engine: Engine, run_id: str) -> dict[str, Any] | None:
         result = by_field["result"].get(nid)
         nodes[nid] = {
             "status": by_field["status"].get(nid, "pending"),
-            "agent": node["agent"],
+            "agent": by_field["routed"].get(nid, node["agent"]),
             "attempts": int(by_field["attempts"].get(nid, 0)),
             "worker": by_field["worker"].get(nid),
             "started_at": by_field["started"].get(nid),

@@ -25,6 +25,7 @@ class RetryPolicy:
     backoff: float = 1.0
     backoff_max: float = 60.0
     jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -33,13 +34,16 @@ class RetryPolicy:
             raise ValueError("backoff and backoff_max must not be negative")
 
     @classmethod
-    def retries(cls, count: int, backoff: float = 1.0, backoff_max: float = 60.0) -> RetryPolicy:
+    def retries(
+        cls, count: int, backoff: float = 1.0, backoff_max: float = 60.0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> RetryPolicy:
         """A policy allowing ``count`` retries after the first attempt."""
-        return cls(max_attempts=count + 1, backoff=backoff, backoff_max=backoff_max)
+        return cls(max_attempts=count + 1, backoff=backoff, backoff_max=backoff_max, retry_on=retry_on)
 
-    def should_retry(self, attempt: int) -> bool:
-        """Whether attempt number ``attempt`` (1-based) may be followed by another."""
-        return attempt < self.max_attempts
+    def should_retry(self, attempt: int, error: BaseException | None = None) -> bool:
+        """Whether failed attempt number ``attempt`` (1-based) may be followed by another."""
+        return attempt < self.max_attempts and (error is None or isinstance(error, self.retry_on))
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""

@@ -1,12 +1,14 @@
--- A worker takes node ARGV[4] (worker name ARGV[5]). Returns {1, attempt token,
+-- A worker takes node ARGV[3] (worker name ARGV[4]). Returns {1, attempt token,
 -- node params JSON, upstream JSON, foreach items JSON or false}, or {0, why}.
-local node, worker = ARGV[4], ARGV[5]
+local node, worker = ARGV[3], ARGV[4]
 local st = redis.call('HGET', STATUS, node)
 if st ~= 'queued' and st ~= 'running' then return {0, st or 'missing'} end
 local rs = redis.call('HGET', RUN, 'status')
+local previous = redis.call('HGET', ATTEMPTS, node) or '0'
 if rs ~= 'running' then
   if rs == 'failing' and st == 'running' then
     -- a redelivery after its worker died: the failed run will not start it again
+    release(node, previous)
     redis.call('HSET', STATUS, node, 'skipped')
     redis.call('HINCRBY', RUN, 'running', -1)
     record(node, 'skipped')
@@ -14,13 +16,15 @@ if rs ~= 'running' then
   end
   return {0, rs or 'missing'}
 end
-if st == 'queued' then redis.call('HINCRBY', RUN, 'running', 1) end
+if st == 'queued' then redis.call('HINCRBY', RUN, 'running', 1) else release(node, previous) end
 local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
 redis.call('HSET', STATUS, node, 'running')
 redis.call('HSET', STARTED, node, NOW)
 redis.call('HSET', WORKER, node, worker)
 record(node, 'running', {'attempt', token, 'worker', worker})
 local desc = cjson.decode(redis.call('HGET', NODE, node))
+local lease = desc.x and FOREACH_LEASE_SECONDS or LEASE_SECONDS
+redis.call('ZADD', LEASES, server_now() + lease, lease_member(node, token))
 local parts = {}
 for _, pred in ipairs(desc.p) do
   parts[#parts + 1] = cjson.encode(pred) .. ':' .. (redis.call('HGET', RESULT, pred) or 'null')

@@ -1,14 +1,28 @@
--- Shared prelude of every engine script. ARGV[1] is the run's key prefix,
--- ARGV[2] the run id, ARGV[3] the caller's ISO-8601 UTC timestamp.
-local P, RUN_ID, NOW = ARGV[1], ARGV[2], ARGV[3]
-local RUN = P .. 'run'
-local STATUS, ATTEMPTS, PENDING = P .. 'status', P .. 'attempts', P .. 'pending'
-local NODE, RESULT, ERROR = P .. 'node', P .. 'result', P .. 'error'
-local WORKER, STARTED, FINISHED = P .. 'worker', P .. 'started', P .. 'finished'
-local SEQ, TPL = P .. 'seq', P .. 'tpl'
+-- Shared prelude of every engine script. ARGV[1] is the run id (empty for
+-- scripts that span runs), ARGV[2] the caller's ISO-8601 UTC timestamp; a
+-- script's own arguments start at ARGV[3]. Keys are derived from the run id.
+local NOW = ARGV[2]
 local HISTORY = 'coditect:history'
-local HISTORY_CAP = 16384   -- bytes of a result or error copied into the history stream
+local LEASES = 'coditect:leases'
+local HISTORY_CAP = 16384        -- bytes of a result or error copied into the history stream
 local LIVE_TTL = 7 * 24 * 3600   -- seconds a finished run's live state is kept
+local LEASE_SECONDS = 5          -- a running attempt not renewed for this long is presumed dead
+local FOREACH_LEASE_SECONDS = 60 -- a foreach node waits on its chord: renewed by its items
+local RUN_ID, P, RUN, STATUS, ATTEMPTS, PENDING, NODE, RESULT, ERROR, WORKER, STARTED, FINISHED, SEQ, TPL
+
+local function use_run(run_id)
+  RUN_ID, P = run_id, 'coditect:run:' .. run_id .. ':'
+  RUN, STATUS, ATTEMPTS, PENDING = P .. 'run', P .. 'status', P .. 'attempts', P .. 'pending'
+  NODE, RESULT, ERROR = P .. 'node', P .. 'result', P .. 'error'
+  WORKER, STARTED, FINISHED = P .. 'worker', P .. 'started', P .. 'finished'
+  SEQ, TPL = P .. 'seq', P .. 'tpl'
+end
+use_run(ARGV[1])
+
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
 
 local function record(node, status, extra)
   local args = {'XADD', HISTORY, '*', 'run', RUN_ID, 'node', node, 'status', status, 'at', NOW}
@@ -32,9 +46,17 @@ local function enqueue(node)
   record(node, 'queued')
 end
 
+local function lease_member(node, token)
+  return RUN_ID .. '|' .. node .. '|' .. token
+end
+
+local function release(node, token)
+  redis.call('ZREM', LEASES, lease_member(node, token))
+end
+
 local function expire_all()
   for _, suffix in ipairs({'run', 'status', 'attempts', 'pending', 'node', 'params', 'result', 'error',
-                           'worker', 'started', 'finished', 'seq', 'tpl'}) do
+                           'worker', 'started', 'finished', 'seq', 'tpl', 'routed'}) do
     redis.call('EXPIRE', P .. suffix, LIVE_TTL)
   end
 end
@@ -66,4 +88,13 @@ end
 
 local function fenced(node, token)
   return redis.call('HGET', STATUS, node) == 'running' and redis.call('HGET', ATTEMPTS, node) == token
+end
+
+-- Take a running attempt back (its worker is gone) and queue the node again.
+local function requeue(node, token, why)
+  release(node, token)
+  redis.call('HINCRBY', RUN, 'running', -1)
+  redis.call('HSET', ERROR, node, why)
+  record(node, 'requeued', {'attempt', token, 'error', why})
+  enqueue(node)
 end

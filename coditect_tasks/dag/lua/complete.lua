@@ -1,7 +1,8 @@
--- Node ARGV[4] succeeded in attempt ARGV[5] with JSON result ARGV[6]. Records it,
+-- Node ARGV[3] succeeded in attempt ARGV[4] with JSON result ARGV[5]. Records it,
 -- counts down its successors and enqueues those now ready. Returns {1, ready} or {0} if stale.
-local node, token, result = ARGV[4], ARGV[5], ARGV[6]
+local node, token, result = ARGV[3], ARGV[4], ARGV[5]
 if not fenced(node, token) then return {0} end
+release(node, token)
 redis.call('HSET', STATUS, node, 'succeeded')
 redis.call('HSET', RESULT, node, result)
 redis.call('HSET', FINISHED, node, NOW)

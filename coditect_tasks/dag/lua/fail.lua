@@ -1,9 +1,10 @@
--- Node ARGV[4] failed for good in attempt ARGV[5] with error ARGV[6]: the run
+-- Node ARGV[3] failed for good in attempt ARGV[4] with error ARGV[5]: the run
 -- starts nothing new and ends failed once its running nodes are done. Token '*' means
 -- whichever attempt is running (the worker's main process after a hard time limit).
-local node, token, err = ARGV[4], ARGV[5], ARGV[6]
-if token == '*' then token = redis.call('HGET', ATTEMPTS, node) end  -- the attempt now running
+local node, token, err = ARGV[3], ARGV[4], ARGV[5]
+if token == '*' then token = redis.call('HGET', ATTEMPTS, node) end
 if not fenced(node, token) then return 0 end
+release(node, token)
 redis.call('HSET', STATUS, node, 'failed')
 redis.call('HSET', ERROR, node, err)
 redis.call('HSET', FINISHED, node, NOW)

@@ -1,7 +1,13 @@
--- Attempt ARGV[5] of node ARGV[4] failed with ARGV[6] and will be retried. Returns 1 if
+-- Attempt ARGV[4] of node ARGV[3] failed with ARGV[5] and will be retried. Returns 1 if
 -- the retry may go ahead, 0 if stale or the run no longer starts nodes (then it is skipped).
-local node, token, err = ARGV[4], ARGV[5], ARGV[6]
+-- Idempotent: repeating a call that got through answers 1 again.
+local node, token, err = ARGV[3], ARGV[4], ARGV[5]
+if redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', ATTEMPTS, node) == token
+   and redis.call('HGET', ERROR, node) == err then
+  return 1
+end
 if not fenced(node, token) then return 0 end
+release(node, token)
 redis.call('HSET', ERROR, node, err)
 redis.call('HINCRBY', RUN, 'running', -1)
 if redis.call('HGET', RUN, 'status') ~= 'running' then

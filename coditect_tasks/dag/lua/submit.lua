@@ -1,5 +1,7 @@
--- Start a run whose hashes the same transaction has just written. ARGV[4..]: the roots.
+-- Start a run whose hashes the same transaction has just written. ARGV[3..]: the roots.
+-- Idempotent: a retried submit whose first try got through changes nothing.
+if redis.call('HGET', RUN, 'status') ~= 'submitting' then return 0 end
 redis.call('HSET', RUN, 'status', 'running')
 record('', 'running')
-for i = 4, #ARGV do enqueue(ARGV[i]) end
-return #ARGV - 3
+for i = 3, #ARGV do enqueue(ARGV[i]) end
+return #ARGV - 2

@@ -1,0 +1,46 @@
+"""Circuit breakers per agent, their state shared by every worker through Redis.
+
+pybreaker does the state machine (closed → open after ``fail_max`` consecutive
+failures → half-open probe after ``reset_timeout`` → closed); its Redis storage
+makes one breaker per agent across all processes and hosts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import pybreaker
+import redis
+
+from .. import keys
+
+_BREAKERS: dict[tuple[int, str, str], pybreaker.CircuitBreaker] = {}
+
+
+def breaker_for(url: str, agent: str, fail_max: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
+    """This process's handle on ``agent``'s shared breaker (state lives in Redis at ``url``)."""
+    key = (os.getpid(), url, agent)
+    breaker = _BREAKERS.get(key)
+    if breaker is None:
+        # pybreaker's Redis storage reads bytes: it needs a client that does not decode.
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=keys.breaker_namespace(agent))
+        breaker = pybreaker.CircuitBreaker(
+            fail_max=fail_max, reset_timeout=reset_timeout, state_storage=storage, name=agent,
+            throw_new_error_on_trip=False,
+        )
+        _BREAKERS[key] = breaker
+    return breaker
+
+
+def breaker_states(client: redis.Redis, agents: Iterable[str]) -> dict[str, str]:
+    """``closed``, ``open`` or ``half-open`` per agent (closed when never tripped)."""
+    names = list(agents)
+    if not names:
+        return {}
+    values = client.mget([keys.breaker_state(name) for name in names])
+    return {
+        name: (value.decode() if isinstance(value, bytes) else str(value)) if value else "closed"
+        for name, value in zip(names, values, strict=True)
+    }
