@@ -220,10 +220,10 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def kill(self) -> None:
-        """SIGKILL the worker's main process only, as a crash would."""
+    def kill(self, group: bool = False) -> None:
+        """SIGKILL the worker's main process (``group``: and its pool processes), as a crash would."""
         if self.proc is not None:
-            _signal(self.proc, signal.SIGKILL, group=False)
+            _signal(self.proc, signal.SIGKILL, group=group)
             self.proc.wait()
 
     def stop(self, timeout: float = 15.0) -> None:

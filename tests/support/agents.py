@@ -26,3 +26,28 @@ def stubborn(call: AgentCall) -> dict[str, float]:
         with contextlib.suppress(SoftTimeLimitExceeded):
             time.sleep(0.05)
     return {"slept": float(call.params.get("seconds", 0))}
+
+
+@agent("wobbly", fallback="echo", breaker_failures=2, breaker_reset=2.0)
+def wobbly(call: AgentCall) -> dict[str, str]:
+    """Fail when ``params["fail"]``: trips its breaker; its fallback is ``echo``."""
+    if call.params.get("fail"):
+        raise RuntimeError("wobbly is down")
+    return {"wobbly": "ok"}
+
+
+@agent("fragile", breaker_failures=2, breaker_reset=60.0)
+def fragile(call: AgentCall) -> None:
+    """Always fail, with no fallback: an open breaker then fails its nodes fast."""
+    raise RuntimeError("fragile is down")
+
+
+@agent("poison")
+def poison(call: AgentCall) -> object:
+    """Return something the platform must refuse, as ``params["kind"]`` says."""
+    kind = call.params["kind"]
+    if kind == "not-json":
+        return {"when": {1, 2}}
+    if kind == "huge":
+        return "x" * (9 * 1024 * 1024)
+    raise ValueError("poison raises on every attempt")

@@ -1,0 +1,125 @@
+"""Resilience on real processes: failover, circuit breakers, poison input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from coditect_tasks import Dag, submit
+from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.settings import Settings
+
+from ..conftest import WorkerFactory, run_cli, wait_for
+
+pytestmark = pytest.mark.integration
+MODULES = "workers.examples,tests.support.agents"
+
+
+@pytest.fixture
+def test_app(settings: Settings) -> Iterator[CoditectApp]:
+    """An app that also knows the agents of tests/support/agents.py."""
+    app = create_app(dataclasses.replace(settings, agent_modules=tuple(MODULES.split(","))))
+    yield app
+    app.close()
+
+
+def _workers(factory: WorkerFactory, agents: list[str], **kwargs: object) -> object:
+    return factory(agents, extra_env={"CODITECT_AGENT_MODULES": MODULES}, **kwargs)
+
+
+def test_a_sigkilled_workers_node_runs_again_elsewhere_within_ten_seconds(
+    app: CoditectApp, worker_factory: WorkerFactory
+) -> None:
+    pool = {w.hostname: w for w in (worker_factory(["sleep", "echo"]), worker_factory(["sleep", "echo"]))}
+    dag = Dag("failover")
+    dag.node("long", "sleep", params={"seconds": 2})
+    dag.node("after", "echo", after=["long"])
+    run = submit(dag, app)
+    wait_for(lambda: run.status()["nodes"]["long"]["status"] == "running", 20, "the node to start")
+    victim = run.status()["nodes"]["long"]["worker"]
+    pool[victim].kill(group=True)
+    killed = time.monotonic()
+    wait_for(lambda: run.status()["nodes"]["long"]["attempts"] == 2, 15, "the node to run again")
+    recovery = time.monotonic() - killed
+    print(f"failover: node running again {recovery:.2f} s after SIGKILL of its worker")
+    assert recovery < 10
+    assert run.wait(30) == "succeeded"
+    node = run.status()["nodes"]["long"]
+    assert node["worker"] != victim
+    assert node["attempts"] == 2
+    assert "lease expired" in node["error"]
+
+
+def test_an_open_breaker_sends_nodes_to_the_fallback_until_a_probe_closes_it(
+    test_app: CoditectApp, settings: Settings, worker_factory: WorkerFactory
+) -> None:
+    _workers(worker_factory, ["wobbly", "echo"])
+    failing = Dag("trip")
+    failing.node("w", "wobbly", params={"fail": True})
+    for _ in range(2):  # two consecutive failures open it (a failed run starts nothing new: two runs)
+        assert submit(failing, test_app).wait(20) == "failed"
+    tripped = time.monotonic()
+    healthy = Dag("fallback")
+    healthy.node("w3", "wobbly", params={"fail": False})
+    run = submit(healthy, test_app)
+    assert run.wait(20) == "succeeded"
+    print(f"breaker: trip to fallback result in {time.monotonic() - tripped:.3f} s")
+    listed = run_cli(["agents", "--json"], {"CODITECT_BROKER_URL": settings.require_broker(),
+                                            "CODITECT_AGENT_MODULES": MODULES})
+    assert json.loads(listed.stdout)["agents"]["wobbly"]["breaker"] == "open"
+    node = run.status()["nodes"]["w3"]
+    assert node["agent"] == "echo"
+    assert node["result"] == {"params": {"fail": False}, "upstream": {}}
+
+    time.sleep(2.0)  # the breaker's reset timeout: the next call is the half-open probe
+    probe = submit(healthy, test_app)
+    assert probe.wait(20) == "succeeded"
+    assert probe.results() == {"w3": {"wobbly": "ok"}}
+    listed = run_cli(["agents", "--json"], {"CODITECT_BROKER_URL": settings.require_broker(),
+                                            "CODITECT_AGENT_MODULES": MODULES})
+    assert json.loads(listed.stdout)["agents"]["wobbly"]["breaker"] == "closed"
+
+
+def test_without_a_fallback_an_open_breaker_fails_fast(test_app: CoditectApp, worker_factory: WorkerFactory) -> None:
+    _workers(worker_factory, ["fragile"])
+    dag = Dag("fragile")
+    dag.node("f", "fragile")
+    assert [submit(dag, test_app).wait(20) for _ in range(2)] == ["failed", "failed"]
+    second = Dag("fragile-again")
+    second.node("a", "fragile")
+    second.node("b", "fragile")
+    run = submit(second, test_app)
+    assert run.wait(20) == "failed"
+    errors = {n["error"] for n in run.status()["nodes"].values() if n["status"] == "failed"}
+    assert "circuit open for agent 'fragile'" in errors
+
+
+@pytest.mark.parametrize(("kind", "error"), [
+    ("not-json", "result is not JSON-serialisable"),
+    ("huge", "over the limit of 8388608"),
+    ("raise", "ValueError: poison raises on every attempt"),
+])
+def test_poison_fails_its_node_and_other_runs_carry_on(
+    test_app: CoditectApp, worker_factory: WorkerFactory, kind: str, error: str
+) -> None:
+    _workers(worker_factory, ["poison", "echo", "sleep"], concurrency=2)
+    bad = Dag("poisoned")
+    bad.node("p", "poison", params={"kind": kind}, retries=1)
+    good = Dag("healthy")
+    good.node("a", "sleep", params={"seconds": 0.3})
+    good.node("b", "echo", after=["a"])
+    runs = [submit(good, test_app), submit(bad, test_app)]
+    assert [r.wait(30) for r in runs] == ["succeeded", "failed"]
+    assert error in runs[1].status()["nodes"]["p"]["error"]
+
+
+def test_submit_to_an_unreachable_broker_is_one_line_and_submits_nothing(tmp_path: object) -> None:
+    result = run_cli(["dag", "submit", "examples/release.yaml"],
+                     {"CODITECT_BROKER_URL": "redis://127.0.0.1:1/0", "CODITECT_CONNECT_TIMEOUT": "1"})
+    assert result.returncode == 3
+    assert result.stderr.strip() == "coditect-tasks: error: cannot reach redis://127.0.0.1:1/0: " \
+        "Error 111 connecting to 127.0.0.1:1. Connection refused."
