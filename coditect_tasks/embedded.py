@@ -106,7 +106,7 @@ class RedisServer:
             "--port", str(self.port),
             "--dir", str(self.data_dir.resolve()),
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", "always",
             "--save", "",
             "--daemonize", "no",
             "--loglevel", "warning",

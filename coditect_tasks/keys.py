@@ -54,6 +54,15 @@ RUN_HASHES = (
 LEASES = f"{PREFIX}leases"
 
 
+#: ZSET of worker hostnames that hold reserved node messages, scored by first reservation.
+RESERVERS = f"{PREFIX}reservers"
+
+
+def reserved(hostname: str) -> str:
+    """SET of "run|node" whose message this worker has received but not yet begun."""
+    return f"{PREFIX}reserved:{hostname}"
+
+
 def breaker_namespace(agent: str) -> str:
     """pybreaker's Redis storage namespace of one agent's circuit breaker."""
     return f"{PREFIX}breaker:{agent}"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import redis
-from celery import bootsteps
+from celery import bootsteps, signals
 
 from . import keys
 from .broker import redis_client
@@ -146,6 +146,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._beat()
         self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
         self._thread.start()
+        signals.task_received.connect(self._on_received, weak=False, dispatch_uid=f"coditect-{id(self)}")
 
     def _run(self) -> None:
         ticks = 0
@@ -160,10 +161,24 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         from .dag.engine import engine_for
 
         try:
-            for member in engine_for(self._app).reap():
+            engine = engine_for(self._app)
+            for member in engine.reap():
                 log.warning("requeued %s: its lease expired", member)
+            if reclaimed := engine.reclaim_lost(grace=TTL):
+                log.warning("requeued %d node(s) whose message died with its worker", reclaimed)
         except redis.RedisError as exc:
             log.warning("reaping expired leases failed: %s", exc)
+
+    def _on_received(self, sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+        """A node message reached this worker: note it until the node begins."""
+        from .dag.engine import engine_for
+
+        body = request.kwargs if request is not None else {}
+        if body.get("run_id") and body.get("node_id") and body.get("member") is None and self._info:
+            try:
+                engine_for(self._app).reserve(body["run_id"], body["node_id"], self._info.hostname)
+            except redis.RedisError as exc:
+                log.warning("could not note a received node: %s", exc)
 
     def _beat(self) -> None:
         assert self._registry is not None and self._info is not None
@@ -173,6 +188,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
             log.warning("heartbeat to the state Redis failed: %s", exc)
 
     def stop(self, parent: Any) -> None:
+        signals.task_received.disconnect(dispatch_uid=f"coditect-{id(self)}")
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=BEAT_INTERVAL + 1)

@@ -55,7 +55,8 @@ def _load_scripts() -> dict[str, str]:
     common = (folder / "common.lua").read_text()
     return {
         name: common + "\n" + (folder / f"{name}.lua").read_text()
-        for name in ("submit", "begin", "complete", "fail", "retry", "cancel", "renew", "reap", "reroute")
+        for name in ("submit", "begin", "complete", "fail", "retry", "cancel", "renew", "reap", "reroute", "reserve",
+                     "reclaim")
     }
 
 
@@ -170,8 +171,8 @@ class Engine:
     def fail(self, run_id: str, node_id: str, token: int | str, error: str) -> bool:
         return int(self._call("fail", run_id, node_id, token, error)) == 1
 
-    def retry(self, run_id: str, node_id: str, token: int, error: str) -> bool:
-        return int(self._call("retry", run_id, node_id, token, error)) == 1
+    def retry(self, run_id: str, node_id: str, token: int, error: str, countdown: float) -> bool:
+        return int(self._call("retry", run_id, node_id, token, error, countdown)) == 1
 
     def renew(self, run_id: str, node_id: str, token: int, seconds: float) -> bool:
         return int(self._call("renew", run_id, node_id, token, seconds)) == 1
@@ -179,6 +180,18 @@ class Engine:
     def reap(self, limit: int = 100) -> list[str]:
         """Requeue attempts whose lease expired; returns ``run|node|attempt`` of each."""
         return [str(m) for m in self._call("reap", "", limit)]
+
+    def reserve(self, run_id: str, node_id: str, worker: str) -> None:
+        """Note that ``worker`` holds the node's message (for ``reclaim`` if it dies first)."""
+        self._call("reserve", run_id, node_id, worker)
+
+    def reclaim_lost(self, grace: float) -> int:
+        """Requeue nodes whose message a now-dead worker had received but not begun."""
+        count = 0
+        for host in self.client.zrange(keys.RESERVERS, 0, -1):
+            if not self.client.exists(keys.worker(str(host))):
+                count += int(self._call("reclaim", "", str(host), grace))
+        return count
 
     def reroute(self, run_id: str, node_id: str, token: int, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback); False if no template or stale."""
@@ -267,8 +280,9 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
         error = f"{type(exc).__name__}: {exc}"
         policy = _policy(spec, record)
         retries = int(task.request.retries)
-        if policy.should_retry(retries + 1, exc) and engine.retry(run_id, node_id, token, error):
-            raise task.retry(countdown=policy.delay(retries + 1), max_retries=policy.max_attempts - 1) from exc
+        countdown = policy.delay(retries + 1)
+        if policy.should_retry(retries + 1, exc) and engine.retry(run_id, node_id, token, error, countdown):
+            raise task.retry(countdown=countdown, max_retries=policy.max_attempts - 1) from exc
         engine.fail(run_id, node_id, token, error)
         return
     engine.succeed(run_id, node_id, token, result)

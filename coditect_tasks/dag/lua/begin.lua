@@ -1,6 +1,8 @@
 -- A worker takes node ARGV[3] (worker name ARGV[4]). Returns {1, attempt token,
 -- node params JSON, upstream JSON, foreach items JSON or false}, or {0, why}.
 local node, worker = ARGV[3], ARGV[4]
+redis.call('SREM', 'coditect:reserved:' .. worker, RUN_ID .. '|' .. node)
+redis.call('ZREM', LEASES, queued_member(node))
 local st = redis.call('HGET', STATUS, node)
 if st ~= 'queued' and st ~= 'running' then return {0, st or 'missing'} end
 local rs = redis.call('HGET', RUN, 'status')

@@ -8,6 +8,7 @@ local HISTORY_CAP = 16384        -- bytes of a result or error copied into the h
 local LIVE_TTL = 7 * 24 * 3600   -- seconds a finished run's live state is kept
 local LEASE_SECONDS = 5          -- a running attempt not renewed for this long is presumed dead
 local FOREACH_LEASE_SECONDS = 60 -- a foreach node waits on its chord: renewed by its items
+local QUEUED_CHECK_SECONDS = 15  -- a node queued this long is checked for a message lost in transit
 local RUN_ID, P, RUN, STATUS, ATTEMPTS, PENDING, NODE, RESULT, ERROR, WORKER, STARTED, FINISHED, SEQ, TPL
 
 local function use_run(run_id)
@@ -34,15 +35,22 @@ end
 
 -- Publish one node's Celery message straight onto its agent's queue, atomically
 -- with its state change: no window in which a ready node is known but not queued.
+local function message(node, desc, seq)
+  local msg = redis.call('HGET', TPL, desc.t)
+  msg = string.gsub(msg, '@@NODE@@', node)
+  return (string.gsub(msg, '@@TID@@', RUN_ID .. ':' .. node .. ':' .. seq))
+end
+
+local function queued_member(node)
+  return RUN_ID .. '|' .. node .. '|q'
+end
+
 local function enqueue(node)
   local desc = cjson.decode(redis.call('HGET', NODE, node))
   local seq = redis.call('HINCRBY', SEQ, node, 1)
-  local tid = RUN_ID .. ':' .. node .. ':' .. seq
-  local msg = redis.call('HGET', TPL, desc.t)
-  msg = string.gsub(msg, '@@NODE@@', node)
-  msg = string.gsub(msg, '@@TID@@', tid)
   redis.call('HSET', STATUS, node, 'queued')
-  redis.call('LPUSH', desc.q, msg)
+  redis.call('LPUSH', desc.q, message(node, desc, seq))
+  redis.call('ZADD', LEASES, server_now() + QUEUED_CHECK_SECONDS, queued_member(node))
   record(node, 'queued')
 end
 

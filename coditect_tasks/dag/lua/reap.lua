@@ -1,11 +1,41 @@
 -- Requeue running attempts whose lease expired (their worker died or is cut off),
--- across all runs, at most ARGV[3] of them. Returns the "run|node|attempt" requeued.
+-- across all runs, at most ARGV[3] of them. Also check nodes queued for a long time:
+-- a message popped by a worker that died before it even noted the message (kombu's
+-- BRPOP is not reliable) is neither in its queue nor held by a live worker; queue it
+-- again. Returns the "run|node|attempt" (or "run|node|q") handled.
+local function still_waiting(node)
+  local desc = cjson.decode(redis.call('HGET', NODE, node))
+  local seq = redis.call('HGET', SEQ, node) or '1'
+  -- oldest messages sit at the tail, so search from there
+  if redis.call('LPOS', desc.q, message(node, desc, seq), 'RANK', -1) then return true end
+  local member = RUN_ID .. '|' .. node
+  for _, host in ipairs(redis.call('ZRANGE', 'coditect:reservers', 0, -1)) do
+    if redis.call('SISMEMBER', 'coditect:reserved:' .. host, member) == 1
+       and redis.call('EXISTS', 'coditect:worker:' .. host) == 1 then
+      return true
+    end
+  end
+  return false
+end
+
 local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', server_now(), 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, member in ipairs(expired) do
   local run_id, node, token = string.match(member, '^([^|]+)|([^|]+)|([^|]+)$')
   redis.call('ZREM', LEASES, member)
-  if run_id then
+  if run_id and token == 'q' then
+    use_run(run_id)
+    if redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', RUN, 'status') == 'running' then
+      if still_waiting(node) then
+        redis.call('ZADD', LEASES, server_now() + QUEUED_CHECK_SECONDS, member)
+      else
+        redis.call('HSET', ERROR, node, 'message lost in transit; queued again')
+        record(node, 'requeued', {'error', 'message lost in transit'})
+        enqueue(node)
+        out[#out + 1] = member
+      end
+    end
+  elseif run_id then
     use_run(run_id)
     if fenced(node, token) then
       if redis.call('HGET', RUN, 'status') == 'running' then

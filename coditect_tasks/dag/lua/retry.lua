@@ -17,5 +17,7 @@ if redis.call('HGET', RUN, 'status') ~= 'running' then
   return 0
 end
 redis.call('HSET', STATUS, node, 'queued')
+-- Celery holds the retry message until its countdown (ARGV[6] s) is over: check on it only after.
+redis.call('ZADD', LEASES, server_now() + tonumber(ARGV[6]) + QUEUED_CHECK_SECONDS, queued_member(node))
 record(node, 'retrying', {'attempt', token, 'error', string.sub(err, 1, HISTORY_CAP)})
 return 1

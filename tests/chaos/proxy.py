@@ -1,0 +1,91 @@
+"""A small TCP proxy for chaos tests: added latency and partitions between a worker and Redis.
+
+Runs its own asyncio loop in a thread. A partition holds every byte in flight
+(as a dropped link does, until TCP retransmits get through after it heals);
+latency delays each chunk from client to server by a fixed time without
+reordering, so the round trip grows by exactly that much.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+from coditect_tasks.embedded import free_port
+
+
+class ChaosProxy:
+    def __init__(self, target_port: int, latency: float = 0.0) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.latency = latency
+        self._loop = asyncio.new_event_loop()
+        self._open = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="chaos-proxy", daemon=True)
+
+    def start(self) -> ChaosProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=5)
+        return self
+
+    async def _start(self) -> None:
+        self._open.set()
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    def url(self, redis_url: str) -> str:
+        """``redis_url`` with its port replaced by the proxy's."""
+        return redis_url.replace(f":{self.target_port}/", f":{self.port}/")
+
+    def partition(self, seconds: float) -> None:
+        """Hold all traffic for ``seconds`` (returns at once; heals by itself)."""
+        self._loop.call_soon_threadsafe(self._open.clear)
+        self._loop.call_soon_threadsafe(self._loop.call_later, seconds, self._open.set)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pipe(reader, up_writer, self.latency), self._pipe(up_reader, writer, 0.0),
+            return_exceptions=True,
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._open.wait()
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.ensure_future(send())
+        try:
+            while data := await reader.read(65536):
+                await self._open.wait()
+                queue.put_nowait((time.monotonic() + delay, data))
+        finally:
+            queue.put_nowait((0.0, b""))
+            with contextlib.suppress(Exception):
+                await sender
+            writer.close()
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
