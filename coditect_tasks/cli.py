@@ -8,6 +8,7 @@ document on stdout, with anything for humans on stderr.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -37,6 +38,7 @@ from .embedded import LocalStack, attach
 from .errors import CoditectError, ConfigError
 from .history.recorder import Recorder
 from .history.store import HistoryStore
+from .observability import signals as observability_signals
 from .registry import Registry
 from .resilience.breaker import breaker_states
 from .settings import Settings, safe_url
@@ -89,6 +91,7 @@ def worker(
     broker_mod.ping(settings.require_broker(), settings.connect_timeout)
     broker_mod.ping(settings.state_url, settings.connect_timeout)
     app = create_app(settings)
+    observability_signals.install(settings.log_level, pool)
     argv = [
         "worker",
         "--queues", ",".join(a.queue for a in chosen),
@@ -444,6 +447,52 @@ def bench(
                  f"{c['edge_latency_p50_ms']:.2f} / {c['edge_latency_p99_ms']:.2f}", "")
     view.add_row("validate + plan 10,000 nodes: s", "", str(report["validate_10k_seconds"]), "")
     out.print(view)
+
+
+@cli.command()
+def exporter(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve /metrics on.")] = 9808,
+    address: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say so).")] = "127.0.0.1",
+) -> None:
+    """Serve Prometheus metrics of runs, nodes, agents, queues and breakers until Ctrl-C."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from .broker import redis_client
+    from .observability.metrics import PlatformCollector
+
+    settings = _settings()
+    broker_url = settings.require_broker()
+    broker_mod.ping(settings.state_url, settings.connect_timeout)
+    state = redis_client(settings.state_url)
+    broker = state if broker_url == settings.state_url or not broker_url.startswith("redis") else redis_client(
+        broker_url)
+    registry = CollectorRegistry()
+    registry.register(PlatformCollector(state, broker, load_agents(settings.agent_modules)))
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        server, _ = start_http_server(port, addr=address, registry=registry)
+    except OSError as exc:
+        raise ConfigError("--port", f"cannot listen on {address}:{port}: {exc.strerror}") from None
+    err.print(f"serving metrics on http://{address}:{port}/metrics")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+@cli.command()
+def flower(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Flower web UI.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say so).")] = "127.0.0.1",
+) -> None:
+    """Run Flower against the configured broker, behind basic auth from CODITECT_FLOWER_BASIC_AUTH."""
+    from . import flower as flower_mod
+
+    os.environ["FLOWER_BASIC_AUTH"] = flower_mod.basic_auth()
+    settings = _settings()
+    broker_mod.ping(settings.require_broker(), settings.connect_timeout)
+    create_app(settings).start(flower_mod.flower_argv(port, address))
 
 
 @cli.command()

@@ -167,8 +167,10 @@ class WorkerProcess:
         hostname: str | None = None,
         log_path: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        events: bool = False,
     ) -> None:
         self.settings = settings
+        self.events = events
         self.agents = list(agents)
         self.concurrency = concurrency
         self.pool = pool
@@ -184,6 +186,7 @@ class WorkerProcess:
             "--concurrency", str(self.concurrency),
             "--pool", self.pool,
             "--hostname", self.hostname,
+            *(["--events"] if self.events else []),
         ]
 
     def start(self) -> WorkerProcess:

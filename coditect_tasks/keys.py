@@ -48,7 +48,15 @@ RUN_HASHES = (
     "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, running, error
     "status", "attempts", "pending", "node", "params", "result", "error", "worker", "started", "finished",
     "seq", "tpl", "routed",
+    "t0",  # node → Redis server time (s) its running attempt began, for the duration histogram
+    "trace",  # node → W3C traceparent of its succeeded attempt's span
 )
+
+#: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
+#: Fields: ``runs_submitted``, ``runs|<status>``, ``attempts|<agent>``, ``nodes|<agent>|<outcome>``,
+#: ``failovers|<agent>``, ``duration|<agent>|<le>`` (one histogram bucket, not cumulative),
+#: ``duration_sum|<agent>``.
+METRICS = f"{PREFIX}metrics"
 
 #: ZSET of running attempts ("run|node|attempt") scored by lease expiry (Redis server time).
 LEASES = f"{PREFIX}leases"

@@ -61,6 +61,7 @@ def worker_factory(settings: Settings, registry: Registry, tmp_path: Path) -> It
         pool: str = "prefork",
         wait: bool = True,
         extra_env: dict[str, str] | None = None,
+        events: bool = False,
     ) -> WorkerProcess:
         index = len(started) + 1
         worker = WorkerProcess(
@@ -70,6 +71,7 @@ def worker_factory(settings: Settings, registry: Registry, tmp_path: Path) -> It
             pool=pool,
             log_path=tmp_path / f"worker-{index}.log",
             extra_env={"PYTHONPATH": str(ROOT), **(extra_env or {})},
+            events=events,
         ).start()
         started.append(worker)
         if wait:

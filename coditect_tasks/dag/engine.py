@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -23,9 +24,11 @@ import redis
 import tenacity
 from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
+from opentelemetry.trace import Span, get_current_span
 
 from .. import keys
 from ..agents import Agent, AgentCall
+from ..observability import logs, tracing
 from ..resilience.breaker import breaker_for
 from ..resilience.lease import FOREACH_LEASE_SECONDS, LEASE_SECONDS, LeaseKeeper
 from ..resilience.retry import RetryPolicy
@@ -79,6 +82,19 @@ def _outlast_outages(seconds: float) -> tenacity.Retrying:
     )
 
 
+@dataclass(frozen=True)
+class Taken:
+    """What ``begin`` hands a worker: the attempt token, the node's record, its
+    predecessors' results, the foreach items, and the trace context to open its span in."""
+
+    token: int
+    record: dict[str, Any]
+    upstream: dict[str, Any]
+    items: Any
+    parent_span: str
+    link_spans: str
+
+
 class Engine:
     """The run-state operations, each one atomic script call (one round trip).
 
@@ -97,8 +113,13 @@ class Engine:
                 return self.scripts[name](args=[run_id, now(), *args])
         raise AssertionError("unreachable: tenacity re-raises")
 
-    def submit(self, run_id: str, plan: Plan, templates: dict[str, str], node_templates: dict[str, str]) -> None:
-        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing."""
+    def submit(
+        self, run_id: str, plan: Plan, templates: dict[str, str], node_templates: dict[str, str], trace: str = "",
+    ) -> None:
+        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing.
+
+        ``trace`` is the traceparent of the run's root span.
+        """
         p = keys.run_prefix(run_id)
         dag = plan.dag
         submitted = now()
@@ -126,18 +147,18 @@ class Engine:
             with attempt:
                 if self.client.hget(p + "run", "status") is not None:
                     return  # an earlier try got through; its reply was lost
-                self._write_run(run_id, plan, templates, descs, params, pending, submitted)
+                self._write_run(run_id, plan, templates, descs, params, pending, submitted, trace)
 
     def _write_run(
         self, run_id: str, plan: Plan, templates: dict[str, str], descs: dict[Any, Any], params: dict[Any, Any],
-        pending: dict[Any, Any], submitted: str,
+        pending: dict[Any, Any], submitted: str, trace: str,
     ) -> None:
         p = keys.run_prefix(run_id)
         dag = plan.dag
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(p + "run", mapping={
                 "name": dag.name, "status": "submitting", "submitted_at": submitted, "total": len(dag.nodes),
-                "remaining": len(dag.nodes), "running": 0, "dag": json.dumps(dag.to_json()),
+                "remaining": len(dag.nodes), "running": 0, "dag": json.dumps(dag.to_json()), "trace": trace,
             })
             pipe.hset(p + "node", mapping=descs)
             pipe.hset(p + "params", mapping=params)
@@ -150,23 +171,27 @@ class Engine:
             self.scripts["submit"](args=[run_id, submitted, *plan.roots], client=pipe)
             pipe.execute()
 
-    def begin(self, run_id: str, node_id: str, worker: str) -> tuple[int, dict[str, Any], dict[str, Any], Any] | None:
-        """Take a node: ``(attempt token, params record, upstream, foreach items)``, or None to drop it."""
+    def begin(self, run_id: str, node_id: str, worker: str) -> Taken | None:
+        """Take a node for a new attempt, or None if it must not run (finished, cancelled, superseded)."""
         reply = self._call("begin", run_id, node_id, worker)
         if int(reply[0]) != 1:
             return None
         items = json.loads(reply[4]) if reply[4] else None
-        return int(reply[1]), json.loads(reply[2]), json.loads(reply[3]), items
+        return Taken(int(reply[1]), json.loads(reply[2]), json.loads(reply[3]), items, str(reply[5] or ""),
+                     str(reply[6] or "[]"))
 
-    def complete(self, run_id: str, node_id: str, token: int, result_json: str) -> bool:
-        return int(self._call("complete", run_id, node_id, token, result_json)[0]) == 1
+    def complete(self, run_id: str, node_id: str, token: int, result_json: str, span: str = "") -> bool:
+        return int(self._call("complete", run_id, node_id, token, result_json, span)[0]) == 1
 
-    def succeed(self, run_id: str, node_id: str, token: int, result: Any) -> bool:
-        """Complete with ``result``, or fail the node if it is not JSON or too large."""
+    def succeed(self, run_id: str, node_id: str, token: int, result: Any, span: str = "") -> bool:
+        """Complete with ``result``, or fail the node if it is not JSON or too large.
+
+        ``span`` is the attempt's traceparent: its successors' spans hang under it.
+        """
         encoded, problem = encode_result(result)
         if problem:
             return self.fail(run_id, node_id, token, problem)
-        return self.complete(run_id, node_id, token, encoded)
+        return self.complete(run_id, node_id, token, encoded, span)
 
     def fail(self, run_id: str, node_id: str, token: int | str, error: str) -> bool:
         return int(self._call("fail", run_id, node_id, token, error)) == 1
@@ -221,12 +246,13 @@ def engine_for(app: CoditectApp) -> Engine:
     return engine
 
 
-def message_template(app: CoditectApp, run_id: str, agent: Agent, timeout: float | None) -> str:
+def message_template(app: CoditectApp, run_id: str, agent: Agent, timeout: float | None, trace: str = "") -> str:
     """The Redis-transport envelope of a node's Celery message, with ``@@NODE@@`` and
     ``@@TID@@`` placeholders that the Lua ``enqueue`` fills in.
 
     Built with Celery's own protocol-2 message factory; the body is plain JSON
-    (no ``body_encoding``) so that Lua can fill it by substitution.
+    (no ``body_encoding``) so that Lua can fill it by substitution. ``trace``, the
+    run's root traceparent, goes in the headers, where Celery's tracing looks.
     """
     hard = timeout if timeout is not None else agent.timeout
     soft = hard * 0.9 if timeout is not None else agent.soft_limit
@@ -236,6 +262,9 @@ def message_template(app: CoditectApp, run_id: str, agent: Agent, timeout: float
         origin=f"{os.getpid()}@{socket.gethostname()}", argsrepr="()",
         kwargsrepr=f"{{'run_id': '{run_id}', 'node_id': '@@NODE@@'}}",
     )
+    headers = dict(message.headers)
+    if trace:
+        headers["traceparent"] = trace
     properties = dict(message.properties)
     properties.pop("reply_to", None)
     properties.update(
@@ -244,7 +273,7 @@ def message_template(app: CoditectApp, run_id: str, agent: Agent, timeout: float
     )
     envelope = {
         "body": json.dumps(message.body), "content-encoding": "utf-8", "content-type": "application/json",
-        "headers": message.headers, "properties": properties,
+        "headers": headers, "properties": properties,
     }
     return json.dumps(envelope)
 
@@ -257,9 +286,17 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     taken = engine.begin(run_id, node_id, worker)
     if taken is None:
         return  # finished, skipped, cancelled or superseded: nothing to do
-    token, record, upstream, items = taken
+    logs.bind(attempt=taken.token)
+    with tracing.node_span(spec.name, run_id, node_id, taken.token, taken.parent_span, taken.link_spans) as span:
+        _attempt(task, spec, run_id, node_id, taken, span)
+
+
+def _attempt(task: Task, spec: Agent, run_id: str, node_id: str, taken: Taken, span: Span) -> None:
+    app = task.app
+    engine = engine_for(app)
+    token, record, upstream = taken.token, taken.record, taken.upstream
     if record["foreach"]:
-        _launch_foreach(task, spec, run_id, node_id, token, record, upstream, items)
+        _launch_foreach(task, spec, run_id, node_id, token, record, upstream, taken.items)
         return
     call = AgentCall(record["params"], upstream, attempt=token, task_id=task.request.id, run_id=run_id,
                      node_id=node_id)
@@ -285,7 +322,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
             raise task.retry(countdown=countdown, max_retries=policy.max_attempts - 1) from exc
         engine.fail(run_id, node_id, token, error)
         return
-    engine.succeed(run_id, node_id, token, result)
+    engine.succeed(run_id, node_id, token, result, tracing.traceparent(span))
 
 
 def encode_result(result: Any) -> tuple[str, str | None]:
@@ -334,7 +371,7 @@ def join(results: list[Any], run_id: str, node_id: str, token: int, app: Coditec
         if isinstance(item, dict) and ITEM_ERROR in item:
             engine.fail(run_id, node_id, token, f"item {index}: {item[ITEM_ERROR]}")
             return
-    engine.succeed(run_id, node_id, token, results)
+    engine.succeed(run_id, node_id, token, results, tracing.traceparent(get_current_span()))
 
 
 def on_hard_timeout(app: CoditectApp, kwargs: dict[str, Any], seconds: float) -> None:

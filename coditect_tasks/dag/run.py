@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import keys
 from ..errors import ConfigError, RunNotFoundError
+from ..observability import tracing
 from ..settings import REDIS_SCHEMES, Settings
 from .engine import Engine, engine_for, message_template
 from .plan import validate
@@ -128,18 +129,22 @@ def submit(dag: Dag, app: Any = None) -> DagRun:
     known = set(app.agents) | set(_live_agents(app))
     plan = validate(dag, known, max_nodes=settings.max_nodes)
     run_id = uuid.uuid4().hex
-    templates: dict[str, str] = {}
-    node_templates: dict[str, str] = {}
-    for node in dag.nodes.values():
-        spec = app.agents.get(node.agent)
-        fallback = node.fallback or (spec.fallback if spec else None)
-        for name in (node.agent, fallback):
-            key = f"{name}|{node.timeout or ''}"
-            if name is not None and key not in templates:
-                known = app.agents.get(name) or _remote_agent(name)
-                templates[key] = message_template(app, run_id, known, node.timeout)
-        node_templates[node.id] = f"{node.agent}|{node.timeout or ''}"
-    engine_for(app).submit(run_id, plan, templates, node_templates)
+    tracing.setup_tracing("coditect-producer")
+    with tracing.run_span(dag.name, len(dag.nodes)) as span:
+        span.set_attribute("coditect.run_id", run_id)
+        trace = tracing.traceparent(span)
+        templates: dict[str, str] = {}
+        node_templates: dict[str, str] = {}
+        for node in dag.nodes.values():
+            spec = app.agents.get(node.agent)
+            fallback = node.fallback or (spec.fallback if spec else None)
+            for name in (node.agent, fallback):
+                key = f"{name}|{node.timeout or ''}"
+                if name is not None and key not in templates:
+                    known = app.agents.get(name) or _remote_agent(name)
+                    templates[key] = message_template(app, run_id, known, node.timeout, trace)
+            node_templates[node.id] = f"{node.agent}|{node.timeout or ''}"
+        engine_for(app).submit(run_id, plan, templates, node_templates, trace)
     return DagRun(run_id, app)
 
 

@@ -203,11 +203,11 @@ def test_a_late_completion_of_an_old_attempt_changes_nothing(app: CoditectApp) -
     run = submit(dag, app)
     first = engine.begin(run.id, "only", "worker-a")
     second = engine.begin(run.id, "only", "worker-b")  # redelivered after worker-a "died"
-    assert first is not None and second is not None and (first[0], second[0]) == (1, 2)
-    assert not engine.complete(run.id, "only", first[0], '"stale"')
-    assert not engine.fail(run.id, "only", first[0], "stale failure")
-    assert engine.complete(run.id, "only", second[0], '"fresh"')
-    assert not engine.complete(run.id, "only", second[0], '"duplicate"')
+    assert first is not None and second is not None and (first.token, second.token) == (1, 2)
+    assert not engine.complete(run.id, "only", first.token, '"stale"')
+    assert not engine.fail(run.id, "only", first.token, "stale failure")
+    assert engine.complete(run.id, "only", second.token, '"fresh"')
+    assert not engine.complete(run.id, "only", second.token, '"duplicate"')
     assert run.state() == "succeeded"
     assert run.results() == {"only": "fresh"}
     assert run.status()["nodes"]["only"]["worker"] == "worker-b"

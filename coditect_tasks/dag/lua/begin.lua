@@ -1,5 +1,7 @@
 -- A worker takes node ARGV[3] (worker name ARGV[4]). Returns {1, attempt token,
--- node params JSON, upstream JSON, foreach items JSON or false}, or {0, why}.
+-- node params JSON, upstream JSON, foreach items JSON or false, parent traceparent,
+-- JSON list of the predecessors' traceparents}, or {0, why}. The parent is the span of
+-- the predecessor that finished last (it let this node start), else the run's root span.
 local node, worker = ARGV[3], ARGV[4]
 redis.call('SREM', 'coditect:reserved:' .. worker, RUN_ID .. '|' .. node)
 redis.call('ZREM', LEASES, queued_member(node))
@@ -23,8 +25,10 @@ local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
 redis.call('HSET', STATUS, node, 'running')
 redis.call('HSET', STARTED, node, NOW)
 redis.call('HSET', WORKER, node, worker)
+redis.call('HSET', T0, node, server_now())
 record(node, 'running', {'attempt', token, 'worker', worker})
 local desc = cjson.decode(redis.call('HGET', NODE, node))
+count('attempts|' .. string.sub(desc.q, 8))
 local lease = desc.x and FOREACH_LEASE_SECONDS or LEASE_SECONDS
 redis.call('ZADD', LEASES, server_now() + lease, lease_member(node, token))
 local parts = {}
@@ -33,4 +37,14 @@ for _, pred in ipairs(desc.p) do
 end
 local items = false
 if desc.f then items = redis.call('HGET', RESULT, desc.f) or 'null' end
-return {1, token, redis.call('HGET', P .. 'params', node), '{' .. table.concat(parts, ',') .. '}', items}
+local parent, links, latest = redis.call('HGET', RUN, 'trace') or '', {}, ''
+for _, pred in ipairs(desc.p) do
+  local tp = redis.call('HGET', TRACE, pred)
+  if tp then
+    links[#links + 1] = '"' .. tp .. '"'  -- hex digits and dashes: safe to quote as is
+    local finished = redis.call('HGET', FINISHED, pred) or ''
+    if finished >= latest then latest, parent = finished, tp end
+  end
+end
+return {1, token, redis.call('HGET', P .. 'params', node), '{' .. table.concat(parts, ',') .. '}', items, parent,
+        '[' .. table.concat(links, ',') .. ']'}

@@ -3,6 +3,7 @@
 local rs = redis.call('HGET', RUN, 'status')
 if rs ~= 'running' and rs ~= 'failing' then return {0, rs or 'missing'} end
 redis.call('HSET', RUN, 'status', 'cancelled', 'finished_at', NOW)
+count('runs|cancelled')
 local out = {1}
 local all = redis.call('HGETALL', STATUS)
 for i = 1, #all, 2 do

@@ -4,25 +4,53 @@
 local NOW = ARGV[2]
 local HISTORY = 'coditect:history'
 local LEASES = 'coditect:leases'
+local METRICS = 'coditect:metrics'  -- counters the exporter serves (coditect_tasks/observability/metrics.py)
+-- upper bounds (s) of the node duration histogram; an attempt lands in the first that holds it
+local DURATION_BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 local HISTORY_CAP = 16384        -- bytes of a result or error copied into the history stream
 local LIVE_TTL = 7 * 24 * 3600   -- seconds a finished run's live state is kept
 local LEASE_SECONDS = 5          -- a running attempt not renewed for this long is presumed dead
 local FOREACH_LEASE_SECONDS = 60 -- a foreach node waits on its chord: renewed by its items
 local QUEUED_CHECK_SECONDS = 15  -- a node queued this long is checked for a message lost in transit
-local RUN_ID, P, RUN, STATUS, ATTEMPTS, PENDING, NODE, RESULT, ERROR, WORKER, STARTED, FINISHED, SEQ, TPL
+local RUN_ID, P, RUN, STATUS, ATTEMPTS, PENDING, NODE, RESULT, ERROR, WORKER, STARTED, FINISHED, SEQ, TPL, T0, TRACE
 
 local function use_run(run_id)
   RUN_ID, P = run_id, 'coditect:run:' .. run_id .. ':'
   RUN, STATUS, ATTEMPTS, PENDING = P .. 'run', P .. 'status', P .. 'attempts', P .. 'pending'
   NODE, RESULT, ERROR = P .. 'node', P .. 'result', P .. 'error'
   WORKER, STARTED, FINISHED = P .. 'worker', P .. 'started', P .. 'finished'
-  SEQ, TPL = P .. 'seq', P .. 'tpl'
+  SEQ, TPL, T0, TRACE = P .. 'seq', P .. 'tpl', P .. 't0', P .. 'trace'
 end
 use_run(ARGV[1])
 
 local function server_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+
+local function count(name)
+  redis.call('HINCRBY', METRICS, name, 1)
+end
+
+-- The agent a node's message goes to now (its queue is 'agents.<name>'; a fallback reroutes it).
+local function agent_of(node)
+  local desc = cjson.decode(redis.call('HGET', NODE, node))
+  return string.sub(desc.q, 8)
+end
+
+-- An attempt of node ended (succeeded, failed or retrying): count it and observe how long it ran.
+local function observe_end(node, outcome)
+  local agent = agent_of(node)
+  count('nodes|' .. agent .. '|' .. outcome)
+  local t0 = redis.call('HGET', T0, node)
+  if not t0 then return end
+  local seconds = server_now() - tonumber(t0)
+  local le = '+Inf'
+  for _, bound in ipairs(DURATION_BUCKETS) do
+    if seconds <= bound then le = tostring(bound) break end
+  end
+  count('duration|' .. agent .. '|' .. le)
+  redis.call('HINCRBYFLOAT', METRICS, 'duration_sum|' .. agent, seconds)
 end
 
 local function record(node, status, extra)
@@ -64,7 +92,7 @@ end
 
 local function expire_all()
   for _, suffix in ipairs({'run', 'status', 'attempts', 'pending', 'node', 'params', 'result', 'error',
-                           'worker', 'started', 'finished', 'seq', 'tpl', 'routed'}) do
+                           'worker', 'started', 'finished', 'seq', 'tpl', 'routed', 't0', 'trace'}) do
     redis.call('EXPIRE', P .. suffix, LIVE_TTL)
   end
 end
@@ -74,6 +102,7 @@ local function finish()
   local final
   if rs == 'running' then final = 'succeeded' elseif rs == 'failing' then final = 'failed' else return end
   redis.call('HSET', RUN, 'status', final, 'finished_at', NOW)
+  count('runs|' .. final)
   record('', final)
   redis.call('PUBLISH', 'coditect:run:' .. RUN_ID .. ':done', final)
   expire_all()
@@ -104,5 +133,6 @@ local function requeue(node, token, why)
   redis.call('HINCRBY', RUN, 'running', -1)
   redis.call('HSET', ERROR, node, why)
   record(node, 'requeued', {'attempt', token, 'error', why})
+  count('failovers|' .. agent_of(node))
   enqueue(node)
 end

@@ -1,8 +1,11 @@
--- Node ARGV[3] succeeded in attempt ARGV[4] with JSON result ARGV[5]. Records it,
+-- Node ARGV[3] succeeded in attempt ARGV[4] with JSON result ARGV[5] (its span's W3C
+-- traceparent in ARGV[6], for its successors' spans to hang under). Records it,
 -- counts down its successors and enqueues those now ready. Returns {1, ready} or {0} if stale.
 local node, token, result = ARGV[3], ARGV[4], ARGV[5]
 if not fenced(node, token) then return {0} end
 release(node, token)
+observe_end(node, 'succeeded')
+if ARGV[6] and ARGV[6] ~= '' then redis.call('HSET', TRACE, node, ARGV[6]) end
 redis.call('HSET', STATUS, node, 'succeeded')
 redis.call('HSET', RESULT, node, result)
 redis.call('HSET', FINISHED, node, NOW)

@@ -31,6 +31,7 @@ for _, member in ipairs(expired) do
       else
         redis.call('HSET', ERROR, node, 'message lost in transit; queued again')
         record(node, 'requeued', {'error', 'message lost in transit'})
+        count('failovers|' .. agent_of(node))
         enqueue(node)
         out[#out + 1] = member
       end

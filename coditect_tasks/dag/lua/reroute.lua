@@ -7,6 +7,7 @@ desc.q, desc.t = ARGV[6], ARGV[7]
 redis.call('HSET', NODE, node, cjson.encode(desc))
 redis.call('HSET', P .. 'routed', node, ARGV[5])
 release(node, token)
+observe_end(node, 'rerouted')
 redis.call('HINCRBY', RUN, 'running', -1)
 record(node, 'rerouted', {'attempt', token, 'agent', ARGV[5]})
 enqueue(node)

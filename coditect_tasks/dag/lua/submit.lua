@@ -2,6 +2,7 @@
 -- Idempotent: a retried submit whose first try got through changes nothing.
 if redis.call('HGET', RUN, 'status') ~= 'submitting' then return 0 end
 redis.call('HSET', RUN, 'status', 'running')
+count('runs_submitted')
 record('', 'running')
 for i = 3, #ARGV do enqueue(ARGV[i]) end
 return #ARGV - 2

@@ -1,0 +1,76 @@
+"""Logging: structlog everywhere, JSON lines in workers (readable console on a TTY).
+
+Celery's, the engine's and the agents' own ``logging`` calls all go through one
+structlog formatter, so every line written while a node runs carries the ids bound
+for that task (``run_id``, ``node_id``, ``agent``, ``attempt``, ``task_id``) and the
+current span's ``trace_id``. Context is bound in one place, the Celery signal
+handlers of ``observability.signals``; agent code binds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+from .tracing import current_ids
+
+
+def add_trace_ids(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """Add the current OpenTelemetry span's ``trace_id`` and ``span_id``."""
+    ids = current_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event
+
+
+SHARED: list[Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    add_trace_ids,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure_logging(level: str, json_lines: bool | None = None) -> None:
+    """Route stdlib logging and structlog to stderr, as JSON lines unless on a TTY.
+
+    ``json_lines`` forces the choice; ``None`` picks JSON when stderr is not a TTY.
+    """
+    as_json = (not sys.stderr.isatty()) if json_lines is None else json_lines
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=SHARED,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    structlog.configure(
+        processors=[*SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def bind(**values: Any) -> None:
+    """Bind ``values`` to every log line of the current task."""
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def clear() -> None:
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,132 @@
+"""Prometheus metrics: a collector that reads the platform's state from Redis at scrape time.
+
+Workers run on many hosts and come and go, so they are not scraped one by one: the
+engine's Lua scripts count runs, attempts, outcomes, failovers and node durations
+into one Redis hash (``keys.METRICS``) atomically with each transition, and this
+collector turns that hash, the queue lengths, the worker registry and the breaker
+states into metrics. Task-level figures Flower already exports (task runtime by task
+and worker, events, workers online) are left to Flower; see the README.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .. import keys
+from ..registry import Registry
+from ..resilience.breaker import breaker_states
+
+BREAKER_STATES = ("closed", "open", "half-open")
+RUN_STATES = ("succeeded", "failed", "cancelled")
+
+
+class PlatformCollector(Collector):
+    """Everything ``coditect-tasks exporter`` serves, read fresh on every scrape.
+
+    ``state`` is the state Redis (registry, run counters, breakers); ``broker`` the
+    Redis whose lists are the agents' queues (the same server unless configured).
+    """
+
+    def __init__(self, state: redis.Redis, broker: redis.Redis, agents: Iterable[str]) -> None:
+        self.state = state
+        self.broker = broker
+        self.declared = tuple(agents)
+
+    def collect(self) -> Iterator[Metric]:
+        counters = {str(k): str(v) for k, v in self.state.hgetall(keys.METRICS).items()}
+        live = Registry(self.state).by_agent()
+        agents = sorted(set(self.declared) | set(live) | _agents_in(counters))
+        yield from _run_metrics(counters)
+        yield from _node_metrics(counters)
+        yield _duration_histogram(counters)
+        yield from self._agent_gauges(agents, live)
+
+    def _agent_gauges(self, agents: list[str], live: Mapping[str, Sequence[object]]) -> Iterator[Metric]:
+        with self.broker.pipeline(transaction=False) as pipe:
+            for agent in agents:
+                pipe.llen(keys.agent_queue(agent))
+            depths = pipe.execute()
+        depth = GaugeMetricFamily("coditect_queue_depth", "Messages waiting in an agent's queue.", labels=["agent"])
+        workers = GaugeMetricFamily("coditect_workers", "Live worker pools serving an agent.", labels=["agent"])
+        for agent, length in zip(agents, depths, strict=True):
+            depth.add_metric([agent], float(length))
+            workers.add_metric([agent], float(len(live.get(agent, []))))
+        breaker = GaugeMetricFamily(
+            "coditect_breaker_state", "1 for the state an agent's circuit breaker is in, else 0.",
+            labels=["agent", "state"],
+        )
+        for agent, state in breaker_states(self.state, agents).items():
+            for name in BREAKER_STATES:
+                breaker.add_metric([agent, name], 1.0 if state == name else 0.0)
+        yield depth
+        yield workers
+        yield breaker
+
+
+def _agents_in(counters: Mapping[str, str]) -> set[str]:
+    return {field.split("|")[1] for field in counters if field.count("|") >= 1 and not field.startswith("runs")}
+
+
+def _run_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
+    submitted = int(counters.get("runs_submitted", 0))
+    finished = CounterMetricFamily("coditect_runs_finished", "DAG runs that reached a terminal state.",
+                                   labels=["status"])
+    done = 0
+    for status in RUN_STATES:
+        count = int(counters.get(f"runs|{status}", 0))
+        done += count
+        finished.add_metric([status], float(count))
+    yield CounterMetricFamily("coditect_runs_submitted", "DAG runs accepted by submit.", value=float(submitted))
+    yield finished
+    yield GaugeMetricFamily("coditect_runs_running", "DAG runs submitted and not yet terminal.",
+                            value=float(max(submitted - done, 0)))
+
+
+def _node_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
+    attempts = CounterMetricFamily("coditect_node_attempts", "Node attempts begun, by agent.", labels=["agent"])
+    outcomes = CounterMetricFamily(
+        "coditect_node_outcomes", "Node attempts ended, by agent and outcome "
+        "(succeeded, failed, retried, rerouted to a fallback).", labels=["agent", "outcome"],
+    )
+    failovers = CounterMetricFamily(
+        "coditect_node_failovers", "Nodes queued again because their worker died or their message was lost.",
+        labels=["agent"],
+    )
+    for field, value in sorted(counters.items()):
+        parts = field.split("|")
+        if parts[0] == "attempts" and len(parts) == 2:
+            attempts.add_metric([parts[1]], float(value))
+        elif parts[0] == "nodes" and len(parts) == 3:
+            outcomes.add_metric([parts[1], parts[2]], float(value))
+        elif parts[0] == "failovers" and len(parts) == 2:
+            failovers.add_metric([parts[1]], float(value))
+    yield attempts
+    yield outcomes
+    yield failovers
+
+
+def _duration_histogram(counters: Mapping[str, str]) -> HistogramMetricFamily:
+    """Per-agent buckets are stored one count per bound; Prometheus wants them cumulative."""
+    buckets: dict[str, dict[float, int]] = defaultdict(dict)
+    for field, value in counters.items():
+        parts = field.split("|")
+        if parts[0] == "duration" and len(parts) == 3:
+            buckets[parts[1]][math.inf if parts[2] == "+Inf" else float(parts[2])] = int(value)
+    family = HistogramMetricFamily(
+        "coditect_node_duration_seconds", "Wall time of node attempts from begin to end, by agent.", labels=["agent"]
+    )
+    for agent, counts in sorted(buckets.items()):
+        cumulative, total = [], 0
+        for bound in sorted(counts):
+            total += counts[bound]
+            cumulative.append(("+Inf" if bound == math.inf else format(bound, "g"), float(total)))
+        if cumulative[-1][0] != "+Inf":
+            cumulative.append(("+Inf", float(total)))
+        family.add_metric([agent], cumulative, sum_value=float(counters.get(f"duration_sum|{agent}", 0)))
+    return family

@@ -1,0 +1,255 @@
+"""Observability on real processes: one trace per run, JSON logs with ids, /metrics, Flower with auth."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from coditect_tasks import Dag, submit
+from coditect_tasks.app import CoditectApp
+from coditect_tasks.settings import Settings
+
+from ..conftest import ROOT, WorkerFactory, run_cli, wait_for
+from ..support.otlp import OtlpReceiver
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def otel_env(receiver: OtlpReceiver) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+
+
+DIAMOND = {
+    "name": "diamond",
+    "nodes": [
+        {"id": "plan", "agent": "emit", "params": {"value": [1, 2]}},
+        {"id": "build", "agent": "sleep", "params": {"seconds": 0.3}, "after": ["plan"]},
+        {"id": "lint", "agent": "echo", "after": ["plan"]},
+        {"id": "ship", "agent": "echo", "after": ["build", "lint"]},
+    ],
+}
+
+
+def test_one_trace_per_run_across_workers_with_the_dags_shape(
+    settings: Settings, worker_factory: WorkerFactory, otlp: OtlpReceiver, tmp_path: Path
+) -> None:
+    env = otel_env(otlp)
+    first = worker_factory(["emit", "sleep"], extra_env=env)
+    second = worker_factory(["echo"], extra_env=env)
+    path = tmp_path / "diamond.json"
+    path.write_text(json.dumps(DIAMOND))
+    result = run_cli(["dag", "submit", str(path), "--wait", "--json"],
+                     {**settings.environment(), **env, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert {n["worker"] for n in doc["nodes"].values()} == {first.hostname, second.hostname}
+
+    def node_spans() -> dict[str, Any]:
+        return {s.attributes["coditect.node_id"]: s for s in otlp.snapshot() if "coditect.node_id" in s.attributes}
+
+    wait_for(lambda: len(node_spans()) == 4 and any(s.name == "dag.run diamond" for s in otlp.snapshot()), 20,
+             "the root span and four node spans")
+    root = next(s for s in otlp.snapshot() if s.name == "dag.run diamond")
+    spans = node_spans()
+    assert root.parent_id == "" and root.attributes["coditect.run_id"] == doc["run_id"]
+    assert {s.trace_id for s in spans.values()} == {root.trace_id}
+    assert spans["plan"].parent_id == root.span_id
+    assert spans["build"].parent_id == spans["plan"].span_id
+    assert spans["lint"].parent_id == spans["plan"].span_id
+    # ship hangs under whichever predecessor let it start (the slower build), linked to both
+    assert spans["ship"].parent_id == spans["build"].span_id
+    assert set(spans["ship"].links) == {spans["build"].span_id, spans["lint"].span_id}
+    assert {s.service for s in spans.values()} == {"coditect-worker"}
+    # Celery's own task spans (opentelemetry-instrumentation-celery) join the same trace
+    celery_runs = [s for s in otlp.snapshot() if s.name.startswith("run/agents.")]
+    assert celery_runs and {s.trace_id for s in celery_runs} == {root.trace_id}
+
+
+def test_worker_log_lines_are_json_and_carry_the_ids(
+    app: CoditectApp, settings: Settings, worker_factory: WorkerFactory, otlp: OtlpReceiver, tmp_path: Path
+) -> None:
+    worker = worker_factory(["flaky"], extra_env={**otel_env(otlp), "CODITECT_LOG_LEVEL": "INFO"})
+    dag = Dag("logged")
+    dag.node("wobbly", "flaky", params={"fail_times": 1}, retries=2)
+    run = submit(dag, app)
+    assert run.wait(30) == "succeeded"
+    assert worker.log_path is not None
+    wait_for(lambda: sum('"node_id": "wobbly"' in line for line in worker.log_path.read_text().splitlines()) >= 2,
+             10, "log lines of both attempts")
+    lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("run_id") == run.id]
+    assert mine, "no log line carries the run id"
+    for line in mine:
+        assert line["node_id"] == "wobbly" and line["agent"] == "flaky", line
+        assert {"attempt", "task_id", "trace_id", "level", "timestamp", "event"} <= line.keys(), line
+        assert len(line["trace_id"]) == 32
+    assert {line["attempt"] for line in mine} == {1, 2}
+    assert len({line["trace_id"] for line in mine}) == 1
+
+
+def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Sample name → {sorted labels: value} from a live /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+@pytest.fixture
+def exporter(settings: Settings) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coditect_tasks", "exporter", "--port", str(port)],
+        env={**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: _answers(port), 20, "the exporter to listen")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(port: int, path: str = "/metrics", auth: str | None = None) -> bool:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def test_metrics_reflect_a_run(
+    app: CoditectApp, worker_factory: WorkerFactory, exporter: int
+) -> None:
+    worker_factory(["flaky", "echo"])
+    dag = Dag("measured")
+    dag.node("wobbly", "flaky", params={"fail_times": 1}, retries=2)
+    dag.node("after", "echo", after=["wobbly"])
+    dag.node("stuck", "sleep", params={"seconds": 0})  # no worker serves sleep: it stays queued
+    run = submit(dag, app)
+    wait_for(lambda: run.status()["nodes"]["after"]["status"] == "succeeded", 30, "the served branch to finish")
+    metrics = scrape(exporter)
+    agent = (("agent", "flaky"),)
+    assert metrics["coditect_runs_submitted_total"][()] == 1
+    assert metrics["coditect_runs_running"][()] == 1
+    assert metrics["coditect_node_attempts_total"][agent] == 2
+    assert metrics["coditect_node_outcomes_total"][(("agent", "flaky"), ("outcome", "retried"))] == 1
+    assert metrics["coditect_node_outcomes_total"][(("agent", "flaky"), ("outcome", "succeeded"))] == 1
+    assert metrics["coditect_node_duration_seconds_count"][agent] == 2
+    assert metrics["coditect_node_duration_seconds_bucket"][(("agent", "flaky"), ("le", "+Inf"))] == 2
+    assert metrics["coditect_queue_depth"][(("agent", "sleep"),)] == 1
+    assert metrics["coditect_workers"][(("agent", "sleep"),)] == 0
+    assert metrics["coditect_workers"][(("agent", "echo"),)] == 1
+    assert metrics["coditect_breaker_state"][(("agent", "flaky"), ("state", "closed"))] == 1
+    run.cancel()
+    metrics = scrape(exporter)
+    assert metrics["coditect_runs_finished_total"][(("status", "cancelled"),)] == 1
+    assert metrics["coditect_runs_running"][()] == 0
+
+
+FLOWER_AUTH = "ops:s3cret-pass"
+
+
+@pytest.fixture
+def flower(settings: Settings, tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    log = (tmp_path / "flower.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coditect_tasks", "flower", "--port", str(port)],
+        env={**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT),
+             "CODITECT_FLOWER_BASIC_AUTH": FLOWER_AUTH},
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: _answers(port, "/healthcheck"), 30, "Flower to listen")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def _get(port: int, path: str, auth: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_flower_requires_auth_and_shows_workers_and_node_tasks(
+    app: CoditectApp, worker_factory: WorkerFactory, flower: int
+) -> None:
+    worker = worker_factory(["echo"], events=True)
+    assert _get(flower, "/")[0] == 401
+    assert _get(flower, "/api/workers")[0] == 401
+    assert _get(flower, "/api/workers", "ops:wrong")[0] == 401
+
+    def workers() -> dict[str, Any]:
+        status, body = _get(flower, "/api/workers?refresh=1", FLOWER_AUTH)
+        return json.loads(body) if status == 200 else {}
+
+    wait_for(lambda: worker.hostname in workers(), 30, "Flower to list the worker")
+    dag = Dag("watched")
+    dag.node("look", "echo")
+    run = submit(dag, app)
+    assert run.wait(30) == "succeeded"
+
+    def node_tasks() -> list[dict[str, Any]]:
+        status, body = _get(flower, "/api/tasks", FLOWER_AUTH)
+        tasks = json.loads(body).values() if status == 200 else []
+        return [t for t in tasks if run.id in str(t.get("kwargs"))]
+
+    wait_for(node_tasks, 30, "Flower to show the node's task")
+    task = node_tasks()[0]
+    assert task["name"] == "agents.echo"
+    assert "'node_id': 'look'" in task["kwargs"]
+
+
+def test_flower_will_not_start_without_credentials(settings: Settings) -> None:
+    started = time.monotonic()
+    result = run_cli(["flower", "--port", str(free_port())], settings.environment())
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "coditect-tasks: error: CODITECT_FLOWER_BASIC_AUTH: not set; Flower will not start without authentication "
+        "(set it to user:password)"
+    ]
+    assert time.monotonic() - started < 15
