@@ -55,7 +55,7 @@ RUN_HASHES = (
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
 #: Fields: ``runs_submitted``, ``runs|<status>``, ``attempts|<agent>``, ``nodes|<agent>|<outcome>``,
 #: ``failovers|<agent>``, ``duration|<agent>|<le>`` (one histogram bucket, not cumulative),
-#: ``duration_sum|<agent>``.
+#: ``duration_sum|<agent>``, ``run_duration|<le>``, ``run_duration_sum``.
 METRICS = f"{PREFIX}metrics"
 
 #: ZSET of running attempts ("run|node|attempt") scored by lease expiry (Redis server time).

@@ -44,7 +44,11 @@ class PlatformCollector(Collector):
         agents = sorted(set(self.declared) | set(live) | _agents_in(counters))
         yield from _run_metrics(counters)
         yield from _node_metrics(counters)
-        yield _duration_histogram(counters)
+        yield _histogram(counters, "coditect_node_duration_seconds",
+                         "Wall time of node attempts from begin to end, by agent.", "duration", "duration_sum", True)
+        yield _histogram(counters, "coditect_run_duration_seconds",
+                         "Wall time of DAG runs from submit to succeeded or failed.", "run_duration",
+                         "run_duration_sum", False)
         yield from self._agent_gauges(agents, live)
 
     def _agent_gauges(self, agents: list[str], live: Mapping[str, Sequence[object]]) -> Iterator[Metric]:
@@ -70,7 +74,9 @@ class PlatformCollector(Collector):
 
 
 def _agents_in(counters: Mapping[str, str]) -> set[str]:
-    return {field.split("|")[1] for field in counters if field.count("|") >= 1 and not field.startswith("runs")}
+    """Agents named in node counters (``<kind>|<agent>[|…]``)."""
+    kinds = {"attempts", "nodes", "failovers", "duration", "duration_sum"}
+    return {parts[1] for parts in (field.split("|") for field in counters) if parts[0] in kinds and len(parts) > 1}
 
 
 def _run_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
@@ -111,22 +117,24 @@ def _node_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
     yield failovers
 
 
-def _duration_histogram(counters: Mapping[str, str]) -> HistogramMetricFamily:
-    """Per-agent buckets are stored one count per bound; Prometheus wants them cumulative."""
-    buckets: dict[str, dict[float, int]] = defaultdict(dict)
+def _histogram(
+    counters: Mapping[str, str], name: str, doc: str, buckets: str, sums: str, labelled: bool
+) -> HistogramMetricFamily:
+    """A histogram from its stored fields: ``<buckets>[|<label>]|<le>`` hold one count per bound
+    (Prometheus wants them cumulative) and ``<sums>[|<label>]`` the sum of observations."""
+    counts: dict[str, dict[float, int]] = defaultdict(dict)
     for field, value in counters.items():
         parts = field.split("|")
-        if parts[0] == "duration" and len(parts) == 3:
-            buckets[parts[1]][math.inf if parts[2] == "+Inf" else float(parts[2])] = int(value)
-    family = HistogramMetricFamily(
-        "coditect_node_duration_seconds", "Wall time of node attempts from begin to end, by agent.", labels=["agent"]
-    )
-    for agent, counts in sorted(buckets.items()):
+        if parts[0] == buckets and len(parts) == (3 if labelled else 2):
+            counts[parts[1] if labelled else ""][math.inf if parts[-1] == "+Inf" else float(parts[-1])] = int(value)
+    family = HistogramMetricFamily(name, doc, labels=["agent"] if labelled else None)
+    for label, by_bound in sorted(counts.items()):
         cumulative, total = [], 0
-        for bound in sorted(counts):
-            total += counts[bound]
+        for bound in sorted(by_bound):
+            total += by_bound[bound]
             cumulative.append(("+Inf" if bound == math.inf else format(bound, "g"), float(total)))
         if cumulative[-1][0] != "+Inf":
             cumulative.append(("+Inf", float(total)))
-        family.add_metric([agent], cumulative, sum_value=float(counters.get(f"duration_sum|{agent}", 0)))
+        sum_field = f"{sums}|{label}" if labelled else sums
+        family.add_metric([label] if labelled else [], cumulative, sum_value=float(counters.get(sum_field, 0)))
     return family

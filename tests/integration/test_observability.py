@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from coditect_tasks import Dag, submit
@@ -180,6 +183,13 @@ def test_metrics_reflect_a_run(
     metrics = scrape(exporter)
     assert metrics["coditect_runs_finished_total"][(("status", "cancelled"),)] == 1
     assert metrics["coditect_runs_running"][()] == 0
+    quick = Dag("quick")
+    quick.node("hello", "echo")
+    assert submit(quick, app).wait(30) == "succeeded"
+    metrics = scrape(exporter)
+    assert metrics["coditect_runs_finished_total"][(("status", "succeeded"),)] == 1
+    assert metrics["coditect_run_duration_seconds_count"][()] == 1
+    assert 0 < metrics["coditect_run_duration_seconds_sum"][()] < 30
 
 
 FLOWER_AUTH = "ops:s3cret-pass"
@@ -253,3 +263,88 @@ def test_flower_will_not_start_without_credentials(settings: Settings) -> None:
         "(set it to user:password)"
     ]
     assert time.monotonic() - started < 15
+
+
+MONITORING = ROOT / "monitoring"
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+                "offset", "inf", "nan"}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names an expression reads (not its functions, labels, strings or ranges)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        if expr[match.end():].lstrip().startswith("(") or match.group().lower() in PROMQL_WORDS:
+            continue
+        names.add(match.group())
+    return names
+
+
+def test_promql_metrics_reads_names_only() -> None:
+    assert promql_metrics(
+        'histogram_quantile(0.95, sum by (agent, le) (rate(x_bucket{outcome=~"a|b"}[5m]))) / y > 0.1 and on(agent) z'
+    ) == {"x_bucket", "y", "z"}
+
+
+def exposed(port: int, auth: str | None = None) -> set[str]:
+    """Every series name a live /metrics serves, including families that have no sample yet."""
+    status, body = _get(port, "/metrics", auth)
+    assert status == 200
+    names = set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    for family in text_string_to_metric_families(body.decode()):
+        names.update(sample.name for sample in family.samples)
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+    return names
+
+
+def dashboard_queries() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in sorted((MONITORING / "grafana" / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        found[path.name] = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    return found
+
+
+def test_dashboards_and_alerts_query_only_metrics_that_exist(exporter: int, flower: int) -> None:
+    available = exposed(exporter) | exposed(flower, FLOWER_AUTH)
+    assert {"coditect_node_duration_seconds_bucket", "flower_task_runtime_seconds_bucket"} <= available
+    queries = dashboard_queries()
+    assert set(queries) == {"system-overview.json", "agent-performance.json", "dag-runs.json"}
+    rules = yaml.safe_load((MONITORING / "prometheus" / "alerts.yml").read_text())
+    queries["alerts.yml"] = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    for source, exprs in queries.items():
+        assert exprs, f"{source} has no queries"
+        for expr in exprs:
+            used = promql_metrics(expr)
+            assert used, f"{source}: {expr!r} reads no metric"
+            assert used <= available, f"{source}: {expr!r} reads {sorted(used - available)}, which nothing exports"
+
+
+def test_prometheus_config_and_rules_pass_promtool() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is missing in CI (.ci/run installs Debian's prometheus package)")
+        pytest.skip("promtool not installed (apt-get install prometheus); CI runs this check")
+    config = subprocess.run([promtool, "check", "config", str(MONITORING / "prometheus" / "prometheus.yml")],
+                            capture_output=True, text=True)
+    assert config.returncode == 0, config.stdout + config.stderr
+    rules = subprocess.run([promtool, "check", "rules", str(MONITORING / "prometheus" / "alerts.yml")],
+                           capture_output=True, text=True)
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    assert "SUCCESS: 5 rules found" in rules.stdout
+
+
+def test_the_collector_forwards_traces_to_jaeger() -> None:
+    config = yaml.safe_load((MONITORING / "otel" / "collector.yaml").read_text())
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert set(pipeline["receivers"]) <= set(config["receivers"])
+    assert set(pipeline["processors"]) <= set(config["processors"])
+    assert set(pipeline["exporters"]) <= set(config["exporters"])
+    assert [config["exporters"][name]["endpoint"] for name in pipeline["exporters"]] == ["jaeger:4317"]
+    assert set(config["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}

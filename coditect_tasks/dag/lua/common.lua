@@ -38,19 +38,24 @@ local function agent_of(node)
   return string.sub(desc.q, 8)
 end
 
--- An attempt of node ended (succeeded, failed or retrying): count it and observe how long it ran.
-local function observe_end(node, outcome)
-  local agent = agent_of(node)
-  count('nodes|' .. agent .. '|' .. outcome)
-  local t0 = redis.call('HGET', T0, node)
+-- Observe the seconds since t0 (a server_now() reading) in a histogram: one count in
+-- field `buckets|<le>` for the first bound that holds it, the seconds added to field `sum`.
+local function observe(buckets, sum, t0)
   if not t0 then return end
   local seconds = server_now() - tonumber(t0)
   local le = '+Inf'
   for _, bound in ipairs(DURATION_BUCKETS) do
     if seconds <= bound then le = tostring(bound) break end
   end
-  count('duration|' .. agent .. '|' .. le)
-  redis.call('HINCRBYFLOAT', METRICS, 'duration_sum|' .. agent, seconds)
+  count(buckets .. '|' .. le)
+  redis.call('HINCRBYFLOAT', METRICS, sum, seconds)
+end
+
+-- An attempt of node ended (succeeded, failed or retrying): count it and observe how long it ran.
+local function observe_end(node, outcome)
+  local agent = agent_of(node)
+  count('nodes|' .. agent .. '|' .. outcome)
+  observe('duration|' .. agent, 'duration_sum|' .. agent, redis.call('HGET', T0, node))
 end
 
 local function record(node, status, extra)
@@ -103,6 +108,7 @@ local function finish()
   if rs == 'running' then final = 'succeeded' elseif rs == 'failing' then final = 'failed' else return end
   redis.call('HSET', RUN, 'status', final, 'finished_at', NOW)
   count('runs|' .. final)
+  observe('run_duration', 'run_duration_sum', redis.call('HGET', RUN, 't0'))
   record('', final)
   redis.call('PUBLISH', 'coditect:run:' .. RUN_ID .. ':done', final)
   expire_all()

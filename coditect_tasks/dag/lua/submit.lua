@@ -3,6 +3,7 @@
 if redis.call('HGET', RUN, 'status') ~= 'submitting' then return 0 end
 redis.call('HSET', RUN, 'status', 'running')
 count('runs_submitted')
+redis.call('HSET', RUN, 't0', server_now())
 record('', 'running')
 for i = 3, #ARGV do enqueue(ARGV[i]) end
 return #ARGV - 2
