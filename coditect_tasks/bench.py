@@ -131,3 +131,33 @@ def run_engine_bench(
             "speed_ratio": round(med(plain_chain) / med(ours_chain), 3),
         },
     }
+
+
+def run_observability_bench(
+    app: CoditectApp, start_pool: Callable[[bool], Callable[[], None]], fan: int = 1000, repeats: int = 3,
+    timeout: float = 300, on_step: Callable[[str], None] = lambda step: None,
+) -> dict[str, Any]:
+    """The issue-5 figure: fan-out throughput with workers exporting traces vs not.
+
+    ``start_pool(traced)`` starts the noop pool with or without an OTLP exporter and
+    returns a function that stops it; the two kinds alternate so that noise hits both.
+    Metrics are Lua counters written with every transition, so they are on in both.
+    """
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for rep in range(repeats):
+        for traced in (False, True):
+            on_step(f"repetition {rep + 1}/{repeats}: fan-out of {fan}, tracing {'on' if traced else 'off'}")
+            stop = start_pool(traced)
+            try:
+                dag_seconds(app, fanout(50), timeout)  # warm the pool's processes and connections
+                seconds[traced].append(dag_seconds(app, fanout(fan), timeout)[0])
+            finally:
+                stop()
+    off, on = statistics.median(seconds[False]), statistics.median(seconds[True])
+    return {
+        "repeats": repeats,
+        "tasks": fan,
+        "tracing_off_tasks_per_s": round(fan / off, 1),
+        "tracing_on_tasks_per_s": round(fan / on, 1),
+        "throughput_ratio": round(off / on, 3),
+    }

@@ -414,11 +414,16 @@ def bench(
     fan: Annotated[int, typer.Option(min=1, help="Nodes in the fan-out.")] = 1000,
     length: Annotated[int, typer.Option(min=2, help="Nodes in the chain.")] = 200,
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes serving noop.")] = 2,
+    observability: Annotated[bool, typer.Option(
+        "--observability", help="Instead: DAG throughput with workers exporting traces vs not.")] = False,
 ) -> None:
     """Measure the DAG engine against plain Celery on the same workers, in one run."""
     from .bench import run_engine_bench
 
     settings = Settings.from_env()
+    if observability:
+        _bench_observability(settings, fan, repeats, concurrency, as_json)
+        return
     stack = LocalStack(settings, ["noop"], workers=1, concurrency=concurrency,
                        data_dir=settings.home / f"bench-{uuid.uuid4().hex[:8]}" / "redis")
     try:
@@ -447,6 +452,45 @@ def bench(
                  f"{c['edge_latency_p50_ms']:.2f} / {c['edge_latency_p99_ms']:.2f}", "")
     view.add_row("validate + plan 10,000 nodes: s", "", str(report["validate_10k_seconds"]), "")
     out.print(view)
+
+
+def _bench_observability(settings: Settings, fan: int, repeats: int, concurrency: int, as_json: bool) -> None:
+    """Tracing on vs off, on fresh noop pools that alternate over one embedded Redis."""
+    from .bench import run_observability_bench
+    from .embedded import WorkerProcess
+    from .observability import tracing
+    from .observability.receiver import OtlpReceiver
+
+    receiver = OtlpReceiver().start()
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint  # the producer's root spans
+    tracing.setup_tracing("coditect-bench")
+    data_dir = settings.home / f"bench-{uuid.uuid4().hex[:8]}" / "redis"
+    stack = LocalStack(settings, ["noop"], workers=0, data_dir=data_dir)
+    try:
+        with err.status("starting redis-server…") as status:
+            stack.start()
+            app = create_app(stack.settings)
+            registry = Registry.from_url(stack.settings.state_url)
+
+            def start_pool(traced: bool) -> Any:
+                env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint} if traced else {"OTEL_SDK_DISABLED": "true"}
+                pool = WorkerProcess(stack.settings, ["noop"], concurrency=concurrency, extra_env=env).start()
+                pool.wait_ready(registry)
+                return pool.stop
+
+            report = run_observability_bench(app, start_pool, fan=fan, repeats=repeats,
+                                             on_step=lambda step: status.update(step))
+    finally:
+        stack.stop()
+        receiver.stop()
+        shutil.rmtree(stack.data_dir.parent, ignore_errors=True)
+    report["spans_received"] = len(receiver.snapshot())
+    if as_json:
+        _emit_json(report)
+        return
+    out.print(f"fan-out of {fan} noop, medians of {repeats}: tracing off {report['tracing_off_tasks_per_s']} tasks/s, "
+              f"on {report['tracing_on_tasks_per_s']} tasks/s, ratio {report['throughput_ratio']:.2f} "
+              f"({report['spans_received']} spans received)")
 
 
 @cli.command()

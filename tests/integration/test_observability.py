@@ -23,10 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coditect_tasks import Dag, submit
 from coditect_tasks.app import CoditectApp
+from coditect_tasks.observability.receiver import OtlpReceiver
 from coditect_tasks.settings import Settings
 
 from ..conftest import ROOT, WorkerFactory, run_cli, wait_for
-from ..support.otlp import OtlpReceiver
 
 pytestmark = pytest.mark.integration
 

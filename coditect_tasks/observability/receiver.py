@@ -1,4 +1,8 @@
-"""A real OTLP/HTTP trace receiver on 127.0.0.1, for tests: it keeps every span it is sent."""
+"""A minimal real OTLP/HTTP trace receiver on 127.0.0.1 that keeps every span it is sent.
+
+Shipped for tests and benchmarks (ours and our users'): point ``OTEL_EXPORTER_OTLP_ENDPOINT``
+at ``OtlpReceiver().start().endpoint`` and read back what the processes exported.
+"""
 
 from __future__ import annotations
 
