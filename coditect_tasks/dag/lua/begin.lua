@@ -27,8 +27,8 @@ redis.call('HSET', STARTED, node, NOW)
 redis.call('HSET', WORKER, node, worker)
 redis.call('HSET', T0, node, server_now())
 record(node, 'running', {'attempt', token, 'worker', worker})
-local desc = cjson.decode(redis.call('HGET', NODE, node))
-count('attempts|' .. string.sub(desc.q, 8))
+local desc = desc_of(node)
+count('attempts|' .. agent_of(desc))
 local lease = desc.x and FOREACH_LEASE_SECONDS or LEASE_SECONDS
 redis.call('ZADD', LEASES, server_now() + lease, lease_member(node, token))
 local parts = {}

@@ -32,9 +32,13 @@ local function count(name)
   redis.call('HINCRBY', METRICS, name, 1)
 end
 
--- The agent a node's message goes to now (its queue is 'agents.<name>'; a fallback reroutes it).
-local function agent_of(node)
-  local desc = cjson.decode(redis.call('HGET', NODE, node))
+-- A node's description: queue q, template t, successors s, predecessors p, foreach x/f.
+local function desc_of(node)
+  return cjson.decode(redis.call('HGET', NODE, node))
+end
+
+-- The agent a description's messages go to (its queue is 'agents.<name>'; a fallback reroutes it).
+local function agent_of(desc)
   return string.sub(desc.q, 8)
 end
 
@@ -51,9 +55,9 @@ local function observe(buckets, sum, t0)
   redis.call('HINCRBYFLOAT', METRICS, sum, seconds)
 end
 
--- An attempt of node ended (succeeded, failed or retrying): count it and observe how long it ran.
-local function observe_end(node, outcome)
-  local agent = agent_of(node)
+-- An attempt of node by agent ended (succeeded, failed, retried, rerouted): count it and
+-- observe how long it ran.
+local function observe_end(node, agent, outcome)
   count('nodes|' .. agent .. '|' .. outcome)
   observe('duration|' .. agent, 'duration_sum|' .. agent, redis.call('HGET', T0, node))
 end
@@ -79,7 +83,7 @@ local function queued_member(node)
 end
 
 local function enqueue(node)
-  local desc = cjson.decode(redis.call('HGET', NODE, node))
+  local desc = desc_of(node)
   local seq = redis.call('HINCRBY', SEQ, node, 1)
   redis.call('HSET', STATUS, node, 'queued')
   redis.call('LPUSH', desc.q, message(node, desc, seq))
@@ -139,6 +143,6 @@ local function requeue(node, token, why)
   redis.call('HINCRBY', RUN, 'running', -1)
   redis.call('HSET', ERROR, node, why)
   record(node, 'requeued', {'attempt', token, 'error', why})
-  count('failovers|' .. agent_of(node))
+  count('failovers|' .. agent_of(desc_of(node)))
   enqueue(node)
 end

@@ -4,7 +4,8 @@
 local node, token, result = ARGV[3], ARGV[4], ARGV[5]
 if not fenced(node, token) then return {0} end
 release(node, token)
-observe_end(node, 'succeeded')
+local desc = desc_of(node)
+observe_end(node, agent_of(desc), 'succeeded')
 if ARGV[6] and ARGV[6] ~= '' then redis.call('HSET', TRACE, node, ARGV[6]) end
 redis.call('HSET', STATUS, node, 'succeeded')
 redis.call('HSET', RESULT, node, result)
@@ -14,7 +15,6 @@ local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
 record(node, 'succeeded', {'attempt', token, 'result', string.sub(result, 1, HISTORY_CAP)})
 local ready = 0
 if redis.call('HGET', RUN, 'status') == 'running' then
-  local desc = cjson.decode(redis.call('HGET', NODE, node))
   for _, succ in ipairs(desc.s) do
     if redis.call('HINCRBY', PENDING, succ, -1) == 0 then
       enqueue(succ)

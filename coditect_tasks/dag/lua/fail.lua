@@ -5,7 +5,7 @@ local node, token, err = ARGV[3], ARGV[4], ARGV[5]
 if token == '*' then token = redis.call('HGET', ATTEMPTS, node) end
 if not fenced(node, token) then return 0 end
 release(node, token)
-observe_end(node, 'failed')
+observe_end(node, agent_of(desc_of(node)), 'failed')
 redis.call('HSET', STATUS, node, 'failed')
 redis.call('HSET', ERROR, node, err)
 redis.call('HSET', FINISHED, node, NOW)

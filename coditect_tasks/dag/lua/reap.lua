@@ -4,7 +4,7 @@
 -- BRPOP is not reliable) is neither in its queue nor held by a live worker; queue it
 -- again. Returns the "run|node|attempt" (or "run|node|q") handled.
 local function still_waiting(node)
-  local desc = cjson.decode(redis.call('HGET', NODE, node))
+  local desc = desc_of(node)
   local seq = redis.call('HGET', SEQ, node) or '1'
   -- oldest messages sit at the tail, so search from there
   if redis.call('LPOS', desc.q, message(node, desc, seq), 'RANK', -1) then return true end
@@ -31,7 +31,7 @@ for _, member in ipairs(expired) do
       else
         redis.call('HSET', ERROR, node, 'message lost in transit; queued again')
         record(node, 'requeued', {'error', 'message lost in transit'})
-        count('failovers|' .. agent_of(node))
+        count('failovers|' .. agent_of(desc_of(node)))
         enqueue(node)
         out[#out + 1] = member
       end

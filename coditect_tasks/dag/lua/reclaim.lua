@@ -13,7 +13,7 @@ for _, member in ipairs(redis.call('SMEMBERS', set)) do
     if redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', RUN, 'status') == 'running' then
       redis.call('HSET', ERROR, node, 'message lost with worker ' .. host .. ' before it began')
       record(node, 'requeued', {'error', 'message lost with worker ' .. host})
-      count('failovers|' .. agent_of(node))
+      count('failovers|' .. agent_of(desc_of(node)))
       enqueue(node)
       count = count + 1
     end

@@ -2,12 +2,12 @@
 -- message template ARGV[7]. Used while the node's agent has an open circuit breaker.
 local node, token = ARGV[3], ARGV[4]
 if not fenced(node, token) then return 0 end
-local desc = cjson.decode(redis.call('HGET', NODE, node))
+local desc = desc_of(node)
 desc.q, desc.t = ARGV[6], ARGV[7]
 redis.call('HSET', NODE, node, cjson.encode(desc))
 redis.call('HSET', P .. 'routed', node, ARGV[5])
 release(node, token)
-observe_end(node, 'rerouted')
+observe_end(node, agent_of(desc), 'rerouted')
 redis.call('HINCRBY', RUN, 'running', -1)
 record(node, 'rerouted', {'attempt', token, 'agent', ARGV[5]})
 enqueue(node)

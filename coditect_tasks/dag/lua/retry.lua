@@ -8,7 +8,7 @@ if redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', ATTEMPTS,
 end
 if not fenced(node, token) then return 0 end
 release(node, token)
-observe_end(node, 'retried')
+observe_end(node, agent_of(desc_of(node)), 'retried')
 redis.call('HSET', ERROR, node, err)
 redis.call('HINCRBY', RUN, 'running', -1)
 if redis.call('HGET', RUN, 'status') ~= 'running' then
