@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from coditect_tasks import Dag, submit
+from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.dag.engine import engine_for
 from coditect_tasks.settings import Settings
 
 from ..conftest import WorkerFactory, run_cli, wait_for
@@ -74,6 +75,9 @@ def test_an_open_breaker_sends_nodes_to_the_fallback_until_a_probe_closes_it(
     node = run.status()["nodes"]["w3"]
     assert node["agent"] == "echo"
     assert node["result"] == {"params": {"fail": False}, "upstream": {}}
+    counters = engine_for(test_app).client.hgetall(keys.METRICS)
+    assert counters["nodes|wobbly|rerouted"] == "1"  # the rerouted attempt was wobbly's, not echo's
+    assert "nodes|echo|rerouted" not in counters
 
     time.sleep(2.0)  # the breaker's reset timeout: the next call is the half-open probe
     probe = submit(healthy, test_app)
