@@ -505,13 +505,10 @@ def exporter(
     from .observability.metrics import PlatformCollector
 
     settings = _settings()
-    broker_url = settings.require_broker()
     broker_mod.ping(settings.state_url, settings.connect_timeout)
-    state = redis_client(settings.state_url)
-    broker = state if broker_url == settings.state_url or not broker_url.startswith("redis") else redis_client(
-        broker_url)
     registry = CollectorRegistry()
-    registry.register(PlatformCollector(state, broker, load_agents(settings.agent_modules)))
+    registry.register(PlatformCollector(redis_client(settings.state_url), settings.require_broker(),
+                                        load_agents(settings.agent_modules)))
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         server, _ = start_http_server(port, addr=address, registry=registry)

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from .. import keys
+from ..broker import queue_depths
 from ..registry import Registry
 from ..resilience.breaker import breaker_states
 
@@ -29,13 +30,13 @@ RUN_STATES = ("succeeded", "failed", "cancelled")
 class PlatformCollector(Collector):
     """Everything ``coditect-tasks exporter`` serves, read fresh on every scrape.
 
-    ``state`` is the state Redis (registry, run counters, breakers); ``broker`` the
-    Redis whose lists are the agents' queues (the same server unless configured).
+    ``state`` is the state Redis (registry, run counters, breakers); ``broker_url`` the
+    broker that holds the agents' queues (Redis or RabbitMQ).
     """
 
-    def __init__(self, state: redis.Redis, broker: redis.Redis, agents: Iterable[str]) -> None:
+    def __init__(self, state: redis.Redis, broker_url: str, agents: Iterable[str]) -> None:
         self.state = state
-        self.broker = broker
+        self.broker_url = broker_url
         self.declared = tuple(agents)
 
     def collect(self) -> Iterator[Metric]:
@@ -52,14 +53,11 @@ class PlatformCollector(Collector):
         yield from self._agent_gauges(agents, live)
 
     def _agent_gauges(self, agents: list[str], live: Mapping[str, Sequence[object]]) -> Iterator[Metric]:
-        with self.broker.pipeline(transaction=False) as pipe:
-            for agent in agents:
-                pipe.llen(keys.agent_queue(agent))
-            depths = pipe.execute()
+        depths = queue_depths(self.broker_url, [keys.agent_queue(agent) for agent in agents])
         depth = GaugeMetricFamily("coditect_queue_depth", "Messages waiting in an agent's queue.", labels=["agent"])
         workers = GaugeMetricFamily("coditect_workers", "Live worker pools serving an agent.", labels=["agent"])
-        for agent, length in zip(agents, depths, strict=True):
-            depth.add_metric([agent], float(length))
+        for agent in agents:
+            depth.add_metric([agent], float(depths[keys.agent_queue(agent)]))
             workers.add_metric([agent], float(len(live.get(agent, []))))
         breaker = GaugeMetricFamily(
             "coditect_breaker_state", "1 for the state an agent's circuit breaker is in, else 0.",
