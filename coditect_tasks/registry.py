@@ -143,6 +143,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._registry = Registry.from_url(app.settings.state_url)
         self._app = app
         self._stop.clear()
+        self._forget_reservations()
         self._beat()
         self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
         self._thread.start()
@@ -168,6 +169,19 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
                 log.warning("requeued %d node(s) whose message died with its worker", reclaimed)
         except redis.RedisError as exc:
             log.warning("reaping expired leases failed: %s", exc)
+
+    def _forget_reservations(self) -> None:
+        """Start with no noted messages: after a lost broker connection Celery drops the
+        ones it held but had not begun, so our notes would vouch for messages nobody
+        holds, and the queued-node check (reap.lua) would wait on them forever."""
+        assert self._registry is not None and self._info is not None
+        try:
+            with self._registry.client.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.reserved(self._info.hostname))
+                pipe.zrem(keys.RESERVERS, self._info.hostname)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not clear the noted messages: %s", exc)
 
     def _on_received(self, sender: Any = None, request: Any = None, **kwargs: Any) -> None:
         """A node message reached this worker: note it until the node begins."""
