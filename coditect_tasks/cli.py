@@ -494,6 +494,79 @@ def _bench_observability(settings: Settings, fan: int, repeats: int, concurrency
 
 
 @cli.command()
+def load(
+    name: Annotated[str, typer.Argument(metavar="SCENARIO", help="steady, spike, stress or soak.")],
+    scale: Annotated[float, typer.Option(
+        help="Multiply the durations (and the stress scenario's runs in flight) by this; e.g. 0.05 for CI.")] = 1.0,
+    dag_file: Annotated[Path | None, typer.Option("--dag", help="YAML or JSON DAG to submit (default: a diamond).")]
+    = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Processes of the local worker pool (embedded only).")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Run a Locust scenario headless against the embedded stack or the configured cluster.
+
+    Locust's CSV and HTML reports go under CODITECT_HOME/load/. Exit code 1 if any run failed.
+    """
+    from .load import runner
+    from .load.report import read_failures, read_stats
+    from .load.scenario import default_dag, scenario
+
+    plan = scenario(name, scale)
+    dag = Dag.load(dag_file) if dag_file else default_dag()
+    settings = Settings.from_env()
+    target = attach(settings)
+    stack = None
+    if target.embedded:  # nothing configured and no `up` running: bring our own stack
+        validate(dag, load_agents(settings.agent_modules), max_nodes=settings.max_nodes)
+        agents = sorted({node.agent for node in dag.nodes.values()})
+        stack = LocalStack(settings, agents, workers=1, concurrency=concurrency, recorder=True,
+                           data_dir=settings.home / f"load-{uuid.uuid4().hex[:8]}" / "redis")
+    else:
+        broker_mod.ping(target.state_url, target.connect_timeout)
+        app = create_app(target)
+        validate(dag, set(app.agents) | set(Registry(broker_mod.redis_client(target.state_url)).by_agent()),
+                 max_nodes=settings.max_nodes)
+    out_dir = settings.home / "load" / f"{plan.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if stack is not None:
+            with err.status("starting redis-server and a worker pool…"):
+                target = stack.start().settings
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, disable=as_json) as progress:
+            bar = progress.add_task(f"{plan.name}: {plan.summary} (×{scale:g})", total=plan.seconds)
+            outcome = runner.run(target, plan, scale, dag_file, out_dir,
+                                 on_tick=lambda elapsed: progress.update(bar, completed=min(elapsed, plan.seconds)))
+    finally:
+        if stack is not None:
+            stack.stop()
+            shutil.rmtree(stack.data_dir.parent, ignore_errors=True)
+    figures = read_stats(outcome.prefix)
+    failures = read_failures(outcome.prefix)
+    report = {
+        "scenario": plan.name, "scale": scale, "dag": dag.name, "seconds": plan.seconds,
+        **{kind: f.to_json() for kind, f in figures.items()}, "failures": failures,
+        "reports": {"csv": str(outcome.prefix) + "_stats.csv", "html": str(outcome.html), "log": str(outcome.log)},
+    }
+    failed = sum(f.failures for f in figures.values()) > 0 or outcome.exit_code != 0
+    if as_json:
+        _emit_json(report)
+    else:
+        view = Table(title=f"{plan.name} ×{scale:g}: {dag.name} ({len(dag.nodes)} nodes), times in ms")
+        for column in ("request", "count", "failed", "per s", "p50", "p95", "p99", "max"):
+            view.add_column(column, justify="left" if column == "request" else "right")
+        for kind, f in figures.items():
+            view.add_row(kind, str(f.requests), str(f.failures), f"{f.per_second:g}", f"{f.p50:g}", f"{f.p95:g}",
+                         f"{f.p99:g}", f"{f.max:g}")
+        out.print(view)
+        for failure in failures:
+            out.print(f"[red]{failure['occurrences']}×[/red] {failure['error']}", markup=True, highlight=False)
+        out.print(f"reports: {outcome.html} and {outcome.prefix}_*.csv")
+    if failed:
+        raise typer.Exit(1)
+
+
+@cli.command()
 def exporter(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve /metrics on.")] = 9808,
     address: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say so).")] = "127.0.0.1",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from .. import keys
@@ -88,6 +89,22 @@ class DagRun:
             return len(doc["nodes"]), str(doc["status"])
         state = "running" if status in ("failing", "submitting") else str(status)
         return int(str(total)) - int(str(remaining)), state
+
+    def dispatch_seconds(self) -> float | None:
+        """Seconds from submit to the first node running (None if none ran): how long
+        the platform took to get the run going, queueing included."""
+        p = keys.run_prefix(self.id)
+        with self.engine.client.pipeline(transaction=False) as pipe:
+            pipe.hget(p + "run", "submitted_at")
+            pipe.hvals(p + "started")
+            submitted, started = pipe.execute()
+        if submitted is None:
+            doc = self.status()
+            submitted, started = doc["submitted_at"], [n["started_at"] for n in doc["nodes"].values()]
+        stamps = [datetime.fromisoformat(s) for s in started if s]
+        if not stamps:
+            return None
+        return (min(stamps) - datetime.fromisoformat(submitted)).total_seconds()
 
     def definition(self) -> dict[str, Any]:
         """The DAG as submitted (JSON form)."""

@@ -1,0 +1,1 @@
+"""Load testing with Locust: the plan's scenarios, a DAG-submitting user, reports."""

@@ -1,0 +1,39 @@
+"""Locust entry point: ``coditect-tasks load`` runs it headless; run it yourself for
+Locust's web UI (``locust -f coditect_tasks/load/locustfile.py``).
+
+Configured by the environment: ``CODITECT_LOAD_SCENARIO`` (default ``steady``),
+``CODITECT_LOAD_SCALE`` (default 1), ``CODITECT_LOAD_DAG`` (a DAG file; default the
+diamond of ``scenario.default_dag``) and the usual ``CODITECT_*`` settings.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from locust import LoadTestShape, constant, constant_pacing
+
+from coditect_tasks.app import create_app
+from coditect_tasks.dag.spec import Dag
+from coditect_tasks.embedded import attach
+from coditect_tasks.load.scenario import default_dag, scenario
+from coditect_tasks.load.user import DagUser
+from coditect_tasks.settings import Settings
+
+SCENARIO = scenario(os.environ.get("CODITECT_LOAD_SCENARIO", "steady"),
+                    float(os.environ.get("CODITECT_LOAD_SCALE", "1")))
+_DAG = Dag.load(os.environ["CODITECT_LOAD_DAG"]) if os.environ.get("CODITECT_LOAD_DAG") else default_dag()
+
+
+class ScenarioUser(DagUser):
+    app = create_app(attach(Settings.from_env()))
+    dag = _DAG
+    label = f"{SCENARIO.name}/{_DAG.name}"
+    wait_time = constant_pacing(SCENARIO.pacing) if SCENARIO.pacing else constant(0)
+
+
+class ScenarioShape(LoadTestShape):
+    """Users over time as the scenario's stages say."""
+
+    def tick(self) -> Any:
+        return SCENARIO.tick(self.get_run_time())  # type: ignore[no-untyped-call]
