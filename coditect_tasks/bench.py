@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import itertools
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from celery import chain, group
 
-from .app import CoditectApp
+from .app import CoditectApp, create_app
+from .broker import redis_client
 from .dag.plan import validate
 from .dag.run import submit
 from .dag.spec import Dag
+from .embedded import RedisServer
+from .settings import Settings
 
 
 def validate_seconds(nodes: int = 10_000) -> float:
@@ -61,6 +66,59 @@ def dag_seconds(app: CoditectApp, dag: Dag, timeout: float) -> tuple[float, dict
     return elapsed, run.status()
 
 
+def celery_dispatch_seconds(app: CoditectApp, timeout: float) -> float:
+    """Apply → done of one plain noop task (its result's ``date_done``): an upper bound on
+    Celery's dispatch latency, since a noop finishes within microseconds of starting."""
+    noop = app.tasks["agents.noop"]
+    applied = datetime.now(UTC)
+    result = noop.apply_async()
+    result.get(timeout=timeout)
+    done: datetime = result.date_done
+    result.forget()
+    return (done.replace(tzinfo=done.tzinfo or UTC) - applied).total_seconds()
+
+
+def dag_dispatch_seconds(app: CoditectApp, timeout: float) -> float:
+    """Submit → first node running of a one-node noop run, from the caller's clock as
+    for plain Celery (validation and planning included)."""
+    dag = Dag("dispatch")
+    dag.node("n0", "noop")
+    submitted = datetime.now(UTC)
+    run = submit(dag, app)
+    if run.wait(timeout) != "succeeded":
+        raise RuntimeError(f"benchmark run {run.id} did not succeed")
+    started = run.status()["nodes"]["n0"]["started_at"]
+    return (datetime.fromisoformat(started) - submitted).total_seconds()
+
+
+def memory_per_1000_in_flight(settings: Settings, nodes: int = 10_000) -> dict[str, float]:
+    """Bytes of Redis memory per 1,000 queued, unfinished nodes: a fan-out run vs a plain
+    Celery group of noop tasks with results, on a private Redis that no worker drains
+    (so they stay in flight and a cluster's queues are never touched). Ours includes the
+    run's history entries that wait in Redis for the recorder."""
+    with tempfile.TemporaryDirectory(prefix="coditect-bench-") as folder:
+        server = RedisServer(Path(folder), appendonly=False).start()
+        app = create_app(settings.with_broker(server.url))
+        client = redis_client(server.url)
+        try:
+            def used() -> int:
+                return int(client.info("memory")["used_memory"])
+
+            client.ping()
+            before = used()
+            group(app.tasks["agents.noop"].si() for _ in range(nodes)).apply_async()
+            celery = used() - before
+            before = used()
+            submit(fanout(nodes), app)
+            ours = used() - before
+        finally:
+            client.close()
+            app.close()
+            server.stop()
+    return {"nodes": nodes, "celery_bytes_per_1000": round(celery * 1000 / nodes),
+            "coditect_bytes_per_1000": round(ours * 1000 / nodes), "ratio": round(ours / celery, 2)}
+
+
 def fanout(n: int) -> Dag:
     dag = Dag(f"fanout-{n}")
     for i in range(n):
@@ -93,13 +151,16 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_engine_bench(
     app: CoditectApp, fan: int = 1000, length: int = 200, repeats: int = 3, timeout: float = 300,
-    on_step: Callable[[str], None] = lambda step: None,
+    dispatches: int = 100, on_step: Callable[[str], None] = lambda step: None,
 ) -> dict[str, Any]:
-    """The issue-3 figures: validation time, fan-out throughput ratio, chain latency."""
+    """Validation time, fan-out throughput ratio, chain and per-edge latency, dispatch
+    latency and memory per 1,000 in-flight nodes, each against plain Celery."""
     on_step("warm-up")
     celery_group_seconds(app, 50, timeout)
     dag_seconds(app, fanout(50), timeout)
     plain_fan, ours_fan, plain_chain, ours_chain, edges, validations = [], [], [], [], [], []
+    plain_dispatch: list[float] = []
+    ours_dispatch: list[float] = []
     for rep in range(repeats):
         on_step(f"repetition {rep + 1}/{repeats}: validate {10_000} nodes")
         validations.append(validate_seconds())
@@ -111,6 +172,12 @@ def run_engine_bench(
         seconds, doc = dag_seconds(app, chained(length), timeout)
         ours_chain.append(seconds)
         edges.extend(edge_latencies_ms(doc))
+        on_step(f"repetition {rep + 1}/{repeats}: dispatch latency of {dispatches} single-node runs")
+        for _ in range(dispatches):
+            plain_dispatch.append(celery_dispatch_seconds(app, timeout) * 1000)
+            ours_dispatch.append(dag_dispatch_seconds(app, timeout) * 1000)
+    on_step("memory per 1,000 in-flight nodes (a private Redis)")
+    memory = memory_per_1000_in_flight(app.settings)
     med = statistics.median
     return {
         "repeats": repeats,
@@ -130,6 +197,14 @@ def run_engine_bench(
             "edge_latency_p99_ms": round(percentile(edges, 99), 3),
             "speed_ratio": round(med(plain_chain) / med(ours_chain), 3),
         },
+        "dispatch": {
+            "runs": len(ours_dispatch),
+            "celery_p50_ms": round(percentile(plain_dispatch, 50), 3),
+            "celery_p99_ms": round(percentile(plain_dispatch, 99), 3),
+            "coditect_p50_ms": round(percentile(ours_dispatch, 50), 3),
+            "coditect_p99_ms": round(percentile(ours_dispatch, 99), 3),
+        },
+        "memory": memory,
     }
 
 

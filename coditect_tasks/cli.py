@@ -448,8 +448,15 @@ def bench(
                  f"{f['throughput_ratio']:.2f}")
     view.add_row(f"chain of {length} noop: seconds", str(c["celery_seconds"]), str(c["coditect_seconds"]),
                  f"{c['speed_ratio']:.2f}")
-    view.add_row("chain: ms per edge (p50 / p99)", f"{c['celery_ms_per_hop']:.2f} (mean)",
+    view.add_row("chain: ms per edge (p50 / p99)", f"{c['celery_ms_per_hop']:.2f} (mean per hop)",
                  f"{c['edge_latency_p50_ms']:.2f} / {c['edge_latency_p99_ms']:.2f}", "")
+    d, m = report["dispatch"], report["memory"]
+    view.add_row(f"dispatch of a 1-node run: ms (p50 / p99, {d['runs']} runs)",
+                 f"{d['celery_p50_ms']:.2f} / {d['celery_p99_ms']:.2f}",
+                 f"{d['coditect_p50_ms']:.2f} / {d['coditect_p99_ms']:.2f}",
+                 f"{d['celery_p50_ms'] / d['coditect_p50_ms']:.2f}")
+    view.add_row("Redis memory per 1,000 in-flight nodes: KiB", f"{m['celery_bytes_per_1000'] / 1024:.0f}",
+                 f"{m['coditect_bytes_per_1000'] / 1024:.0f}", f"{m['ratio']:.2f}")
     view.add_row("validate + plan 10,000 nodes: s", "", str(report["validate_10k_seconds"]), "")
     out.print(view)
 
