@@ -53,8 +53,12 @@ def run(
                 on_tick(time.monotonic() - started)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=0.5)
+        except KeyboardInterrupt:  # stop early, but keep what was measured
+            proc.terminate()  # Locust quits cleanly on SIGTERM and still writes its reports
         finally:
-            if proc.poll() is None:  # interrupted: let Locust write its reports
-                proc.terminate()
+            try:
                 proc.wait(timeout=STOP_TIMEOUT + 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     return Outcome(proc.returncode, outcome.prefix, outcome.html, outcome.log)
