@@ -17,15 +17,28 @@ from kombu.exceptions import ChannelError, OperationalError
 from .errors import BrokerUnreachableError
 from .settings import REDIS_SCHEMES, safe_url
 
+#: Connections one client may open; more concurrent callers wait for one to come free.
+MAX_CONNECTIONS = 100
+#: Seconds a caller waits for a free connection before an error.
+POOL_WAIT_SECONDS = 30.0
+
 
 def redis_client(url: str, timeout: float = 5.0) -> redis.Redis:
-    """A client for the state Redis whose socket operations never hang forever."""
-    return redis.Redis.from_url(
+    """A client for the state Redis whose socket operations never hang forever.
+
+    Its pool blocks instead of failing when all connections are busy, so a producer
+    with hundreds of threads or greenlets submitting at once queues for a connection
+    rather than meeting ``Too many connections``.
+    """
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
         socket_connect_timeout=timeout,
         health_check_interval=30,
         decode_responses=True,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def ping(url: str, deadline: float) -> None:

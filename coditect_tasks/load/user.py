@@ -103,18 +103,17 @@ class DagUser(User):
         started = time.perf_counter()
         try:
             run = submit(self.dag, self.app)
-        except Exception as exc:  # the submit itself failed: a failed run, nothing to wait for
+            state, ended = self.watcher().wait(run, RUN_TIMEOUT)
+            dispatch = run.dispatch_seconds()
+        except Exception as exc:  # submitting or following the run failed: a failed run all the same
             fire(request_type="run", name=self.label, response_time=(time.perf_counter() - started) * 1000,
-                 response_length=0, exception=RunFailed(f"submit: {type(exc).__name__}: {exc}"))
+                 response_length=0, exception=RunFailed(f"{type(exc).__name__}: {exc}"))
             return
-        state, ended = self.watcher().wait(run, RUN_TIMEOUT)
         exception = None
         if state != "succeeded":
-            why = "timed out" if state not in TERMINAL else state
-            exception = RunFailed(f"run {why}: {_first_error(run)}")
+            exception = RunFailed(f"run {state if state in TERMINAL else 'timed out'}: {_first_error(run)}")
         fire(request_type="run", name=self.label, response_time=(ended - started) * 1000,
              response_length=len(self.dag.nodes), exception=exception)
-        dispatch = run.dispatch_seconds()
         if dispatch is not None:
             fire(request_type="dispatch", name=self.label, response_time=dispatch * 1000, response_length=0,
                  exception=None)
