@@ -522,17 +522,18 @@ def load(
     dag = Dag.load(dag_file) if dag_file else default_dag()
     settings = Settings.from_env()
     target = attach(settings)
+    known = set(load_agents(settings.agent_modules))
+    if not target.embedded:  # a cluster's workers may serve agents declared elsewhere
+        broker_mod.ping(target.state_url, target.connect_timeout)
+        client = broker_mod.redis_client(target.state_url)
+        known |= set(Registry(client).by_agent())
+        client.close()
+    validate(dag, known, max_nodes=settings.max_nodes)
     stack = None
     if target.embedded:  # nothing configured and no `up` running: bring our own stack
-        validate(dag, load_agents(settings.agent_modules), max_nodes=settings.max_nodes)
-        agents = sorted({node.agent for node in dag.nodes.values()})
-        stack = LocalStack(settings, agents, workers=1, concurrency=concurrency, recorder=True,
+        stack = LocalStack(settings, sorted({node.agent for node in dag.nodes.values()}), workers=1,
+                           concurrency=concurrency, recorder=True,
                            data_dir=settings.home / f"load-{uuid.uuid4().hex[:8]}" / "redis")
-    else:
-        broker_mod.ping(target.state_url, target.connect_timeout)
-        app = create_app(target)
-        validate(dag, set(app.agents) | set(Registry(broker_mod.redis_client(target.state_url)).by_agent()),
-                 max_nodes=settings.max_nodes)
     out_dir = settings.home / "load" / f"{plan.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:

@@ -16,7 +16,8 @@ caller needs, not just a message.
     │   ├── MalformedDagError  unreadable YAML/JSON or wrong field types
     │   ├── CycleError         ``cycle`` lists the nodes of one cycle, in order
     │   └── DagTooLargeError   more nodes than the configured maximum
-    └── RunNotFoundError       no live state and no history for a run id (exit 2)
+    ├── RunNotFoundError       no live state and no history for a run id (exit 2)
+    └── LoadReportError        a load test ended without Locust's statistics (exit 1)
 """
 
 from __future__ import annotations
@@ -131,3 +132,7 @@ class RunNotFoundError(CoditectError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run {run_id!r} in the live state or the history")
+
+
+class LoadReportError(CoditectError):
+    """Locust wrote no statistics: it failed before the test began (its log says why)."""

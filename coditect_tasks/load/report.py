@@ -7,11 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CoditectError
-
-
-class ReportMissingError(CoditectError):
-    """Locust wrote no statistics (it failed before the test began)."""
+from ..errors import LoadReportError
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ def read_stats(prefix: Path) -> dict[str, Figures]:
     """Figures by request type (``run``, ``dispatch``) from Locust's ``--csv`` files."""
     path = prefix.with_name(prefix.name + "_stats.csv")
     if not path.exists():
-        raise ReportMissingError(f"{path}: Locust wrote no statistics; see {prefix.parent / 'locust.log'}")
+        raise LoadReportError(f"{path}: Locust wrote no statistics; see {prefix.parent / 'locust.log'}")
     figures: dict[str, Figures] = {}
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from coditect_tasks.errors import ConfigError
-from coditect_tasks.load.report import ReportMissingError, read_failures, read_stats
+from coditect_tasks.errors import ConfigError, LoadReportError
+from coditect_tasks.load.report import read_failures, read_stats
 from coditect_tasks.load.scenario import SCENARIOS, default_dag, scenario
 
 
@@ -68,5 +68,5 @@ def test_figures_come_from_locusts_stats_csv(tmp_path: Path) -> None:
 
 
 def test_a_missing_report_says_where_to_look(tmp_path: Path) -> None:
-    with pytest.raises(ReportMissingError, match=r"locust\.log"):
+    with pytest.raises(LoadReportError, match=r"locust\.log"):
         read_stats(tmp_path / "locust")
