@@ -127,3 +127,23 @@ def test_submit_to_an_unreachable_broker_is_one_line_and_submits_nothing(tmp_pat
     assert result.returncode == 3
     assert result.stderr.strip() == "coditect-tasks: error: cannot reach redis://127.0.0.1:1/0: " \
         "Error 111 connecting to 127.0.0.1:1. Connection refused."
+
+
+def test_a_message_held_by_a_worker_that_died_before_beginning_is_queued_again(app: CoditectApp) -> None:
+    """The reclaim path on a real Redis: no worker serves ``sleep`` here, so the node stays
+    queued while a worker that no longer exists is noted as holding its message."""
+    dag = Dag("reclaim")
+    dag.node("held", "sleep", params={"seconds": 0})
+    run = submit(dag, app)
+    engine = engine_for(app)
+    queue = keys.agent_queue("sleep")
+    assert engine.client.llen(queue) == 1
+    engine.reserve(run.id, "held", "ghost@nowhere")
+    engine.client.zadd(keys.RESERVERS, {"ghost@nowhere": 0})  # it noted the message long ago
+    assert engine.reclaim_lost(grace=6) == 1
+    node = run.status()["nodes"]["held"]
+    assert (node["status"], node["error"]) == ("queued", "message lost with worker ghost@nowhere before it began")
+    assert engine.client.llen(queue) == 2
+    assert engine.client.hget(keys.METRICS, "failovers|sleep") == "1"
+    assert not engine.client.exists(keys.reserved("ghost@nowhere"))
+    assert engine.reclaim_lost(grace=6) == 0  # forgotten once handled

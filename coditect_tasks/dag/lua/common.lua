@@ -137,12 +137,23 @@ local function fenced(node, token)
   return redis.call('HGET', STATUS, node) == 'running' and redis.call('HGET', ATTEMPTS, node) == token
 end
 
+-- Queue node again because its attempt or its message was lost: `error` is kept as the
+-- node's error, `extra` goes into the history record; counted as a failover of its agent.
+local function requeue_lost(node, error, extra)
+  redis.call('HSET', ERROR, node, error)
+  record(node, 'requeued', extra)
+  count('failovers|' .. agent_of(desc_of(node)))
+  enqueue(node)
+end
+
+-- Whether node waits for its message to be taken, in a run that still starts nodes.
+local function queued_in_live_run(node)
+  return redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', RUN, 'status') == 'running'
+end
+
 -- Take a running attempt back (its worker is gone) and queue the node again.
 local function requeue(node, token, why)
   release(node, token)
   redis.call('HINCRBY', RUN, 'running', -1)
-  redis.call('HSET', ERROR, node, why)
-  record(node, 'requeued', {'attempt', token, 'error', why})
-  count('failovers|' .. agent_of(desc_of(node)))
-  enqueue(node)
+  requeue_lost(node, why, {'attempt', token, 'error', why})
 end

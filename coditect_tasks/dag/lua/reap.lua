@@ -25,14 +25,11 @@ for _, member in ipairs(expired) do
   redis.call('ZREM', LEASES, member)
   if run_id and token == 'q' then
     use_run(run_id)
-    if redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', RUN, 'status') == 'running' then
+    if queued_in_live_run(node) then
       if still_waiting(node) then
         redis.call('ZADD', LEASES, server_now() + QUEUED_CHECK_SECONDS, member)
       else
-        redis.call('HSET', ERROR, node, 'message lost in transit; queued again')
-        record(node, 'requeued', {'error', 'message lost in transit'})
-        count('failovers|' .. agent_of(desc_of(node)))
-        enqueue(node)
+        requeue_lost(node, 'message lost in transit; queued again', {'error', 'message lost in transit'})
         out[#out + 1] = member
       end
     end

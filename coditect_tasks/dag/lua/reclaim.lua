@@ -5,20 +5,18 @@ local host = ARGV[3]
 local since = redis.call('ZSCORE', 'coditect:reservers', host)
 if not since or tonumber(since) > server_now() - tonumber(ARGV[4]) then return 0 end
 local set = 'coditect:reserved:' .. host
-local count = 0
+local requeued = 0
 for _, member in ipairs(redis.call('SMEMBERS', set)) do
   local run_id, node = string.match(member, '^([^|]+)|([^|]+)$')
   if run_id then
     use_run(run_id)
-    if redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', RUN, 'status') == 'running' then
-      redis.call('HSET', ERROR, node, 'message lost with worker ' .. host .. ' before it began')
-      record(node, 'requeued', {'error', 'message lost with worker ' .. host})
-      count('failovers|' .. agent_of(desc_of(node)))
-      enqueue(node)
-      count = count + 1
+    if queued_in_live_run(node) then
+      requeue_lost(node, 'message lost with worker ' .. host .. ' before it began',
+                   {'error', 'message lost with worker ' .. host})
+      requeued = requeued + 1
     end
   end
 end
 redis.call('DEL', set)
 redis.call('ZREM', 'coditect:reservers', host)
-return count
+return requeued
