@@ -20,7 +20,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -641,12 +640,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CoditectError as exc:
         err.print(f"coditect-tasks: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors: usage line + one error line
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"Error: {exc.format_message()}", markup=False, highlight=False)
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
         return 130
 
 

@@ -1,0 +1,25 @@
+# One gate: `make check` runs lint, types and the README's test command, as CI does.
+PY := .venv/bin/python
+
+.PHONY: check lint test bench lock
+
+check: lint test
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test:
+	$(PY) -m pytest
+
+bench:
+	.venv/bin/coditect-tasks bench
+
+# Re-resolve the newest versions pyproject.toml allows into constraints.txt; then `make check` and commit both.
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv && .lock-venv/bin/pip install -q -e '.[dev]'
+	{ echo "# The exact versions the test suite passed with (Python 3.11, Linux). The README's two"; \
+	  echo "# commands and .ci/run install with -c constraints.txt, so a fresh install gets these."; \
+	  echo "# Refresh: make lock (a fresh venv, pip install -e '.[dev]' unconstrained, pip freeze), then make check."; \
+	  .lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt
+	rm -rf .lock-venv

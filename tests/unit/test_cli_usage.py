@@ -1,0 +1,94 @@
+"""Every usage error of the installed command is click's usage line, one error line and exit 2.
+
+Runs the real console script (not the typer object in-process), so a change of CLI library
+or of how errors are caught shows up exactly as a user would see it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import typer
+
+from coditect_tasks.cli import cli
+
+COMMAND = str(Path(sys.executable).parent / "coditect-tasks")
+
+# (argv, what is wrong). Every leaf command has an unknown option; those with a required
+# argument or option miss it; those with a typed option get a bad value.
+BAD_USAGES: list[tuple[str, str]] = [
+    ("nosuch", "No such command 'nosuch'"),
+    ("dag nosuch", "No such command 'nosuch'"),
+    ("worker --bogus", "No such option: --bogus"),
+    ("worker", "Missing option '--agents'"),
+    ("worker --agents echo --concurrency many", "Invalid value for '--concurrency'"),
+    ("agents --bogus", "No such option: --bogus"),
+    ("agents extra", "unexpected extra argument(s) (extra)"),
+    ("up --bogus", "No such option: --bogus"),
+    ("up --workers x", "Invalid value for '--workers'"),
+    ("demo --bogus", "No such option: --bogus"),
+    ("demo --items 0", "Invalid value for '--items'"),
+    ("dag validate --bogus", "No such option: --bogus"),
+    ("dag validate", "Missing argument 'file'"),
+    ("dag submit --bogus", "No such option: --bogus"),
+    ("dag submit", "Missing argument 'file'"),
+    ("dag submit dag.yaml --timeout soon", "Invalid value for '--timeout'"),
+    ("dag status --bogus", "No such option: --bogus"),
+    ("dag status", "Missing argument 'run_id'"),
+    ("dag list --bogus", "No such option: --bogus"),
+    ("dag list --limit zero", "Invalid value for '--limit'"),
+    ("dag cancel --bogus", "No such option: --bogus"),
+    ("dag cancel", "Missing argument 'run_id'"),
+    ("dag graph --bogus", "No such option: --bogus"),
+    ("dag graph", "Missing argument 'target'"),
+    ("bench --bogus", "No such option: --bogus"),
+    ("bench --repeats 0", "Invalid value for '--repeats'"),
+    ("load --bogus", "No such option: --bogus"),
+    ("load", "Missing argument 'SCENARIO'"),
+    ("load steady --scale abc", "Invalid value for '--scale'"),
+    ("exporter --bogus", "No such option: --bogus"),
+    ("exporter --port 70000", "Invalid value for '--port'"),
+    ("flower --bogus", "No such option: --bogus"),
+    ("flower --port x", "Invalid value for '--port'"),
+    ("recorder --bogus", "No such option: --bogus"),
+]
+
+
+def _leaf_commands(command: object, path: tuple[str, ...] = ()) -> set[str]:
+    children = getattr(command, "commands", None)
+    if not children:
+        return {" ".join(path)}
+    return set().union(*(_leaf_commands(child, (*path, name)) for name, child in children.items()))
+
+
+def _run(argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([COMMAND, *argv.split()], capture_output=True, text=True, timeout=60)
+
+
+def test_every_command_has_its_bad_usages_listed() -> None:
+    leaves = _leaf_commands(typer.main.get_command(cli))
+    covered = {argv for argv, _ in BAD_USAGES}
+    missing = sorted(leaf for leaf in leaves if f"{leaf} --bogus" not in covered)
+    assert not missing, f"add bad usages for: {missing}"
+
+
+def test_every_bad_usage_is_one_error_line_and_exit_2() -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(BAD_USAGES, pool.map(lambda case: _run(case[0]), BAD_USAGES), strict=True))
+    wrong = []
+    for (argv, message), result in results.items():
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("Error: ")]
+        ok = (
+            result.returncode == 2
+            and "Traceback" not in result.stderr
+            and lines[:1] and lines[0].startswith("Usage: coditect-tasks")
+            and len(errors) == 1 and message in errors[0]
+            and result.stdout == ""
+        )
+        if not ok:
+            wrong.append(f"`coditect-tasks {argv}` exited {result.returncode}:\n{result.stderr[-800:]}")
+    assert not wrong, "\n\n".join(wrong)
