@@ -7,6 +7,7 @@ check: lint test
 
 lint:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 test:

@@ -1,7 +1,8 @@
-"""``@agent``: declare an agent type, and turn declarations into routed Celery tasks.
+"""``@agent``: declare an agent type; find the declarations; route their tasks.
 
 A declaration is a plain value (``Agent``) attached to no app; ``create_app`` binds
-every declared agent of the configured modules to one explicit Celery app. Agent
+every declared agent of the configured modules to one explicit Celery app (through
+``worker/tasks.py``). Agent
 ``coder`` becomes task ``agents.coder`` on queue ``agents.coder``: routing *is*
 the advertisement, so adding capacity means starting workers on that queue.
 """
@@ -13,9 +14,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from celery import Celery, Task
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from . import keys
 from .errors import AgentDeclarationError, UnknownAgentError
@@ -73,6 +71,12 @@ class Agent:
     def soft_limit(self) -> float:
         return self.soft_timeout if self.soft_timeout is not None else self.timeout * 0.9
 
+    def limits(self, timeout: float | None = None) -> tuple[float, float]:
+        """(hard, soft) time limits in seconds of a call; a node's ``timeout`` overrides the agent's."""
+        if timeout is None:
+            return self.timeout, self.soft_limit
+        return timeout, timeout * 0.9
+
     def __call__(self, call: AgentCall) -> Any:
         return self.fn(call)
 
@@ -99,9 +103,7 @@ def agent(
     ``breaker_reset`` seconds; its nodes then go to ``fallback`` or fail fast.
     """
     if not NAME_PATTERN.match(name):
-        raise AgentDeclarationError(
-            f"agent name {name!r} must match {NAME_PATTERN.pattern} (it names a queue)"
-        )
+        raise AgentDeclarationError(f"agent name {name!r} must match {NAME_PATTERN.pattern} (it names a queue)")
     if soft_timeout is not None and soft_timeout > timeout:
         raise AgentDeclarationError(f"agent {name!r}: soft_timeout exceeds timeout")
     policy = RetryPolicy.retries(retries, backoff=backoff, backoff_max=backoff_max, retry_on=retry_on)
@@ -130,17 +132,14 @@ def load_agents(modules: Iterable[str]) -> dict[str, Agent]:
             module = importlib.import_module(module_name)
         except Exception as exc:  # any import failure is the user's module, report it
             raise AgentDeclarationError(
-                f"CODITECT_AGENT_MODULES: cannot import {module_name!r}: "
-                f"{type(exc).__name__}: {exc}"
+                f"CODITECT_AGENT_MODULES: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
             ) from None
         for value in vars(module).values():
             if not isinstance(value, Agent):
                 continue
             known = found.get(value.name)
             if known is not None and known.fn is not value.fn:
-                raise AgentDeclarationError(
-                    f"agent {value.name!r} is declared twice (second time in {module_name})"
-                )
+                raise AgentDeclarationError(f"agent {value.name!r} is declared twice (second time in {module_name})")
             found[value.name] = value
     return found
 
@@ -160,87 +159,3 @@ def route(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **k
     if name.startswith(keys.AGENT_QUEUE_PREFIX):
         return {"queue": name}
     return None
-
-
-class AgentTask(Task):  # type: ignore[misc]  # celery ships no type hints
-    """Celery task class of every agent: turns a hard time-limit kill into a failed node."""
-
-    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        if isinstance(exc, TimeLimitExceeded):
-            from .dag.engine import on_hard_timeout
-
-            on_hard_timeout(self.app, dict(kwargs or {}), float(self.time_limit or 0))
-
-
-def register(app: Celery, spec: Agent) -> Task:
-    """Bind ``spec`` to ``app`` as a Celery task with its limits and retry policy.
-
-    The task takes ``upstream`` first so that, as a chord body, it receives the
-    header's result list positionally; ``join`` then names the node that list
-    belongs to.
-    """
-
-    @app.task(  # type: ignore[untyped-decorator]  # celery ships no type hints
-        name=spec.task_name,
-        base=AgentTask,
-        bind=True,
-        shared=False,  # a shared task would leak into every other app in the process
-        queue=spec.queue,
-        time_limit=spec.timeout,
-        soft_time_limit=spec.soft_limit,
-        acks_late=True,
-        reject_on_worker_lost=True,
-    )
-    def run(
-        self: Task,
-        upstream: Any = None,
-        params: dict[str, Any] | None = None,
-        join: str | None = None,
-        run_id: str | None = None,
-        node_id: str | None = None,
-        member: int | None = None,
-        token: int | None = None,
-    ) -> Any:
-        if run_id is not None and node_id is not None and member is None:
-            from .dag.engine import execute
-
-            return execute(self, spec, run_id, node_id)
-        if join is not None:
-            upstream = {join: upstream}
-        call = AgentCall(
-            params=dict(params or {}),
-            upstream=dict(upstream or {}),
-            attempt=int(self.request.retries) + 1,
-            task_id=self.request.id,
-            run_id=run_id,
-            node_id=node_id,
-        )
-        try:
-            if member is not None and run_id and node_id and token is not None:
-                from .dag.engine import keep_item_lease
-
-                with keep_item_lease(self.app, run_id, node_id, token):
-                    return spec.fn(call)
-            return spec.fn(call)
-        except SoftTimeLimitExceeded:
-            if member is not None:
-                return _item_error(f"timed out after {spec.soft_limit:g} s")
-            raise
-        except Exception as exc:
-            if not spec.retry.should_retry(call.attempt, exc):
-                if member is not None:  # a foreach item: the chord body records the failure
-                    return _item_error(f"{type(exc).__name__}: {exc}")
-                raise
-            raise self.retry(
-                exc=exc,
-                countdown=spec.retry.delay(call.attempt),
-                max_retries=spec.retry.max_attempts - 1,
-            ) from exc
-
-    return run
-
-
-def _item_error(message: str) -> dict[str, str]:
-    from .dag.engine import ITEM_ERROR
-
-    return {ITEM_ERROR: message}

@@ -8,12 +8,12 @@ a slow agent call does not hoard queued work, bounded time limits, expiring resu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from celery import Celery
 
-from .agents import Agent, load_agents, register, route
+from .agents import Agent, load_agents, route
 from .settings import Settings
+from .worker.tasks import install
 
 #: Seconds a stored task result lives in the result backend.
 RESULT_EXPIRES = 24 * 3600
@@ -59,18 +59,5 @@ def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) ->
         worker_redirect_stdouts=False,
         enable_utc=True,
     )
-    for spec in declared.values():
-        register(app, spec)
-    _register_engine_tasks(app)
-    from .registry import Heartbeat
-
-    app.steps["consumer"].add(Heartbeat)
+    install(app, dict(declared))
     return app
-
-
-def _register_engine_tasks(app: CoditectApp) -> None:
-    from .dag.engine import JOIN_TASK, join
-
-    @app.task(name=JOIN_TASK, bind=True, shared=False, acks_late=True)  # type: ignore[untyped-decorator]
-    def join_task(self: Any, results: list[Any], run_id: str, node_id: str, token: int) -> None:
-        join(results, run_id, node_id, token, self.app)

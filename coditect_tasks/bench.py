@@ -32,8 +32,11 @@ def validate_seconds(nodes: int = 10_000) -> float:
     dag = Dag("big")
     width = 10
     for i in range(nodes):
-        after = [f"n{i - width + j}" for j in range(width)] if i >= width and i % width == 0 else (
-            [f"n{i - 1}"] if i % width else [])
+        after = (
+            [f"n{i - width + j}" for j in range(width)]
+            if i >= width and i % width == 0
+            else ([f"n{i - 1}"] if i % width else [])
+        )
         dag.node(f"n{i}", "noop", after=after, params={"i": i})
     validate(dag, {"noop"})
     return time.perf_counter() - started
@@ -101,6 +104,7 @@ def memory_per_1000_in_flight(settings: Settings, nodes: int = 10_000) -> dict[s
         app = create_app(settings.with_broker(server.url))
         client = redis_client(server.url)
         try:
+
             def used() -> int:
                 return int(client.info("memory")["used_memory"])
 
@@ -115,8 +119,12 @@ def memory_per_1000_in_flight(settings: Settings, nodes: int = 10_000) -> dict[s
             client.close()
             app.close()
             server.stop()
-    return {"nodes": nodes, "celery_bytes_per_1000": round(celery * 1000 / nodes),
-            "coditect_bytes_per_1000": round(ours * 1000 / nodes), "ratio": round(ours / celery, 2)}
+    return {
+        "nodes": nodes,
+        "celery_bytes_per_1000": round(celery * 1000 / nodes),
+        "coditect_bytes_per_1000": round(ours * 1000 / nodes),
+        "ratio": round(ours / celery, 2),
+    }
 
 
 def fanout(n: int) -> Dag:
@@ -138,8 +146,10 @@ def edge_latencies_ms(doc: dict[str, Any]) -> list[float]:
     nodes = doc["nodes"]
     ids = list(nodes)
     return [
-        (datetime.fromisoformat(nodes[b]["started_at"]) - datetime.fromisoformat(nodes[a]["finished_at"]))
-        .total_seconds() * 1000
+        (
+            datetime.fromisoformat(nodes[b]["started_at"]) - datetime.fromisoformat(nodes[a]["finished_at"])
+        ).total_seconds()
+        * 1000
         for a, b in itertools.pairwise(ids)
     ]
 
@@ -150,8 +160,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_engine_bench(
-    app: CoditectApp, fan: int = 1000, length: int = 200, repeats: int = 3, timeout: float = 300,
-    dispatches: int = 100, on_step: Callable[[str], None] = lambda step: None,
+    app: CoditectApp,
+    fan: int = 1000,
+    length: int = 200,
+    repeats: int = 3,
+    timeout: float = 300,
+    dispatches: int = 100,
+    on_step: Callable[[str], None] = lambda step: None,
 ) -> dict[str, Any]:
     """Validation time, fan-out throughput ratio, chain and per-edge latency, dispatch
     latency and memory per 1,000 in-flight nodes, each against plain Celery."""
@@ -209,8 +224,12 @@ def run_engine_bench(
 
 
 def run_observability_bench(
-    app: CoditectApp, start_pool: Callable[[bool], Callable[[], None]], fan: int = 1000, repeats: int = 3,
-    timeout: float = 300, on_step: Callable[[str], None] = lambda step: None,
+    app: CoditectApp,
+    start_pool: Callable[[bool], Callable[[], None]],
+    fan: int = 1000,
+    repeats: int = 3,
+    timeout: float = 300,
+    on_step: Callable[[str], None] = lambda step: None,
 ) -> dict[str, Any]:
     """The issue-5 figure: fan-out throughput with workers exporting traces vs not.
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -102,15 +102,24 @@ class RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             find_redis_server(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.data_dir.resolve()),
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--save", "",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            "--logfile", str((self.data_dir / "redis.log").resolve()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str((self.data_dir / "redis.log").resolve()),
         ]
         if self.password:
             args += ["--requirepass", self.password]
@@ -181,11 +190,18 @@ class WorkerProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "coditect_tasks", "worker",
-            "--agents", ",".join(self.agents),
-            "--concurrency", str(self.concurrency),
-            "--pool", self.pool,
-            "--hostname", self.hostname,
+            sys.executable,
+            "-m",
+            "coditect_tasks",
+            "worker",
+            "--agents",
+            ",".join(self.agents),
+            "--concurrency",
+            str(self.concurrency),
+            "--pool",
+            self.pool,
+            "--hostname",
+            self.hostname,
             *(["--events"] if self.events else []),
         ]
 
@@ -195,8 +211,12 @@ class WorkerProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                self.command(), env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                self.command(),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -261,6 +281,31 @@ class LocalStack:
         self.redis: RedisServer | None = None
         self.workers: list[WorkerProcess] = []
 
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(
+        cls,
+        settings: Settings,
+        agents: Sequence[str],
+        label: str,
+        workers: int = 1,
+        concurrency: int = 2,
+        recorder: bool = False,
+    ) -> Iterator[LocalStack]:
+        """A stack for one command (the caller starts it), stopped on exit with its data removed.
+
+        Its data lives under ``CODITECT_HOME/<label>-<id>/``, so it never meets the one ``up`` runs.
+        """
+        root = settings.home / f"{label}-{uuid.uuid4().hex[:8]}"
+        stack = cls(
+            settings, agents, workers=workers, concurrency=concurrency, data_dir=root / "redis", recorder=recorder
+        )
+        try:
+            yield stack
+        finally:
+            stack.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
     @property
     def stack_file(self) -> Path:
         return self.base_settings.home / STACK_FILE
@@ -304,8 +349,11 @@ class LocalStack:
             with (logs / "recorder.log").open("ab") as out:
                 self.recorder = subprocess.Popen(
                     [sys.executable, "-m", "coditect_tasks", "recorder"],
-                    env={**os.environ, **self.settings.environment()}, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True,
+                    env={**os.environ, **self.settings.environment()},
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
         registry = Registry.from_url(self.settings.state_url)
         try:

@@ -61,9 +61,7 @@ class UnknownAgentError(CoditectError):
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
         self.known = sorted(known)
-        super().__init__(
-            f"unknown agent {name!r} (known: {', '.join(self.known) or 'none'})"
-        )
+        super().__init__(f"unknown agent {name!r} (known: {', '.join(self.known) or 'none'})")
 
 
 class AgentDeclarationError(CoditectError):

@@ -19,8 +19,9 @@ def basic_auth(environ: Mapping[str, str] | None = None) -> str:
     """The validated credentials; ``ConfigError`` if missing or malformed."""
     value = (os.environ if environ is None else environ).get(AUTH_VARIABLE, "").strip()
     if not value:
-        raise ConfigError(AUTH_VARIABLE, "not set; Flower will not start without authentication "
-                          "(set it to user:password)")
+        raise ConfigError(
+            AUTH_VARIABLE, "not set; Flower will not start without authentication (set it to user:password)"
+        )
     for index, pair in enumerate(value.split(","), start=1):
         user, sep, password = pair.partition(":")
         if not (sep and user.strip() and password):

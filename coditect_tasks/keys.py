@@ -1,10 +1,14 @@
-"""Every Redis key name coditect-tasks writes, in one place.
+"""Every Redis key name coditect-tasks writes, and every constant its Lua scripts share, in one place.
 
 All keys share the ``coditect:`` prefix so that an operator can find (and a test
-can flush) everything we own without touching the broker's own keys.
+can flush) everything we own without touching the broker's own keys. The Lua
+scripts never spell a key or a limit themselves: ``lua_prelude()`` renders these
+constants as the first lines of every script when the engine loads them.
 """
 
 from __future__ import annotations
+
+import json
 
 PREFIX = "coditect:"
 
@@ -14,14 +18,19 @@ WORKERS = f"{PREFIX}workers"
 #: Celery queue (and task) name prefix: agent ``coder`` is served on ``agents.coder``.
 AGENT_QUEUE_PREFIX = "agents."
 
+WORKER_PREFIX = f"{PREFIX}worker:"
+RUN_KEY_PREFIX = f"{PREFIX}run:"
+RESERVED_PREFIX = f"{PREFIX}reserved:"
+
 
 def worker(hostname: str) -> str:
     """JSON description of one live worker; expires unless its heartbeat renews it."""
-    return f"{PREFIX}worker:{hostname}"
+    return f"{WORKER_PREFIX}{hostname}"
 
 
 def agent_queue(agent: str) -> str:
     return f"{AGENT_QUEUE_PREFIX}{agent}"
+
 
 #: ZSET of run ids scored by submit time (seconds since the epoch).
 RUNS = f"{PREFIX}runs"
@@ -35,19 +44,34 @@ HISTORY_GROUP = "recorder"
 
 def run_prefix(run_id: str) -> str:
     """Prefix of every key of one run: ``<prefix>run`` (hash), ``<prefix>status`` (node → status) …"""
-    return f"{PREFIX}run:{run_id}:"
+    return f"{RUN_KEY_PREFIX}{run_id}:"
+
+
+#: Suffix of ``run_prefix`` of the pub/sub channel on which a run announces its terminal state.
+DONE_CHANNEL = "done"
 
 
 def run_channel(run_id: str) -> str:
     """Pub/sub channel on which a run announces that it reached a terminal state."""
-    return f"{PREFIX}run:{run_id}:done"
+    return run_prefix(run_id) + DONE_CHANNEL
 
 
 #: Per-run hashes (suffixes of ``run_prefix``), node id → value unless noted.
 RUN_HASHES = (
     "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, running, error
-    "status", "attempts", "pending", "node", "params", "result", "error", "worker", "started", "finished",
-    "seq", "tpl", "routed",
+    "status",
+    "attempts",
+    "pending",
+    "node",
+    "params",
+    "result",
+    "error",
+    "worker",
+    "started",
+    "finished",
+    "seq",
+    "tpl",
+    "routed",
     "t0",  # node → Redis server time (s) its running attempt began, for the duration histogram
     "trace",  # node → W3C traceparent of its succeeded attempt's span
 )
@@ -68,7 +92,7 @@ RESERVERS = f"{PREFIX}reservers"
 
 def reserved(hostname: str) -> str:
     """SET of "run|node" whose message this worker has received but not yet begun."""
-    return f"{PREFIX}reserved:{hostname}"
+    return f"{RESERVED_PREFIX}{hostname}"
 
 
 def breaker_namespace(agent: str) -> str:
@@ -79,3 +103,60 @@ def breaker_namespace(agent: str) -> str:
 def breaker_state(agent: str) -> str:
     """The key in which pybreaker keeps that breaker's state (closed, open, half-open)."""
     return f"{breaker_namespace(agent)}:pybreaker:state"
+
+
+# Limits the Lua scripts enforce; Python reads the same names.
+
+#: Seconds an attempt's lease lasts without renewal: a running attempt not renewed for this long is presumed dead.
+LEASE_SECONDS = 5.0
+#: Seconds a foreach node's lease lasts: it waits on its chord and its items renew it.
+FOREACH_LEASE_SECONDS = 60.0
+#: Seconds a node may sit queued before it is checked for a message lost in transit.
+QUEUED_CHECK_SECONDS = 15.0
+#: Seconds a finished run's live state is kept in Redis.
+LIVE_TTL = 7 * 24 * 3600
+#: Bytes of a result or error copied into the history stream (and kept in the history database).
+HISTORY_CAP = 16384
+#: Upper bounds (s) of the node and run duration histograms; an observation lands in the first that holds it.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+def lua_prelude() -> str:
+    """The constants above as Lua locals: the first lines of every engine script."""
+    values: dict[str, str | int | float | tuple[str | float, ...]] = {
+        "HISTORY": HISTORY,
+        "LEASES": LEASES,
+        "METRICS": METRICS,
+        "RESERVERS": RESERVERS,
+        "WORKER_PREFIX": WORKER_PREFIX,
+        "RESERVED_PREFIX": RESERVED_PREFIX,
+        "RUN_KEY_PREFIX": RUN_KEY_PREFIX,
+        "DONE_CHANNEL": DONE_CHANNEL,
+        "AGENT_QUEUE_PREFIX": AGENT_QUEUE_PREFIX,
+        "RUN_HASHES": RUN_HASHES,
+        "LEASE_SECONDS": LEASE_SECONDS,
+        "FOREACH_LEASE_SECONDS": FOREACH_LEASE_SECONDS,
+        "QUEUED_CHECK_SECONDS": QUEUED_CHECK_SECONDS,
+        "LIVE_TTL": LIVE_TTL,
+        "HISTORY_CAP": HISTORY_CAP,
+        "DURATION_BUCKETS": DURATION_BUCKETS,
+    }
+    lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]
+    for name, value in values.items():
+        lines.append(f"local {name} = {_lua(value)}")
+    # One variable per run hash (RUN, STATUS, …, TRACE), pointed at a run by use_run(run_id).
+    names = [suffix.upper() for suffix in RUN_HASHES]
+    lines.append(f"local RUN_ID, P, {', '.join(names)}")
+    lines.append("local function use_run(run_id)")
+    lines.append("  RUN_ID, P = run_id, RUN_KEY_PREFIX .. run_id .. ':'")
+    lines.extend(f"  {name} = P .. {_lua(suffix)}" for name, suffix in zip(names, RUN_HASHES, strict=True))
+    lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def _lua(value: str | int | float | tuple[str | float, ...]) -> str:
+    if isinstance(value, tuple):
+        return "{" + ", ".join(_lua(v) for v in value) + "}"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string literal is a valid Lua string literal for these ASCII names
+    return format(value, "g") if isinstance(value, float) else str(value)

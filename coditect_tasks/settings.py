@@ -54,19 +54,13 @@ class Settings:
             return value or None
 
         broker = _check_url("CODITECT_BROKER_URL", get("CODITECT_BROKER_URL"), BROKER_SCHEMES)
-        backend = _check_url(
-            "CODITECT_RESULT_BACKEND", get("CODITECT_RESULT_BACKEND"), REDIS_SCHEMES
-        )
+        backend = _check_url("CODITECT_RESULT_BACKEND", get("CODITECT_RESULT_BACKEND"), REDIS_SCHEMES)
         redis_url = _check_url("CODITECT_REDIS_URL", get("CODITECT_REDIS_URL"), REDIS_SCHEMES)
         database = get("CODITECT_DATABASE_URL")
         if database is not None:
             _check_database_url(database)
         modules = get("CODITECT_AGENT_MODULES")
-        agent_modules = (
-            tuple(m.strip() for m in modules.split(",") if m.strip())
-            if modules
-            else DEFAULT_AGENT_MODULES
-        )
+        agent_modules = tuple(m.strip() for m in modules.split(",") if m.strip()) if modules else DEFAULT_AGENT_MODULES
         log_level = (get("CODITECT_LOG_LEVEL") or "INFO").upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError("CODITECT_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")

@@ -23,6 +23,11 @@ def test_ruff_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_code_is_ruff_formatted() -> None:
+    result = _run("ruff", "format", "--check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_mypy_strict_passes_on_the_package() -> None:
     result = _run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,5 +1,6 @@
 """DAGs of agent calls: the model (``spec``), validation and planning (``plan``),
-execution (``engine``) and the run handle (``run``)."""
+run state over Lua scripts (``engine``) and the run handle (``run``). Executing a
+node is the worker's side (``coditect_tasks.worker``)."""
 
 from __future__ import annotations
 

@@ -13,14 +13,16 @@ from datetime import datetime
 from typing import Any
 
 from .. import keys
+from ..agents import Agent
 from ..errors import ConfigError, RunNotFoundError
 from ..observability import tracing
+from ..registry import Registry
 from ..settings import REDIS_SCHEMES, Settings
-from .engine import Engine, engine_for, message_template
+from ..status import TERMINAL, NodeStatus, RunStatus, public
+from .engine import Engine, engine_for, message_template, template_key
 from .plan import validate
 from .spec import Dag
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error", "routed")
 
 
@@ -33,7 +35,7 @@ class DagRun:
 
     @property
     def engine(self) -> Engine:
-        return engine_for(self.app)
+        return engine_for(self.app.settings.state_url)
 
     def __repr__(self) -> str:
         return f"<DagRun {self.id}>"
@@ -43,7 +45,7 @@ class DagRun:
         status = self.engine.client.hget(keys.run_prefix(self.id) + "run", "status")
         if status is None:
             return str(self.status()["status"])
-        return "running" if status in ("failing", "submitting") else str(status)
+        return public(str(status))
 
     def status(self) -> dict[str, Any]:
         """The full run document (see the README's run JSON)."""
@@ -87,7 +89,7 @@ class DagRun:
         if total is None:
             doc = self.status()
             return len(doc["nodes"]), str(doc["status"])
-        state = "running" if status in ("failing", "submitting") else str(status)
+        state = public(str(status))
         return int(str(total)) - int(str(remaining)), state
 
     def dispatch_seconds(self) -> float | None:
@@ -120,7 +122,7 @@ class DagRun:
 
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded, by node id."""
-        return {nid: n["result"] for nid, n in self.status()["nodes"].items() if n["status"] == "succeeded"}
+        return {nid: n["result"] for nid, n in self.status()["nodes"].items() if n["status"] == NodeStatus.SUCCEEDED}
 
     def cancel(self) -> bool:
         """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
@@ -156,25 +158,22 @@ def submit(dag: Dag, app: Any = None) -> DagRun:
             spec = app.agents.get(node.agent)
             fallback = node.fallback or (spec.fallback if spec else None)
             for name in (node.agent, fallback):
-                key = f"{name}|{node.timeout or ''}"
-                if name is not None and key not in templates:
+                if name is not None and template_key(name, node.timeout) not in templates:
                     known = app.agents.get(name) or _remote_agent(name)
-                    templates[key] = message_template(app, run_id, known, node.timeout, trace)
-            node_templates[node.id] = f"{node.agent}|{node.timeout or ''}"
-        engine_for(app).submit(run_id, plan, templates, node_templates, trace)
+                    templates[template_key(name, node.timeout)] = message_template(
+                        app, run_id, known, node.timeout, trace
+                    )
+            node_templates[node.id] = template_key(node.agent, node.timeout)
+        engine_for(settings.state_url).submit(run_id, plan, templates, node_templates, trace)
     return DagRun(run_id, app)
 
 
 def _live_agents(app: Any) -> list[str]:
-    from ..registry import Registry
-
-    return list(Registry(engine_for(app).client).by_agent())
+    return list(Registry(engine_for(app.settings.state_url).client).by_agent())
 
 
 def _remote_agent(name: str) -> Any:
     """An agent only remote workers declare: route by name with default limits."""
-    from ..agents import Agent
-
     return Agent(name=name, fn=lambda call: None)
 
 
@@ -195,7 +194,7 @@ def read_live(engine: Engine, run_id: str) -> dict[str, Any] | None:
         nid = node["id"]
         result = by_field["result"].get(nid)
         nodes[nid] = {
-            "status": by_field["status"].get(nid, "pending"),
+            "status": by_field["status"].get(nid, NodeStatus.PENDING.value),
             "agent": by_field["routed"].get(nid, node["agent"]),
             "attempts": int(by_field["attempts"].get(nid, 0)),
             "worker": by_field["worker"].get(nid),
@@ -204,15 +203,15 @@ def read_live(engine: Engine, run_id: str) -> dict[str, Any] | None:
             "result": json.loads(result) if result is not None else None,
             "error": by_field["error"].get(nid),
         }
-    status = run.get("status", "running")
+    status = run.get("status", RunStatus.RUNNING.value)
     warnings = []
-    if status == "failing":
-        running = sum(1 for n in nodes.values() if n["status"] == "running")
+    if status == RunStatus.FAILING:
+        running = sum(1 for n in nodes.values() if n["status"] == NodeStatus.RUNNING)
         warnings.append(f"{run.get('error')}; waiting for {running} running node(s) to finish")
     return {
         "run_id": run_id,
         "name": run.get("name"),
-        "status": "running" if status in ("failing", "submitting") else status,
+        "status": public(status),
         "submitted_at": run.get("submitted_at"),
         "finished_at": run.get("finished_at"),
         "error": run.get("error"),
@@ -225,11 +224,9 @@ def add_stall_warnings(app: Any, doc: dict[str, Any]) -> None:
     """Name every queued node whose agent has no live worker: the run is stalled there."""
     if doc["status"] in TERMINAL:
         return
-    from ..registry import Registry
-
-    live = Registry(engine_for(app).client).by_agent()
+    live = Registry(engine_for(app.settings.state_url).client).by_agent()
     for nid, node in doc["nodes"].items():
-        if node["status"] == "queued" and not live.get(node["agent"]):
+        if node["status"] == NodeStatus.QUEUED and not live.get(node["agent"]):
             doc["warnings"].append(f"node {nid!r} waits for agent {node['agent']!r}, which has no live worker")
 
 
@@ -237,7 +234,7 @@ def list_runs(app: Any, limit: int = 20) -> list[dict[str, Any]]:
     """Newest runs first: live ones from Redis, the rest from the history."""
     from ..history.store import HistoryStore
 
-    client = engine_for(app).client
+    client = engine_for(app.settings.state_url).client
     found: dict[str, dict[str, Any]] = {}
     run_ids = [str(r) for r in client.zrevrange(keys.RUNS, 0, limit - 1)]
     with client.pipeline(transaction=False) as pipe:
@@ -247,8 +244,13 @@ def list_runs(app: Any, limit: int = 20) -> list[dict[str, Any]]:
     for run_id, (name, status, submitted, finished) in zip(run_ids, replies, strict=True):
         if status is None:
             continue
-        found[run_id] = {"run_id": run_id, "name": name, "submitted_at": submitted, "finished_at": finished,
-                         "status": "running" if status in ("failing", "submitting") else status}
+        found[run_id] = {
+            "run_id": run_id,
+            "name": name,
+            "submitted_at": submitted,
+            "finished_at": finished,
+            "status": public(status),
+        }
     for row in HistoryStore.from_settings(app.settings).runs(limit):
         found.setdefault(row["run_id"], row)
     return sorted(found.values(), key=lambda r: r["submitted_at"] or "", reverse=True)[:limit]

@@ -6,8 +6,10 @@ from __future__ import annotations
 from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ..keys import HISTORY_CAP
+
 #: Bytes of a node result kept in the history (the live state keeps it whole).
-RESULT_CAP = 16384
+RESULT_CAP = HISTORY_CAP
 
 
 class Base(DeclarativeBase):

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
 
 from ..settings import Settings
+from ..status import TERMINAL, NodeStatus, RunStatus
 from .models import RESULT_CAP, Base, NodeRecord, RunRecord, Transition
 
 _ENGINES: dict[str, Engine] = {}
@@ -59,36 +60,51 @@ class HistoryStore:
     def _apply_one(self, session: Session, stream_id: str, fields: dict[str, str], run_info: dict[str, str]) -> None:
         run_id, node_id, status, at = fields["run"], fields["node"], fields["status"], fields["at"]
         attempt = int(fields["attempt"]) if "attempt" in fields else None
-        session.add(Transition(stream_id=stream_id, run_id=run_id, node_id=node_id, status=status, at=at,
-                               attempt=attempt, worker=fields.get("worker"), error=fields.get("error")))
+        session.add(
+            Transition(
+                stream_id=stream_id,
+                run_id=run_id,
+                node_id=node_id,
+                status=status,
+                at=at,
+                attempt=attempt,
+                worker=fields.get("worker"),
+                error=fields.get("error"),
+            )
+        )
         run = session.get(RunRecord, run_id)
         if run is None:
-            run = RunRecord(run_id=run_id, status="running", name=run_info.get("name"), dag=run_info.get("dag"),
-                            submitted_at=run_info.get("submitted_at") or at)
+            run = RunRecord(
+                run_id=run_id,
+                status=RunStatus.RUNNING.value,
+                name=run_info.get("name"),
+                dag=run_info.get("dag"),
+                submitted_at=run_info.get("submitted_at") or at,
+            )
             session.add(run)
             session.flush()
             self._add_nodes(session, run_id, run.dag)
         if not node_id:
             run.status = status
-            if status in ("succeeded", "failed", "cancelled"):
+            if status in TERMINAL:
                 run.finished_at = at
                 run.error = run_info.get("error") or run.error
             return
         node = session.get(NodeRecord, (run_id, node_id))
         if node is None:
-            node = NodeRecord(run_id=run_id, node_id=node_id, status="pending", attempts=0)
+            node = NodeRecord(run_id=run_id, node_id=node_id, status=NodeStatus.PENDING.value, attempts=0)
             session.add(node)
-        if status == "running":
-            node.status, node.started_at = "running", at
+        if status == NodeStatus.RUNNING:
+            node.status, node.started_at = NodeStatus.RUNNING.value, at
             node.attempts = max(node.attempts or 0, attempt or 0)
             node.worker = fields.get("worker")
         elif status == "retrying":
-            node.status, node.error = "queued", fields.get("error")
-        elif status == "succeeded":
-            node.status, node.finished_at = "succeeded", at
+            node.status, node.error = NodeStatus.QUEUED.value, fields.get("error")
+        elif status == NodeStatus.SUCCEEDED:
+            node.status, node.finished_at = NodeStatus.SUCCEEDED.value, at
             node.result = fields.get("result", "")[:RESULT_CAP]
-        elif status == "failed":
-            node.status, node.finished_at, node.error = "failed", at, fields.get("error")
+        elif status == NodeStatus.FAILED:
+            node.status, node.finished_at, node.error = NodeStatus.FAILED.value, at, fields.get("error")
         else:
             node.status = status
 
@@ -97,8 +113,9 @@ class HistoryStore:
         if not dag_json:
             return
         for node in json.loads(dag_json)["nodes"]:
-            session.add(NodeRecord(run_id=run_id, node_id=node["id"], agent=node["agent"], status="pending",
-                                   attempts=0))
+            session.add(
+                NodeRecord(run_id=run_id, node_id=node["id"], agent=node["agent"], status="pending", attempts=0)
+            )
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """The run document as recorded, or None."""
@@ -119,9 +136,14 @@ class HistoryStore:
                 "warnings": [],
                 "nodes": {
                     n.node_id: {
-                        "status": n.status, "agent": n.agent, "attempts": n.attempts, "worker": n.worker,
-                        "started_at": n.started_at, "finished_at": n.finished_at,
-                        "result": _decode(n.result), "error": n.error,
+                        "status": n.status,
+                        "agent": n.agent,
+                        "attempts": n.attempts,
+                        "worker": n.worker,
+                        "started_at": n.started_at,
+                        "finished_at": n.finished_at,
+                        "result": _decode(n.result),
+                        "error": n.error,
                     }
                     for n in sorted(nodes, key=lambda n: rank.get(n.node_id, len(rank)))
                 },
@@ -137,8 +159,13 @@ class HistoryStore:
         with Session(self.engine) as session:
             rows = session.scalars(select(RunRecord).order_by(RunRecord.submitted_at.desc()).limit(limit)).all()
             return [
-                {"run_id": r.run_id, "name": r.name, "status": r.status, "submitted_at": r.submitted_at,
-                 "finished_at": r.finished_at}
+                {
+                    "run_id": r.run_id,
+                    "name": r.name,
+                    "status": r.status,
+                    "submitted_at": r.submitted_at,
+                    "finished_at": r.finished_at,
+                }
                 for r in rows
             ]
 

@@ -20,8 +20,9 @@ from coditect_tasks.load.scenario import default_dag, scenario
 from coditect_tasks.load.user import DagUser
 from coditect_tasks.settings import Settings
 
-SCENARIO = scenario(os.environ.get("CODITECT_LOAD_SCENARIO", "steady"),
-                    float(os.environ.get("CODITECT_LOAD_SCALE", "1")))
+SCENARIO = scenario(
+    os.environ.get("CODITECT_LOAD_SCENARIO", "steady"), float(os.environ.get("CODITECT_LOAD_SCALE", "1"))
+)
 _DAG = Dag.load(os.environ["CODITECT_LOAD_DAG"]) if os.environ.get("CODITECT_LOAD_DAG") else default_dag()
 
 

@@ -36,9 +36,13 @@ def read_stats(prefix: Path) -> dict[str, Figures]:
         for row in csv.DictReader(handle):
             if row["Type"] and row["Name"] != "Aggregated":
                 figures[row["Type"]] = Figures(
-                    requests=int(row["Request Count"]), failures=int(row["Failure Count"]),
-                    per_second=round(float(row["Requests/s"]), 2), p50=float(row["50%"]), p95=float(row["95%"]),
-                    p99=float(row["99%"]), max=round(float(row["Max Response Time"]), 1),
+                    requests=int(row["Request Count"]),
+                    failures=int(row["Failure Count"]),
+                    per_second=round(float(row["Requests/s"]), 2),
+                    p50=float(row["50%"]),
+                    p95=float(row["95%"]),
+                    p99=float(row["99%"]),
+                    max=round(float(row["Max Response Time"]), 1),
                 )
     return figures
 

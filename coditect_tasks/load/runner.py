@@ -12,6 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import broker
+from ..agents import load_agents
+from ..dag.plan import Plan, validate
+from ..dag.spec import Dag
+from ..embedded import attach
+from ..registry import Registry
 from ..settings import Settings
 from .scenario import Scenario
 
@@ -28,22 +34,59 @@ class Outcome:
     log: Path
 
 
+def validate_dag(dag: Dag, settings: Settings) -> Plan:
+    """Validate the DAG a load run will submit, before anything starts: against the declared
+    agents, plus, on a cluster, the live ones (its workers may serve agents declared elsewhere)."""
+    known = set(load_agents(settings.agent_modules))
+    target = attach(settings)
+    if not target.embedded:
+        broker.ping(target.state_url, target.connect_timeout)
+        client = broker.redis_client(target.state_url)
+        try:
+            known |= set(Registry(client).by_agent())
+        finally:
+            client.close()
+    return validate(dag, known, max_nodes=settings.max_nodes)
+
+
 def run(
-    settings: Settings, plan: Scenario, scale: float, dag_file: Path | None, out_dir: Path,
+    settings: Settings,
+    plan: Scenario,
+    scale: float,
+    dag_file: Path | None,
+    out_dir: Path,
     on_tick: Callable[[float], None] = lambda elapsed: None,
 ) -> Outcome:
     """Run ``plan`` against the stack ``settings`` reach; reports go to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     outcome = Outcome(0, out_dir / "locust", out_dir / "report.html", out_dir / "locust.log")
     env = {
-        **os.environ, **settings.environment(),
-        "CODITECT_LOAD_SCENARIO": plan.name, "CODITECT_LOAD_SCALE": repr(scale),
+        **os.environ,
+        **settings.environment(),
+        "CODITECT_LOAD_SCENARIO": plan.name,
+        "CODITECT_LOAD_SCALE": repr(scale),
         "CODITECT_LOAD_DAG": str(dag_file.resolve()) if dag_file else "",
     }
     command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "--csv", str(outcome.prefix), "--html", str(outcome.html), "--loglevel", "WARNING",
-        "--logfile", str(outcome.log), "--stop-timeout", str(STOP_TIMEOUT), "--exit-code-on-error", "1",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--only-summary",
+        "--csv",
+        str(outcome.prefix),
+        "--html",
+        str(outcome.html),
+        "--loglevel",
+        "WARNING",
+        "--logfile",
+        str(outcome.log),
+        "--stop-timeout",
+        str(STOP_TIMEOUT),
+        "--exit-code-on-error",
+        "1",
     ]
     started = time.monotonic()
     with (out_dir / "locust.out").open("wb") as output:

@@ -44,8 +44,9 @@ class Scenario:
         if not 0 < scale <= 1:
             raise ConfigError("--scale", f"must be in (0, 1], got {scale:g}")
         stages = tuple(
-            Stage(round(s.until * scale, 3), max(1, round(s.users * scale)) if self.scale_users else s.users,
-                  s.spawn_rate)
+            Stage(
+                round(s.until * scale, 3), max(1, round(s.users * scale)) if self.scale_users else s.users, s.spawn_rate
+            )
             for s in self.stages
         )
         return replace(self, stages=stages)
@@ -62,10 +63,18 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("steady", "10 runs/s for 10 min", (Stage(600, 10, 10),)),
-        Scenario("spike", "10 runs/s for 1 min, 100 runs/s for 1 min, 10 runs/s for 1 min",
-                 (Stage(60, 10, 10), Stage(120, 100, 100), Stage(180, 10, 100))),
-        Scenario("stress", "1000 runs in flight at once for 2 min (ramp 10 s)", (Stage(120, 1000, 100),),
-                 pacing=0.0, scale_users=True),
+        Scenario(
+            "spike",
+            "10 runs/s for 1 min, 100 runs/s for 1 min, 10 runs/s for 1 min",
+            (Stage(60, 10, 10), Stage(120, 100, 100), Stage(180, 10, 100)),
+        ),
+        Scenario(
+            "stress",
+            "1000 runs in flight at once for 2 min (ramp 10 s)",
+            (Stage(120, 1000, 100),),
+            pacing=0.0,
+            scale_users=True,
+        ),
         Scenario("soak", "50 runs/s for 1 h", (Stage(3600, 50, 50),)),
     )
 }

@@ -18,8 +18,9 @@ import redis
 from locust import User, task
 
 from .. import keys
-from ..dag.run import TERMINAL, DagRun, submit
+from ..dag.run import DagRun, submit
 from ..dag.spec import Dag
+from ..status import TERMINAL
 
 #: Seconds a run may take before the load test counts it as failed.
 RUN_TIMEOUT = 300.0
@@ -106,17 +107,32 @@ class DagUser(User):
             state, ended = self.watcher().wait(run, RUN_TIMEOUT)
             dispatch = run.dispatch_seconds()
         except Exception as exc:  # submitting or following the run failed: a failed run all the same
-            fire(request_type="run", name=self.label, response_time=(time.perf_counter() - started) * 1000,
-                 response_length=0, exception=RunFailed(f"{type(exc).__name__}: {exc}"))
+            fire(
+                request_type="run",
+                name=self.label,
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=0,
+                exception=RunFailed(f"{type(exc).__name__}: {exc}"),
+            )
             return
         exception = None
         if state != "succeeded":
             exception = RunFailed(f"run {state if state in TERMINAL else 'timed out'}: {_first_error(run)}")
-        fire(request_type="run", name=self.label, response_time=(ended - started) * 1000,
-             response_length=len(self.dag.nodes), exception=exception)
+        fire(
+            request_type="run",
+            name=self.label,
+            response_time=(ended - started) * 1000,
+            response_length=len(self.dag.nodes),
+            exception=exception,
+        )
         if dispatch is not None:
-            fire(request_type="dispatch", name=self.label, response_time=dispatch * 1000, response_length=0,
-                 exception=None)
+            fire(
+                request_type="dispatch",
+                name=self.label,
+                response_time=dispatch * 1000,
+                response_length=0,
+                exception=None,
+            )
 
 
 def _first_error(run: DagRun) -> str:

@@ -22,9 +22,10 @@ from .. import keys
 from ..broker import queue_depths
 from ..registry import Registry
 from ..resilience.breaker import breaker_states
+from ..status import TERMINAL
 
 BREAKER_STATES = ("closed", "open", "half-open")
-RUN_STATES = ("succeeded", "failed", "cancelled")
+RUN_STATES = tuple(sorted(TERMINAL))
 
 
 class PlatformCollector(Collector):
@@ -45,11 +46,22 @@ class PlatformCollector(Collector):
         agents = sorted(set(self.declared) | set(live) | _agents_in(counters))
         yield from _run_metrics(counters)
         yield from _node_metrics(counters)
-        yield _histogram(counters, "coditect_node_duration_seconds",
-                         "Wall time of node attempts from begin to end, by agent.", "duration", "duration_sum", True)
-        yield _histogram(counters, "coditect_run_duration_seconds",
-                         "Wall time of DAG runs from submit to succeeded or failed.", "run_duration",
-                         "run_duration_sum", False)
+        yield _histogram(
+            counters,
+            "coditect_node_duration_seconds",
+            "Wall time of node attempts from begin to end, by agent.",
+            "duration",
+            "duration_sum",
+            True,
+        )
+        yield _histogram(
+            counters,
+            "coditect_run_duration_seconds",
+            "Wall time of DAG runs from submit to succeeded or failed.",
+            "run_duration",
+            "run_duration_sum",
+            False,
+        )
         yield from self._agent_gauges(agents, live)
 
     def _agent_gauges(self, agents: list[str], live: Mapping[str, Sequence[object]]) -> Iterator[Metric]:
@@ -60,7 +72,8 @@ class PlatformCollector(Collector):
             depth.add_metric([agent], float(depths[keys.agent_queue(agent)]))
             workers.add_metric([agent], float(len(live.get(agent, []))))
         breaker = GaugeMetricFamily(
-            "coditect_breaker_state", "1 for the state an agent's circuit breaker is in, else 0.",
+            "coditect_breaker_state",
+            "1 for the state an agent's circuit breaker is in, else 0.",
             labels=["agent", "state"],
         )
         for agent, state in breaker_states(self.state, agents).items():
@@ -79,8 +92,9 @@ def _agents_in(counters: Mapping[str, str]) -> set[str]:
 
 def _run_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
     submitted = int(counters.get("runs_submitted", 0))
-    finished = CounterMetricFamily("coditect_runs_finished", "DAG runs that reached a terminal state.",
-                                   labels=["status"])
+    finished = CounterMetricFamily(
+        "coditect_runs_finished", "DAG runs that reached a terminal state.", labels=["status"]
+    )
     done = 0
     for status in RUN_STATES:
         count = int(counters.get(f"runs|{status}", 0))
@@ -88,18 +102,21 @@ def _run_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
         finished.add_metric([status], float(count))
     yield CounterMetricFamily("coditect_runs_submitted", "DAG runs accepted by submit.", value=float(submitted))
     yield finished
-    yield GaugeMetricFamily("coditect_runs_running", "DAG runs submitted and not yet terminal.",
-                            value=float(max(submitted - done, 0)))
+    yield GaugeMetricFamily(
+        "coditect_runs_running", "DAG runs submitted and not yet terminal.", value=float(max(submitted - done, 0))
+    )
 
 
 def _node_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
     attempts = CounterMetricFamily("coditect_node_attempts", "Node attempts begun, by agent.", labels=["agent"])
     outcomes = CounterMetricFamily(
-        "coditect_node_outcomes", "Node attempts ended, by agent and outcome "
-        "(succeeded, failed, retried, rerouted to a fallback).", labels=["agent", "outcome"],
+        "coditect_node_outcomes",
+        "Node attempts ended, by agent and outcome (succeeded, failed, retried, rerouted to a fallback).",
+        labels=["agent", "outcome"],
     )
     failovers = CounterMetricFamily(
-        "coditect_node_failovers", "Nodes queued again because their worker died or their message was lost.",
+        "coditect_node_failovers",
+        "Nodes queued again because their worker died or their message was lost.",
         labels=["agent"],
     )
     for field, value in sorted(counters.items()):

@@ -70,12 +70,17 @@ class OtlpReceiver:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    found.append(ReceivedSpan(
-                        name=span.name, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
-                        parent_id=span.parent_span_id.hex(), service=str(resource.get("service.name", "")),
-                        attributes={a.key: _value(a.value) for a in span.attributes},
-                        links=tuple(link.span_id.hex() for link in span.links),
-                    ))
+                    found.append(
+                        ReceivedSpan(
+                            name=span.name,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_id=span.parent_span_id.hex(),
+                            service=str(resource.get("service.name", "")),
+                            attributes={a.key: _value(a.value) for a in span.attributes},
+                            links=tuple(link.span_id.hex() for link in span.links),
+                        )
+                    )
         with self._lock:
             self.spans.extend(found)
 

@@ -46,7 +46,7 @@ def _bind_task(task_id: str | None = None, task: Any = None, kwargs: dict[str, A
     name = str(getattr(task, "name", "") or "")
     values: dict[str, Any] = {"task_id": task_id}
     if name.startswith(keys.AGENT_QUEUE_PREFIX):
-        values["agent"] = name[len(keys.AGENT_QUEUE_PREFIX):]
+        values["agent"] = name[len(keys.AGENT_QUEUE_PREFIX) :]
     kwargs = kwargs or {}
     for field in ("run_id", "node_id"):
         if kwargs.get(field):

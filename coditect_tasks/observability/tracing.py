@@ -103,9 +103,13 @@ def run_span(name: str, nodes: int) -> Iterator[trace.Span]:
         f"dag.run {name}", kind=trace.SpanKind.PRODUCER, attributes={"coditect.dag": name, "coditect.nodes": nodes}
     ) as span:
         if not span.get_span_context().is_valid:  # no SDK: still give the run a trace id for its logs
-            span = trace.NonRecordingSpan(trace.SpanContext(
-                trace_id=random.getrandbits(128), span_id=random.getrandbits(64), is_remote=False,
-            ))
+            span = trace.NonRecordingSpan(
+                trace.SpanContext(
+                    trace_id=random.getrandbits(128),
+                    span_id=random.getrandbits(64),
+                    is_remote=False,
+                )
+            )
         yield span
 
 
@@ -114,10 +118,16 @@ def node_span(agent: str, run_id: str, node_id: str, attempt: int, parent: str, 
     """The span of one node attempt, current while it runs; ``links`` is a JSON list of traceparents."""
     found = [_span_context_of(tp) for tp in json.loads(links or "[]")]
     attributes: dict[str, Any] = {
-        "coditect.run_id": run_id, "coditect.node_id": node_id, "coditect.agent": agent, "coditect.attempt": attempt,
+        "coditect.run_id": run_id,
+        "coditect.node_id": node_id,
+        "coditect.agent": agent,
+        "coditect.attempt": attempt,
     }
     with tracer().start_as_current_span(
-        f"node {node_id}", context=context_of(parent), kind=trace.SpanKind.CONSUMER, attributes=attributes,
+        f"node {node_id}",
+        context=context_of(parent),
+        kind=trace.SpanKind.CONSUMER,
+        attributes=attributes,
         links=[trace.Link(sc) for sc in found if sc is not None],
     ) as span:
         yield span

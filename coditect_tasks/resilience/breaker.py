@@ -27,7 +27,10 @@ def breaker_for(url: str, agent: str, fail_max: int, reset_timeout: float) -> py
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
         storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=keys.breaker_namespace(agent))
         breaker = pybreaker.CircuitBreaker(
-            fail_max=fail_max, reset_timeout=reset_timeout, state_storage=storage, name=agent,
+            fail_max=fail_max,
+            reset_timeout=reset_timeout,
+            state_storage=storage,
+            name=agent,
             throw_new_error_on_trip=False,
         )
         _BREAKERS[key] = breaker

@@ -14,12 +14,9 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-log = logging.getLogger(__name__)
+from ..keys import LEASE_SECONDS
 
-#: Seconds an attempt's lease lasts without renewal (LEASE_SECONDS in dag/lua/common.lua).
-LEASE_SECONDS = 5.0
-#: Seconds a foreach node's lease lasts: its items renew it (FOREACH_LEASE_SECONDS in the Lua).
-FOREACH_LEASE_SECONDS = 60.0
+log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:

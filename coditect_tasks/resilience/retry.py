@@ -35,7 +35,10 @@ class RetryPolicy:
 
     @classmethod
     def retries(
-        cls, count: int, backoff: float = 1.0, backoff_max: float = 60.0,
+        cls,
+        count: int,
+        backoff: float = 1.0,
+        backoff_max: float = 60.0,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
     ) -> RetryPolicy:
         """A policy allowing ``count`` retries after the first attempt."""

@@ -51,7 +51,8 @@ class ChaosProxy:
             writer.close()
             return
         await asyncio.gather(
-            self._pipe(reader, up_writer, self.latency), self._pipe(up_reader, writer, 0.0),
+            self._pipe(reader, up_writer, self.latency),
+            self._pipe(up_reader, writer, 0.0),
             return_exceptions=True,
         )
 

@@ -46,8 +46,9 @@ def _report(run: DagRun, client: redis.Redis, nodes: int) -> tuple[int, int, int
     duplicated = sum(c - 1 for c in counts.values() if c > 1)
     reexecuted = sum(n["attempts"] - 1 for n in doc["nodes"].values())
     print(f"nodes lost: {lost}, duplicated effects: {duplicated}, re-executed attempts: {reexecuted}")
-    stuck = {nid: (n["status"], n["attempts"], n["worker"]) for nid, n in doc["nodes"].items()
-             if n["status"] != "succeeded"}
+    stuck = {
+        nid: (n["status"], n["attempts"], n["worker"]) for nid, n in doc["nodes"].items() if n["status"] != "succeeded"
+    }
     if stuck:
         print(f"not succeeded: {dict(list(stuck.items())[:10])}")
     return lost, duplicated, reexecuted
@@ -105,8 +106,16 @@ def test_redis_sigkill_and_restart_mid_run(durable_redis: RedisServer, tmp_path:
     settings = Settings(home=tmp_path / "home", broker_url=durable_redis.url, log_level="WARNING")
     app = create_app(settings)
     registry = Registry.from_url(settings.state_url)
-    workers = [WorkerProcess(settings, ["sleep", "echo"], concurrency=2, log_path=tmp_path / f"w{i}.log",
-                             extra_env={"PYTHONPATH": str(ROOT)}).start() for i in range(2)]
+    workers = [
+        WorkerProcess(
+            settings,
+            ["sleep", "echo"],
+            concurrency=2,
+            log_path=tmp_path / f"w{i}.log",
+            extra_env={"PYTHONPATH": str(ROOT)},
+        ).start()
+        for i in range(2)
+    ]
     try:
         for worker in workers:
             worker.wait_ready(registry)
@@ -117,16 +126,21 @@ def test_redis_sigkill_and_restart_mid_run(durable_redis: RedisServer, tmp_path:
         durable_redis.start()
         restarted = time.monotonic()
         states = [r.wait(120) for r in runs]
-        print(f"Redis SIGKILL + restart: all {len(runs)} runs {set(states)} "
-              f"{time.monotonic() - restarted:.1f} s after the restart")
+        print(
+            f"Redis SIGKILL + restart: all {len(runs)} runs {set(states)} "
+            f"{time.monotonic() - restarted:.1f} s after the restart"
+        )
         reports = [_report(run, registry.client, 32)[:2] for run in runs]
         assert states == ["succeeded"] * len(runs)
         assert reports == [(0, 0)] * len(runs)
         # Known, intermittent: kombu's Redis transport can crash a worker while it closes the
         # lost connection (AttributeError in restore_unacked); the runs still finish on the other
         # worker. A crashed worker must have said so; every other one must register again.
-        wait_for(lambda: {w.hostname for w in workers if w.alive()} <= {r.hostname for r in registry.workers()},
-                 15, "the live workers to register again")
+        wait_for(
+            lambda: {w.hostname for w in workers if w.alive()} <= {r.hostname for r in registry.workers()},
+            15,
+            "the live workers to register again",
+        )
         crashed = [w for w in workers if not w.alive()]
         for worker in crashed:
             assert worker.log_path is not None and "Unrecoverable error" in worker.log_path.read_text()
@@ -144,24 +158,42 @@ def _through(proxy: ChaosProxy, settings: Settings) -> Settings:
 
 
 def test_a_ten_second_partition_of_one_worker(
-    app: CoditectApp, settings: Settings, redis_server: RedisServer, worker_factory: WorkerFactory,
-    registry: Registry, tmp_path: Path,
+    app: CoditectApp,
+    settings: Settings,
+    redis_server: RedisServer,
+    worker_factory: WorkerFactory,
+    registry: Registry,
+    tmp_path: Path,
 ) -> None:
     proxy = ChaosProxy(redis_server.port).start()
     try:
-        cut = WorkerProcess(_through(proxy, settings), ["sleep"], concurrency=2, log_path=tmp_path / "cut.log",
-                            extra_env={"PYTHONPATH": str(ROOT)}).start()
+        cut = WorkerProcess(
+            _through(proxy, settings),
+            ["sleep"],
+            concurrency=2,
+            log_path=tmp_path / "cut.log",
+            extra_env={"PYTHONPATH": str(ROOT)},
+        ).start()
         cut.wait_ready(registry)
         worker_factory(["sleep"], concurrency=2)
         run = submit(_layered("partition", width=4, depth=6, seconds=1.0), app)
-        wait_for(lambda: any(n["worker"] == cut.hostname and n["status"] == "running"
-                             for n in run.status()["nodes"].values()), 30, "the cut-off worker to take a node")
-        victims = {nid for nid, n in run.status()["nodes"].items()
-                   if n["worker"] == cut.hostname and n["status"] == "running"}
+        wait_for(
+            lambda: any(
+                n["worker"] == cut.hostname and n["status"] == "running" for n in run.status()["nodes"].values()
+            ),
+            30,
+            "the cut-off worker to take a node",
+        )
+        victims = {
+            nid for nid, n in run.status()["nodes"].items() if n["worker"] == cut.hostname and n["status"] == "running"
+        }
         proxy.partition(10.0)
         cut_at = time.monotonic()
-        wait_for(lambda: all(run.status()["nodes"][v]["attempts"] >= 2 for v in victims), 15,
-                 "the cut-off worker's nodes to run elsewhere")
+        wait_for(
+            lambda: all(run.status()["nodes"][v]["attempts"] >= 2 for v in victims),
+            15,
+            "the cut-off worker's nodes to run elsewhere",
+        )
         print(f"partition: {len(victims)} node(s) running elsewhere {time.monotonic() - cut_at:.2f} s after the cut")
         assert run.wait(90) == "succeeded"
         assert _report(run, registry.client, 24)[:2] == (0, 0)
@@ -177,17 +209,20 @@ def test_a_hundred_milliseconds_of_added_latency(
     proxy = ChaosProxy(redis_server.port, latency=0.1).start()
     slow_settings = _through(proxy, settings)
     app = create_app(slow_settings)
-    worker = WorkerProcess(slow_settings, ["sleep", "echo"], concurrency=2, log_path=tmp_path / "slow.log",
-                           extra_env={"PYTHONPATH": str(ROOT)}).start()
+    worker = WorkerProcess(
+        slow_settings,
+        ["sleep", "echo"],
+        concurrency=2,
+        log_path=tmp_path / "slow.log",
+        extra_env={"PYTHONPATH": str(ROOT)},
+    ).start()
     try:
         worker.wait_ready(registry, timeout=60)
         dag = _layered("latency", width=3, depth=4, seconds=0.05)
         started = time.monotonic()
         run = submit(dag, app)
         assert run.wait(120) == "succeeded"
-        edges = [
-            n for n in run.status()["nodes"].values() if n["status"] == "succeeded"
-        ]
+        edges = [n for n in run.status()["nodes"].values() if n["status"] == "succeeded"]
         print(f"100 ms latency: 12-node run in {time.monotonic() - started:.2f} s")
         assert len(edges) == 12
         assert _report(run, registry.client, 12)[:2] == (0, 0)

@@ -95,7 +95,11 @@ def test_up_serves_agents_until_sigterm_and_leaves_nothing_behind(tmp_path: Path
     env.update({"CODITECT_HOME": str(home), "PYTHONPATH": str(ROOT)})
     up = subprocess.Popen(
         [sys.executable, "-m", "coditect_tasks", "up", "--workers", "1", "--concurrency", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     try:
         wait_for(lambda: (home / "stack.json").exists() or up.poll() is not None, 60, "the stack to come up")

@@ -41,8 +41,10 @@ def test_a_fast_branch_does_not_wait_for_a_slow_sibling(app: CoditectApp, worker
     nodes = run.status()["nodes"]
     assert _at(nodes["after_fast"]["started_at"]) < _at(nodes["slow"]["finished_at"])
     assert _at(nodes["join"]["started_at"]) >= _at(nodes["slow"]["finished_at"])
-    assert run.results()["join"] == {"params": {}, "upstream": {"slow": {"slept": 1.5}, "after_fast": {
-        "params": {"n": 1}, "upstream": {"fast": None}}}}
+    assert run.results()["join"] == {
+        "params": {},
+        "upstream": {"slow": {"slept": 1.5}, "after_fast": {"params": {"n": 1}, "upstream": {"fast": None}}},
+    }
 
 
 def test_foreach_over_a_literal_and_over_a_predecessor(app: CoditectApp, worker_factory: WorkerFactory) -> None:
@@ -86,8 +88,10 @@ def test_a_failed_node_fails_the_run_and_skips_its_dependants(
     path = Path(settings.home) / "failing.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dag.to_json()))
-    result = run_cli(["dag", "submit", str(path), "--wait", "--timeout", "30", "--json"],
-                     {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)})
+    result = run_cli(
+        ["dag", "submit", str(path), "--wait", "--timeout", "30", "--json"],
+        {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)},
+    )
     doc = json.loads(result.stdout)
     assert result.returncode == 1, json.dumps(doc, indent=1)
     assert doc["status"] == "failed"
@@ -113,6 +117,21 @@ def test_a_failing_foreach_item_fails_its_node(app: CoditectApp, worker_factory:
     assert nodes["after"]["status"] == "skipped"
 
 
+def test_a_foreach_nodes_retries_and_timeout_reach_its_items(app: CoditectApp, worker_factory: WorkerFactory) -> None:
+    worker_factory(["flaky", "sleep"], concurrency=2)
+    enough = Dag("item-retries-enough")  # flaky's own policy allows 5 retries; the node's count rules
+    enough.node("items", "flaky", foreach=[{"x": 1}], params={"fail_times": 2}, retries=2)
+    strict = Dag("item-retries-strict")
+    strict.node("items", "flaky", foreach=[{"x": 1}], params={"fail_times": 2}, retries=1)
+    hurried = Dag("item-timeout")  # sleep's own hard limit is 300 s; the node's is 1 s
+    hurried.node("items", "sleep", foreach=[1], params={"seconds": 30}, timeout=1)
+    runs = [submit(dag, app) for dag in (enough, strict, hurried)]
+    assert [run.wait(30) for run in runs] == ["succeeded", "failed", "failed"]
+    assert runs[0].results()["items"] == [{"attempt": 3}]
+    assert runs[1].status()["nodes"]["items"]["error"] == "item 0: FlakyFailure: attempt 2 fails on purpose"
+    assert runs[2].status()["nodes"]["items"]["error"] == "item 0: timed out after 0.9 s"
+
+
 def test_cancel_stops_new_nodes_and_revokes_queued_ones(
     app: CoditectApp, settings: Settings, worker_factory: WorkerFactory
 ) -> None:
@@ -126,8 +145,10 @@ def test_cancel_stops_new_nodes_and_revokes_queued_ones(
     dag.node("second", "echo", after=["first"])
     run = submit(dag, app)
     wait_for(lambda: any(n["status"] == "running" for n in run.status()["nodes"].values()), 20, "a node to start")
-    result = run_cli(["dag", "cancel", run.id],
-                     {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)})
+    result = run_cli(
+        ["dag", "cancel", run.id],
+        {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)},
+    )
     assert result.returncode == 0, result.stderr
     assert run.wait(5) == "cancelled"
     statuses = {nid: n["status"] for nid, n in run.status()["nodes"].items()}
@@ -135,8 +156,9 @@ def test_cancel_stops_new_nodes_and_revokes_queued_ones(
     assert list(statuses.values()).count("cancelled") >= 3
     assert not run.cancel()  # a second cancel changes nothing
     wait_for(lambda: all(n["status"] != "running" for n in run.status()["nodes"].values()), 15, "running to end")
-    assert {nid: n["status"] for nid, n in run.status()["nodes"].items() if n["status"] == "cancelled"}.keys() \
-        == {nid for nid, st in statuses.items() if st == "cancelled"}
+    assert {nid: n["status"] for nid, n in run.status()["nodes"].items() if n["status"] == "cancelled"}.keys() == {
+        nid for nid, st in statuses.items() if st == "cancelled"
+    }
 
 
 def test_history_outlives_the_live_state(
@@ -147,12 +169,14 @@ def test_history_outlives_the_live_state(
     assert run.wait(30) == "succeeded"
     live = run.status()
     assert recorder.drain() > 0
-    client = engine_for(app).client
+    client = engine_for(app.settings.state_url).client
     client.delete(*client.keys(f"coditect:run:{run.id}:*"))
     recorded = DagRun(run.id, app).status()
     assert recorded == live
-    result = run_cli(["dag", "status", run.id, "--json"],
-                     {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)})
+    result = run_cli(
+        ["dag", "status", run.id, "--json"],
+        {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)},
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == live
     with pytest.raises(RunNotFoundError):
@@ -183,7 +207,9 @@ def test_the_recorder_loses_nothing_when_it_dies_before_committing(
     assert {n["status"] for n in recorded["nodes"].values()} == {"succeeded"}
 
 
-def test_stalled_run_names_the_node_and_the_agent_without_workers(app: CoditectApp, worker_factory: WorkerFactory) -> None:
+def test_stalled_run_names_the_node_and_the_agent_without_workers(
+    app: CoditectApp, worker_factory: WorkerFactory
+) -> None:
     worker_factory(["noop"])
     dag = Dag("stalled")
     dag.node("a", "noop")
@@ -197,7 +223,7 @@ def test_stalled_run_names_the_node_and_the_agent_without_workers(app: CoditectA
 
 
 def test_a_late_completion_of_an_old_attempt_changes_nothing(app: CoditectApp) -> None:
-    engine = engine_for(app)
+    engine = engine_for(app.settings.state_url)
     dag = Dag("fenced")
     dag.node("only", "noop")
     run = submit(dag, app)
@@ -216,7 +242,10 @@ def test_a_late_completion_of_an_old_attempt_changes_nothing(app: CoditectApp) -
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: c\nnodes:\n- {id: a, agent: noop, after: [b]}\n- {id: b, agent: noop, after: [a]}\n", "dependency cycle"),
+        (
+            "name: c\nnodes:\n- {id: a, agent: noop, after: [b]}\n- {id: b, agent: noop, after: [a]}\n",
+            "dependency cycle",
+        ),
         ("name: u\nnodes:\n- {id: a, agent: coder}\n", "unknown agent 'coder'"),
         ("name: m\nnodes:\n- {id: a, agent: noop, after: [zz]}\n", "missing node 'zz'"),
         ("name: m\nnodes: [\n", "not valid YAML"),
@@ -227,8 +256,10 @@ def test_bad_input_changes_nothing(settings: Settings, tmp_path: Path, text: str
     path.write_text(text)
     client = redis.Redis.from_url(settings.require_broker())
     before = sorted(client.keys("*"))
-    result = run_cli(["dag", "submit", str(path), "--wait"],
-                     {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)})
+    result = run_cli(
+        ["dag", "submit", str(path), "--wait"],
+        {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)},
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and message in lines[0], result.stderr
@@ -244,7 +275,7 @@ def test_python_api_refuses_a_cycle_before_touching_redis(app: CoditectApp, sett
         submit(dag, app)
     with pytest.raises(DagError, match="unknown agent 'coder'"):
         submit(_unknown(), app)
-    assert engine_for(app).client.keys("coditect:run:*") == []
+    assert engine_for(app.settings.state_url).client.keys("coditect:run:*") == []
 
 
 def _unknown() -> Dag:
@@ -253,8 +284,9 @@ def _unknown() -> Dag:
     return dag
 
 
-@pytest.mark.parametrize(("agent", "error"), [("slowpoke", "timed out after 0.5 s"),
-                                              ("stubborn", "hard time limit of 1 s exceeded")])
+@pytest.mark.parametrize(
+    ("agent", "error"), [("slowpoke", "timed out after 0.5 s"), ("stubborn", "hard time limit of 1 s exceeded")]
+)
 def test_time_limits_fail_the_node_instead_of_hanging_the_run(
     settings: Settings, worker_factory: WorkerFactory, agent: str, error: str
 ) -> None:

@@ -48,17 +48,26 @@ def postgres_url() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
         shutil.chown(sockets, "postgres")
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
-                                 "-l", str(base / "log"), "start"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60", "-l", str(base / "log"), "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -77,7 +86,7 @@ def test_runs_are_recorded_in_postgresql_and_read_back_after_the_live_state_is_g
 
     recorder = Recorder(registry.client, HistoryStore.from_settings(pg_settings))
     assert recorder.drain() >= 8  # run + 2 nodes × (queued, running, succeeded) + run end
-    client = engine_for(app).client
+    client = engine_for(app.settings.state_url).client
     client.delete(*client.keys(f"coditect:run:{run.id}:*"))
     assert DagRun(run.id, app).status() == live
     with HistoryStore(postgres_url).engine.connect() as conn:

@@ -67,8 +67,9 @@ def test_one_trace_per_run_across_workers_with_the_dags_shape(
     second = worker_factory(["echo"], extra_env=env)
     path = tmp_path / "diamond.json"
     path.write_text(json.dumps(DIAMOND))
-    result = run_cli(["dag", "submit", str(path), "--wait", "--json"],
-                     {**settings.environment(), **env, "PYTHONPATH": str(ROOT)})
+    result = run_cli(
+        ["dag", "submit", str(path), "--wait", "--json"], {**settings.environment(), **env, "PYTHONPATH": str(ROOT)}
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert {n["worker"] for n in doc["nodes"].values()} == {first.hostname, second.hostname}
@@ -76,8 +77,11 @@ def test_one_trace_per_run_across_workers_with_the_dags_shape(
     def node_spans() -> dict[str, Any]:
         return {s.attributes["coditect.node_id"]: s for s in otlp.snapshot() if "coditect.node_id" in s.attributes}
 
-    wait_for(lambda: len(node_spans()) == 4 and any(s.name == "dag.run diamond" for s in otlp.snapshot()), 20,
-             "the root span and four node spans")
+    wait_for(
+        lambda: len(node_spans()) == 4 and any(s.name == "dag.run diamond" for s in otlp.snapshot()),
+        20,
+        "the root span and four node spans",
+    )
     root = next(s for s in otlp.snapshot() if s.name == "dag.run diamond")
     spans = node_spans()
     assert root.parent_id == "" and root.attributes["coditect.run_id"] == doc["run_id"]
@@ -103,8 +107,11 @@ def test_worker_log_lines_are_json_and_carry_the_ids(
     run = submit(dag, app)
     assert run.wait(30) == "succeeded"
     assert worker.log_path is not None
-    wait_for(lambda: sum('"node_id": "wobbly"' in line for line in worker.log_path.read_text().splitlines()) >= 2,
-             10, "log lines of both attempts")
+    wait_for(
+        lambda: sum('"node_id": "wobbly"' in line for line in worker.log_path.read_text().splitlines()) >= 2,
+        10,
+        "log lines of both attempts",
+    )
     lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("run_id") == run.id]
     assert mine, "no log line carries the run id"
@@ -133,7 +140,9 @@ def exporter(settings: Settings) -> Iterator[int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "coditect_tasks", "exporter", "--port", str(port)],
         env={**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)},
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for(lambda: _answers(port), 20, "the exporter to listen")
@@ -156,9 +165,7 @@ def _answers(port: int, path: str = "/metrics", auth: str | None = None) -> bool
         return False
 
 
-def test_metrics_reflect_a_run(
-    app: CoditectApp, worker_factory: WorkerFactory, exporter: int
-) -> None:
+def test_metrics_reflect_a_run(app: CoditectApp, worker_factory: WorkerFactory, exporter: int) -> None:
     worker_factory(["flaky", "echo"])
     dag = Dag("measured")
     dag.node("wobbly", "flaky", params={"fail_times": 1}, retries=2)
@@ -201,9 +208,15 @@ def flower(settings: Settings, tmp_path: Path) -> Iterator[int]:
     log = (tmp_path / "flower.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "coditect_tasks", "flower", "--port", str(port)],
-        env={**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT),
-             "CODITECT_FLOWER_BASIC_AUTH": FLOWER_AUTH},
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            **settings.environment(),
+            "PYTHONPATH": str(ROOT),
+            "CODITECT_FLOWER_BASIC_AUTH": FLOWER_AUTH,
+        },
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for(lambda: _answers(port, "/healthcheck"), 30, "Flower to listen")
@@ -266,8 +279,21 @@ def test_flower_will_not_start_without_credentials(settings: Settings) -> None:
 
 
 MONITORING = ROOT / "monitoring"
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-                "offset", "inf", "nan"}
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def promql_metrics(expr: str) -> set[str]:
@@ -278,7 +304,7 @@ def promql_metrics(expr: str) -> set[str]:
     expr = re.sub(r"\[[^\]]*\]", "", expr)
     names = set()
     for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        if expr[match.end():].lstrip().startswith("(") or match.group().lower() in PROMQL_WORDS:
+        if expr[match.end() :].lstrip().startswith("(") or match.group().lower() in PROMQL_WORDS:
             continue
         names.add(match.group())
     return names
@@ -331,11 +357,13 @@ def test_prometheus_config_and_rules_pass_promtool() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("promtool is missing in CI (.ci/run installs Debian's prometheus package)")
         pytest.skip("promtool not installed (apt-get install prometheus); CI runs this check")
-    config = subprocess.run([promtool, "check", "config", str(MONITORING / "prometheus" / "prometheus.yml")],
-                            capture_output=True, text=True)
+    config = subprocess.run(
+        [promtool, "check", "config", str(MONITORING / "prometheus" / "prometheus.yml")], capture_output=True, text=True
+    )
     assert config.returncode == 0, config.stdout + config.stderr
-    rules = subprocess.run([promtool, "check", "rules", str(MONITORING / "prometheus" / "alerts.yml")],
-                           capture_output=True, text=True)
+    rules = subprocess.run(
+        [promtool, "check", "rules", str(MONITORING / "prometheus" / "alerts.yml")], capture_output=True, text=True
+    )
     assert rules.returncode == 0, rules.stdout + rules.stderr
     assert "SUCCESS: 5 rules found" in rules.stdout
 

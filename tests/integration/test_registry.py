@@ -42,9 +42,7 @@ def test_agents_lists_live_workers_and_queue_depth(settings: Settings, worker_fa
     assert agents["echo"]["queue_depth"] == 0
 
 
-def test_a_sigkilled_worker_disappears_within_ten_seconds(
-    worker_factory: WorkerFactory, registry: Registry
-) -> None:
+def test_a_sigkilled_worker_disappears_within_ten_seconds(worker_factory: WorkerFactory, registry: Registry) -> None:
     victim = worker_factory(["echo"])
     survivor = worker_factory(["echo"])
     victim.kill()

@@ -69,13 +69,14 @@ def test_an_open_breaker_sends_nodes_to_the_fallback_until_a_probe_closes_it(
     run = submit(healthy, test_app)
     assert run.wait(20) == "succeeded"
     print(f"breaker: trip to fallback result in {time.monotonic() - tripped:.3f} s")
-    listed = run_cli(["agents", "--json"], {"CODITECT_BROKER_URL": settings.require_broker(),
-                                            "CODITECT_AGENT_MODULES": MODULES})
+    listed = run_cli(
+        ["agents", "--json"], {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_AGENT_MODULES": MODULES}
+    )
     assert json.loads(listed.stdout)["agents"]["wobbly"]["breaker"] == "open"
     node = run.status()["nodes"]["w3"]
     assert node["agent"] == "echo"
     assert node["result"] == {"params": {"fail": False}, "upstream": {}}
-    counters = engine_for(test_app).client.hgetall(keys.METRICS)
+    counters = engine_for(test_app.settings.state_url).client.hgetall(keys.METRICS)
     assert counters["nodes|wobbly|rerouted"] == "1"  # the rerouted attempt was wobbly's, not echo's
     assert "nodes|echo|rerouted" not in counters
 
@@ -83,8 +84,9 @@ def test_an_open_breaker_sends_nodes_to_the_fallback_until_a_probe_closes_it(
     probe = submit(healthy, test_app)
     assert probe.wait(20) == "succeeded"
     assert probe.results() == {"w3": {"wobbly": "ok"}}
-    listed = run_cli(["agents", "--json"], {"CODITECT_BROKER_URL": settings.require_broker(),
-                                            "CODITECT_AGENT_MODULES": MODULES})
+    listed = run_cli(
+        ["agents", "--json"], {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_AGENT_MODULES": MODULES}
+    )
     assert json.loads(listed.stdout)["agents"]["wobbly"]["breaker"] == "closed"
 
 
@@ -102,11 +104,14 @@ def test_without_a_fallback_an_open_breaker_fails_fast(test_app: CoditectApp, wo
     assert "circuit open for agent 'fragile'" in errors
 
 
-@pytest.mark.parametrize(("kind", "error"), [
-    ("not-json", "result is not JSON-serialisable"),
-    ("huge", "over the limit of 8388608"),
-    ("raise", "ValueError: poison raises on every attempt"),
-])
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("not-json", "result is not JSON-serialisable"),
+        ("huge", "over the limit of 8388608"),
+        ("raise", "ValueError: poison raises on every attempt"),
+    ],
+)
 def test_poison_fails_its_node_and_other_runs_carry_on(
     test_app: CoditectApp, worker_factory: WorkerFactory, kind: str, error: str
 ) -> None:
@@ -122,11 +127,15 @@ def test_poison_fails_its_node_and_other_runs_carry_on(
 
 
 def test_submit_to_an_unreachable_broker_is_one_line_and_submits_nothing(tmp_path: object) -> None:
-    result = run_cli(["dag", "submit", "examples/release.yaml"],
-                     {"CODITECT_BROKER_URL": "redis://127.0.0.1:1/0", "CODITECT_CONNECT_TIMEOUT": "1"})
+    result = run_cli(
+        ["dag", "submit", "examples/release.yaml"],
+        {"CODITECT_BROKER_URL": "redis://127.0.0.1:1/0", "CODITECT_CONNECT_TIMEOUT": "1"},
+    )
     assert result.returncode == 3
-    assert result.stderr.strip() == "coditect-tasks: error: cannot reach redis://127.0.0.1:1/0: " \
+    assert (
+        result.stderr.strip() == "coditect-tasks: error: cannot reach redis://127.0.0.1:1/0: "
         "Error 111 connecting to 127.0.0.1:1. Connection refused."
+    )
 
 
 def test_a_message_held_by_a_worker_that_died_before_beginning_is_queued_again(app: CoditectApp) -> None:
@@ -135,7 +144,7 @@ def test_a_message_held_by_a_worker_that_died_before_beginning_is_queued_again(a
     dag = Dag("reclaim")
     dag.node("held", "sleep", params={"seconds": 0})
     run = submit(dag, app)
-    engine = engine_for(app)
+    engine = engine_for(app.settings.state_url)
     queue = keys.agent_queue("sleep")
     assert engine.client.llen(queue) == 1
     engine.reserve(run.id, "held", "ghost@nowhere")

@@ -85,8 +85,10 @@ def test_every_bad_usage_is_one_error_line_and_exit_2() -> None:
         ok = (
             result.returncode == 2
             and "Traceback" not in result.stderr
-            and lines[:1] and lines[0].startswith("Usage: coditect-tasks")
-            and len(errors) == 1 and message in errors[0]
+            and lines[:1]
+            and lines[0].startswith("Usage: coditect-tasks")
+            and len(errors) == 1
+            and message in errors[0]
             and result.stdout == ""
         )
         if not ok:

@@ -59,13 +59,23 @@ def test_a_cycle_is_named_in_order() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: x\nnodes:\n- {id: a, agent: coder}\n",
-         "bad.yaml: node 'a': agent: unknown agent 'coder' (known: echo, emit, flaky, noop, sleep)"),
-        ("name: x\nnodes:\n- {id: a, agent: noop, after: [ghost]}\n", "bad.yaml: node 'a': 'after' names missing node 'ghost'"),
+        (
+            "name: x\nnodes:\n- {id: a, agent: coder}\n",
+            "bad.yaml: node 'a': agent: unknown agent 'coder' (known: echo, emit, flaky, noop, sleep)",
+        ),
+        (
+            "name: x\nnodes:\n- {id: a, agent: noop, after: [ghost]}\n",
+            "bad.yaml: node 'a': 'after' names missing node 'ghost'",
+        ),
         ("name: x\nnodes:\n- {id: a, agent: noop, foreach: ghost}\n", "node 'a': 'foreach' names missing node 'ghost'"),
-        ("name: x\nnodes:\n- {id: a, agent: noop}\n- {id: b, agent: noop}\n- {id: c, agent: echo, foreach: a, after: [b]}\n",
-         "bad.yaml: node 'c': 'foreach' names 'a', which is not a predecessor"),
-        ("name: x\nnodes:\n- {id: a, agent: noop, fallback: nobody}\n", "node 'a': fallback agent: unknown agent 'nobody'"),
+        (
+            "name: x\nnodes:\n- {id: a, agent: noop}\n- {id: b, agent: noop}\n- {id: c, agent: echo, foreach: a, after: [b]}\n",
+            "bad.yaml: node 'c': 'foreach' names 'a', which is not a predecessor",
+        ),
+        (
+            "name: x\nnodes:\n- {id: a, agent: noop, fallback: nobody}\n",
+            "node 'a': fallback agent: unknown agent 'nobody'",
+        ),
         ("name: x\nnodes:\n- {id: a, agent: noop}\n- {id: a, agent: echo}\n", "bad.yaml: node 'a': duplicate node id"),
         ("name: x\nnodes:\n- {id: a, agent: noop, params: {x: .nan}}\n", "node 'a': params are not JSON-serialisable"),
     ],
@@ -131,11 +141,13 @@ def test_mermaid_draws_nodes_edges_and_states() -> None:
 def test_benchmark_edge_latency_is_successor_start_minus_predecessor_finish() -> None:
     from coditect_tasks.bench import edge_latencies_ms, percentile
 
-    doc = {"nodes": {
-        "a": {"started_at": "2026-01-01T00:00:00.000000+00:00", "finished_at": "2026-01-01T00:00:00.001000+00:00"},
-        "b": {"started_at": "2026-01-01T00:00:00.003500+00:00", "finished_at": "2026-01-01T00:00:00.004000+00:00"},
-        "c": {"started_at": "2026-01-01T00:00:00.005000+00:00", "finished_at": "2026-01-01T00:00:00.006000+00:00"},
-    }}
+    doc = {
+        "nodes": {
+            "a": {"started_at": "2026-01-01T00:00:00.000000+00:00", "finished_at": "2026-01-01T00:00:00.001000+00:00"},
+            "b": {"started_at": "2026-01-01T00:00:00.003500+00:00", "finished_at": "2026-01-01T00:00:00.004000+00:00"},
+            "c": {"started_at": "2026-01-01T00:00:00.005000+00:00", "finished_at": "2026-01-01T00:00:00.006000+00:00"},
+        }
+    }
     assert edge_latencies_ms(doc) == pytest.approx([2.5, 1.0])
     assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
     assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 99) == 5.0

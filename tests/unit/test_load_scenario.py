@@ -45,24 +45,35 @@ def test_the_default_dag_fans_out_and_in() -> None:
     assert dag.nodes["join"].after == ("left", "right") and dag.nodes["left"].after == ("plan",)
 
 
-HEADER = ("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,"
-          "Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,"
-          "99.99%,100%")
+HEADER = (
+    "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,"
+    "Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,"
+    "99.99%,100%"
+)
 
 
 def test_figures_come_from_locusts_stats_csv(tmp_path: Path) -> None:
-    (tmp_path / "locust_stats.csv").write_text("\n".join([
-        HEADER,
-        "dispatch,steady/diamond,120,0,35,35.7,4.8,80.971,0.0,10.709,0.0,35,43,49,53,66,70,73,80,81,81,81",
-        "run,steady/diamond,120,2,170,169.9,49.8,282.919,4.0,10.709,0.1,170,200,210,220,240,250,270,275,280,280,280",
-        ",Aggregated,240,2,72,102,4.8,282.9,2.0,21.4,0.1,72,140,170,190,220,240,250,270,280,280,280",
-    ]))
+    (tmp_path / "locust_stats.csv").write_text(
+        "\n".join(
+            [
+                HEADER,
+                "dispatch,steady/diamond,120,0,35,35.7,4.8,80.971,0.0,10.709,0.0,35,43,49,53,66,70,73,80,81,81,81",
+                "run,steady/diamond,120,2,170,169.9,49.8,282.919,4.0,10.709,0.1,170,200,210,220,240,250,270,275,280,280,280",
+                ",Aggregated,240,2,72,102,4.8,282.9,2.0,21.4,0.1,72,140,170,190,220,240,250,270,280,280,280",
+            ]
+        )
+    )
     (tmp_path / "locust_failures.csv").write_text(
-        'Method,Name,Error,Occurrences\nrun,steady/diamond,"RunFailed(\'run failed: x\')",2\n')
+        "Method,Name,Error,Occurrences\nrun,steady/diamond,\"RunFailed('run failed: x')\",2\n"
+    )
     figures = read_stats(tmp_path / "locust")
     assert set(figures) == {"run", "dispatch"}
-    assert (figures["run"].requests, figures["run"].failures, figures["run"].p95, figures["run"].p99) == (120, 2, 250,
-                                                                                                         275)
+    assert (figures["run"].requests, figures["run"].failures, figures["run"].p95, figures["run"].p99) == (
+        120,
+        2,
+        250,
+        275,
+    )
     assert figures["dispatch"].per_second == 10.71 and figures["dispatch"].max == 81.0
     assert read_failures(tmp_path / "locust") == [{"error": "RunFailed('run failed: x')", "occurrences": 2}]
 

@@ -22,3 +22,13 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     demo, tests = blocks[0], blocks[1]
     assert demo.endswith("coditect-tasks demo")
     assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_every_module_reads_in_one_sitting() -> None:
+    """About 400 lines at most: a module that grows past it holds more than one concept."""
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in (ROOT / "coditect_tasks").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 420
+    }
+    assert not long, f"split these modules: {long}"

@@ -3,7 +3,7 @@
 -- JSON list of the predecessors' traceparents}, or {0, why}. The parent is the span of
 -- the predecessor that finished last (it let this node start), else the run's root span.
 local node, worker = ARGV[3], ARGV[4]
-redis.call('SREM', 'coditect:reserved:' .. worker, RUN_ID .. '|' .. node)
+redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)
 redis.call('ZREM', LEASES, queued_member(node))
 local st = redis.call('HGET', STATUS, node)
 if st ~= 'queued' and st ~= 'running' then return {0, st or 'missing'} end
@@ -12,11 +12,8 @@ local previous = redis.call('HGET', ATTEMPTS, node) or '0'
 if rs ~= 'running' then
   if rs == 'failing' and st == 'running' then
     -- a redelivery after its worker died: the failed run will not start it again
-    release(node, previous)
-    redis.call('HSET', STATUS, node, 'skipped')
-    redis.call('HINCRBY', RUN, 'running', -1)
-    record(node, 'skipped')
-    if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
+    settle(node, previous, nil)
+    skip_settled(node)
   end
   return {0, rs or 'missing'}
 end
@@ -46,5 +43,5 @@ for _, pred in ipairs(desc.p) do
     if finished >= latest then latest, parent = finished, tp end
   end
 end
-return {1, token, redis.call('HGET', P .. 'params', node), '{' .. table.concat(parts, ',') .. '}', items, parent,
+return {1, token, redis.call('HGET', PARAMS, node), '{' .. table.concat(parts, ',') .. '}', items, parent,
         '[' .. table.concat(links, ',') .. ']'}

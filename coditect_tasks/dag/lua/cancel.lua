@@ -18,6 +18,6 @@ for i = 1, #all, 2 do
   end
 end
 record('', 'cancelled')
-redis.call('PUBLISH', 'coditect:run:' .. RUN_ID .. ':done', 'cancelled')
+announce('cancelled')
 expire_all()
 return out

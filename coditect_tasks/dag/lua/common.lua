@@ -1,26 +1,8 @@
--- Shared prelude of every engine script. ARGV[1] is the run id (empty for
--- scripts that span runs), ARGV[2] the caller's ISO-8601 UTC timestamp; a
--- script's own arguments start at ARGV[3]. Keys are derived from the run id.
+-- Shared helpers of every engine script, after the constants keys.py generates (key names,
+-- leases, caps). ARGV[1] is the run id (empty for scripts that span runs), ARGV[2] the
+-- caller's ISO-8601 UTC timestamp; a script's own arguments start at ARGV[3]. Keys are
+-- derived from the run id.
 local NOW = ARGV[2]
-local HISTORY = 'coditect:history'
-local LEASES = 'coditect:leases'
-local METRICS = 'coditect:metrics'  -- counters the exporter serves (coditect_tasks/observability/metrics.py)
--- upper bounds (s) of the node duration histogram; an attempt lands in the first that holds it
-local DURATION_BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
-local HISTORY_CAP = 16384        -- bytes of a result or error copied into the history stream
-local LIVE_TTL = 7 * 24 * 3600   -- seconds a finished run's live state is kept
-local LEASE_SECONDS = 5          -- a running attempt not renewed for this long is presumed dead
-local FOREACH_LEASE_SECONDS = 60 -- a foreach node waits on its chord: renewed by its items
-local QUEUED_CHECK_SECONDS = 15  -- a node queued this long is checked for a message lost in transit
-local RUN_ID, P, RUN, STATUS, ATTEMPTS, PENDING, NODE, RESULT, ERROR, WORKER, STARTED, FINISHED, SEQ, TPL, T0, TRACE
-
-local function use_run(run_id)
-  RUN_ID, P = run_id, 'coditect:run:' .. run_id .. ':'
-  RUN, STATUS, ATTEMPTS, PENDING = P .. 'run', P .. 'status', P .. 'attempts', P .. 'pending'
-  NODE, RESULT, ERROR = P .. 'node', P .. 'result', P .. 'error'
-  WORKER, STARTED, FINISHED = P .. 'worker', P .. 'started', P .. 'finished'
-  SEQ, TPL, T0, TRACE = P .. 'seq', P .. 'tpl', P .. 't0', P .. 'trace'
-end
 use_run(ARGV[1])
 
 local function server_now()
@@ -39,7 +21,7 @@ end
 
 -- The agent a description's messages go to (its queue is 'agents.<name>'; a fallback reroutes it).
 local function agent_of(desc)
-  return string.sub(desc.q, 8)
+  return string.sub(desc.q, #AGENT_QUEUE_PREFIX + 1)
 end
 
 -- Observe the seconds since t0 (a server_now() reading) in a histogram: one count in
@@ -100,10 +82,13 @@ local function release(node, token)
 end
 
 local function expire_all()
-  for _, suffix in ipairs({'run', 'status', 'attempts', 'pending', 'node', 'params', 'result', 'error',
-                           'worker', 'started', 'finished', 'seq', 'tpl', 'routed', 't0', 'trace'}) do
+  for _, suffix in ipairs(RUN_HASHES) do
     redis.call('EXPIRE', P .. suffix, LIVE_TTL)
   end
+end
+
+local function announce(final)
+  redis.call('PUBLISH', P .. DONE_CHANNEL, final)
 end
 
 local function finish()
@@ -114,7 +99,7 @@ local function finish()
   count('runs|' .. final)
   observe('run_duration', 'run_duration_sum', redis.call('HGET', RUN, 't0'))
   record('', final)
-  redis.call('PUBLISH', 'coditect:run:' .. RUN_ID .. ':done', final)
+  announce(final)
   expire_all()
 end
 
@@ -151,9 +136,27 @@ local function queued_in_live_run(node)
   return redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', RUN, 'status') == 'running'
 end
 
+-- End the running attempt `token` of node: drop its lease, count its outcome under the agent
+-- it ran as, take it off the run's running count. Returns the node's description, or nil if
+-- that attempt no longer owns the node (stale: the caller changes nothing).
+local function settle(node, token, outcome)
+  if not fenced(node, token) then return nil end
+  release(node, token)
+  local desc = desc_of(node)
+  if outcome then observe_end(node, agent_of(desc), outcome) end
+  redis.call('HINCRBY', RUN, 'running', -1)
+  return desc
+end
+
+-- A node whose attempt has ended (settled) in a run that starts nothing new: it is skipped.
+local function skip_settled(node)
+  redis.call('HSET', STATUS, node, 'skipped')
+  record(node, 'skipped')
+  if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
+end
+
 -- Take a running attempt back (its worker is gone) and queue the node again.
 local function requeue(node, token, why)
-  release(node, token)
-  redis.call('HINCRBY', RUN, 'running', -1)
+  settle(node, token, nil)
   requeue_lost(node, why, {'attempt', token, 'error', why})
 end

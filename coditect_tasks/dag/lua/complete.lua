@@ -2,15 +2,12 @@
 -- traceparent in ARGV[6], for its successors' spans to hang under). Records it,
 -- counts down its successors and enqueues those now ready. Returns {1, ready} or {0} if stale.
 local node, token, result = ARGV[3], ARGV[4], ARGV[5]
-if not fenced(node, token) then return {0} end
-release(node, token)
-local desc = desc_of(node)
-observe_end(node, agent_of(desc), 'succeeded')
+local desc = settle(node, token, 'succeeded')
+if not desc then return {0} end
 if ARGV[6] and ARGV[6] ~= '' then redis.call('HSET', TRACE, node, ARGV[6]) end
 redis.call('HSET', STATUS, node, 'succeeded')
 redis.call('HSET', RESULT, node, result)
 redis.call('HSET', FINISHED, node, NOW)
-redis.call('HINCRBY', RUN, 'running', -1)
 local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
 record(node, 'succeeded', {'attempt', token, 'result', string.sub(result, 1, HISTORY_CAP)})
 local ready = 0

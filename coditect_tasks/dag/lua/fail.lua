@@ -3,13 +3,10 @@
 -- whichever attempt is running (the worker's main process after a hard time limit).
 local node, token, err = ARGV[3], ARGV[4], ARGV[5]
 if token == '*' then token = redis.call('HGET', ATTEMPTS, node) end
-if not fenced(node, token) then return 0 end
-release(node, token)
-observe_end(node, agent_of(desc_of(node)), 'failed')
+if not settle(node, token, 'failed') then return 0 end
 redis.call('HSET', STATUS, node, 'failed')
 redis.call('HSET', ERROR, node, err)
 redis.call('HSET', FINISHED, node, NOW)
-redis.call('HINCRBY', RUN, 'running', -1)
 local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
 record(node, 'failed', {'attempt', token, 'error', string.sub(err, 1, HISTORY_CAP)})
 if redis.call('HGET', RUN, 'status') == 'running' then

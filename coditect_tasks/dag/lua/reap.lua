@@ -9,9 +9,9 @@ local function still_waiting(node)
   -- oldest messages sit at the tail, so search from there
   if redis.call('LPOS', desc.q, message(node, desc, seq), 'RANK', -1) then return true end
   local member = RUN_ID .. '|' .. node
-  for _, host in ipairs(redis.call('ZRANGE', 'coditect:reservers', 0, -1)) do
-    if redis.call('SISMEMBER', 'coditect:reserved:' .. host, member) == 1
-       and redis.call('EXISTS', 'coditect:worker:' .. host) == 1 then
+  for _, host in ipairs(redis.call('ZRANGE', RESERVERS, 0, -1)) do
+    if redis.call('SISMEMBER', RESERVED_PREFIX .. host, member) == 1
+       and redis.call('EXISTS', WORKER_PREFIX .. host) == 1 then
       return true
     end
   end
@@ -40,10 +40,8 @@ for _, member in ipairs(expired) do
         requeue(node, token, 'lease expired: attempt ' .. token .. ' lost its worker')
       else
         -- the run starts nothing new: the lost attempt ends the node
-        redis.call('HSET', STATUS, node, 'skipped')
-        redis.call('HINCRBY', RUN, 'running', -1)
-        record(node, 'skipped')
-        if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
+        settle(node, token, nil)
+        skip_settled(node)
       end
       out[#out + 1] = member
     end

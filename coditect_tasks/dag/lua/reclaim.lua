@@ -2,9 +2,9 @@
 -- received but never begun. Only after ARGV[4] seconds since its first reservation, so a
 -- worker that is still starting up is not mistaken for a dead one. Returns nodes requeued.
 local host = ARGV[3]
-local since = redis.call('ZSCORE', 'coditect:reservers', host)
+local since = redis.call('ZSCORE', RESERVERS, host)
 if not since or tonumber(since) > server_now() - tonumber(ARGV[4]) then return 0 end
-local set = 'coditect:reserved:' .. host
+local set = RESERVED_PREFIX .. host
 local requeued = 0
 for _, member in ipairs(redis.call('SMEMBERS', set)) do
   local run_id, node = string.match(member, '^([^|]+)|([^|]+)$')
@@ -18,5 +18,5 @@ for _, member in ipairs(redis.call('SMEMBERS', set)) do
   end
 end
 redis.call('DEL', set)
-redis.call('ZREM', 'coditect:reservers', host)
+redis.call('ZREM', RESERVERS, host)
 return requeued

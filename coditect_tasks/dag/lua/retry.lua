@@ -6,15 +6,10 @@ if redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', ATTEMPTS,
    and redis.call('HGET', ERROR, node) == err then
   return 1
 end
-if not fenced(node, token) then return 0 end
-release(node, token)
-observe_end(node, agent_of(desc_of(node)), 'retried')
+if not settle(node, token, 'retried') then return 0 end
 redis.call('HSET', ERROR, node, err)
-redis.call('HINCRBY', RUN, 'running', -1)
 if redis.call('HGET', RUN, 'status') ~= 'running' then
-  redis.call('HSET', STATUS, node, 'skipped')
-  record(node, 'skipped')
-  if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
+  skip_settled(node)
   return 0
 end
 redis.call('HSET', STATUS, node, 'queued')

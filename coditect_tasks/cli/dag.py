@@ -1,0 +1,184 @@
+"""``dag``: validate, submit, follow, inspect, list, cancel and draw DAG runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import broker
+from ..agents import load_agents
+from ..app import CoditectApp, create_app
+from ..dag.graph import mermaid
+from ..dag.plan import Plan, validate
+from ..dag.run import DagRun, list_runs, submit
+from ..dag.spec import Dag
+from ..settings import Settings
+from ..status import TERMINAL
+from .context import clip, coloured, emit_json, err, out, settings
+
+dag_cli = typer.Typer(help="Validate, submit, inspect and cancel DAG runs.", no_args_is_help=True)
+EXIT_BY_STATUS = {"succeeded": 0, "running": 0, "failed": 1, "cancelled": 1}
+
+
+def _app() -> CoditectApp:
+    config = settings()
+    broker.ping(config.state_url, config.connect_timeout)
+    return create_app(config)
+
+
+def _validate(dag: Dag) -> Plan:
+    config = Settings.from_env()
+    return validate(dag, load_agents(config.agent_modules), max_nodes=config.max_nodes)
+
+
+@dag_cli.command("validate")
+def dag_validate(
+    file: Annotated[Path, typer.Argument(help="YAML or JSON DAG file.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check a DAG file without running it (exit 0 valid, 2 invalid)."""
+    dag = Dag.load(file)
+    plan = _validate(dag)
+    summary = {"file": str(file), "name": dag.name, "valid": True, "nodes": len(dag.nodes), "roots": plan.roots}
+    if as_json:
+        emit_json(summary)
+    else:
+        out.print(f"{file}: valid: {len(dag.nodes)} node(s), roots: {', '.join(plan.roots)}")
+
+
+@dag_cli.command("submit")
+def dag_submit(
+    file: Annotated[Path, typer.Argument(help="YAML or JSON DAG file.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to end.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait at most.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Validate and start a run; with --wait, follow it to the end."""
+    dag = Dag.load(file)
+    app = _app()
+    run = submit(dag, app)
+    if not wait:
+        if as_json:
+            emit_json(run.status())
+        else:
+            out.print(run.id)
+        return
+    if as_json:
+        run.wait(timeout)
+    else:
+        err.print(f"run {run.id} ({dag.name}) submitted")
+        _follow(run, len(dag.nodes), timeout)
+    _finish(run.status(), as_json)
+
+
+def _follow(run: DagRun, total: int, timeout: float | None) -> None:
+    """A live progress bar of terminal nodes, refreshed ten times a second."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Progress(*columns, console=err) as progress:
+        bar = progress.add_task("nodes", total=total)
+        while True:
+            done, state = run.progress()
+            progress.update(bar, completed=done, description=f"nodes ({state})")
+            if state in TERMINAL or (deadline is not None and time.monotonic() > deadline):
+                return
+            run.wait(0.1)
+
+
+def _finish(doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(doc)
+    else:
+        _print_run(doc)
+    code = EXIT_BY_STATUS.get(doc["status"], 1)
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_run(doc: dict[str, Any]) -> None:
+    view = Table(title=f"run {doc['run_id']} ({doc['name']}): {doc['status']}")
+    for column in ("node", "agent", "status", "attempts", "seconds", "worker", "result / error"):
+        view.add_column(column, justify="right" if column in ("attempts", "seconds") else "left")
+    for nid, node in doc["nodes"].items():
+        seconds = _seconds(node["started_at"], node["finished_at"])
+        detail = node["error"] if node["status"] == "failed" else json.dumps(node["result"])
+        view.add_row(
+            nid,
+            node["agent"],
+            coloured(node["status"]),
+            str(node["attempts"]),
+            f"{seconds:.3f}" if seconds is not None else "-",
+            node["worker"] or "-",
+            clip(str(detail), 50),
+        )
+    out.print(view)
+    for warning in doc["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+@dag_cli.command("status")
+def dag_status(
+    run_id: Annotated[str, typer.Argument(help="Run id from `dag submit`.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a run and its nodes (from the live state, else from the history)."""
+    _finish(DagRun(run_id, _app()).status(), as_json)
+
+
+@dag_cli.command("list")
+def dag_list(
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List recent runs (live and recorded)."""
+    runs = list_runs(_app(), limit)
+    if as_json:
+        emit_json({"runs": runs})
+        return
+    view = Table(title="runs")
+    for column in ("run id", "name", "status", "submitted", "finished"):
+        view.add_column(column)
+    for r in runs:
+        view.add_row(
+            r["run_id"], r["name"] or "-", coloured(r["status"]), r["submitted_at"] or "-", r["finished_at"] or "-"
+        )
+    out.print(view)
+
+
+@dag_cli.command("cancel")
+def dag_cancel(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+    """Cancel a run: start nothing new, revoke what is queued; it ends cancelled."""
+    run = DagRun(run_id, _app())
+    if run.cancel():
+        out.print(f"run {run_id} cancelled")
+        return
+    state = run.state()
+    err.print(f"run {run_id} is already {state}; nothing to cancel")
+    raise typer.Exit(1)
+
+
+@dag_cli.command("graph")
+def dag_graph(target: Annotated[str, typer.Argument(help="A DAG file, or a run id (states coloured).")]) -> None:
+    """Print the DAG as a Mermaid flowchart."""
+    if Path(target).exists():
+        dag = Dag.load(target)
+        _validate(dag)
+        sys.stdout.write(mermaid(dag.to_json()))
+        return
+    run = DagRun(target, _app())
+    doc = run.status()
+    sys.stdout.write(mermaid(run.definition(), {nid: n["status"] for nid, n in doc["nodes"].items()}))

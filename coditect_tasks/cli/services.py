@@ -1,0 +1,75 @@
+"""``exporter``, ``flower`` and ``recorder``: the long-running services beside the workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated
+
+import typer
+
+from .. import broker
+from ..agents import load_agents
+from ..app import create_app
+from ..errors import ConfigError
+from ..settings import safe_url
+from .context import err, settings, stop_on_sigterm
+
+
+def exporter(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve /metrics on.")] = 9808,
+    address: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say so).")] = "127.0.0.1",
+) -> None:
+    """Serve Prometheus metrics of runs, nodes, agents, queues and breakers until Ctrl-C."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from ..observability.metrics import PlatformCollector
+
+    config = settings()
+    broker.ping(config.state_url, config.connect_timeout)
+    registry = CollectorRegistry()
+    registry.register(
+        PlatformCollector(
+            broker.redis_client(config.state_url), config.require_broker(), load_agents(config.agent_modules)
+        )
+    )
+    stop_on_sigterm()
+    try:
+        server, _ = start_http_server(port, addr=address, registry=registry)
+    except OSError as exc:
+        raise ConfigError("--port", f"cannot listen on {address}:{port}: {exc.strerror}") from None
+    err.print(f"serving metrics on http://{address}:{port}/metrics")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+def flower(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Flower web UI.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say so).")] = "127.0.0.1",
+) -> None:
+    """Run Flower against the configured broker, behind basic auth from CODITECT_FLOWER_BASIC_AUTH."""
+    from .. import flower as flower_mod
+
+    os.environ["FLOWER_BASIC_AUTH"] = flower_mod.basic_auth()
+    config = settings()
+    broker.ping(config.require_broker(), config.connect_timeout)
+    create_app(config).start(flower_mod.flower_argv(port, address))
+
+
+def recorder() -> None:
+    """Record run history from Redis into the database, in the foreground until SIGTERM."""
+    from ..history.recorder import Recorder
+    from ..history.store import HistoryStore
+
+    config = settings()
+    broker.ping(config.state_url, config.connect_timeout)
+    rec = Recorder(broker.redis_client(config.state_url), HistoryStore.from_settings(config))
+    stop_on_sigterm()
+    err.print(f"recording history into {safe_url(config.history_url)}")
+    try:
+        rec.run_forever()
+    except KeyboardInterrupt:
+        rec.drain()

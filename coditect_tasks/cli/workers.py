@@ -1,0 +1,137 @@
+"""``worker``, ``agents`` and ``up``: serve agents, see who serves what, run the local stack."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from .. import broker
+from ..agents import load_agents, select
+from ..app import create_app
+from ..embedded import LocalStack
+from ..errors import ConfigError
+from ..observability import signals as observability_signals
+from ..registry import Registry
+from ..resilience.breaker import breaker_states
+from ..settings import Settings, safe_url
+from .context import emit_json, err, names, out, settings, stop_on_sigterm
+
+POOLS = ("prefork", "threads", "solo")
+
+
+def worker(
+    agents: Annotated[str, typer.Option("--agents", "-a", help="Comma-separated agent names to serve.")],
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", help="Pool size (default: CPUs).")] = None,
+    pool: Annotated[str, typer.Option("--pool", "-P", help="prefork, threads or solo.")] = "prefork",
+    hostname: Annotated[str | None, typer.Option("--hostname", "-n", help="Unique worker name.")] = None,
+    max_tasks_per_child: Annotated[int | None, typer.Option(help="Recycle a pool process after N calls.")] = None,
+    events: Annotated[bool, typer.Option("--events/--no-events", "-E", help="Send task events (Flower).")] = False,
+) -> None:
+    """Run a worker pool in the foreground that consumes only these agents' queues."""
+    if pool not in POOLS:
+        raise ConfigError("--pool", f"{pool!r} is not one of {', '.join(POOLS)}")
+    config = settings()
+    chosen = select(load_agents(config.agent_modules), names(agents, "--agents"))
+    broker.ping(config.require_broker(), config.connect_timeout)
+    broker.ping(config.state_url, config.connect_timeout)
+    app = create_app(config)
+    observability_signals.install(config.log_level, pool)
+    argv = [
+        "worker",
+        "--queues",
+        ",".join(a.queue for a in chosen),
+        "--pool",
+        pool,
+        "--loglevel",
+        config.log_level,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if hostname:
+        argv += ["--hostname", hostname]
+    if max_tasks_per_child:
+        argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
+    if events:
+        argv.append("--task-events")
+    app.worker_main(argv)
+
+
+def agents_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Show every agent with its live workers and queue depth."""
+    config = settings()
+    declared = load_agents(config.agent_modules)
+    broker_url = config.require_broker()
+    broker.ping(config.state_url, config.connect_timeout)
+    registry = Registry.from_url(config.state_url)
+    table = registry.by_agent(declared)
+    depths = broker.queue_depths(broker_url, [f"agents.{name}" for name in table])
+    breakers = breaker_states(registry.client, table)
+    data: dict[str, dict[str, dict[str, Any]]] = {
+        "agents": {
+            name: {
+                "queue": f"agents.{name}",
+                "declared": name in declared,
+                "workers": [w.to_json() for w in workers],
+                "queue_depth": depths[f"agents.{name}"],
+                "breaker": breakers[name],
+            }
+            for name, workers in table.items()
+        }
+    }
+    if as_json:
+        emit_json(data)
+        return
+    view = Table(title=f"agents on {safe_url(broker_url)}")
+    for column in ("agent", "queue", "workers", "slots", "queued", "breaker", "hosts"):
+        view.add_column(column, justify="right" if column in ("workers", "slots", "queued") else "left")
+    for name, info in data["agents"].items():
+        workers = info["workers"]
+        view.add_row(
+            name,
+            info["queue"],
+            str(len(workers)) if workers else "[red]0[/red]",
+            str(sum(w["concurrency"] for w in workers)),
+            str(info["queue_depth"]),
+            {"closed": "closed", "open": "[red]open[/red]"}.get(info["breaker"], f"[yellow]{info['breaker']}[/yellow]"),
+            ", ".join(w["hostname"] for w in workers) or "-",
+        )
+    out.print(view)
+
+
+def up(
+    workers: Annotated[int, typer.Option(min=0, help="Local worker pools to start.")] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="Processes per pool.")] = 2,
+    agents: Annotated[str | None, typer.Option(help="Agents the pools serve (default: all).")] = None,
+) -> None:
+    """Start the local stack (embedded Redis unless configured, plus workers) until Ctrl-C."""
+    config = Settings.from_env()
+    declared = load_agents(config.agent_modules)
+    served = names(agents, "--agents") if agents else sorted(declared)
+    select(declared, served)
+    stop_on_sigterm()
+    stack = LocalStack(config, served, workers=workers, concurrency=concurrency, record=True, recorder=True)
+    try:
+        with err.status("starting the local stack…"):
+            stack.start()
+        err.print(f"[green]up[/green]: {len(stack.workers)} worker pool(s) serving {', '.join(served)}")
+        err.print("reach it from another shell with:")
+        for key, value in stack.settings.environment().items():
+            out.print(f"export {key}={value}", soft_wrap=True)
+        err.print("[dim]Ctrl-C or SIGTERM stops everything started here.[/dim]")
+        while True:
+            for proc in stack.workers:
+                if not proc.alive():
+                    err.print(f"[yellow]worker {proc.hostname} exited; see {proc.log_path}[/yellow]")
+                    stack.workers.remove(proc)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        err.print("stopping…")
+    finally:
+        stack.stop()

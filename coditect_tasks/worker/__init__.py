@@ -1,0 +1,7 @@
+"""The worker side: what runs inside ``coditect-tasks worker`` processes.
+
+``tasks`` binds agents to a Celery app as tasks, ``execution`` runs one node attempt
+(or one foreach item) through an ``Attempt``, ``heartbeat`` announces the worker and
+reaps expired leases. Imports point one way: this package uses the engine
+(``dag/engine.py``); the engine and every client-side module never import it.
+"""

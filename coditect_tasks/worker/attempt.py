@@ -1,0 +1,69 @@
+"""``Attempt``: one attempt at a node, the only thing that may change that node's run state.
+
+A plain node's attempt and each foreach item of it go through the same value: its
+ids, its fencing token, the retry policy resolved for the node (node fields over
+agent defaults) and its lease. Every change it makes carries its own token, so a
+stale attempt (its lease expired and the node runs elsewhere) changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import keys
+from ..agents import Agent
+from ..dag.engine import Engine
+from ..resilience.lease import LeaseKeeper
+from ..resilience.retry import RetryPolicy
+
+
+def policy_for(spec: Agent, retries: int | None) -> RetryPolicy:
+    """The agent's retry policy, with the node's ``retries`` (when set) in place of its count."""
+    if retries is None:
+        return spec.retry
+    return dataclasses.replace(spec.retry, max_attempts=int(retries) + 1)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Attempt ``token`` of node ``node_id`` of run ``run_id``; ``member`` is set for a foreach item."""
+
+    engine: Engine
+    run_id: str
+    node_id: str
+    token: int
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    member: int | None = None
+
+    @property
+    def lease_seconds(self) -> float:
+        """A node renews its own lease; an item keeps its foreach node's (longer) lease alive."""
+        return keys.FOREACH_LEASE_SECONDS if self.member is not None else keys.LEASE_SECONDS
+
+    def lease(self) -> LeaseKeeper:
+        """Renew the lease in the background while the ``with`` block runs."""
+        return LeaseKeeper(self.renew, self.lease_seconds)
+
+    def renew(self, seconds: float) -> bool:
+        return self.engine.renew(self.run_id, self.node_id, self.token, seconds)
+
+    def succeed(self, result: Any, span: str = "") -> bool:
+        """Record ``result`` (or fail the node if it is not JSON or too large); ``span`` is
+        the attempt's traceparent, under which its successors' spans hang."""
+        return self.engine.succeed(self.run_id, self.node_id, self.token, result, span)
+
+    def fail(self, error: str) -> bool:
+        return self.engine.fail(self.run_id, self.node_id, self.token, error)
+
+    def retry(self, error: str, countdown: float) -> bool:
+        """Whether a retry may go ahead. A node's is recorded in the run (fenced); an item's is
+        its own Celery retry while the node keeps running, so nothing is recorded."""
+        if self.member is not None:
+            return True
+        return self.engine.retry(self.run_id, self.node_id, self.token, error, countdown)
+
+    def reroute(self, agent: str, template: str) -> bool:
+        """Queue the node again for ``agent`` (its fallback, while its own breaker is open)."""
+        return self.engine.reroute(self.run_id, self.node_id, self.token, agent, template)

@@ -1,0 +1,134 @@
+"""The worker's heartbeat: announce the worker in the registry, and reap expired leases.
+
+A consumer bootstep, so "registered" means "consuming". The same thread is every
+worker's reaper: it requeues node attempts whose lease expired, and nodes whose
+message a dead worker had received but not begun, so a dead worker's work runs
+again within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, ClassVar
+
+import redis
+from celery import bootsteps, signals
+
+from .. import keys
+from ..dag.engine import engine_for
+from ..registry import BEAT_INTERVAL, TTL, Registry, WorkerInfo
+
+#: Seconds between looks for node attempts whose lease expired (see resilience/lease.py).
+REAP_INTERVAL = 1.0
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
+    """Consumer bootstep: register once consuming has started, renew, withdraw on stop.
+
+    It starts after the ``Tasks`` step, so "registered" means "taking work". The
+    same thread is every worker's reaper: it requeues node attempts whose lease
+    expired, so a dead worker's work runs again within seconds.
+    """
+
+    requires: ClassVar[set[str]] = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._registry: Registry | None = None
+        self._info: WorkerInfo | None = None
+        self._app: Any = None
+
+    def start(self, parent: Any) -> None:
+        app = parent.app
+        agents = tuple(
+            sorted(
+                name.removeprefix(keys.AGENT_QUEUE_PREFIX)
+                for name in app.amqp.queues.consume_from
+                if name.startswith(keys.AGENT_QUEUE_PREFIX)
+            )
+        )
+        self._info = WorkerInfo(
+            hostname=parent.hostname,
+            pid=os.getpid(),
+            agents=agents,
+            concurrency=int(parent.controller.concurrency or 1),
+            started_at=time.time(),
+        )
+        self._registry = Registry.from_url(app.settings.state_url)
+        self._app = app
+        self._stop.clear()
+        self._forget_reservations()
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
+        self._thread.start()
+        signals.task_received.connect(self._on_received, weak=False, dispatch_uid=f"coditect-{id(self)}")
+
+    def _run(self) -> None:
+        ticks = 0
+        while not self._stop.wait(REAP_INTERVAL):
+            ticks += 1
+            if ticks * REAP_INTERVAL >= BEAT_INTERVAL:
+                ticks = 0
+                self._beat()
+            self._reap()
+
+    def _reap(self) -> None:
+        try:
+            engine = engine_for(self._app.settings.state_url)
+            for member in engine.reap():
+                log.warning("requeued %s: its lease expired", member)
+            if reclaimed := engine.reclaim_lost(grace=TTL):
+                log.warning("requeued %d node(s) whose message died with its worker", reclaimed)
+        except redis.RedisError as exc:
+            log.warning("reaping expired leases failed: %s", exc)
+
+    def _forget_reservations(self) -> None:
+        """Start with no noted messages: after a lost broker connection Celery drops the
+        ones it held but had not begun, so our notes would vouch for messages nobody
+        holds, and the queued-node check (reap.lua) would wait on them forever."""
+        assert self._registry is not None and self._info is not None
+        try:
+            with self._registry.client.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.reserved(self._info.hostname))
+                pipe.zrem(keys.RESERVERS, self._info.hostname)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not clear the noted messages: %s", exc)
+
+    def _on_received(self, sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+        """A node message reached this worker: note it until the node begins."""
+        body = request.kwargs if request is not None else {}
+        if body.get("run_id") and body.get("node_id") and body.get("member") is None and self._info:
+            try:
+                engine_for(self._app.settings.state_url).reserve(body["run_id"], body["node_id"], self._info.hostname)
+            except redis.RedisError as exc:
+                log.warning("could not note a received node: %s", exc)
+
+    def _beat(self) -> None:
+        assert self._registry is not None and self._info is not None
+        try:
+            self._registry.beat(self._info)
+        except redis.RedisError as exc:
+            log.warning("heartbeat to the state Redis failed: %s", exc)
+
+    def stop(self, parent: Any) -> None:
+        signals.task_received.disconnect(dispatch_uid=f"coditect-{id(self)}")
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=BEAT_INTERVAL + 1)
+            self._thread = None
+        if self._registry is not None and self._info is not None:
+            try:
+                self._registry.withdraw(self._info.hostname)
+            except redis.RedisError as exc:
+                log.warning("could not withdraw the registration: %s", exc)
+
+    def shutdown(self, parent: Any) -> None:
+        self.stop(parent)
