@@ -11,7 +11,7 @@ lint:
 	$(PY) -m mypy
 
 test:
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-fail-under=80
 
 bench:
 	.venv/bin/coditect-tasks bench

@@ -20,6 +20,9 @@ from .errors import AgentDeclarationError, UnknownAgentError
 from .resilience.retry import RetryPolicy
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+#: Longest hard time limit of an agent or a node, in seconds (a day). The broker's visibility
+#: timeout sits above it, so the broker never redelivers the message of a call still running.
+MAX_TIMEOUT = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ def agent(
     """
     if not NAME_PATTERN.match(name):
         raise AgentDeclarationError(f"agent name {name!r} must match {NAME_PATTERN.pattern} (it names a queue)")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise AgentDeclarationError(f"agent {name!r}: timeout must be over 0 and at most {MAX_TIMEOUT:g} s")
     if soft_timeout is not None and soft_timeout > timeout:
         raise AgentDeclarationError(f"agent {name!r}: soft_timeout exceeds timeout")
     policy = RetryPolicy.retries(retries, backoff=backoff, backoff_max=backoff_max, retry_on=retry_on)

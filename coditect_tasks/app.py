@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from celery import Celery
 
-from .agents import Agent, load_agents, route
+from .agents import MAX_TIMEOUT, Agent, load_agents, route
 from .settings import Settings
 from .worker.tasks import install
 
@@ -46,9 +46,14 @@ def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) ->
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A broker outage is not a worker death: running calls go on. Their leases outlast the
+        # outage (reap.lua) and begin.lua drops a redelivered message while its attempt is alive.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.connect_timeout,
+        # kombu's Redis transport redelivers an unacknowledged message after this many seconds:
+        # above the longest time limit, so it never supersedes a live attempt (leases do failover).
+        broker_transport_options={"visibility_timeout": MAX_TIMEOUT + 3600},
         redis_socket_connect_timeout=settings.connect_timeout,
         result_expires=RESULT_EXPIRES,
         task_routes=(route,),

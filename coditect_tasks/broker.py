@@ -6,16 +6,37 @@ one clear line within seconds instead of a worker retrying forever.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import redis
+import tenacity
 from kombu.connection import Connection
 from kombu.exceptions import ChannelError, OperationalError
 
-from .errors import BrokerUnreachableError
+from .errors import BrokerUnreachableError, EvictingRedisError
 from .settings import REDIS_SCHEMES, safe_url
+
+#: Redis errors worth waiting out: a restart, a failover, a blip in the network.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+
+
+def outlast_outages(seconds: float) -> tenacity.Retrying:
+    """Retry transient Redis errors with jittered exponential backoff for up to ``seconds``."""
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TRANSIENT),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
+        stop=tenacity.stop_after_delay(seconds),
+        before_sleep=lambda state: log.warning(
+            "Redis unavailable (%s); retrying", state.outcome.exception() if state.outcome else "?"
+        ),
+        reraise=True,
+    )
+
+
+log = logging.getLogger(__name__)
 
 #: Connections one client may open; more concurrent callers wait for one to come free.
 MAX_CONNECTIONS = 100
@@ -39,6 +60,16 @@ def redis_client(url: str, timeout: float = 5.0) -> redis.Redis:
         decode_responses=True,
     )
     return redis.Redis(connection_pool=pool)
+
+
+def require_noeviction(client: redis.Redis, url: str) -> None:
+    """``EvictingRedisError`` unless Redis at ``url`` refuses writes when full instead of evicting keys.
+
+    Read from ``INFO memory``, which managed services allow where ``CONFIG GET`` is disabled.
+    """
+    policy = str(client.info("memory").get("maxmemory_policy", "noeviction"))
+    if policy != "noeviction":
+        raise EvictingRedisError(safe_url(url), policy)
 
 
 def ping(url: str, deadline: float) -> None:

@@ -112,6 +112,8 @@ class RedisServer:
             "yes" if self.appendonly else "no",
             "--appendfsync",
             "always",
+            "--maxmemory-policy",
+            "noeviction",
             "--save",
             "",
             "--daemonize",
@@ -292,9 +294,10 @@ class LocalStack:
         concurrency: int = 2,
         recorder: bool = False,
     ) -> Iterator[LocalStack]:
-        """A stack for one command (the caller starts it), stopped on exit with its data removed.
+        """A stack for one command (the caller starts it), stopped on exit with its Redis data removed.
 
-        Its data lives under ``CODITECT_HOME/<label>-<id>/``, so it never meets the one ``up`` runs.
+        Its Redis data lives under ``CODITECT_HOME/<label>-<id>/``, so it never meets the one
+        ``up`` runs; worker logs go to ``CODITECT_HOME/logs`` as ``up``'s do.
         """
         root = settings.home / f"{label}-{uuid.uuid4().hex[:8]}"
         stack = cls(

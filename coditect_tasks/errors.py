@@ -6,7 +6,8 @@ caller needs, not just a message.
 
     CoditectError
     ├── ConfigError            bad CODITECT_* variable or option (exit 2)
-    │   └── NoBrokerError      nothing configured and no embedded stack running
+    │   ├── NoBrokerError      nothing configured and no embedded stack running
+    │   └── EvictingRedisError a Redis whose maxmemory-policy may evict run state
     ├── UnknownAgentError      an agent name nobody declared (exit 2)
     ├── AgentDeclarationError  an @agent declaration that cannot work (exit 2)
     ├── BrokerUnreachableError the broker or state Redis does not answer (exit 3)
@@ -50,6 +51,18 @@ class NoBrokerError(ConfigError):
             "CODITECT_BROKER_URL",
             f"not set and no embedded stack is running under {home}; "
             "start one with `coditect-tasks up` or set CODITECT_BROKER_URL",
+        )
+
+
+class EvictingRedisError(ConfigError):
+    """A Redis that may evict keys under memory pressure: run state or messages would vanish."""
+
+    def __init__(self, url: str, policy: str) -> None:
+        self.url = url
+        self.policy = policy
+        super().__init__(
+            "maxmemory-policy",
+            f"{url} evicts keys ({policy!r}); coditect-tasks needs 'noeviction' so that no running work is lost",
         )
 
 

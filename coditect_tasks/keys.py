@@ -74,6 +74,7 @@ RUN_HASHES = (
     "routed",
     "t0",  # node → Redis server time (s) its running attempt began, for the duration histogram
     "trace",  # node → W3C traceparent of its succeeded attempt's span
+    "task",  # node → Celery task id of the message its running attempt began from
 )
 
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
@@ -85,6 +86,9 @@ METRICS = f"{PREFIX}metrics"
 #: ZSET of running attempts ("run|node|attempt") scored by lease expiry (Redis server time).
 LEASES = f"{PREFIX}leases"
 
+
+#: STRING: Redis server time (s) of the last reap by any worker; a long gap means an outage.
+REAPED_AT = f"{PREFIX}reaped_at"
 
 #: ZSET of worker hostnames that hold reserved node messages, scored by first reservation.
 RESERVERS = f"{PREFIX}reservers"
@@ -105,12 +109,15 @@ def breaker_state(agent: str) -> str:
     return f"{breaker_namespace(agent)}:pybreaker:state"
 
 
-# Limits the Lua scripts enforce; Python reads the same names.
+# Limits the Lua scripts enforce (``lua_prelude``); Python code that needs one reads it here.
 
 #: Seconds an attempt's lease lasts without renewal: a running attempt not renewed for this long is presumed dead.
 LEASE_SECONDS = 5.0
 #: Seconds a foreach node's lease lasts: it waits on its chord and its items renew it.
 FOREACH_LEASE_SECONDS = 60.0
+#: Seconds between two reaps by any worker beyond which Redis is taken to have been unreachable
+#: (stalled, restarting, cut off from every worker): leases then get one more length to be renewed.
+REAP_GAP_SECONDS = 3.0
 #: Seconds a node may sit queued before it is checked for a message lost in transit.
 QUEUED_CHECK_SECONDS = 15.0
 #: Seconds a finished run's live state is kept in Redis.
@@ -128,6 +135,8 @@ def lua_prelude() -> str:
         "LEASES": LEASES,
         "METRICS": METRICS,
         "RESERVERS": RESERVERS,
+        "REAPED_AT": REAPED_AT,
+        "REAP_GAP_SECONDS": REAP_GAP_SECONDS,
         "WORKER_PREFIX": WORKER_PREFIX,
         "RESERVED_PREFIX": RESERVED_PREFIX,
         "RUN_KEY_PREFIX": RUN_KEY_PREFIX,

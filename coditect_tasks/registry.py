@@ -78,6 +78,10 @@ class Registry:
             pipe.srem(keys.WORKERS, hostname)
             pipe.execute()
 
+    def is_live(self, hostname: str) -> bool:
+        """Whether a worker of that name has announced itself within the last ``ttl`` seconds."""
+        return bool(self.client.exists(keys.worker(hostname)))
+
     def workers(self) -> list[WorkerInfo]:
         """Live workers, sorted by hostname; forgets those whose key expired."""
         hostnames = sorted(str(h) for h in self.client.smembers(keys.WORKERS))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from typing import Annotated, Any
 
 import typer
+from celery.utils.nodenames import default_nodename, host_format
 from rich.table import Table
 
 from .. import broker
@@ -19,24 +22,43 @@ from ..resilience.breaker import breaker_states
 from ..settings import Settings, safe_url
 from .context import emit_json, err, names, out, settings, stop_on_sigterm
 
-POOLS = ("prefork", "threads", "solo")
+#: Pools that enforce time limits by killing the call's process; threads and solo cannot, so a hung
+#: call there would renew its lease forever and its node would never end.
+POOLS = ("prefork",)
 
 
 def worker(
     agents: Annotated[str, typer.Option("--agents", "-a", help="Comma-separated agent names to serve.")],
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", help="Pool size (default: CPUs).")] = None,
-    pool: Annotated[str, typer.Option("--pool", "-P", help="prefork, threads or solo.")] = "prefork",
-    hostname: Annotated[str | None, typer.Option("--hostname", "-n", help="Unique worker name.")] = None,
+    pool: Annotated[
+        str, typer.Option("--pool", "-P", help="prefork (the one pool that enforces time limits).")
+    ] = "prefork",
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", "-n", help="Unique worker name (default: <agents>-<pid>@<host>).")
+    ] = None,
     max_tasks_per_child: Annotated[int | None, typer.Option(help="Recycle a pool process after N calls.")] = None,
     events: Annotated[bool, typer.Option("--events/--no-events", "-E", help="Send task events (Flower).")] = False,
 ) -> None:
     """Run a worker pool in the foreground that consumes only these agents' queues."""
     if pool not in POOLS:
-        raise ConfigError("--pool", f"{pool!r} is not one of {', '.join(POOLS)}")
+        raise ConfigError(
+            "--pool",
+            f"{pool!r} is not one of {', '.join(POOLS)}: only a process pool can stop a call at its time limit",
+        )
     config = settings()
     chosen = select(load_agents(config.agent_modules), names(agents, "--agents"))
     broker.ping(config.require_broker(), config.connect_timeout)
     broker.ping(config.state_url, config.connect_timeout)
+    node_name = worker_name(hostname, [a.name for a in chosen])
+    registry = Registry.from_url(config.state_url)
+    try:
+        broker.require_noeviction(registry.client, config.state_url)
+        if registry.is_live(node_name):
+            raise ConfigError(
+                "--hostname", f"a worker named {node_name!r} is already live; give this pool its own name"
+            )
+    finally:
+        registry.client.close()
     app = create_app(config)
     observability_signals.install(config.log_level, pool)
     argv = [
@@ -49,16 +71,24 @@ def worker(
         config.log_level,
         "--without-gossip",
         "--without-mingle",
+        "--hostname",
+        node_name,
     ]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
-    if hostname:
-        argv += ["--hostname", hostname]
     if max_tasks_per_child:
         argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
     if events:
         argv.append("--task-events")
     app.worker_main(argv)
+
+
+def worker_name(hostname: str | None, agents: list[str]) -> str:
+    """The pool's node name: ``hostname`` as Celery expands it (``%h`` …), else one unique to this
+    process, so two pools on one host never share a registry entry or a reservation note."""
+    if hostname is None:
+        hostname = f"{'+'.join(agents)[:40]}-{os.getpid()}@{socket.gethostname()}"
+    return str(host_format(default_nodename(hostname)))
 
 
 def agents_cmd(

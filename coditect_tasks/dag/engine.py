@@ -12,7 +12,6 @@ worker's side (``coditect_tasks.worker``), which calls this module, never the re
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -21,16 +20,13 @@ from importlib import resources
 from typing import Any
 
 import redis
-import tenacity
 from celery import Celery
 
 from .. import keys
 from ..agents import Agent
-from ..broker import redis_client
+from ..broker import outlast_outages, redis_client, require_noeviction
 from ..status import RunStatus
 from .plan import Plan
-
-log = logging.getLogger(__name__)
 
 #: Largest JSON result a node may return, in bytes.
 MAX_RESULT_BYTES = 8 * 1024 * 1024
@@ -65,23 +61,6 @@ def _load_scripts() -> dict[str, str]:
 SCRIPTS = _load_scripts()
 
 
-#: Redis errors worth waiting out: a restart, a failover, a blip in the network.
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
-
-
-def _outlast_outages(seconds: float) -> tenacity.Retrying:
-    """Retry transient Redis errors with jittered exponential backoff for up to ``seconds``."""
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TRANSIENT),
-        wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
-        stop=tenacity.stop_after_delay(seconds),
-        before_sleep=lambda state: log.warning(
-            "Redis unavailable (%s); retrying", state.outcome.exception() if state.outcome else "?"
-        ),
-        reraise=True,
-    )
-
-
 @dataclass(frozen=True)
 class Taken:
     """What ``begin`` hands a worker: the attempt token, the node's record, its
@@ -102,13 +81,15 @@ class Engine:
     are idempotent or fenced, so repeating one whose reply was lost is safe.
     """
 
-    def __init__(self, client: redis.Redis, outage_seconds: float = 120.0) -> None:
+    def __init__(self, client: redis.Redis, url: str = "redis://", outage_seconds: float = 120.0) -> None:
         self.client = client
+        self.url = url
         self.outage_seconds = outage_seconds
+        self._no_eviction_checked = False
         self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
 
     def _call(self, name: str, run_id: str, *args: Any) -> Any:
-        for attempt in _outlast_outages(self.outage_seconds):
+        for attempt in outlast_outages(self.outage_seconds):
             with attempt:
                 return self.scripts[name](args=[run_id, now(), *args])
         raise AssertionError("unreachable: tenacity re-raises")
@@ -125,6 +106,9 @@ class Engine:
 
         ``trace`` is the traceparent of the run's root span.
         """
+        if not self._no_eviction_checked:  # once per process: run state must never be evicted
+            require_noeviction(self.client, self.url)
+            self._no_eviction_checked = True
         p = keys.run_prefix(run_id)
         dag = plan.dag
         submitted = now()
@@ -156,7 +140,7 @@ class Engine:
                 separators=(",", ":"),
             )
             pending[node_id] = len(plan.preds[node_id])
-        for attempt in _outlast_outages(self.outage_seconds):
+        for attempt in outlast_outages(self.outage_seconds):
             with attempt:
                 if self.client.hget(p + "run", "status") is not None:
                     return  # an earlier try got through; its reply was lost
@@ -200,9 +184,10 @@ class Engine:
             self.scripts["submit"](args=[run_id, submitted, *plan.roots], client=pipe)
             pipe.execute()
 
-    def begin(self, run_id: str, node_id: str, worker: str) -> Taken | None:
-        """Take a node for a new attempt, or None if it must not run (finished, cancelled, superseded)."""
-        reply = self._call("begin", run_id, node_id, worker)
+    def begin(self, run_id: str, node_id: str, worker: str, task_id: str) -> Taken | None:
+        """Take a node for a new attempt from the message ``task_id``, or None if it must not run
+        (finished, cancelled, superseded, or its current attempt is alive: a duplicate message)."""
+        reply = self._call("begin", run_id, node_id, worker, task_id)
         if int(reply[0]) != 1:
             return None
         items = json.loads(reply[4]) if reply[4] else None
@@ -223,8 +208,12 @@ class Engine:
             return self.fail(run_id, node_id, token, problem)
         return self.complete(run_id, node_id, token, encoded, span)
 
-    def fail(self, run_id: str, node_id: str, token: int | str, error: str) -> bool:
+    def fail(self, run_id: str, node_id: str, token: int, error: str) -> bool:
         return int(self._call("fail", run_id, node_id, token, error)) == 1
+
+    def fail_from_message(self, run_id: str, node_id: str, task_id: str, error: str) -> bool:
+        """Fail the attempt begun from message ``task_id``, if it is still the running one."""
+        return int(self._call("fail", run_id, node_id, f"task:{task_id}", error)) == 1
 
     def retry(self, run_id: str, node_id: str, token: int, error: str, countdown: float) -> bool:
         return int(self._call("retry", run_id, node_id, token, error, countdown)) == 1
@@ -232,9 +221,11 @@ class Engine:
     def renew(self, run_id: str, node_id: str, token: int, seconds: float) -> bool:
         return int(self._call("renew", run_id, node_id, token, seconds)) == 1
 
-    def reap(self, limit: int = 100) -> list[str]:
-        """Requeue attempts whose lease expired; returns ``run|node|attempt`` of each."""
-        return [str(m) for m in self._call("reap", "", limit)]
+    def reap(self, limit: int = 100) -> list[str] | None:
+        """Requeue attempts whose lease expired; returns ``run|node|attempt`` of each, or None
+        right after an outage of Redis (leases were extended instead: see reap.lua)."""
+        reply = [str(m) for m in self._call("reap", "", limit)]
+        return None if reply == ["outage"] else reply
 
     def reserve(self, run_id: str, node_id: str, worker: str) -> None:
         """Note that ``worker`` holds the node's message (for ``reclaim`` if it dies first)."""
@@ -271,7 +262,7 @@ def engine_for(state_url: str) -> Engine:
     key = (os.getpid(), state_url)
     engine = _ENGINES.get(key)
     if engine is None:
-        engine = _ENGINES[key] = Engine(redis_client(state_url))
+        engine = _ENGINES[key] = Engine(redis_client(state_url), state_url)
     return engine
 
 

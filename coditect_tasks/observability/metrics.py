@@ -86,7 +86,7 @@ class PlatformCollector(Collector):
 
 def _agents_in(counters: Mapping[str, str]) -> set[str]:
     """Agents named in node counters (``<kind>|<agent>[|…]``)."""
-    kinds = {"attempts", "nodes", "failovers", "duration", "duration_sum"}
+    kinds = {"attempts", "nodes", "failovers", "duplicates", "duration", "duration_sum"}
     return {parts[1] for parts in (field.split("|") for field in counters) if parts[0] in kinds and len(parts) > 1}
 
 
@@ -119,6 +119,11 @@ def _node_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
         "Nodes queued again because their worker died or their message was lost.",
         labels=["agent"],
     )
+    duplicates = CounterMetricFamily(
+        "coditect_node_duplicates",
+        "Messages dropped because their node's attempt was alive (redelivered or duplicated).",
+        labels=["agent"],
+    )
     for field, value in sorted(counters.items()):
         parts = field.split("|")
         if parts[0] == "attempts" and len(parts) == 2:
@@ -127,9 +132,12 @@ def _node_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
             outcomes.add_metric([parts[1], parts[2]], float(value))
         elif parts[0] == "failovers" and len(parts) == 2:
             failovers.add_metric([parts[1]], float(value))
+        elif parts[0] == "duplicates" and len(parts) == 2:
+            duplicates.add_metric([parts[1]], float(value))
     yield attempts
     yield outcomes
     yield failovers
+    yield duplicates
 
 
 def _histogram(

@@ -55,7 +55,7 @@ def _bind_task(task_id: str | None = None, task: Any = None, kwargs: dict[str, A
         values["item"] = kwargs["member"]
     if kwargs.get("token") is not None:  # a foreach item runs in its node's attempt
         values["attempt"] = int(kwargs["token"])
-    else:  # a node's attempt is known once it begins (dag.engine rebinds it); a plain call's is this
+    else:  # a node's attempt is known once it begins (worker/execution.py rebinds it); a plain call's is this
         values["attempt"] = int(getattr(getattr(task, "request", None), "retries", 0) or 0) + 1
     logs.bind(**values)
 

@@ -14,6 +14,7 @@ import pybreaker
 import redis
 
 from .. import keys
+from ..broker import outlast_outages
 
 _BREAKERS: dict[tuple[int, str, str], pybreaker.CircuitBreaker] = {}
 
@@ -25,7 +26,11 @@ def breaker_for(url: str, agent: str, fail_max: int, reset_timeout: float) -> py
     if breaker is None:
         # pybreaker's Redis storage reads bytes: it needs a client that does not decode.
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
-        storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=keys.breaker_namespace(agent))
+        for attempt in outlast_outages(120.0):  # pybreaker survives Redis errors, except while it starts
+            with attempt:
+                storage = pybreaker.CircuitRedisStorage(
+                    pybreaker.STATE_CLOSED, client, namespace=keys.breaker_namespace(agent)
+                )
         breaker = pybreaker.CircuitBreaker(
             fail_max=fail_max,
             reset_timeout=reset_timeout,

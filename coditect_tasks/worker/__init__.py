@@ -3,5 +3,6 @@
 ``tasks`` binds agents to a Celery app as tasks, ``execution`` runs one node attempt
 (or one foreach item) through an ``Attempt``, ``heartbeat`` announces the worker and
 reaps expired leases. Imports point one way: this package uses the engine
-(``dag/engine.py``); the engine and every client-side module never import it.
+(``dag/engine.py``) and the engine never imports it; ``app.create_app`` installs it
+on every app, so producers hold the same app the workers run.
 """

@@ -1,10 +1,12 @@
 """Executing one node attempt inside a worker: begin, call the agent, record the outcome.
 
 Plain nodes and foreach items take the same path (``_call``): the agent runs under
-the attempt's lease, a retryable error is retried through Celery after the attempt
-records it, a final error or a soft time limit ends the attempt. A node records its
-outcome itself; an item hands it to its chord's body (``join``), which records the
-node. Whatever is recorded goes through the ``Attempt`` and its fencing token.
+the attempt's lease, a retryable error is retried through Celery once the attempt
+allows it (a node records the retry in its run; an item's retry is its own), a final
+error or a soft time limit ends the attempt. A node records its outcome itself and
+goes through its agent's breaker; an item hands its outcome to its chord's body
+(``join``), which records the node. Whatever is recorded goes through the
+``Attempt`` and its fencing token.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     """Run one node attempt: begin (fenced), call the agent or launch its foreach chord, record."""
     state_url = task.app.settings.state_url
     engine = engine_for(state_url)
-    taken = engine.begin(run_id, node_id, str(task.request.hostname or socket.gethostname()))
+    taken = engine.begin(run_id, node_id, str(task.request.hostname or socket.gethostname()), str(task.request.id))
     if taken is None:
         return  # finished, skipped, cancelled or superseded: nothing to do
     logs.bind(attempt=taken.token)
@@ -83,7 +85,7 @@ def run_item(task: Task, spec: Agent, attempt: Attempt, call: AgentCall) -> Any:
 def _call(task: Task, spec: Agent, attempt: Attempt, call: AgentCall, fn: Any) -> Any:
     """Call the agent once under the attempt's lease.
 
-    A retryable error raises Celery's ``Retry`` once the attempt has recorded it; a
+    A retryable error raises Celery's ``Retry`` once the attempt allows it; a
     final one (or the soft time limit) raises ``_Failed``; an open breaker passes through.
     """
     try:
@@ -147,14 +149,21 @@ def join(results: list[Any], attempt: Attempt) -> None:
     attempt.succeed(results, tracing.traceparent(get_current_span()))
 
 
-def on_hard_timeout(app: Celery, kwargs: dict[str, Any], seconds: float) -> None:
-    """Fail the node whose pool process was killed for exceeding its hard time limit.
+def on_hard_timeout(app: Celery, task_id: str, kwargs: dict[str, Any], seconds: float) -> None:
+    """Fail the attempt whose pool process was killed for exceeding its hard time limit.
 
-    Runs in the worker's main process, which does not know the attempt token:
-    it fails whichever attempt is running. A foreach item fails its whole node.
+    Runs in the worker's main process, which knows the message, not the attempt token: a
+    node's attempt is named by its message's task id, a foreach item by the token it
+    carries (an item fails its whole node). A stale attempt (its node already runs
+    elsewhere) names no running attempt, so it fails nothing.
     """
     run_id, node_id = kwargs.get("run_id"), kwargs.get("node_id")
-    if run_id and node_id:
-        what = "item " + str(kwargs["member"]) + ": " if kwargs.get("member") is not None else ""
-        error = f"{what}hard time limit of {seconds:g} s exceeded"
-        engine_for(app.settings.state_url).fail(run_id, node_id, "*", error)
+    if not (run_id and node_id):
+        return
+    engine = engine_for(app.settings.state_url)
+    if kwargs.get("member") is not None and kwargs.get("token") is not None:
+        engine.fail(
+            run_id, node_id, int(kwargs["token"]), f"item {kwargs['member']}: hard time limit of {seconds:g} s exceeded"
+        )
+    else:
+        engine.fail_from_message(run_id, node_id, task_id, f"hard time limit of {seconds:g} s exceeded")

@@ -44,6 +44,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._registry: Registry | None = None
         self._info: WorkerInfo | None = None
         self._app: Any = None
+        self._quiet_until = 0.0
 
     def start(self, parent: Any) -> None:
         app = parent.app
@@ -82,8 +83,15 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
     def _reap(self) -> None:
         try:
             engine = engine_for(self._app.settings.state_url)
-            for member in engine.reap():
+            requeued = engine.reap()
+            if requeued is None:
+                log.warning("Redis was unreachable for a while: leases get one more length before they are judged")
+                self._quiet_until = time.monotonic() + TTL  # registrations lapsed too: wait for their next beat
+                return
+            for member in requeued:
                 log.warning("requeued %s: its lease expired", member)
+            if time.monotonic() < self._quiet_until:
+                return
             if reclaimed := engine.reclaim_lost(grace=TTL):
                 log.warning("requeued %d node(s) whose message died with its worker", reclaimed)
         except redis.RedisError as exc:

@@ -32,7 +32,9 @@ class AgentTask(Task):  # type: ignore[misc]  # celery ships no type hints
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, TimeLimitExceeded):
-            on_hard_timeout(self.app, dict(kwargs or {}), float(self.time_limit or 0))
+            # TimeLimitExceeded carries the limit the call ran under (a node's timeout, not only the agent's)
+            limit = exc.args[0] if exc.args and isinstance(exc.args[0], int | float) else self.time_limit
+            on_hard_timeout(self.app, task_id, dict(kwargs or {}), float(limit or 0))
 
 
 def register(app: Celery, spec: Agent) -> Task:

@@ -43,6 +43,11 @@ UNREACHABLE = {"CODITECT_BROKER_URL": "redis://127.0.0.1:1/0"}
     [
         (["worker", "--agents", "echo,coder"], UNREACHABLE, "unknown agent 'coder' (known: echo, emit, flaky,"),
         (["worker", "--agents", "echo", "--pool", "gevent"], UNREACHABLE, "--pool: 'gevent' is not one of"),
+        (
+            ["worker", "--agents", "echo", "--pool", "threads"],
+            UNREACHABLE,
+            "--pool: 'threads' is not one of prefork: only a process pool can stop a call at its time limit",
+        ),
         (["agents"], {"CODITECT_BROKER_URL": "redis://localhost:notaport/0"}, "CODITECT_BROKER_URL: malformed URL"),
         (["agents"], {"CODITECT_BROKER_URL": "localhost:6379"}, "CODITECT_BROKER_URL: unsupported scheme"),
         (["agents"], {}, "CODITECT_BROKER_URL: not set and no embedded stack is running"),

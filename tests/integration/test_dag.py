@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from coditect_tasks import Dag, submit
+from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.dag.engine import engine_for
 from coditect_tasks.dag.run import DagRun
+from coditect_tasks.embedded import RedisServer
 from coditect_tasks.errors import CycleError, DagError, RunNotFoundError
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.settings import Settings
@@ -227,8 +228,9 @@ def test_a_late_completion_of_an_old_attempt_changes_nothing(app: CoditectApp) -
     dag = Dag("fenced")
     dag.node("only", "noop")
     run = submit(dag, app)
-    first = engine.begin(run.id, "only", "worker-a")
-    second = engine.begin(run.id, "only", "worker-b")  # redelivered after worker-a "died"
+    first = engine.begin(run.id, "only", "worker-a", f"{run.id}:only:1")
+    engine.client.zadd(keys.LEASES, {f"{run.id}|only|1": 0})  # worker-a "died": its lease lapsed
+    second = engine.begin(run.id, "only", "worker-b", f"{run.id}:only:1")  # the message, redelivered
     assert first is not None and second is not None and (first.token, second.token) == (1, 2)
     assert not engine.complete(run.id, "only", first.token, '"stale"')
     assert not engine.fail(run.id, "only", first.token, "stale failure")
@@ -309,3 +311,24 @@ def test_time_limits_fail_the_node_instead_of_hanging_the_run(
     assert nodes["after"]["status"] == "skipped"
     assert nodes["each"]["status"] == "failed" and nodes["each"]["error"] == f"item 0: {error}"
     app.close()
+
+
+def test_a_redis_that_evicts_keys_is_refused_at_submit_and_at_worker_start(
+    settings: Settings, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    client = redis.Redis.from_url(settings.require_broker())
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        before = sorted(client.keys("*"))
+        path = tmp_path / "one.yaml"
+        path.write_text("name: one\nnodes:\n- {id: a, agent: noop}\n")
+        env = {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_HOME": str(settings.home)}
+        for args in (["dag", "submit", str(path)], ["worker", "--agents", "noop"]):
+            result = run_cli(args, env)
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2, result.stderr
+            assert len(lines) == 1 and "maxmemory-policy" in lines[0] and "'allkeys-lru'" in lines[0], result.stderr
+        assert sorted(client.keys("*")) == before
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+        client.close()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +14,7 @@ from coditect_tasks.app import create_app
 from coditect_tasks.registry import TTL, Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import WorkerFactory, run_cli, wait_for
+from ..conftest import ROOT, WorkerFactory, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +71,29 @@ def test_workers_of_other_hosts_show_even_if_their_agents_are_not_declared_here(
     agents = _agents_json(settings)
     assert agents["coder"]["declared"] is False
     assert [w["hostname"] for w in agents["coder"]["workers"]] == ["gpu-1@far"]  # type: ignore[attr-defined]
+
+
+def test_two_pools_on_one_host_are_two_workers_and_a_live_name_is_refused(
+    settings: Settings, registry: Registry
+) -> None:
+    """The README tour's step 4: a second pool started without --hostname is a worker of its own."""
+    env = {**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "coditect_tasks", "worker", "--agents", "echo", "--concurrency", "1"]
+    pools = [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(2)
+    ]
+    try:
+        wait_for(lambda: len(registry.workers()) == 2, 30, "both pools to register under their own names")
+        names = sorted(w.hostname for w in registry.workers())
+        assert all(name.startswith("echo-") for name in names), names
+        result = run_cli(["worker", "--agents", "echo", "--hostname", names[0]], settings.environment())
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "already live" in lines[0] and names[0] in lines[0], result.stderr
+        assert sorted(w.hostname for w in registry.workers()) == names
+    finally:
+        for pool in pools:
+            os.killpg(pool.pid, signal.SIGTERM)
+        for pool in pools:
+            pool.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -54,3 +55,26 @@ def poison(call: AgentCall) -> object:
     if kind == "huge":
         return "x" * (9 * 1024 * 1024)
     raise ValueError("poison raises on every attempt")
+
+
+@agent("counted", timeout=30.0)
+def counted(call: AgentCall) -> dict[str, int]:
+    """Append one line per execution to the file ``params["log"]``, then sleep ``params["seconds"]``."""
+    log = Path(call.params["log"])
+    with log.open("a") as handle:
+        handle.write(f"{call.attempt}\n")
+    time.sleep(float(call.params.get("seconds", 0)))
+    return {"executions": len(log.read_text().splitlines())}
+
+
+@agent("sticky", timeout=3.0, soft_timeout=2.5)
+def sticky(call: AgentCall) -> dict[str, int]:
+    """Attempt 1 ignores its time limits (only a kill stops it); later attempts take ``params["seconds"]``."""
+    if call.attempt == 1:
+        while True:
+            try:
+                time.sleep(0.05)
+            except SoftTimeLimitExceeded:
+                continue
+    time.sleep(float(call.params.get("seconds", 0)))
+    return {"attempt": call.attempt}

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from coditect_tasks.agents import AgentCall, agent, load_agents, route, select
+from coditect_tasks.agents import MAX_TIMEOUT, AgentCall, agent, load_agents, route, select
 from coditect_tasks.app import create_app
 from coditect_tasks.errors import AgentDeclarationError, UnknownAgentError
 from coditect_tasks.settings import Settings
@@ -71,3 +73,16 @@ def test_app_binds_agents_with_their_limits_and_safe_defaults() -> None:
     assert app.conf.accept_content == ["json"]
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.amqp.router.route({}, "agents.echo")["queue"].name == "agents.echo"
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 86401])
+def test_agent_timeouts_stay_within_the_brokers_visibility_timeout(timeout: float) -> None:
+    with pytest.raises(AgentDeclarationError, match="timeout must be over 0 and at most 86400 s"):
+        agent("slow", timeout=timeout)(lambda call: None)
+
+
+def test_the_broker_never_redelivers_a_call_within_its_time_limit(tmp_path: Path) -> None:
+    """kombu's Redis transport redelivers after its visibility timeout (default one hour)."""
+    app = create_app(Settings(home=tmp_path, broker_url="redis://127.0.0.1:1/0"))
+    assert app.conf.broker_transport_options["visibility_timeout"] > MAX_TIMEOUT >= 24 * 3600
+    app.close()

@@ -96,6 +96,11 @@ def test_graph_errors_name_file_and_node(text: str, message: str) -> None:
         ("name: x\nnodes:\n- {id: a, agent: noop, params: [1]}\n", "bad.yaml", "node 'a': 'params' must be a mapping"),
         ("name: x\nnodes:\n- {id: a, agent: noop, retries: -1}\n", "bad.yaml", "'retries' must be a whole number"),
         ("name: x\nnodes:\n- {id: a, agent: noop, timeout: 0}\n", "bad.yaml", "'timeout' must be a positive number"),
+        (
+            "name: x\nnodes:\n- {id: a, agent: noop, timeout: 90000}\n",
+            "bad.yaml",
+            "'timeout' of 90000 s is over the limit of 86400 s",
+        ),
         ("name: x\nnodes:\n- {id: a, agent: noop, colour: red}\n", "bad.yaml", "node 'a': unknown field(s) colour"),
     ],
 )

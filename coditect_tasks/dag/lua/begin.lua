@@ -1,19 +1,27 @@
--- A worker takes node ARGV[3] (worker name ARGV[4]). Returns {1, attempt token,
+-- A worker takes node ARGV[3] (worker name ARGV[4]) from the message with task id ARGV[5].
+-- A node whose attempt still holds a live lease is not begun again: a redelivered or
+-- duplicated message is dropped (and counted). Returns {1, attempt token,
 -- node params JSON, upstream JSON, foreach items JSON or false, parent traceparent,
 -- JSON list of the predecessors' traceparents}, or {0, why}. The parent is the span of
 -- the predecessor that finished last (it let this node start), else the run's root span.
-local node, worker = ARGV[3], ARGV[4]
+local node, worker, task_id = ARGV[3], ARGV[4], ARGV[5]
 redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)
 redis.call('ZREM', LEASES, queued_member(node))
 local st = redis.call('HGET', STATUS, node)
 if st ~= 'queued' and st ~= 'running' then return {0, st or 'missing'} end
-local rs = redis.call('HGET', RUN, 'status')
 local previous = redis.call('HGET', ATTEMPTS, node) or '0'
+if st == 'running' then
+  local expiry = redis.call('ZSCORE', LEASES, lease_member(node, previous))
+  if expiry and tonumber(expiry) > server_now() then
+    count('duplicates|' .. agent_of(desc_of(node)))
+    return {0, 'duplicate'}
+  end
+end
+local rs = redis.call('HGET', RUN, 'status')
 if rs ~= 'running' then
   if rs == 'failing' and st == 'running' then
     -- a redelivery after its worker died: the failed run will not start it again
-    settle(node, previous, nil)
-    skip_settled(node)
+    if settle(node, previous, nil) then skip_settled(node) end
   end
   return {0, rs or 'missing'}
 end
@@ -22,6 +30,7 @@ local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
 redis.call('HSET', STATUS, node, 'running')
 redis.call('HSET', STARTED, node, NOW)
 redis.call('HSET', WORKER, node, worker)
+redis.call('HSET', TASK, node, task_id)
 redis.call('HSET', T0, node, server_now())
 record(node, 'running', {'attempt', token, 'worker', worker})
 local desc = desc_of(node)

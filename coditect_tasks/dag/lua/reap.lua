@@ -2,7 +2,10 @@
 -- across all runs, at most ARGV[3] of them. Also check nodes queued for a long time:
 -- a message popped by a worker that died before it even noted the message (kombu's
 -- BRPOP is not reliable) is neither in its queue nor held by a live worker; queue it
--- again. Returns the "run|node|attempt" (or "run|node|q") handled.
+-- again. Returns the "run|node|attempt" (or "run|node|q") handled, or {'outage'}: when no
+-- reaper has reached Redis for REAP_GAP_SECONDS (Redis stalled or restarted, or every worker
+-- was cut off), no lease holder could renew either, so every lease due within one lease
+-- length gets that length from now, and nothing is judged until then.
 local function still_waiting(node)
   local desc = desc_of(node)
   local seq = redis.call('HGET', SEQ, node) or '1'
@@ -18,7 +21,17 @@ local function still_waiting(node)
   return false
 end
 
-local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', server_now(), 'LIMIT', 0, tonumber(ARGV[3]))
+local now = server_now()
+local last = tonumber(redis.call('GET', REAPED_AT) or '0')
+redis.call('SET', REAPED_AT, tostring(now))
+if now - last > REAP_GAP_SECONDS then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now + LEASE_SECONDS)) do
+    redis.call('ZADD', LEASES, now + LEASE_SECONDS, member)
+  end
+  return {'outage'}
+end
+
+local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, member in ipairs(expired) do
   local run_id, node, token = string.match(member, '^([^|]+)|([^|]+)|([^|]+)$')
@@ -40,8 +53,7 @@ for _, member in ipairs(expired) do
         requeue(node, token, 'lease expired: attempt ' .. token .. ' lost its worker')
       else
         -- the run starts nothing new: the lost attempt ends the node
-        settle(node, token, nil)
-        skip_settled(node)
+        if settle(node, token, nil) then skip_settled(node) end
       end
       out[#out + 1] = member
     end

@@ -1,0 +1,135 @@
+"""Chaos of the hardening round: a duplicated message, and a stale attempt's hard time limit.
+
+Each test prints its figure (executions of the node, the outcome of the run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coditect_tasks import Dag, keys, submit
+from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.dag.run import DagRun
+from coditect_tasks.embedded import RedisServer, WorkerProcess
+from coditect_tasks.registry import Registry
+from coditect_tasks.settings import Settings
+
+from ..conftest import ROOT, WorkerFactory, wait_for
+
+pytestmark = pytest.mark.chaos
+MODULES = "workers.examples,tests.support.agents"
+ENV = {"CODITECT_AGENT_MODULES": MODULES}
+
+
+@pytest.fixture
+def test_app(settings: Settings) -> Iterator[CoditectApp]:
+    app = create_app(dataclasses.replace(settings, agent_modules=tuple(MODULES.split(","))))
+    yield app
+    app.close()
+
+
+def test_a_second_message_for_a_running_node_is_dropped(
+    test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry, tmp_path: Path
+) -> None:
+    worker_factory(["counted"], concurrency=2, extra_env=ENV)
+    log = tmp_path / "executions.log"
+    dag = Dag("duplicate")
+    dag.node("once", "counted", params={"log": str(log), "seconds": 3})
+    run = submit(dag, test_app)
+    wait_for(lambda: run.status()["nodes"]["once"]["status"] == "running", 30, "the node to run")
+    # a second message for the running node, as a broker redelivery or a double publish would bring
+    test_app.tasks["agents.counted"].apply_async(kwargs={"run_id": run.id, "node_id": "once"})
+    wait_for(lambda: registry.client.hget(keys.METRICS, "duplicates|counted") == "1", 15, "the duplicate dropped")
+    assert run.wait(30) == "succeeded"
+    executions = len(log.read_text().splitlines())
+    print(f"a node delivered twice while running: {executions} execution(s)")
+    assert executions == 1
+    assert run.status()["nodes"]["once"]["attempts"] == 1
+
+
+def test_a_stale_attempts_hard_time_limit_fails_nothing(
+    test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry
+) -> None:
+    frozen = worker_factory(["sticky"], concurrency=1, extra_env=ENV)
+    dag = Dag("stale")
+    # attempt 1 hangs until its 10 s hard limit kills it; attempt 2 takes 8 s
+    dag.node("n", "sticky", params={"seconds": 8}, timeout=10)
+    run = submit(dag, test_app)
+
+    def node() -> dict[str, object]:
+        nodes: dict[str, dict[str, object]] = run.status()["nodes"]
+        return nodes["n"]
+
+    wait_for(lambda: node()["worker"] == frozen.hostname and node()["status"] == "running", 30, "attempt 1")
+    os.killpg(frozen.pid, signal.SIGSTOP)  # the whole worker freezes: its lease lapses, its timer stops
+    try:
+        other = worker_factory(["sticky"], concurrency=1, extra_env=ENV)
+        wait_for(lambda: node()["attempts"] == 2 and node()["worker"] == other.hostname, 30, "attempt 2 elsewhere")
+    finally:
+        os.killpg(frozen.pid, signal.SIGCONT)  # it wakes and kills attempt 1 for its hard time limit
+    state = run.wait(30)
+    print(f"a frozen worker's stale attempt hit its hard time limit while attempt 2 ran: run {state}")
+    assert state == "succeeded"
+    assert node()["result"] == {"attempt": 2}
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, which it stalls."""
+    server = RedisServer(tmp_path / "redis", appendonly=False).start()
+    yield server
+    server.stop()
+
+
+def test_an_eight_second_redis_stall_runs_no_node_twice(own_redis: RedisServer, tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path / "home", broker_url=own_redis.url, log_level="WARNING", agent_modules=tuple(MODULES.split(","))
+    )
+    app = create_app(settings)
+    registry = Registry.from_url(settings.state_url)
+    workers = [
+        WorkerProcess(
+            settings, ["counted"], concurrency=2, log_path=tmp_path / f"w{i}.log", extra_env={"PYTHONPATH": str(ROOT)}
+        ).start()
+        for i in range(2)
+    ]
+    try:
+        for worker in workers:
+            worker.wait_ready(registry)
+        dag = Dag("stall")
+        for name in ("a", "b", "c"):
+            dag.node(name, "counted", params={"log": str(tmp_path / f"{name}.log"), "seconds": 12})
+        run = submit(dag, app)
+        wait_for(lambda: run.progress()[0] == 0 and _running(run) == 3, 30, "all three nodes to run")
+        assert own_redis.proc is not None
+        os.kill(own_redis.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(8)  # the stall itself: nothing to await while Redis is frozen
+        finally:
+            os.kill(own_redis.proc.pid, signal.SIGCONT)
+        state = run.wait(60)
+        executions = {name: len((tmp_path / f"{name}.log").read_text().splitlines()) for name in ("a", "b", "c")}
+        print(f"an 8 s Redis stall mid-run: run {state}, executions per node {executions}")
+        again = [
+            f for _, f in registry.client.xrange(keys.HISTORY) if f.get("run") == run.id and f["status"] == "requeued"
+        ]
+        print(f"nodes requeued during the stall: {again}")
+        assert state == "succeeded"
+        assert executions == {"a": 1, "b": 1, "c": 1}
+        assert all(n["attempts"] == 1 for n in run.status()["nodes"].values())
+    finally:
+        for worker in workers:
+            worker.stop()
+        registry.client.close()
+        app.close()
+
+
+def _running(run: DagRun) -> int:
+    return sum(1 for n in run.status()["nodes"].values() if n["status"] == "running")

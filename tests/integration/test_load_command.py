@@ -1,0 +1,34 @@
+"""``coditect-tasks load`` as a user runs it, judged on what it reports, not on speed.
+
+The scenario tests in ``tests/load`` judge speed and run without coverage measurement;
+this one runs measured, so the load path (command, runner, locustfile, user) counts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coditect_tasks.load.report import read_stats
+from coditect_tasks.settings import Settings
+
+from ..conftest import WorkerFactory, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_short_steady_load_reports_every_run_and_its_dispatch(
+    settings: Settings, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(["noop", "echo"], concurrency=2)
+    result = run_cli(["load", "steady", "--scale", "0.01", "--json"], settings.environment(), timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["scenario"] == "steady" and report["dag"] == "diamond"
+    assert report["run"]["requests"] >= 30 and report["run"]["failures"] == 0
+    assert report["dispatch"]["requests"] == report["run"]["requests"]
+    csv = Path(report["reports"]["csv"])
+    assert csv.is_relative_to(settings.home / "load") and Path(report["reports"]["html"]).stat().st_size > 0
+    assert read_stats(csv.with_name("locust"))["run"].requests == report["run"]["requests"]
