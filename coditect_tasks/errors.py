@@ -16,7 +16,7 @@ caller needs, not just a message.
     ├── DagError               a DAG file or object that cannot run (exit 2)
     │   ├── MalformedDagError  unreadable YAML/JSON or wrong field types
     │   ├── CycleError         ``cycle`` lists the nodes of one cycle, in order
-    │   └── DagTooLargeError   more nodes than the configured maximum
+    │   └── DagTooLargeError   over a configured size limit (nodes, document bytes)
     ├── RunNotFoundError       no live state and no history for a run id (exit 2)
     └── LoadReportError        a load test ended without Locust's statistics (exit 1)
 """
@@ -132,7 +132,7 @@ class CycleError(DagError):
 
 
 class DagTooLargeError(DagError):
-    """More nodes than ``CODITECT_MAX_NODES`` allows."""
+    """Over a size limit: more nodes than ``CODITECT_MAX_NODES``, a document over ``CODITECT_MAX_DAG_BYTES``."""
 
 
 class RunNotFoundError(CoditectError):

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +43,9 @@ class Settings:
     log_level: str = "INFO"
     connect_timeout: float = 8.0
     max_nodes: int = 20_000
+    max_dag_bytes: int = 16 * 1024 * 1024
+    max_params_bytes: int = 1024 * 1024
+    max_foreach_items: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,9 +72,6 @@ class Settings:
             timeout = float(timeout_text)
         except ValueError:
             raise ConfigError("CODITECT_CONNECT_TIMEOUT", f"{timeout_text!r} is not a number of seconds") from None
-        max_nodes_text = get("CODITECT_MAX_NODES") or "20000"
-        if not max_nodes_text.isdigit() or int(max_nodes_text) < 1:
-            raise ConfigError("CODITECT_MAX_NODES", f"{max_nodes_text!r} is not a positive whole number")
         return cls(
             home=Path(get("CODITECT_HOME") or ".coditect"),
             broker_url=broker,
@@ -81,7 +81,10 @@ class Settings:
             agent_modules=agent_modules,
             log_level=log_level,
             connect_timeout=timeout,
-            max_nodes=int(max_nodes_text),
+            max_nodes=_whole(get, "CODITECT_MAX_NODES", cls.max_nodes),
+            max_dag_bytes=_whole(get, "CODITECT_MAX_DAG_BYTES", cls.max_dag_bytes),
+            max_params_bytes=_whole(get, "CODITECT_MAX_PARAMS_BYTES", cls.max_params_bytes),
+            max_foreach_items=_whole(get, "CODITECT_MAX_FOREACH_ITEMS", cls.max_foreach_items),
         )
 
     @property
@@ -138,11 +141,30 @@ class Settings:
         env["CODITECT_LOG_LEVEL"] = self.log_level
         env["CODITECT_CONNECT_TIMEOUT"] = f"{self.connect_timeout:g}"
         env["CODITECT_MAX_NODES"] = str(self.max_nodes)
+        env["CODITECT_MAX_DAG_BYTES"] = str(self.max_dag_bytes)
+        env["CODITECT_MAX_PARAMS_BYTES"] = str(self.max_params_bytes)
+        env["CODITECT_MAX_FOREACH_ITEMS"] = str(self.max_foreach_items)
         return env
+
+    def dag_limits(self) -> dict[str, int]:
+        """The limits ``dag.plan.validate`` enforces, as its keyword arguments."""
+        return {
+            "max_nodes": self.max_nodes,
+            "max_params_bytes": self.max_params_bytes,
+            "max_foreach_items": self.max_foreach_items,
+        }
 
     @property
     def log_level_number(self) -> int:
         return int(logging.getLevelName(self.log_level))
+
+
+def _whole(get: Callable[[str], str | None], name: str, default: int) -> int:
+    """A positive whole number from variable ``name``, else ``default``."""
+    text = get(name) or str(default)
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(name, f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def safe_url(url: str) -> str:

@@ -34,9 +34,13 @@ def _app() -> CoditectApp:
     return create_app(config)
 
 
+def _load(path: Path | str) -> Dag:
+    return Dag.load(path, max_bytes=Settings.from_env().max_dag_bytes)
+
+
 def _validate(dag: Dag) -> Plan:
     config = Settings.from_env()
-    return validate(dag, load_agents(config.agent_modules), max_nodes=config.max_nodes)
+    return validate(dag, load_agents(config.agent_modules), **config.dag_limits())
 
 
 @dag_cli.command("validate")
@@ -45,7 +49,7 @@ def dag_validate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check a DAG file without running it (exit 0 valid, 2 invalid)."""
-    dag = Dag.load(file)
+    dag = _load(file)
     plan = _validate(dag)
     summary = {"file": str(file), "name": dag.name, "valid": True, "nodes": len(dag.nodes), "roots": plan.roots}
     if as_json:
@@ -62,7 +66,7 @@ def dag_submit(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Validate and start a run; with --wait, follow it to the end."""
-    dag = Dag.load(file)
+    dag = _load(file)
     app = _app()
     run = submit(dag, app)
     if not wait:
@@ -175,7 +179,7 @@ def dag_cancel(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
 def dag_graph(target: Annotated[str, typer.Argument(help="A DAG file, or a run id (states coloured).")]) -> None:
     """Print the DAG as a Mermaid flowchart."""
     if Path(target).exists():
-        dag = Dag.load(target)
+        dag = _load(target)
         _validate(dag)
         sys.stdout.write(mermaid(dag.to_json()))
         return

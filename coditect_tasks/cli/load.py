@@ -40,8 +40,8 @@ def load(
     from ..load.scenario import default_dag, scenario
 
     plan = scenario(name, scale)
-    dag = Dag.load(dag_file) if dag_file else default_dag()
     config = Settings.from_env()
+    dag = Dag.load(dag_file, max_bytes=config.max_dag_bytes) if dag_file else default_dag()
     runner.validate_dag(dag, config)
     target = attach(config)
     out_dir = config.home / "load" / f"{plan.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

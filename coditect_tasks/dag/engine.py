@@ -195,6 +195,16 @@ class Engine:
             int(reply[1]), json.loads(reply[2]), json.loads(reply[3]), items, str(reply[5] or ""), str(reply[6] or "[]")
         )
 
+    def upstream(self, run_id: str, node_id: str) -> dict[str, Any]:
+        """The node's direct predecessors' results by id, read when a foreach item runs: items
+        get them by reference, so N items do not carry N copies in their messages."""
+        p = keys.run_prefix(run_id)
+        preds: list[str] = json.loads(self.client.hget(p + "node", node_id) or '{"p": []}')["p"]
+        values = self.client.hmget(p + "result", preds) if preds else []
+        return {
+            pred: json.loads(value) if value is not None else None for pred, value in zip(preds, values, strict=True)
+        }
+
     def complete(self, run_id: str, node_id: str, token: int, result_json: str, span: str = "") -> bool:
         return int(self._call("complete", run_id, node_id, token, result_json, span)[0]) == 1
 

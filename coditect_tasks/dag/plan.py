@@ -16,9 +16,12 @@ import networkx as nx
 from ..errors import CycleError, DagError, DagTooLargeError, UnknownAgentError
 from .spec import Dag
 
-#: Default ceilings; settings may lower or raise them.
+#: Default ceilings; settings may lower or raise them (``Settings.dag_limits``).
 MAX_NODES = 20_000
 MAX_PARAMS_BYTES = 1024 * 1024
+MAX_FOREACH_ITEMS = 10_000
+#: Longest run name: it is a column of the history (255 characters).
+MAX_NAME_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,14 @@ def validate(
     agents: Collection[str],
     max_nodes: int = MAX_NODES,
     max_params_bytes: int = MAX_PARAMS_BYTES,
+    max_foreach_items: int = MAX_FOREACH_ITEMS,
 ) -> Plan:
     """Check everything that would make the run fail for a reason known up front."""
     source = dag.source
     if len(dag.nodes) > max_nodes:
         raise DagTooLargeError(source, f"{len(dag.nodes)} nodes exceed the maximum of {max_nodes}")
+    if len(dag.name) > MAX_NAME_CHARS or not dag.name.isprintable():
+        raise DagError(source, f"'name' must be at most {MAX_NAME_CHARS} printable characters ({len(dag.name)} given)")
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(dag.nodes)
     for node in dag.nodes.values():
@@ -59,6 +65,9 @@ def validate(
                 raise DagError(source, f"{role}: {UnknownAgentError(name, agents)}", node=node.id)
         _check_json(source, node.id, "params", node.params, max_params_bytes)
         if isinstance(node.foreach, list):
+            if len(node.foreach) > max_foreach_items:
+                problem = f"'foreach' has {len(node.foreach)} items, over the limit of {max_foreach_items}"
+                raise DagError(source, problem, node=node.id)
             _check_json(source, node.id, "foreach", node.foreach, max_params_bytes)
     if not nx.is_directed_acyclic_graph(graph):
         edges = nx.find_cycle(graph)

@@ -146,7 +146,7 @@ def submit(dag: Dag, app: Any = None) -> DagRun:
     if settings.require_broker().split(":", 1)[0] not in REDIS_SCHEMES:
         raise ConfigError("CODITECT_BROKER_URL", "DAG runs need a Redis broker (RabbitMQ is not supported yet)")
     known = set(app.agents) | set(_live_agents(app))
-    plan = validate(dag, known, max_nodes=settings.max_nodes)
+    plan = validate(dag, known, **settings.dag_limits())
     run_id = uuid.uuid4().hex
     tracing.setup_tracing("coditect-producer")
     with tracing.run_span(dag.name, len(dag.nodes)) as span:

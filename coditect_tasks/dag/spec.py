@@ -17,8 +17,10 @@ from typing import Any
 import yaml
 
 from ..agents import MAX_TIMEOUT
-from ..errors import DagError, MalformedDagError
+from ..errors import DagError, DagTooLargeError, MalformedDagError
 
+#: Largest DAG document accepted by default, in bytes (``CODITECT_MAX_DAG_BYTES``).
+MAX_DAG_BYTES = 16 * 1024 * 1024
 #: libyaml's safe loader where the wheel has it (10× faster on large DAGs), else PyYAML's own.
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -110,7 +112,11 @@ class Dag:
         return dag
 
     @classmethod
-    def from_text(cls, text: str, source: str = "<dag>") -> Dag:
+    def from_text(cls, text: str, source: str = "<dag>", max_bytes: int = MAX_DAG_BYTES) -> Dag:
+        """Parse a YAML or JSON document (JSON when ``source`` ends in ``.json``) of at most ``max_bytes``."""
+        size = len(text.encode())
+        if size > max_bytes:
+            raise DagTooLargeError(source, f"the document is {size} bytes, over the limit of {max_bytes}")
         try:
             data = json.loads(text) if source.endswith(".json") else yaml.load(text, Loader=SAFE_LOADER)
         except (yaml.YAMLError, json.JSONDecodeError) as exc:
@@ -119,15 +125,18 @@ class Dag:
         return cls.from_json(data, source)
 
     @classmethod
-    def load(cls, path: str | Path) -> Dag:
-        """Read a YAML (``.yaml``/``.yml``) or JSON (``.json``) DAG file."""
+    def load(cls, path: str | Path, max_bytes: int = MAX_DAG_BYTES) -> Dag:
+        """Read a YAML (``.yaml``/``.yml``) or JSON (``.json``) DAG file of at most ``max_bytes``."""
         path = Path(path)
         try:
+            size = path.stat().st_size
+            if size > max_bytes:  # refused before it is read into memory
+                raise DagTooLargeError(str(path), f"the document is {size} bytes, over the limit of {max_bytes}")
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else exc
             raise MalformedDagError(str(path), f"cannot read: {reason}") from None
-        return cls.from_text(text, str(path))
+        return cls.from_text(text, str(path), max_bytes)
 
 
 def _parse_node(raw: Any, source: str, index: int) -> Node:

@@ -46,7 +46,7 @@ def validate_dag(dag: Dag, settings: Settings) -> Plan:
             known |= set(Registry(client).by_agent())
         finally:
             client.close()
-    return validate(dag, known, max_nodes=settings.max_nodes)
+    return validate(dag, known, **settings.dag_limits())
 
 
 def run(

@@ -120,12 +120,15 @@ def _launch_foreach(task: Task, spec: Agent, attempt: Attempt, taken: Taken) -> 
     if not isinstance(values, list):
         attempt.fail(f"foreach source result is {type(values).__name__}, not a list")
         return
+    limit = task.app.settings.max_foreach_items
+    if len(values) > limit:
+        attempt.fail(f"foreach over {len(values)} items, over the limit of {limit} (CODITECT_MAX_FOREACH_ITEMS)")
+        return
     hard, soft = spec.limits(record["timeout"])
     run_id, node_id, token = attempt.run_id, attempt.node_id, attempt.token
     header = [
         task.app.tasks[spec.task_name]
         .s(
-            upstream=taken.upstream,
             params={**record["params"], "item": item},
             run_id=run_id,
             node_id=node_id,

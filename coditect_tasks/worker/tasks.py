@@ -7,6 +7,7 @@ is a plain Celery call (canvas, ``apply_async``) retried by the agent's own poli
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from celery import Celery, Task
@@ -82,6 +83,7 @@ def register(app: Celery, spec: Agent) -> Task:
         if member is not None and run_id and node_id and token is not None:
             engine = engine_for(self.app.settings.state_url)
             item = Attempt(engine, run_id, node_id, token, policy_for(spec, node_retries), member=member)
+            call = dataclasses.replace(call, upstream=engine.upstream(run_id, node_id))  # by reference
             return run_item(self, spec, item, call)
         return _plain_call(self, spec, call)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -251,6 +252,10 @@ def test_a_late_completion_of_an_old_attempt_changes_nothing(app: CoditectApp) -
         ("name: u\nnodes:\n- {id: a, agent: coder}\n", "unknown agent 'coder'"),
         ("name: m\nnodes:\n- {id: a, agent: noop, after: [zz]}\n", "missing node 'zz'"),
         ("name: m\nnodes: [\n", "not valid YAML"),
+        (
+            "name: " + "n" * 250 + "\nnodes:\n- {id: a, agent: noop}\n",
+            "'name' must be at most 200 printable characters",
+        ),
     ],
 )
 def test_bad_input_changes_nothing(settings: Settings, tmp_path: Path, text: str, message: str) -> None:
@@ -332,3 +337,52 @@ def test_a_redis_that_evicts_keys_is_refused_at_submit_and_at_worker_start(
     finally:
         client.config_set("maxmemory-policy", "noeviction")
         client.close()
+
+
+def test_foreach_items_take_upstream_by_reference_and_a_too_long_list_fails_only_its_node(
+    app: CoditectApp, settings: Settings, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(["emit", "echo"], concurrency=2, extra_env={"CODITECT_MAX_FOREACH_ITEMS": "5"})
+    big = "x" * 100_000
+    dag = Dag("by-reference")
+    dag.node("plan", "emit", params={"value": [1, 2, 3, 4]})
+    dag.node("blob", "emit", params={"value": big})
+    dag.node("each", "echo", foreach="plan", after=["plan", "blob"])
+    pushed: list[int] = []
+    monitor_client = redis.Redis.from_url(settings.require_broker())
+    stop = threading.Event()
+
+    def watch() -> None:  # every message pushed onto the echo queue, as Redis saw it
+        with monitor_client.monitor() as monitor:
+            for command in monitor.listen():
+                text = str(command.get("command", ""))
+                if text.startswith("LPUSH") and "agents.echo" in text and "coditect.join" not in text:
+                    pushed.append(len(text))  # the foreach node's message and its items' (not the chord body's)
+                if stop.is_set():
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    wait_for(lambda: any(c.get("cmd") == "monitor" for c in monitor_client.client_list()), 5, "the monitor")
+    run = submit(dag, app)
+    assert run.wait(30) == "succeeded"
+    stop.set()
+    monitor_client.ping()  # one more command, so the watcher wakes and returns
+    watcher.join(5)
+    items = run.results()["each"]
+    assert [item["params"]["item"] for item in items] == [1, 2, 3, 4]
+    assert all(item["upstream"] == {"plan": [1, 2, 3, 4], "blob": big} for item in items)
+    assert len(pushed) >= 5 and max(pushed) < 20_000, pushed  # no item message carries the 100 kB result
+
+    too_long = Dag("too-long")
+    too_long.node("plan", "emit", params={"value": list(range(6))})
+    too_long.node("each", "echo", foreach="plan", after=["plan"])
+    run = submit(too_long, app)
+    assert run.wait(30) == "failed"
+    assert (
+        run.status()["nodes"]["each"]["error"]
+        == "foreach over 6 items, over the limit of 5 (CODITECT_MAX_FOREACH_ITEMS)"
+    )
+    healthy = Dag("after")
+    healthy.node("a", "echo")
+    assert submit(healthy, app).wait(30) == "succeeded"

@@ -129,6 +129,29 @@ def test_oversized_params_and_dags_are_refused() -> None:
         validate(dag, AGENTS, max_nodes=5)
 
 
+def test_names_documents_and_foreach_lists_over_their_limits_are_refused(tmp_path: Path) -> None:
+    long = Dag("n" * 201)
+    long.node("a", "noop")
+    with pytest.raises(DagError, match=r"'name' must be at most 200 printable characters \(201 given\)"):
+        validate(long, AGENTS)
+    control = Dag("bell\a")
+    control.node("a", "noop")
+    with pytest.raises(DagError, match="printable"):
+        validate(control, AGENTS)
+    fan = Dag("fan")
+    fan.node("a", "echo", foreach=list(range(6)))
+    with pytest.raises(DagError, match="node 'a': 'foreach' has 6 items, over the limit of 5"):
+        validate(fan, AGENTS, max_foreach_items=5)
+    text = "name: x\nnodes:\n- {id: a, agent: noop}\n"
+    with pytest.raises(DagTooLargeError, match=f"the document is {len(text)} bytes, over the limit of 20"):
+        Dag.from_text(text, "x.yaml", max_bytes=20)
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(DagTooLargeError, match=f"x.yaml: the document is {len(text)} bytes"):
+        Dag.load(path, max_bytes=20)
+    assert Dag.load(path).name == "x"
+
+
 def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MalformedDagError, match="cannot read"):
         Dag.load(tmp_path / "missing.yaml")

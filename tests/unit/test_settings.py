@@ -65,6 +65,9 @@ def test_rabbitmq_without_a_state_redis_is_a_clear_error() -> None:
         ("CODITECT_LOG_LEVEL", "loud", "not one of"),
         ("CODITECT_CONNECT_TIMEOUT", "soon", "not a number"),
         ("CODITECT_MAX_NODES", "0", "not a positive whole number"),
+        ("CODITECT_MAX_DAG_BYTES", "1e6", "not a positive whole number"),
+        ("CODITECT_MAX_PARAMS_BYTES", "-1", "not a positive whole number"),
+        ("CODITECT_MAX_FOREACH_ITEMS", "many", "not a positive whole number"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
