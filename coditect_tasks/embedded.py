@@ -98,10 +98,19 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        """Start the server and return once it answers PING."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Start the server and return once it answers PING.
+
+        Its password goes in a 0600 config file, never on its command line (``ps`` shows
+        that to every user); its data and log files are private to this user (umask 077).
+        """
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        config = self.data_dir / "redis.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {self.password}\n" if self.password else "")
         args = [
             find_redis_server(),
+            str(config.resolve()),
             "--bind",
             "127.0.0.1",
             "--port",
@@ -123,9 +132,7 @@ class RedisServer:
             "--logfile",
             str((self.data_dir / "redis.log").resolve()),
         ]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
         deadline = time.monotonic() + timeout
         try:
@@ -391,11 +398,16 @@ class LocalStack:
 
 
 def write_stack(home: Path, url: str) -> None:
-    home.mkdir(parents=True, exist_ok=True)
+    """Record the running stack in ``home/stack.json`` (0600), atomically, never through a symlink."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = home / STACK_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if path.is_symlink():
+        raise EmbeddedStackError(f"{path} is a symbolic link; refusing to write the stack's password through it")
+    temporary = home / f".{STACK_FILE}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"pid": os.getpid(), "broker_url": url}, handle)
+    os.replace(temporary, path)
 
 
 def read_stack(home: Path) -> dict[str, object] | None:

@@ -9,6 +9,7 @@ for humans on stderr.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +41,7 @@ cli.command()(services.recorder)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the CLI and turn user errors into one line and an exit code."""
     command = typer.main.get_command(cli)
+    os.umask(0o077)  # CODITECT_HOME holds passwords and run data: what we write is private to this user
     try:
         args = list(argv) if argv is not None else None
         code = command.main(args=args, prog_name="coditect-tasks", standalone_mode=False)

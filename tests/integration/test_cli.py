@@ -110,6 +110,13 @@ def test_up_serves_agents_until_sigterm_and_leaves_nothing_behind(tmp_path: Path
         wait_for(lambda: (home / "stack.json").exists() or up.poll() is not None, 60, "the stack to come up")
         assert up.poll() is None, up.stderr.read() if up.stderr else ""
         assert oct((home / "stack.json").stat().st_mode & 0o777) == "0o600"
+        password = json.loads((home / "stack.json").read_text())["broker_url"].split(":")[2].split("@")[0]
+        command_lines = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _processes_with_home(home)]
+        assert command_lines and not any(password.encode() in line for line in command_lines)
+        assert oct(home.stat().st_mode & 0o777) == "0o700"
+        wait_for(lambda: list(home.rglob("appendonly*")), 10, "the AOF to be written")
+        loose = {str(f.relative_to(home)): oct(f.stat().st_mode & 0o777) for f in home.rglob("*") if f.is_file()}
+        assert loose and all(mode == "0o600" for mode in loose.values()), loose
 
         listed = run_cli(["agents", "--json"], {"CODITECT_HOME": str(home)})
         assert listed.returncode == 0, listed.stderr

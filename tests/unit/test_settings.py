@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from coditect_tasks.errors import ConfigError, NoBrokerError
+from coditect_tasks.embedded import write_stack
+from coditect_tasks.errors import ConfigError, EmbeddedStackError, NoBrokerError
 from coditect_tasks.settings import DEFAULT_AGENT_MODULES, Settings, safe_url
 
 
@@ -95,3 +96,16 @@ def test_environment_round_trips(tmp_path: Path) -> None:
 def test_with_broker_points_every_role_at_the_embedded_redis() -> None:
     settings = Settings.from_env({}).with_broker("redis://:pw@127.0.0.1:7000/0")
     assert settings.require_broker() == settings.state_url == settings.backend_url
+
+
+def test_the_stack_file_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.json"
+    target.write_text("{}")
+    (tmp_path / "stack.json").symlink_to(target)
+    with pytest.raises(EmbeddedStackError, match=r"stack\.json is a symbolic link"):
+        write_stack(tmp_path, "redis://:secret@127.0.0.1:1/0")
+    assert target.read_text() == "{}"
+    (tmp_path / "stack.json").unlink()
+    write_stack(tmp_path, "redis://:secret@127.0.0.1:1/0")
+    assert oct((tmp_path / "stack.json").stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".stack")] == []
