@@ -41,6 +41,9 @@ HISTORY = f"{PREFIX}history"
 #: Consumer group of the history recorder on ``HISTORY``.
 HISTORY_GROUP = "recorder"
 
+#: STREAM of history entries the recorder could not write (fields, ``error``, ``attempts``).
+HISTORY_DEAD = f"{PREFIX}history:dead"
+
 
 def run_prefix(run_id: str) -> str:
     """Prefix of every key of one run: ``<prefix>run`` (hash), ``<prefix>status`` (node → status) …"""
@@ -124,6 +127,9 @@ QUEUED_CHECK_SECONDS = 15.0
 LIVE_TTL = 7 * 24 * 3600
 #: Bytes of a result or error copied into the history stream (and kept in the history database).
 HISTORY_CAP = 16384
+#: Entries the history stream keeps at most (about: trimmed with ``MAXLEN ~``) while the recorder is
+#: down; older unrecorded transitions are dropped beyond it, so Redis memory stays bounded.
+HISTORY_MAX_ENTRIES = 1_000_000
 #: Upper bounds (s) of the node and run duration histograms; an observation lands in the first that holds it.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -148,6 +154,7 @@ def lua_prelude() -> str:
         "QUEUED_CHECK_SECONDS": QUEUED_CHECK_SECONDS,
         "LIVE_TTL": LIVE_TTL,
         "HISTORY_CAP": HISTORY_CAP,
+        "HISTORY_MAX_ENTRIES": HISTORY_MAX_ENTRIES,
         "DURATION_BUCKETS": DURATION_BUCKETS,
     }
     lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]

@@ -4,6 +4,11 @@ Workers never wait on SQL: the engine's scripts append to the stream and move
 on. The recorder reads through a consumer group and acknowledges an entry only
 after its transaction commits, so a recorder that dies re-reads what it had
 not committed, and the store skips what it had (no loss, no duplicates).
+
+It is never stuck on one entry: a batch that fails for its data (not for an
+outage) is written again entry by entry; an entry that still fails after
+``MAX_ATTEMPTS`` reads moves to the dead-letter stream ``keys.HISTORY_DEAD`` with its
+error, is counted (``coditect_recorder_dead_letters_total``), and the rest flow on.
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ import threading
 from typing import Any
 
 import redis
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from .. import keys
 from .store import HistoryStore
 
 log = logging.getLogger(__name__)
 BATCH = 500
+#: Reads of one entry that fails for its data before it goes to the dead-letter stream.
+MAX_ATTEMPTS = 3
+#: Database errors that say "unreachable", not "this entry is bad": waited out, never dead-lettered.
+OUTAGES = (OperationalError, InterfaceError, DisconnectionError, OSError, redis.RedisError)
 
 
 class Recorder:
@@ -27,6 +37,7 @@ class Recorder:
         self.store = store
         self.consumer = consumer
         self._stop = threading.Event()
+        self._failures: dict[str, int] = {}
         try:
             client.xgroup_create(keys.HISTORY, keys.HISTORY_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -54,14 +65,46 @@ class Recorder:
         entries = [(str(eid), dict(fields)) for eid, fields in reply[0][1] if fields]
         if not entries:
             return 0
-        runs = self._run_info({f["run"] for _, f in entries})
-        self.store.apply(entries, runs)
-        ids = [eid for eid, _ in entries]
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.xack(keys.HISTORY, keys.HISTORY_GROUP, *ids)
-            pipe.xdel(keys.HISTORY, *ids)
-            pipe.execute()
-        return len(entries)
+        runs = self._run_info({f.get("run", "") for _, f in entries})
+        try:
+            self.store.apply(entries, runs)
+            done = [eid for eid, _ in entries]
+        except OUTAGES:
+            raise
+        except Exception:  # some entry's data: find it, keep the others flowing
+            done = [eid for eid, fields in entries if self._apply_alone(eid, fields, runs)]
+        if done:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.xack(keys.HISTORY, keys.HISTORY_GROUP, *done)
+                pipe.xdel(keys.HISTORY, *done)
+                pipe.execute()
+        return len(done)
+
+    def _apply_alone(self, entry_id: str, fields: dict[str, str], runs: dict[str, dict[str, str]]) -> bool:
+        """Write one entry in its own transaction; True once it is recorded or dead-lettered."""
+        try:
+            self.store.apply([(entry_id, fields)], runs)
+            self._failures.pop(entry_id, None)
+            return True
+        except OUTAGES:
+            raise
+        except Exception as exc:
+            attempts = self._failures.get(entry_id, 0) + 1
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[: keys.HISTORY_CAP]
+            if attempts < MAX_ATTEMPTS:
+                self._failures[entry_id] = attempts
+                log.warning("recorder: entry %s failed (%d/%d): %s", entry_id, attempts, MAX_ATTEMPTS, error)
+                return False
+            self._failures.pop(entry_id, None)
+            log.error(
+                "recorder: entry %s moved to %s after %d attempts: %s", entry_id, keys.HISTORY_DEAD, attempts, error
+            )
+            dead: dict[Any, Any] = {**fields, "entry": entry_id, "error": error, "attempts": attempts}
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(keys.HISTORY_DEAD, dead)
+                pipe.hincrby(keys.METRICS, "recorder_dead", 1)
+                pipe.execute()
+            return True
 
     def _run_info(self, run_ids: set[str]) -> dict[str, dict[str, str]]:
         with self.client.pipeline(transaction=False) as pipe:
@@ -77,7 +120,8 @@ class Recorder:
         """Record until ``stop()``; survives Redis and database outages by retrying."""
         while not self._stop.is_set():
             try:
-                self.drain(block_ms=1000)
+                if self.drain(block_ms=1000) == 0 and self._failures:
+                    self._stop.wait(1.0)  # entries left pending to retry: do not spin on them
             except (redis.RedisError, OSError) as exc:
                 log.warning("recorder: Redis unavailable (%s); retrying", exc)
                 self._stop.wait(1.0)

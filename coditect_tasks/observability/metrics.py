@@ -63,6 +63,11 @@ class PlatformCollector(Collector):
             False,
         )
         yield from self._agent_gauges(agents, live)
+        yield GaugeMetricFamily(
+            "coditect_recorder_lag_entries",
+            "Transitions in the history stream not yet written to the database (the recorder's backlog).",
+            value=float(self.state.xlen(keys.HISTORY)),
+        )
 
     def _agent_gauges(self, agents: list[str], live: Mapping[str, Sequence[object]]) -> Iterator[Metric]:
         depths = queue_depths(self.broker_url, [keys.agent_queue(agent) for agent in agents])
@@ -104,6 +109,11 @@ def _run_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
     yield finished
     yield GaugeMetricFamily(
         "coditect_runs_running", "DAG runs submitted and not yet terminal.", value=float(max(submitted - done, 0))
+    )
+    yield CounterMetricFamily(
+        "coditect_recorder_dead_letters",
+        "History entries the recorder could not write, moved to the dead-letter stream.",
+        value=float(counters.get("recorder_dead", 0)),
     )
 
 

@@ -24,6 +24,7 @@ from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
 from ..conftest import WorkerFactory
+from .test_recorder import dead_letters_keep_the_history_flowing
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +97,11 @@ def test_runs_are_recorded_in_postgresql_and_read_back_after_the_live_state_is_g
     assert ("each", "running") in transitions and tuple(transitions[-1]) == ("", "succeeded")
     HistoryStore(postgres_url).close()
     app.close()
+
+
+def test_an_entry_postgresql_refuses_is_dead_lettered_and_the_rest_recorded(
+    settings: Settings, registry: Registry, postgres_url: str
+) -> None:
+    """A run id over its column's 64 characters: SQLite would take it, PostgreSQL raises DataError."""
+    bad = {"run": "r" * 100, "node": "", "status": "running", "at": "2026-01-01T00:00:00.000000+00:00"}
+    dead_letters_keep_the_history_flowing(dataclasses.replace(settings, database_url=postgres_url), registry, bad)

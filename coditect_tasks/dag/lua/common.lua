@@ -45,7 +45,8 @@ local function observe_end(node, agent, outcome)
 end
 
 local function record(node, status, extra)
-  local args = {'XADD', HISTORY, '*', 'run', RUN_ID, 'node', node, 'status', status, 'at', NOW}
+  local args = {'XADD', HISTORY, 'MAXLEN', '~', HISTORY_MAX_ENTRIES, '*', 'run', RUN_ID, 'node', node,
+                'status', status, 'at', NOW}
   if extra then
     for i = 1, #extra do args[#args + 1] = extra[i] end
   end
