@@ -106,6 +106,7 @@ class RedisServer:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         config = self.data_dir / "redis.conf"
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
         with os.fdopen(fd, "w") as handle:
             handle.write(f"requirepass {self.password}\n" if self.password else "")
         args = [
@@ -404,10 +405,14 @@ def write_stack(home: Path, url: str) -> None:
     if path.is_symlink():
         raise EmbeddedStackError(f"{path} is a symbolic link; refusing to write the stack's password through it")
     temporary = home / f".{STACK_FILE}.{os.getpid()}"
+    temporary.unlink(missing_ok=True)  # left by a process of the same pid that died mid-write
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"pid": os.getpid(), "broker_url": url}, handle)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"pid": os.getpid(), "broker_url": url}, handle)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_stack(home: Path) -> dict[str, object] | None:

@@ -199,8 +199,15 @@ class Engine:
         """The node's direct predecessors' results by id, read when a foreach item runs: items
         get them by reference, so N items do not carry N copies in their messages."""
         p = keys.run_prefix(run_id)
-        preds: list[str] = json.loads(self.client.hget(p + "node", node_id) or '{"p": []}')["p"]
-        values = self.client.hmget(p + "result", preds) if preds else []
+        preds: list[str] = []
+        values: list[Any] = []
+        for attempt in outlast_outages(self.outage_seconds):
+            with attempt:
+                desc = self.client.hget(p + "node", node_id)
+                if desc is None:
+                    raise LookupError(f"run {run_id} has no node {node_id!r}: its live state is gone")
+                preds = json.loads(desc)["p"]
+                values = self.client.hmget(p + "result", preds) if preds else []
         return {
             pred: json.loads(value) if value is not None else None for pred, value in zip(preds, values, strict=True)
         }

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 import redis
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
 from .. import keys
 from .store import HistoryStore
@@ -29,6 +29,8 @@ BATCH = 500
 MAX_ATTEMPTS = 3
 #: Database errors that say "unreachable", not "this entry is bad": waited out, never dead-lettered.
 OUTAGES = (OperationalError, InterfaceError, DisconnectionError, OSError, redis.RedisError)
+#: Errors that say "this entry is bad": the database refused its values, or its fields are malformed.
+BAD_DATA = (DataError, IntegrityError, KeyError, ValueError, TypeError)
 
 
 class Recorder:
@@ -45,7 +47,8 @@ class Recorder:
                 raise
 
     def drain(self, block_ms: int | None = None) -> int:
-        """Record everything pending, then everything new; return how many entries were recorded.
+        """Record everything pending, then everything new; return how many entries were taken off
+        the stream (recorded, found already recorded, or dead-lettered).
 
         With ``block_ms`` it waits that long for the first new entry.
         """
@@ -62,6 +65,9 @@ class Recorder:
         )
         if not reply:
             return 0
+        trimmed = [str(eid) for eid, fields in reply[0][1] if not fields]  # the stream's cap dropped them
+        if trimmed:
+            self.client.xack(keys.HISTORY, keys.HISTORY_GROUP, *trimmed)
         entries = [(str(eid), dict(fields)) for eid, fields in reply[0][1] if fields]
         if not entries:
             return 0
@@ -71,7 +77,7 @@ class Recorder:
             done = [eid for eid, _ in entries]
         except OUTAGES:
             raise
-        except Exception:  # some entry's data: find it, keep the others flowing
+        except BAD_DATA:  # some entry's data: find it, keep the others flowing
             done = [eid for eid, fields in entries if self._apply_alone(eid, fields, runs)]
         if done:
             with self.client.pipeline(transaction=True) as pipe:
@@ -88,7 +94,7 @@ class Recorder:
             return True
         except OUTAGES:
             raise
-        except Exception as exc:
+        except BAD_DATA as exc:
             attempts = self._failures.get(entry_id, 0) + 1
             error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[: keys.HISTORY_CAP]
             if attempts < MAX_ATTEMPTS:
@@ -99,7 +105,7 @@ class Recorder:
             log.error(
                 "recorder: entry %s moved to %s after %d attempts: %s", entry_id, keys.HISTORY_DEAD, attempts, error
             )
-            dead: dict[Any, Any] = {**fields, "entry": entry_id, "error": error, "attempts": attempts}
+            dead: dict[Any, Any] = {**fields, "entry": entry_id, "refused": error, "attempts": attempts}
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.xadd(keys.HISTORY_DEAD, dead)
                 pipe.hincrby(keys.METRICS, "recorder_dead", 1)

@@ -30,7 +30,7 @@ def dead_letters_keep_the_history_flowing(settings: Settings, registry: Registry
     dead = client.xrange(keys.HISTORY_DEAD)
     assert len(dead) == 1, dead
     fields = dead[0][1]
-    assert fields["entry"] == bad_id and fields["attempts"] == str(MAX_ATTEMPTS) and fields["error"], fields
+    assert fields["entry"] == bad_id and fields["attempts"] == str(MAX_ATTEMPTS) and fields["refused"], fields
     assert client.xlen(keys.HISTORY) == 0
     assert client.hget(keys.METRICS, "recorder_dead") == "1"
     store = HistoryStore.from_settings(settings)

@@ -10,7 +10,8 @@ redis.call('ZREM', LEASES, queued_member(node))
 local st = redis.call('HGET', STATUS, node)
 if st ~= 'queued' and st ~= 'running' then return {0, st or 'missing'} end
 local previous = redis.call('HGET', ATTEMPTS, node) or '0'
-if st == 'running' then
+local retried = redis.call('HGET', TASK, node) == task_id and redis.call('HGET', WORKER, node) == worker
+if st == 'running' and not retried then  -- (a begin repeated after its reply was lost takes a new attempt)
   local expiry = redis.call('ZSCORE', LEASES, lease_member(node, previous))
   if expiry and tonumber(expiry) > server_now() then
     count('duplicates|' .. agent_of(desc_of(node)))
