@@ -22,7 +22,7 @@ from .broker import redis_client
 from .dag.plan import validate
 from .dag.run import submit
 from .dag.spec import Dag
-from .embedded import RedisServer
+from .redis_server import RedisServer
 from .settings import Settings
 
 

@@ -14,9 +14,10 @@ import pytest
 import redis
 
 from coditect_tasks.app import CoditectApp, create_app
-from coditect_tasks.embedded import RedisServer, WorkerProcess
+from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.history.store import HistoryStore
+from coditect_tasks.redis_server import RedisServer
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 

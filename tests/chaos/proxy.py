@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 
-from coditect_tasks.embedded import free_port
+from coditect_tasks.redis_server import free_port
 
 
 class ChaosProxy:

@@ -14,9 +14,9 @@ from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.dag.engine import engine_for
 from coditect_tasks.dag.run import DagRun
-from coditect_tasks.embedded import RedisServer
 from coditect_tasks.errors import CycleError, DagError, RunNotFoundError
 from coditect_tasks.history.recorder import Recorder
+from coditect_tasks.redis_server import RedisServer
 from coditect_tasks.settings import Settings
 
 from ..conftest import ROOT, WorkerFactory, run_cli, wait_for

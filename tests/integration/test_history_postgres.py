@@ -17,9 +17,9 @@ from coditect_tasks import Dag, submit
 from coditect_tasks.app import create_app
 from coditect_tasks.dag.engine import engine_for
 from coditect_tasks.dag.run import DagRun
-from coditect_tasks.embedded import free_port
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.history.store import HistoryStore
+from coditect_tasks.redis_server import free_port
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 

