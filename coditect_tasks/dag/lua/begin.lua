@@ -10,8 +10,10 @@ redis.call('ZREM', LEASES, queued_member(node))
 local st = redis.call('HGET', STATUS, node)
 if st ~= 'queued' and st ~= 'running' then return {0, st or 'missing'} end
 local previous = redis.call('HGET', ATTEMPTS, node) or '0'
-local retried = redis.call('HGET', TASK, node) == task_id and redis.call('HGET', WORKER, node) == worker
-if st == 'running' and not retried then  -- (a begin repeated after its reply was lost takes a new attempt)
+-- (A begin repeated after its reply was lost is dropped too: its node runs again once the lease
+-- lapses, a few seconds later. Telling it apart from a redelivery of the same message to the same
+-- worker is not possible here, and that one must not run twice.)
+if st == 'running' then
   local expiry = redis.call('ZSCORE', LEASES, lease_member(node, previous))
   if expiry and tonumber(expiry) > server_now() then
     count('duplicates|' .. agent_of(desc_of(node)))
