@@ -14,12 +14,13 @@ from typing import Any
 import networkx as nx
 
 from ..errors import CycleError, DagError, DagTooLargeError, UnknownAgentError
+from ..settings import Settings
 from .spec import Dag
 
-#: Default ceilings; settings may lower or raise them (``Settings.dag_limits``).
-MAX_NODES = 20_000
-MAX_PARAMS_BYTES = 1024 * 1024
-MAX_FOREACH_ITEMS = 10_000
+#: Default ceilings: the settings' defaults, which ``CODITECT_MAX_*`` may lower or raise (``Settings.dag_limits``).
+MAX_NODES = Settings.max_nodes
+MAX_PARAMS_BYTES = Settings.max_params_bytes
+MAX_FOREACH_ITEMS = Settings.max_foreach_items
 #: Longest run name: it is a column of the history (255 characters).
 MAX_NAME_CHARS = 200
 

@@ -18,9 +18,10 @@ import yaml
 
 from ..agents import MAX_TIMEOUT
 from ..errors import DagError, DagTooLargeError, MalformedDagError
+from ..settings import Settings
 
 #: Largest DAG document accepted by default, in bytes (``CODITECT_MAX_DAG_BYTES``).
-MAX_DAG_BYTES = 16 * 1024 * 1024
+MAX_DAG_BYTES = Settings.max_dag_bytes
 #: libyaml's safe loader where the wheel has it (10× faster on large DAGs), else PyYAML's own.
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
