@@ -78,6 +78,8 @@ RUN_HASHES = (
     "t0",  # node → Redis server time (s) its running attempt began, for the duration histogram
     "trace",  # node → W3C traceparent of its succeeded attempt's span
     "task",  # node → Celery task id of the message its running attempt began from
+    "order",  # node → place of its newest message among those the engine put on its queue (PUSHED)
+    "retried",  # node → retries it has taken (the retry policy's count; failovers are not retries)
 )
 
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
@@ -89,6 +91,14 @@ METRICS = f"{PREFIX}metrics"
 #: ZSET of running attempts ("run|node|attempt") scored by lease expiry (Redis server time).
 LEASES = f"{PREFIX}leases"
 
+
+#: HASH queue → how many node messages the engine has put on it: each message carries its
+#: number in header ``ORDER_HEADER``, so the queue's oldest message tells which were popped.
+PUSHED = f"{PREFIX}pushed"
+ORDER_HEADER = "coditect_order"
+
+#: ZSET of "run|node" waiting out a retry delay, scored by when to queue them (Redis server time).
+DELAYED = f"{PREFIX}delayed"
 
 #: STRING: Redis server time (s) of the last reap by any worker; a long gap means an outage.
 REAPED_AT = f"{PREFIX}reaped_at"
@@ -139,6 +149,9 @@ def lua_prelude() -> str:
     values: dict[str, str | int | float | tuple[str | float, ...]] = {
         "HISTORY": HISTORY,
         "LEASES": LEASES,
+        "PUSHED": PUSHED,
+        "ORDER_HEADER": ORDER_HEADER,
+        "DELAYED": DELAYED,
         "METRICS": METRICS,
         "RESERVERS": RESERVERS,
         "REAPED_AT": REAPED_AT,

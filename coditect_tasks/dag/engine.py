@@ -64,7 +64,8 @@ SCRIPTS = _load_scripts()
 @dataclass(frozen=True)
 class Taken:
     """What ``begin`` hands a worker: the attempt token, the node's record, its
-    predecessors' results, the foreach items, and the trace context to open its span in."""
+    predecessors' results, the foreach items, the trace context to open its span in, and how
+    many retries the node has taken."""
 
     token: int
     record: dict[str, Any]
@@ -72,6 +73,7 @@ class Taken:
     items: Any
     parent_span: str
     link_spans: str
+    retried: int = 0
 
 
 class Engine:
@@ -192,7 +194,13 @@ class Engine:
             return None
         items = json.loads(reply[4]) if reply[4] else None
         return Taken(
-            int(reply[1]), json.loads(reply[2]), json.loads(reply[3]), items, str(reply[5] or ""), str(reply[6] or "[]")
+            int(reply[1]),
+            json.loads(reply[2]),
+            json.loads(reply[3]),
+            items,
+            str(reply[5] or ""),
+            str(reply[6] or "[]"),
+            int(reply[7]),
         )
 
     def upstream(self, run_id: str, node_id: str) -> dict[str, Any]:
@@ -289,8 +297,8 @@ def template_key(agent: str, timeout: float | None) -> str:
 
 
 def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | None, trace: str = "") -> str:
-    """The Redis-transport envelope of a node's Celery message, with ``@@NODE@@`` and
-    ``@@TID@@`` placeholders that the Lua ``enqueue`` fills in.
+    """The Redis-transport envelope of a node's Celery message, with ``@@NODE@@``, ``@@TID@@``
+    and ``@@ORDER@@`` placeholders that the Lua ``push`` fills in.
 
     Built with Celery's own protocol-2 message factory; the body is plain JSON
     (no ``body_encoding``) so that Lua can fill it by substitution. ``trace``, the
@@ -311,6 +319,7 @@ def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | No
         kwargsrepr=f"{{'run_id': '{run_id}', 'node_id': '@@NODE@@'}}",
     )
     headers = dict(message.headers)
+    headers[keys.ORDER_HEADER] = "@@ORDER@@"
     if trace:
         headers["traceparent"] = trace
     properties = dict(message.properties)

@@ -28,7 +28,11 @@ def policy_for(spec: Agent, retries: int | None) -> RetryPolicy:
 
 @dataclass(frozen=True)
 class Attempt:
-    """Attempt ``token`` of node ``node_id`` of run ``run_id``; ``member`` is set for a foreach item."""
+    """Attempt ``token`` of node ``node_id`` of run ``run_id``; ``member`` is set for a foreach item.
+
+    ``number`` counts the tries under the retry policy (1 for the first; a failover after a lost
+    worker is not a try).
+    """
 
     engine: Engine
     run_id: str
@@ -36,6 +40,7 @@ class Attempt:
     token: int
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     member: int | None = None
+    number: int = 1
 
     @property
     def lease_seconds(self) -> float:
@@ -58,8 +63,9 @@ class Attempt:
         return self.engine.fail(self.run_id, self.node_id, self.token, error)
 
     def retry(self, error: str, countdown: float) -> bool:
-        """Whether a retry may go ahead. A node's is recorded in the run (fenced); an item's is
-        its own Celery retry while the node keeps running, so nothing is recorded."""
+        """Whether a retry may go ahead. A node's is the engine's: it queues the node's next
+        message after ``countdown`` (fenced); an item's is its own Celery retry while the node
+        keeps running, so nothing is recorded."""
         if self.member is not None:
             return True
         return self.engine.retry(self.run_id, self.node_id, self.token, error, countdown)

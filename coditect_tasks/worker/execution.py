@@ -31,6 +31,10 @@ ITEM_ERROR = "__coditect_error__"
 JOIN_TASK = "coditect.join"
 
 
+class _Retried(Exception):
+    """The node's attempt failed and the engine will queue its next one after the delay."""
+
+
 class _Failed(Exception):
     """The attempt ended in an error that is not retried (any more)."""
 
@@ -47,7 +51,8 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     if taken is None:
         return  # finished, skipped, cancelled or superseded: nothing to do
     logs.bind(attempt=taken.token)
-    attempt = Attempt(engine, run_id, node_id, taken.token, policy_for(spec, taken.record.get("retries")))
+    policy = policy_for(spec, taken.record.get("retries"))
+    attempt = Attempt(engine, run_id, node_id, taken.token, policy, number=taken.retried + 1)
     with tracing.node_span(spec.name, run_id, node_id, taken.token, taken.parent_span, taken.link_spans) as span:
         if taken.record["foreach"]:
             _launch_foreach(task, spec, attempt, taken)
@@ -71,6 +76,8 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
         except _Failed as failed:
             attempt.fail(failed.error)
             return
+        except _Retried:
+            return
         attempt.succeed(result, tracing.traceparent(span))
 
 
@@ -85,8 +92,9 @@ def run_item(task: Task, spec: Agent, attempt: Attempt, call: AgentCall) -> Any:
 def _call(task: Task, spec: Agent, attempt: Attempt, call: AgentCall, fn: Any) -> Any:
     """Call the agent once under the attempt's lease.
 
-    A retryable error raises Celery's ``Retry`` once the attempt allows it; a
-    final one (or the soft time limit) raises ``_Failed``; an open breaker passes through.
+    A retryable error is retried once the attempt allows it: a node's by the engine
+    (``_Retried``), a foreach item's through Celery (``Retry``); a final one (or the soft time
+    limit) raises ``_Failed``; an open breaker passes through.
     """
     try:
         with attempt.lease():
@@ -97,9 +105,11 @@ def _call(task: Task, spec: Agent, attempt: Attempt, call: AgentCall, fn: Any) -
         raise _Failed(f"timed out after {_soft_limit(task, spec):g} s") from None
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        number = int(task.request.retries) + 1
+        number = attempt.number
         countdown = attempt.policy.delay(number)
         if attempt.policy.should_retry(number, exc) and attempt.retry(error, countdown):
+            if attempt.member is None:
+                raise _Retried(error) from exc
             raise task.retry(exc=exc, countdown=countdown, max_retries=attempt.policy.max_attempts - 1) from exc
         raise _Failed(error) from exc
 

@@ -82,7 +82,8 @@ def register(app: Celery, spec: Agent) -> Task:
         )
         if member is not None and run_id and node_id and token is not None:
             engine = engine_for(self.app.settings.state_url)
-            item = Attempt(engine, run_id, node_id, token, policy_for(spec, node_retries), member=member)
+            policy = policy_for(spec, node_retries)
+            item = Attempt(engine, run_id, node_id, token, policy, member=member, number=call.attempt)
             call = dataclasses.replace(call, upstream=engine.upstream(run_id, node_id))  # by reference
             return run_item(self, spec, item, call)
         return _plain_call(self, spec, call)

@@ -1,14 +1,19 @@
 -- A worker takes node ARGV[3] (worker name ARGV[4]) from the message with task id ARGV[5].
--- A node whose attempt still holds a live lease is not begun again: a redelivered or
--- duplicated message is dropped (and counted). Returns {1, attempt token,
+-- Only the node's newest message may begin it (its task id ends in the node's seq): one the
+-- engine replaced (requeued, rerouted, retried) is stale and dropped. A node whose attempt still
+-- holds a live lease is not begun again: a redelivered or duplicated message is dropped (and
+-- counted). Nothing is written before those checks. Returns {1, attempt token,
 -- node params JSON, upstream JSON, foreach items JSON or false, parent traceparent,
 -- JSON list of the predecessors' traceparents}, or {0, why}. The parent is the span of
 -- the predecessor that finished last (it let this node start), else the run's root span.
 local node, worker, task_id = ARGV[3], ARGV[4], ARGV[5]
-redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)
-redis.call('ZREM', LEASES, queued_member(node))
 local st = redis.call('HGET', STATUS, node)
-if st ~= 'queued' and st ~= 'running' then return {0, st or 'missing'} end
+local desc = (st == 'queued' or st == 'running') and desc_of(node)
+redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)  -- this worker holds it no more
+if not desc then return {0, st or 'missing'} end
+if string.match(task_id, ':(%d+)$') ~= (redis.call('HGET', SEQ, node) or '') then
+  return {0, 'stale'}
+end
 local previous = redis.call('HGET', ATTEMPTS, node) or '0'
 -- (A begin repeated after its reply was lost is dropped too: its node runs again once the lease
 -- lapses, a few seconds later. Telling it apart from a redelivery of the same message to the same
@@ -16,11 +21,12 @@ local previous = redis.call('HGET', ATTEMPTS, node) or '0'
 if st == 'running' then
   local expiry = redis.call('ZSCORE', LEASES, lease_member(node, previous))
   if expiry and tonumber(expiry) > server_now() then
-    count('duplicates|' .. agent_of(desc_of(node)))
+    count('duplicates|' .. agent_of(desc))
     return {0, 'duplicate'}
   end
 end
 local rs = redis.call('HGET', RUN, 'status')
+unwatch(node)
 if rs ~= 'running' then
   if rs == 'failing' and st == 'running' then
     -- a redelivery after its worker died: the failed run will not start it again
@@ -36,7 +42,6 @@ redis.call('HSET', WORKER, node, worker)
 redis.call('HSET', TASK, node, task_id)
 redis.call('HSET', T0, node, server_now())
 record(node, 'running', {'attempt', token, 'worker', worker})
-local desc = desc_of(node)
 count('attempts|' .. agent_of(desc))
 local lease = desc.x and FOREACH_LEASE_SECONDS or LEASE_SECONDS
 redis.call('ZADD', LEASES, server_now() + lease, lease_member(node, token))
@@ -56,4 +61,4 @@ for _, pred in ipairs(desc.p) do
   end
 end
 return {1, token, redis.call('HGET', PARAMS, node), '{' .. table.concat(parts, ',') .. '}', items, parent,
-        '[' .. table.concat(links, ',') .. ']'}
+        '[' .. table.concat(links, ',') .. ']', tonumber(redis.call('HGET', RETRIED, node) or '0')}

@@ -53,25 +53,47 @@ local function record(node, status, extra)
   redis.call(unpack(args))
 end
 
--- Publish one node's Celery message straight onto its agent's queue, atomically
--- with its state change: no window in which a ready node is known but not queued.
-local function message(node, desc, seq)
-  local msg = redis.call('HGET', TPL, desc.t)
-  msg = string.gsub(msg, '@@NODE@@', node)
+-- A node's Celery message, filled in from its template: seq numbers the node's messages (only
+-- the newest may begin it), order is its place among every message the engine put on its queue.
+local function message(node, tpl, seq, order)
+  local msg = string.gsub(tpl, '@@NODE@@', node)
+  msg = string.gsub(msg, '@@ORDER@@', order)
   return (string.gsub(msg, '@@TID@@', RUN_ID .. ':' .. node .. ':' .. seq))
 end
 
-local function queued_member(node)
-  return RUN_ID .. '|' .. node .. '|q'
+-- Watch a queued node: after `seconds` the reaper checks that its message is still on its way
+-- (reap.lua). The 'l' member is a second look at one that seemed lost.
+local function watch(node, seconds)
+  redis.call('ZADD', LEASES, server_now() + seconds, RUN_ID .. '|' .. node .. '|q')
+end
+
+local function unwatch(node)
+  redis.call('ZREM', LEASES, RUN_ID .. '|' .. node .. '|q', RUN_ID .. '|' .. node .. '|l')
+end
+
+-- Everything enqueue needs, read before anything is written: a script that cannot enqueue
+-- (its run's template is gone) fails before its first write.
+local function ready(node)
+  local desc = desc_of(node)
+  local tpl = redis.call('HGET', TPL, desc.t)
+  if not tpl then error('run ' .. RUN_ID .. ' has no message template ' .. desc.t) end
+  return {node = node, desc = desc, tpl = tpl}
+end
+
+-- Publish a ready node's Celery message straight onto its agent's queue, atomically
+-- with its state change: no window in which a ready node is known but not queued.
+local function push(r)
+  local seq = redis.call('HINCRBY', SEQ, r.node, 1)
+  local order = redis.call('HINCRBY', PUSHED, r.desc.q, 1)
+  redis.call('HSET', ORDER, r.node, order)
+  redis.call('HSET', STATUS, r.node, 'queued')
+  redis.call('LPUSH', r.desc.q, message(r.node, r.tpl, seq, order))
+  watch(r.node, QUEUED_CHECK_SECONDS)
+  record(r.node, 'queued')
 end
 
 local function enqueue(node)
-  local desc = desc_of(node)
-  local seq = redis.call('HINCRBY', SEQ, node, 1)
-  redis.call('HSET', STATUS, node, 'queued')
-  redis.call('LPUSH', desc.q, message(node, desc, seq))
-  redis.call('ZADD', LEASES, server_now() + QUEUED_CHECK_SECONDS, queued_member(node))
-  record(node, 'queued')
+  push(ready(node))
 end
 
 local function lease_member(node, token)
@@ -126,10 +148,11 @@ end
 -- Queue node again because its attempt or its message was lost: `error` is kept as the
 -- node's error, `extra` goes into the history record; counted as a failover of its agent.
 local function requeue_lost(node, error, extra)
+  local r = ready(node)
   redis.call('HSET', ERROR, node, error)
   record(node, 'requeued', extra)
-  count('failovers|' .. agent_of(desc_of(node)))
-  enqueue(node)
+  count('failovers|' .. agent_of(r.desc))
+  push(r)
 end
 
 -- Whether node waits for its message to be taken, in a run that still starts nodes.
@@ -142,8 +165,8 @@ end
 -- that attempt no longer owns the node (stale: the caller changes nothing).
 local function settle(node, token, outcome)
   if not fenced(node, token) then return nil end
-  release(node, token)
   local desc = desc_of(node)
+  release(node, token)
   if outcome then observe_end(node, agent_of(desc), outcome) end
   redis.call('HINCRBY', RUN, 'running', -1)
   return desc
@@ -158,6 +181,7 @@ end
 
 -- Take a running attempt back (its worker is gone) and queue the node again.
 local function requeue(node, token, why)
+  ready(node)  -- fails here, before anything is written, if the node cannot be queued
   settle(node, token, nil)
   requeue_lost(node, why, {'attempt', token, 'error', why})
 end

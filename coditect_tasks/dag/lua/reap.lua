@@ -1,16 +1,19 @@
--- Requeue running attempts whose lease expired (their worker died or is cut off),
--- across all runs, at most ARGV[3] of them. Also check nodes queued for a long time:
--- a message popped by a worker that died before it even noted the message (kombu's
--- BRPOP is not reliable) is neither in its queue nor held by a live worker; queue it
--- again. Returns the "run|node|attempt" (or "run|node|q") handled, or {'outage'}: when no
--- reaper has reached Redis for REAP_GAP_SECONDS (Redis stalled or restarted, or every worker
--- was cut off), no lease holder could renew either, so every lease due within one lease
--- length gets that length from now, and nothing is judged until then.
-local function still_waiting(node)
-  local desc = desc_of(node)
-  local seq = redis.call('HGET', SEQ, node) or '1'
-  -- oldest messages sit at the tail, so search from there
-  if redis.call('LPOS', desc.q, message(node, desc, seq), 'RANK', -1) then return true end
+-- The engine's clock, run every second by every worker, across all runs, at most ARGV[3] of
+-- each kind per call:
+-- * queue the nodes whose retry delay is over (retry.lua);
+-- * requeue running attempts whose lease expired (their worker died or is cut off);
+-- * check nodes queued for a while: a message popped by a worker that died before it even noted
+--   the message (kombu's BRPOP is not reliable) is neither in its queue nor held by a live worker;
+--   queue it again. The check costs the same whatever the backlog: the engine numbers the
+--   messages it puts on each queue (header ORDER_HEADER), and Redis lists are first in, first
+--   out, so the oldest message of the queue tells whether this node's message was popped yet.
+-- Returns the "run|node|attempt" (or "run|node|q") requeued, or {'outage'}: when no reaper has
+-- reached Redis for REAP_GAP_SECONDS (Redis stalled or restarted, or every worker was cut off),
+-- no lease holder could renew either, so every lease due within one lease length gets that
+-- length from now, and nothing is judged until then.
+local limit = tonumber(ARGV[3])
+
+local function noted_by_live_worker(node)
   local member = RUN_ID .. '|' .. node
   for _, host in ipairs(redis.call('ZRANGE', RESERVERS, 0, -1)) do
     if redis.call('SISMEMBER', RESERVED_PREFIX .. host, member) == 1
@@ -19,6 +22,18 @@ local function still_waiting(node)
     end
   end
   return false
+end
+
+-- Whether node's message has not been popped from its queue yet.
+local function not_yet_popped(node)
+  local tail = redis.call('LINDEX', desc_of(node).q, -1)
+  if not tail then return false end
+  local ok, envelope = pcall(cjson.decode, tail)
+  local oldest = ok and type(envelope) == 'table' and type(envelope.headers) == 'table'
+                 and tonumber(envelope.headers[ORDER_HEADER])
+  -- the oldest message is not the engine's (a plain call): cannot tell yet, look again later
+  if not oldest then return true end
+  return oldest <= tonumber(redis.call('HGET', ORDER, node) or '0')
 end
 
 local now = server_now()
@@ -31,32 +46,44 @@ if now - last > REAP_GAP_SECONDS then
   return {'outage'}
 end
 
-local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, limit)) do
+  local run_id, node = string.match(member, '^([^|]+)|([^|]+)$')
+  redis.call('ZREM', DELAYED, member)
+  if run_id then
+    use_run(run_id)
+    if queued_in_live_run(node) then enqueue(node) end
+  end
+end
+
 local out = {}
-for _, member in ipairs(expired) do
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, limit)) do
   local run_id, node, token = string.match(member, '^([^|]+)|([^|]+)|([^|]+)$')
-  redis.call('ZREM', LEASES, member)
-  if run_id and token == 'q' then
-    use_run(run_id)
-    if queued_in_live_run(node) then
-      if still_waiting(node) then
-        redis.call('ZADD', LEASES, server_now() + QUEUED_CHECK_SECONDS, member)
-      else
-        requeue_lost(node, 'message lost in transit; queued again', {'error', 'message lost in transit'})
-        out[#out + 1] = member
-      end
-    end
-  elseif run_id then
-    use_run(run_id)
-    if fenced(node, token) then
-      if redis.call('HGET', RUN, 'status') == 'running' then
-        requeue(node, token, 'lease expired: attempt ' .. token .. ' lost its worker')
-      else
-        -- the run starts nothing new: the lost attempt ends the node
-        if settle(node, token, nil) then skip_settled(node) end
-      end
+  if run_id then use_run(run_id) end
+  if run_id and (token == 'q' or token == 'l') then
+    if not queued_in_live_run(node) then
+      redis.call('ZREM', LEASES, member)
+    elseif noted_by_live_worker(node) or not_yet_popped(node) then
+      unwatch(node)
+      watch(node, QUEUED_CHECK_SECONDS)
+    elseif token == 'q' then
+      -- popped but not noted: its worker may be noting it right now; look once more shortly
+      redis.call('ZREM', LEASES, member)
+      redis.call('ZADD', LEASES, now + LEASE_SECONDS, RUN_ID .. '|' .. node .. '|l')
+    else
+      unwatch(node)
+      requeue_lost(node, 'message lost in transit; queued again', {'error', 'message lost in transit'})
       out[#out + 1] = member
     end
+  elseif run_id and fenced(node, token) then
+    if redis.call('HGET', RUN, 'status') == 'running' then
+      requeue(node, token, 'lease expired: attempt ' .. token .. ' lost its worker')
+    else
+      -- the run starts nothing new: the lost attempt ends the node
+      if settle(node, token, nil) then skip_settled(node) end
+    end
+    out[#out + 1] = member
+  else
+    redis.call('ZREM', LEASES, member)
   end
 end
 return out
