@@ -131,7 +131,7 @@ def _node_metrics(counters: Mapping[str, str]) -> Iterator[Metric]:
     )
     duplicates = CounterMetricFamily(
         "coditect_node_duplicates",
-        "Messages dropped because their node's attempt was alive (redelivered or duplicated).",
+        "Messages dropped: their node's attempt was alive or a newer message replaced them.",
         labels=["agent"],
     )
     for field, value in sorted(counters.items()):

@@ -78,3 +78,15 @@ def sticky(call: AgentCall) -> dict[str, int]:
                 continue
     time.sleep(float(call.params.get("seconds", 0)))
     return {"attempt": call.attempt}
+
+
+@agent("backlogged", retries=2, backoff=0.2, backoff_max=0.2, breaker_failures=100)
+def backlogged(call: AgentCall) -> dict[str, float]:
+    """Append the node id to ``params["log"]`` per execution; then fail if ``params["fail"]``, else sleep."""
+    with Path(call.params["log"]).open("a") as handle:
+        handle.write(f"{call.node_id}\n")
+    if call.params.get("fail"):
+        raise RuntimeError("backlogged fails on every attempt")
+    seconds = float(call.params.get("seconds", 0))
+    time.sleep(seconds)
+    return {"slept": seconds}

@@ -1,8 +1,8 @@
 -- A worker takes node ARGV[3] (worker name ARGV[4]) from the message with task id ARGV[5].
 -- Only the node's newest message may begin it (its task id ends in the node's seq): one the
 -- engine replaced (requeued, rerouted, retried) is stale and dropped. A node whose attempt still
--- holds a live lease is not begun again: a redelivered or duplicated message is dropped (and
--- counted). Nothing is written before those checks. Returns {1, attempt token,
+-- holds a live lease is not begun again: a redelivered or duplicated message is dropped. Both
+-- are counted as duplicates. Nothing is written before those checks. Returns {1, attempt token,
 -- node params JSON, upstream JSON, foreach items JSON or false, parent traceparent,
 -- JSON list of the predecessors' traceparents}, or {0, why}. The parent is the span of
 -- the predecessor that finished last (it let this node start), else the run's root span.
@@ -12,6 +12,7 @@ local desc = (st == 'queued' or st == 'running') and desc_of(node)
 redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)  -- this worker holds it no more
 if not desc then return {0, st or 'missing'} end
 if string.match(task_id, ':(%d+)$') ~= (redis.call('HGET', SEQ, node) or '') then
+  count('duplicates|' .. agent_of(desc))
   return {0, 'stale'}
 end
 local previous = redis.call('HGET', ATTEMPTS, node) or '0'

@@ -1,0 +1,93 @@
+"""Chaos of a backlog: retries wait behind it without being taken for lost, and the reaper's
+check of queued nodes costs the same whatever the backlog. Each test prints its figure."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coditect_tasks import Dag, keys, submit
+from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.dag.engine import engine_for
+from coditect_tasks.registry import Registry
+from coditect_tasks.settings import Settings
+
+from ..conftest import WorkerFactory
+
+pytestmark = pytest.mark.chaos
+MODULES = "workers.examples,tests.support.agents"
+ENV = {"CODITECT_AGENT_MODULES": MODULES}
+
+
+@pytest.fixture
+def test_app(settings: Settings) -> Iterator[CoditectApp]:
+    app = create_app(dataclasses.replace(settings, agent_modules=tuple(MODULES.split(","))))
+    yield app
+    app.close()
+
+
+def test_a_retry_behind_a_backlog_runs_exactly_as_often_as_its_policy_says(
+    test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry, tmp_path: Path
+) -> None:
+    worker_factory(["backlogged"], concurrency=1, extra_env=ENV)
+    log = tmp_path / "executions.log"
+    dag = Dag("backlog")
+    dag.node("bad", "backlogged", params={"log": str(log), "fail": True})
+    # 20 s of work queued behind the first attempt's retry: longer than the queued check (15 s)
+    for index in range(20):
+        dag.node(f"slow{index}", "backlogged", params={"log": str(log), "seconds": 1})
+    run = submit(dag, test_app)
+    assert run.wait(90) == "failed"
+    executions = Counter(log.read_text().split())
+    print(f"a node failing 3 times behind a 20 s backlog: {executions['bad']} execution(s)")
+    assert executions["bad"] == 3  # retries=2: three attempts, none taken for lost
+    assert run.status()["nodes"]["bad"]["attempts"] == 3
+    lost = [f for _, f in registry.client.xrange(keys.HISTORY) if f["status"] == "requeued"]
+    assert lost == []
+
+
+def _queue(app: CoditectApp, runs: int, nodes: int) -> None:
+    for r in range(runs):
+        dag = Dag(f"queued{r}")
+        for n in range(nodes):
+            dag.node(f"n{n}", "echo")
+        submit(dag, app)
+
+
+def _check_cost(app: CoditectApp, registry: Registry, queued: int) -> float:
+    """Seconds of Redis time per check of a queued node, with ``queued`` nodes waiting."""
+    _queue(app, max(1, queued // 5000), min(queued, 5000))
+    engine = engine_for(app.settings.state_url)
+    engine.reap()  # the first reap after a pause only extends leases (outage rule)
+    members = registry.client.zrange(keys.LEASES, 0, -1)
+    assert len(members) == queued
+    registry.client.zadd(keys.LEASES, dict.fromkeys(members, 0))  # every check is due now
+    started = time.perf_counter()
+    while registry.client.zcount(keys.LEASES, "-inf", time.time()) > 0:
+        assert engine.reap(limit=1000) == []  # nothing is lost: every message is in its queue
+    return (time.perf_counter() - started) / queued
+
+
+def test_the_reapers_check_of_queued_nodes_costs_the_same_whatever_the_backlog(
+    test_app: CoditectApp, registry: Registry
+) -> None:
+    small, large = [], []
+    for _ in range(3):
+        registry.client.flushall()
+        small.append(_check_cost(test_app, registry, 200))
+        registry.client.flushall()
+        large.append(_check_cost(test_app, registry, 20_000))
+    per_check_small, per_check_large = statistics.median(small), statistics.median(large)
+    per_second = per_check_large * 20_000 / keys.QUEUED_CHECK_SECONDS
+    print(
+        f"reaper check of a queued node: {per_check_small * 1e6:.0f} µs at 200 queued, "
+        f"{per_check_large * 1e6:.0f} µs at 20k queued (medians of 3); "
+        f"at 20k queued the checks cost {per_second * 1e3:.0f} ms per second"
+    )
+    assert per_check_large < 5 * per_check_small  # a scan of the queue would be about 100 times
