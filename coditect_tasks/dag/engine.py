@@ -247,8 +247,9 @@ class Engine:
         return int(self._call("renew", run_id, node_id, token, seconds)) == 1
 
     def reap(self, limit: int = 100) -> list[str] | None:
-        """Requeue attempts whose lease expired; returns ``run|node|attempt`` of each, or None
-        right after an outage of Redis (leases were extended instead: see reap.lua)."""
+        """Queue retries whose delay is over, requeue attempts whose lease expired and messages
+        lost in transit; returns ``run|node|attempt`` (or ``error|<member>|<why>``) of each, or
+        None right after an outage of Redis (leases were extended instead: see reap.lua)."""
         reply = [str(m) for m in self._call("reap", "", limit)]
         return None if reply == ["outage"] else reply
 

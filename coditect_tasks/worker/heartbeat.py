@@ -89,7 +89,10 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
                 self._quiet_until = time.monotonic() + TTL  # registrations lapsed too: wait for their next beat
                 return
             for member in requeued:
-                log.warning("requeued %s: its lease expired", member)
+                if member.startswith("error|"):
+                    log.error("reaper could not handle %s", member.removeprefix("error|"))
+                else:
+                    log.warning("requeued %s: its lease expired or its message was lost", member)
             if time.monotonic() < self._quiet_until:
                 return
             if reclaimed := engine.reclaim_lost(grace=TTL):

@@ -7,7 +7,7 @@
 --   queue it again. The check costs the same whatever the backlog: the engine numbers the
 --   messages it puts on each queue (header ORDER_HEADER), and Redis lists are first in, first
 --   out, so the oldest message of the queue tells whether this node's message was popped yet.
--- Returns the "run|node|attempt" (or "run|node|q") requeued, or {'outage'}: when no reaper has
+-- Returns the "run|node|attempt" (or "run|node|l") requeued, or {'outage'}: when no reaper has
 -- reached Redis for REAP_GAP_SECONDS (Redis stalled or restarted, or every worker was cut off),
 -- no lease holder could renew either, so every lease due within one lease length gets that
 -- length from now, and nothing is judged until then.
@@ -46,17 +46,28 @@ if now - last > REAP_GAP_SECONDS then
   return {'outage'}
 end
 
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, limit)) do
+-- One run's broken state (its hashes removed by hand) must not stop the reaper for every run:
+-- each member is handled on its own, reading before it writes, and one that fails is dropped
+-- and reported as "error|<member>|<why>".
+local out = {}
+local function guarded(key, member, handle)
+  local ok, why = pcall(handle, member)
+  if not ok then
+    redis.call('ZREM', key, member)
+    out[#out + 1] = 'error|' .. member .. '|' .. tostring(type(why) == 'table' and why.err or why)
+  end
+end
+
+local function promote(member)
   local run_id, node = string.match(member, '^([^|]+)|([^|]+)$')
-  redis.call('ZREM', DELAYED, member)
   if run_id then
     use_run(run_id)
     if queued_in_live_run(node) then enqueue(node) end
   end
+  redis.call('ZREM', DELAYED, member)
 end
 
-local out = {}
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, limit)) do
+local function check(member)
   local run_id, node, token = string.match(member, '^([^|]+)|([^|]+)|([^|]+)$')
   if run_id then use_run(run_id) end
   if run_id and (token == 'q' or token == 'l') then
@@ -70,8 +81,8 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT'
       redis.call('ZREM', LEASES, member)
       redis.call('ZADD', LEASES, now + LEASE_SECONDS, RUN_ID .. '|' .. node .. '|l')
     else
-      unwatch(node)
       requeue_lost(node, 'message lost in transit; queued again', {'error', 'message lost in transit'})
+      redis.call('ZREM', LEASES, member)
       out[#out + 1] = member
     end
   elseif run_id and fenced(node, token) then
@@ -85,5 +96,12 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT'
   else
     redis.call('ZREM', LEASES, member)
   end
+end
+
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, limit)) do
+  guarded(DELAYED, member, promote)
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, limit)) do
+  guarded(LEASES, member, check)
 end
 return out
