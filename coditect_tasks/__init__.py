@@ -1,13 +1,36 @@
-"""coditect-tasks: a distributed task platform for software agents on Celery."""
+"""coditect-tasks: a distributed task platform for software agents on Celery.
+
+The public names load on first use (PEP 562), so that an agent module or a quick CLI
+command such as ``dag validate`` does not pay for importing Celery and Redis.
+"""
 
 from __future__ import annotations
 
-from .agents import Agent, AgentCall, agent, load_agents
-from .app import CoditectApp, create_app
-from .dag.run import DagRun, submit
-from .dag.spec import Dag, Node
-from .errors import CoditectError
-from .settings import Settings
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from .agents import Agent, AgentCall, agent, load_agents
+    from .app import CoditectApp, create_app
+    from .dag.run import DagRun, submit
+    from .dag.spec import Dag, Node
+    from .errors import CoditectError
+    from .settings import Settings
+
+_HOMES = {
+    "Agent": ".agents",
+    "AgentCall": ".agents",
+    "agent": ".agents",
+    "load_agents": ".agents",
+    "CoditectApp": ".app",
+    "create_app": ".app",
+    "DagRun": ".dag.run",
+    "submit": ".dag.run",
+    "Dag": ".dag.spec",
+    "Node": ".dag.spec",
+    "CoditectError": ".errors",
+    "Settings": ".settings",
+}
 
 __all__ = [
     "Agent",
@@ -23,3 +46,16 @@ __all__ = [
     "load_agents",
     "submit",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kombu.utils.url import maybe_sanitize_url
-
 from .errors import ConfigError, NoBrokerError
 
 BROKER_SCHEMES = frozenset({"redis", "rediss", "amqp", "amqps", "pyamqp"})
@@ -169,6 +167,8 @@ def _whole(get: Callable[[str], str | None], name: str, default: int) -> int:
 
 def safe_url(url: str) -> str:
     """``url`` with any password masked, for messages and logs, even when malformed."""
+    from kombu.utils.url import maybe_sanitize_url  # kombu's import is slow: quick commands skip it
+
     try:
         return str(maybe_sanitize_url(url))
     except ValueError:

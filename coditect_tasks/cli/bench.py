@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..app import create_app
 from ..settings import Settings
 from .context import emit_json, err, out, temporary_stack
 
@@ -24,6 +23,7 @@ def bench(
     ] = False,
 ) -> None:
     """Measure the DAG engine against plain Celery on the same workers, in one run."""
+    from ..app import create_app
     from ..bench import run_engine_bench
 
     config = Settings.from_env()
@@ -86,6 +86,7 @@ def bench(
 
 def _bench_observability(config: Settings, fan: int, repeats: int, concurrency: int, as_json: bool) -> None:
     """Tracing on vs off, on fresh noop pools that alternate over one embedded Redis."""
+    from ..app import create_app
     from ..bench import run_observability_bench
     from ..embedded import WorkerProcess
     from ..observability import tracing

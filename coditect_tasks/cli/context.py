@@ -8,13 +8,15 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from ..embedded import LocalStack, attach
 from ..errors import ConfigError
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..embedded import LocalStack
 
 #: Results for people and ``--json`` documents go to stdout; progress, hints and errors to stderr.
 out = Console(highlight=False)
@@ -23,6 +25,8 @@ err = Console(stderr=True, highlight=False)
 
 def settings() -> Settings:
     """Settings from the environment, attached to a running embedded stack if any."""
+    from ..embedded import attach
+
     return attach(Settings.from_env())
 
 
@@ -69,6 +73,8 @@ def temporary_stack(
     recorder: bool = False,
 ) -> Iterator[LocalStack]:
     """A local stack for this command alone, started under a spinner; stopped and removed on exit."""
+    from ..embedded import LocalStack
+
     stop_on_sigterm()
     with LocalStack.temporary(
         base, agents, label, workers=workers, concurrency=concurrency, recorder=recorder

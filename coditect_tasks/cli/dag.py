@@ -7,28 +7,30 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import broker
-from ..agents import load_agents
-from ..app import CoditectApp, create_app
-from ..dag.graph import mermaid
-from ..dag.plan import Plan, validate
-from ..dag.run import DagRun, list_runs, submit
 from ..dag.spec import Dag
 from ..settings import Settings
 from ..status import TERMINAL
 from .context import clip, coloured, emit_json, err, out, settings
+
+if TYPE_CHECKING:
+    from ..app import CoditectApp
+    from ..dag.plan import Plan
+    from ..dag.run import DagRun
 
 dag_cli = typer.Typer(help="Validate, submit, inspect and cancel DAG runs.", no_args_is_help=True)
 EXIT_BY_STATUS = {"succeeded": 0, "running": 0, "failed": 1, "cancelled": 1}
 
 
 def _app() -> CoditectApp:
+    from .. import broker
+    from ..app import create_app
+
     config = settings()
     broker.ping(config.state_url, config.connect_timeout)
     return create_app(config)
@@ -39,6 +41,9 @@ def _load(path: Path | str) -> Dag:
 
 
 def _validate(dag: Dag) -> Plan:
+    from ..agents import load_agents
+    from ..dag.plan import validate
+
     config = Settings.from_env()
     return validate(dag, load_agents(config.agent_modules), **config.dag_limits())
 
@@ -66,6 +71,8 @@ def dag_submit(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Validate and start a run; with --wait, follow it to the end."""
+    from ..dag.run import submit
+
     dag = _load(file)
     app = _app()
     run = submit(dag, app)
@@ -140,6 +147,8 @@ def dag_status(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a run and its nodes (from the live state, else from the history)."""
+    from ..dag.run import DagRun
+
     _finish(DagRun(run_id, _app()).status(), as_json)
 
 
@@ -149,6 +158,8 @@ def dag_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List recent runs (live and recorded)."""
+    from ..dag.run import list_runs
+
     runs = list_runs(_app(), limit)
     if as_json:
         emit_json({"runs": runs})
@@ -166,6 +177,8 @@ def dag_list(
 @dag_cli.command("cancel")
 def dag_cancel(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
     """Cancel a run: start nothing new, revoke what is queued; it ends cancelled."""
+    from ..dag.run import DagRun
+
     run = DagRun(run_id, _app())
     if run.cancel():
         out.print(f"run {run_id} cancelled")
@@ -178,6 +191,9 @@ def dag_cancel(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
 @dag_cli.command("graph")
 def dag_graph(target: Annotated[str, typer.Argument(help="A DAG file, or a run id (states coloured).")]) -> None:
     """Print the DAG as a Mermaid flowchart."""
+    from ..dag.graph import mermaid
+    from ..dag.run import DagRun
+
     if Path(target).exists():
         dag = _load(target)
         _validate(dag)

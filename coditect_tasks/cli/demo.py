@@ -10,21 +10,25 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..agents import load_agents, select
-from ..app import create_app
-from ..demo import DEFAULT_ITEMS, Step, run_workflow
 from ..settings import Settings
 from .context import clip, emit_json, err, out, temporary_stack
 
 
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
-    items: Annotated[int, typer.Option(min=1, max=64, help="How many parallel review calls.")] = len(DEFAULT_ITEMS),
+    items: Annotated[
+        int | None, typer.Option(min=1, max=64, help="How many parallel review calls [default: one per built-in item].")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds the workflow may take.")] = 60.0,
 ) -> None:
     """Start a local stack, run plan → review ×N → summarize, show the results, stop."""
+    from ..agents import load_agents, select
+    from ..app import create_app
+    from ..demo import DEFAULT_ITEMS
+
     config = Settings.from_env()
     select(load_agents(config.agent_modules), ["emit", "echo"])
+    items = items or len(DEFAULT_ITEMS)
     work_items = [*DEFAULT_ITEMS, *(f"item-{i}" for i in range(len(DEFAULT_ITEMS), items))][:items]
     with temporary_stack(config, ["emit", "echo"], "demo", workers=2, concurrency=2) as stack:
         app = create_app(stack.settings)
@@ -50,6 +54,8 @@ def demo(
 
 
 def _run_with_progress(app: Any, items: Sequence[str], timeout: float, show: bool) -> dict[str, Any]:
+    from ..demo import Step, run_workflow
+
     if not show:
         return run_workflow(app, items, timeout)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..dag.spec import Dag
-from ..embedded import attach
 from ..settings import Settings
 from .context import emit_json, err, out, stop_on_sigterm, temporary_stack
 
@@ -35,6 +34,7 @@ def load(
 
     Locust's CSV and HTML reports go under CODITECT_HOME/load/. Exit code 1 if any run failed.
     """
+    from ..embedded import attach
     from ..load import runner
     from ..load.report import read_failures, read_stats
     from ..load.scenario import default_dag, scenario

@@ -8,9 +8,6 @@ from typing import Annotated
 
 import typer
 
-from .. import broker
-from ..agents import load_agents
-from ..app import create_app
 from ..errors import ConfigError
 from ..settings import safe_url
 from .context import err, settings, stop_on_sigterm
@@ -23,6 +20,8 @@ def exporter(
     """Serve Prometheus metrics of runs, nodes, agents, queues and breakers until Ctrl-C."""
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from .. import broker
+    from ..agents import load_agents
     from ..observability.metrics import PlatformCollector
 
     config = settings()
@@ -51,7 +50,9 @@ def flower(
     address: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say so).")] = "127.0.0.1",
 ) -> None:
     """Run Flower against the configured broker, behind basic auth from CODITECT_FLOWER_BASIC_AUTH."""
+    from .. import broker
     from .. import flower as flower_mod
+    from ..app import create_app
 
     os.environ["FLOWER_BASIC_AUTH"] = flower_mod.basic_auth()
     config = settings()
@@ -61,6 +62,7 @@ def flower(
 
 def recorder() -> None:
     """Record run history from Redis into the database, in the foreground until SIGTERM."""
+    from .. import broker
     from ..history.recorder import Recorder
     from ..history.store import HistoryStore
 

@@ -8,17 +8,9 @@ import time
 from typing import Annotated, Any
 
 import typer
-from celery.utils.nodenames import default_nodename, host_format
 from rich.table import Table
 
-from .. import broker
-from ..agents import load_agents, select
-from ..app import create_app
-from ..embedded import LocalStack
 from ..errors import ConfigError
-from ..observability import signals as observability_signals
-from ..registry import Registry
-from ..resilience.breaker import breaker_states
 from ..settings import Settings, safe_url
 from .context import emit_json, err, names, out, settings, stop_on_sigterm
 
@@ -40,6 +32,12 @@ def worker(
     events: Annotated[bool, typer.Option("--events/--no-events", "-E", help="Send task events (Flower).")] = False,
 ) -> None:
     """Run a worker pool in the foreground that consumes only these agents' queues."""
+    from .. import broker
+    from ..agents import load_agents, select
+    from ..app import create_app
+    from ..observability import signals as observability_signals
+    from ..registry import Registry
+
     if pool not in POOLS:
         raise ConfigError(
             "--pool",
@@ -86,6 +84,8 @@ def worker(
 def worker_name(hostname: str | None, agents: list[str]) -> str:
     """The pool's node name: ``hostname`` as Celery expands it (``%h`` …), else one unique to this
     process, so two pools on one host never share a registry entry or a reservation note."""
+    from celery.utils.nodenames import default_nodename, host_format
+
     if hostname is None:
         hostname = f"{'+'.join(agents)[:40]}-{os.getpid()}@{socket.gethostname()}"
     return str(host_format(default_nodename(hostname)))
@@ -95,6 +95,11 @@ def agents_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Show every agent with its live workers and queue depth."""
+    from .. import broker
+    from ..agents import load_agents
+    from ..registry import Registry
+    from ..resilience.breaker import breaker_states
+
     config = settings()
     declared = load_agents(config.agent_modules)
     broker_url = config.require_broker()
@@ -141,6 +146,9 @@ def up(
     agents: Annotated[str | None, typer.Option(help="Agents the pools serve (default: all).")] = None,
 ) -> None:
     """Start the local stack (embedded Redis unless configured, plus workers) until Ctrl-C."""
+    from ..agents import load_agents, select
+    from ..embedded import LocalStack
+
     config = Settings.from_env()
     declared = load_agents(config.agent_modules)
     served = names(agents, "--agents") if agents else sorted(declared)

@@ -16,6 +16,13 @@ AGENTS = {"echo", "emit", "sleep", "flaky", "noop"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _laughs() -> str:
+    """A "billion laughs" document: ten aliases of ten aliases …, 10^8 strings once expanded."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 8)]
+    return "\n".join(lines) + "\n"
+
+
 def test_the_example_file_loads_and_plans() -> None:
     dag = Dag.load(ROOT / "examples" / "release.yaml")
     plan = validate(dag, AGENTS)
@@ -78,6 +85,10 @@ def test_a_cycle_is_named_in_order() -> None:
         ),
         ("name: x\nnodes:\n- {id: a, agent: noop}\n- {id: a, agent: echo}\n", "bad.yaml: node 'a': duplicate node id"),
         ("name: x\nnodes:\n- {id: a, agent: noop, params: {x: .nan}}\n", "node 'a': params are not JSON-serialisable"),
+        (
+            "name: x\nnodes:\n- {id: a, agent: noop, foreach: a}\n",
+            "bad.yaml: node 'a': 'foreach' names the node itself",
+        ),
     ],
 )
 def test_graph_errors_name_file_and_node(text: str, message: str) -> None:
@@ -102,6 +113,9 @@ def test_graph_errors_name_file_and_node(text: str, message: str) -> None:
             "'timeout' of 90000 s is over the limit of 86400 s",
         ),
         ("name: x\nnodes:\n- {id: a, agent: noop, colour: red}\n", "bad.yaml", "node 'a': unknown field(s) colour"),
+        ("name: x\nname: y\nnodes:\n- {id: a, agent: noop}\n", "bad.yaml", "duplicate mapping key: 'name'"),
+        ("name: !!python/object:os.system x\nnodes: []\n", "bad.yaml", "not valid YAML"),
+        ("name: x\nnodes: [" + ", ".join(["{id: a, agent: noop}"] * 3) + "]\n" + _laughs(), "bad.yaml", "alias"),
     ],
 )
 def test_malformed_files_are_one_line(text: str, name: str, message: str) -> None:
@@ -109,6 +123,12 @@ def test_malformed_files_are_one_line(text: str, name: str, message: str) -> Non
         Dag.from_text(text, name)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_dag_files_are_yaml_1_2() -> None:
+    """Plain words stay strings (YAML 1.1's yes/no/on/off booleans are gone), as in JSON."""
+    dag = Dag.from_text("name: x\nnodes:\n- {id: a, agent: noop, params: {answer: no, mode: on, flag: true}}\n")
+    assert dag.nodes["a"].params == {"answer": "no", "mode": "on", "flag": True}
 
 
 def test_params_that_are_not_json_are_refused_before_anything_runs() -> None:

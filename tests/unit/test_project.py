@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_public_api_is_exactly_what_all_lists() -> None:
-    public = {name for name in vars(coditect_tasks) if not name.startswith("_")} - {"annotations"}
+    public = {name for name in dir(coditect_tasks) if not name.startswith("_")} - {"annotations"}
     modules = {name for name in public if type(getattr(coditect_tasks, name)).__name__ == "module"}
     assert public - modules == set(coditect_tasks.__all__)
 
