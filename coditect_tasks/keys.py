@@ -80,6 +80,8 @@ RUN_HASHES = (
     "task",  # node → Celery task id of the message its running attempt began from
     "order",  # node → place of its newest message among those the engine put on its queue (PUSHED)
     "retried",  # node → retries it has taken (the retry policy's count; failovers are not retries)
+    "items",  # foreach item '<node>#k' → its value (JSON), until its node completes
+    "fanout",  # foreach node → item count; '<node>|done' → items succeeded; '<node>|open' → not yet ended
 )
 
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
@@ -126,8 +128,8 @@ def breaker_state(agent: str) -> str:
 
 #: Seconds an attempt's lease lasts without renewal: a running attempt not renewed for this long is presumed dead.
 LEASE_SECONDS = 5.0
-#: Seconds a foreach node's lease lasts: it waits on its chord and its items renew it.
-FOREACH_LEASE_SECONDS = 60.0
+#: Bytes of one node's result (a foreach node's: all its items' results) at most, as JSON.
+MAX_RESULT_BYTES = 8 * 1024 * 1024
 #: Seconds between two reaps by any worker beyond which Redis is taken to have been unreachable
 #: (stalled, restarting, cut off from every worker): leases then get one more length to be renewed.
 REAP_GAP_SECONDS = 3.0
@@ -163,7 +165,7 @@ def lua_prelude() -> str:
         "AGENT_QUEUE_PREFIX": AGENT_QUEUE_PREFIX,
         "RUN_HASHES": RUN_HASHES,
         "LEASE_SECONDS": LEASE_SECONDS,
-        "FOREACH_LEASE_SECONDS": FOREACH_LEASE_SECONDS,
+        "MAX_RESULT_BYTES": MAX_RESULT_BYTES,
         "QUEUED_CHECK_SECONDS": QUEUED_CHECK_SECONDS,
         "LIVE_TTL": LIVE_TTL,
         "HISTORY_CAP": HISTORY_CAP,

@@ -28,9 +28,6 @@ from ..broker import outlast_outages, redis_client, require_noeviction
 from ..status import RunStatus
 from .plan import Plan
 
-#: Largest JSON result a node may return, in bytes.
-MAX_RESULT_BYTES = 8 * 1024 * 1024
-
 
 def now() -> str:
     """ISO-8601 UTC timestamp with microseconds: the only time format we store."""
@@ -47,6 +44,7 @@ def _load_scripts() -> dict[str, str]:
             "begin",
             "complete",
             "fail",
+            "fanout",
             "retry",
             "cancel",
             "renew",
@@ -203,22 +201,11 @@ class Engine:
             int(reply[7]),
         )
 
-    def upstream(self, run_id: str, node_id: str) -> dict[str, Any]:
-        """The node's direct predecessors' results by id, read when a foreach item runs: items
-        get them by reference, so N items do not carry N copies in their messages."""
-        p = keys.run_prefix(run_id)
-        preds: list[str] = []
-        values: list[Any] = []
-        for attempt in outlast_outages(self.outage_seconds):
-            with attempt:
-                desc = self.client.hget(p + "node", node_id)
-                if desc is None:
-                    raise LookupError(f"run {run_id} has no node {node_id!r}: its live state is gone")
-                preds = json.loads(desc)["p"]
-                values = self.client.hmget(p + "result", preds) if preds else []
-        return {
-            pred: json.loads(value) if value is not None else None for pred, value in zip(preds, values, strict=True)
-        }
+    def fan_out(self, run_id: str, node_id: str, token: int, items: list[Any]) -> bool:
+        """Queue one message per item of foreach node ``node_id`` (attempt ``token``, at least one
+        item); False if that attempt is stale or the node has fanned out already."""
+        encoded = [json.dumps(item, separators=(",", ":")) for item in items]
+        return int(self._call("fanout", run_id, node_id, token, *encoded)) == 1
 
     def complete(self, run_id: str, node_id: str, token: int, result_json: str, span: str = "") -> bool:
         return int(self._call("complete", run_id, node_id, token, result_json, span)[0]) == 1
@@ -348,6 +335,6 @@ def encode_result(result: Any) -> tuple[str, str | None]:
         encoded = json.dumps(result, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         return "", f"result is not JSON-serialisable: {exc}"
-    if len(encoded) > MAX_RESULT_BYTES:
-        return "", f"result is {len(encoded)} bytes, over the limit of {MAX_RESULT_BYTES}"
+    if len(encoded) > keys.MAX_RESULT_BYTES:
+        return "", f"result is {len(encoded)} bytes, over the limit of {keys.MAX_RESULT_BYTES}"
     return encoded, None

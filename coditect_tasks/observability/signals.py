@@ -48,15 +48,15 @@ def _bind_task(task_id: str | None = None, task: Any = None, kwargs: dict[str, A
     if name.startswith(keys.AGENT_QUEUE_PREFIX):
         values["agent"] = name[len(keys.AGENT_QUEUE_PREFIX) :]
     kwargs = kwargs or {}
-    for field in ("run_id", "node_id"):
-        if kwargs.get(field):
-            values[field] = kwargs[field]
-    if kwargs.get("member") is not None:
-        values["item"] = kwargs["member"]
-    if kwargs.get("token") is not None:  # a foreach item runs in its node's attempt
-        values["attempt"] = int(kwargs["token"])
-    else:  # a node's attempt is known once it begins (worker/execution.py rebinds it); a plain call's is this
-        values["attempt"] = int(getattr(getattr(task, "request", None), "retries", 0) or 0) + 1
+    if kwargs.get("run_id"):
+        values["run_id"] = kwargs["run_id"]
+    if kwargs.get("node_id"):  # foreach item k of node N runs as N#k
+        node, item, index = str(kwargs["node_id"]).partition("#")
+        values["node_id"] = node
+        if item:
+            values["item"] = int(index)
+    # a node's attempt is known once it begins (worker/execution.py rebinds it); a plain call's is this
+    values["attempt"] = int(getattr(getattr(task, "request", None), "retries", 0) or 0) + 1
     logs.bind(**values)
 
 

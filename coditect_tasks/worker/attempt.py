@@ -28,7 +28,7 @@ def policy_for(spec: Agent, retries: int | None) -> RetryPolicy:
 
 @dataclass(frozen=True)
 class Attempt:
-    """Attempt ``token`` of node ``node_id`` of run ``run_id``; ``member`` is set for a foreach item.
+    """Attempt ``token`` of node ``node_id`` (or foreach item ``<node>#k``) of run ``run_id``.
 
     ``number`` counts the tries under the retry policy (1 for the first; a failover after a lost
     worker is not a try).
@@ -39,17 +39,11 @@ class Attempt:
     node_id: str
     token: int
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    member: int | None = None
     number: int = 1
-
-    @property
-    def lease_seconds(self) -> float:
-        """A node renews its own lease; an item keeps its foreach node's (longer) lease alive."""
-        return keys.FOREACH_LEASE_SECONDS if self.member is not None else keys.LEASE_SECONDS
 
     def lease(self) -> LeaseKeeper:
         """Renew the lease in the background while the ``with`` block runs."""
-        return LeaseKeeper(self.renew, self.lease_seconds)
+        return LeaseKeeper(self.renew, keys.LEASE_SECONDS)
 
     def renew(self, seconds: float) -> bool:
         return self.engine.renew(self.run_id, self.node_id, self.token, seconds)
@@ -63,12 +57,13 @@ class Attempt:
         return self.engine.fail(self.run_id, self.node_id, self.token, error)
 
     def retry(self, error: str, countdown: float) -> bool:
-        """Whether a retry may go ahead. A node's is the engine's: it queues the node's next
-        message after ``countdown`` (fenced); an item's is its own Celery retry while the node
-        keeps running, so nothing is recorded."""
-        if self.member is not None:
-            return True
+        """Whether a retry may go ahead: the engine queues the next attempt's message after
+        ``countdown`` seconds (fenced: a stale attempt's retry changes nothing)."""
         return self.engine.retry(self.run_id, self.node_id, self.token, error, countdown)
+
+    def fan_out(self, items: list[Any]) -> bool:
+        """Queue one message per item of this foreach node (see ``execution``)."""
+        return self.engine.fan_out(self.run_id, self.node_id, self.token, items)
 
     def reroute(self, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback, while its own breaker is open)."""

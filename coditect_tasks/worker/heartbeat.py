@@ -116,7 +116,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
     def _on_received(self, sender: Any = None, request: Any = None, **kwargs: Any) -> None:
         """A node message reached this worker: note it until the node begins."""
         body = request.kwargs if request is not None else {}
-        if body.get("run_id") and body.get("node_id") and body.get("member") is None and self._info:
+        if body.get("run_id") and body.get("node_id") and self._info:
             try:
                 engine_for(self._app.settings.state_url).reserve(body["run_id"], body["node_id"], self._info.hostname)
             except redis.RedisError as exc:

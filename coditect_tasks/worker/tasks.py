@@ -1,30 +1,26 @@
 """Binding agents to a Celery app as tasks: the worker's entry into ``execution``.
 
 Agent ``coder`` becomes task ``agents.coder`` with its limits and late acks. A task
-call with ``run_id``/``node_id`` is a node attempt or a foreach item; one without
-is a plain Celery call (canvas, ``apply_async``) retried by the agent's own policy.
+call with ``run_id``/``node_id`` is a node (or foreach item) attempt; one without is a
+plain Celery call (canvas, ``apply_async``) retried by the agent's own policy.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from ..agents import Agent, AgentCall
-from ..dag.engine import engine_for
-from .attempt import Attempt, policy_for
-from .execution import JOIN_TASK, execute, join, on_hard_timeout, run_item
+from .execution import execute, on_hard_timeout
 from .heartbeat import Heartbeat
 
 
 def install(app: Celery, agents: dict[str, Agent]) -> None:
-    """Register every agent, the foreach join task and the heartbeat bootstep on ``app``."""
+    """Register every agent and the heartbeat bootstep on ``app``."""
     for spec in agents.values():
         register(app, spec)
-    _register_join(app)
     app.steps["consumer"].add(Heartbeat)
 
 
@@ -64,11 +60,8 @@ def register(app: Celery, spec: Agent) -> Task:
         join: str | None = None,
         run_id: str | None = None,
         node_id: str | None = None,
-        member: int | None = None,
-        token: int | None = None,
-        node_retries: int | None = None,
     ) -> Any:
-        if run_id is not None and node_id is not None and member is None:
+        if run_id is not None and node_id is not None:
             return execute(self, spec, run_id, node_id)
         if join is not None:
             upstream = {join: upstream}
@@ -80,12 +73,6 @@ def register(app: Celery, spec: Agent) -> Task:
             run_id=run_id,
             node_id=node_id,
         )
-        if member is not None and run_id and node_id and token is not None:
-            engine = engine_for(self.app.settings.state_url)
-            policy = policy_for(spec, node_retries)
-            item = Attempt(engine, run_id, node_id, token, policy, member=member, number=call.attempt)
-            call = dataclasses.replace(call, upstream=engine.upstream(run_id, node_id))  # by reference
-            return run_item(self, spec, item, call)
         return _plain_call(self, spec, call)
 
     return run
@@ -103,9 +90,3 @@ def _plain_call(task: Task, spec: Agent, call: AgentCall) -> Any:
         raise task.retry(
             exc=exc, countdown=spec.retry.delay(call.attempt), max_retries=spec.retry.max_attempts - 1
         ) from exc
-
-
-def _register_join(app: Celery) -> None:
-    @app.task(name=JOIN_TASK, bind=True, shared=False, acks_late=True)  # type: ignore[untyped-decorator]
-    def join_task(self: Task, results: list[Any], run_id: str, node_id: str, token: int) -> None:
-        join(results, Attempt(engine_for(self.app.settings.state_url), run_id, node_id, token))

@@ -91,3 +91,21 @@ def test_the_reapers_check_of_queued_nodes_costs_the_same_whatever_the_backlog(
         f"at 20k queued the checks cost {per_second * 1e3:.0f} ms per second"
     )
     assert per_check_large < 5 * per_check_small  # a scan of the queue would be about 100 times
+
+
+def test_a_foreach_waiting_behind_a_backlog_runs_each_item_once(
+    test_app: CoditectApp, worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    worker_factory(["backlogged"], concurrency=1, extra_env=ENV)
+    log = tmp_path / "executions.log"
+    dag = Dag("fanout-backlog")
+    dag.node("fan", "backlogged", params={"log": str(log)}, foreach=["x", "y", "z"])
+    # queued behind the fan-out's launch and ahead of its items: 62 s of work, longer than any
+    # lease a waiting fan-out could be given
+    dag.node("wall", "backlogged", params={"log": str(log), "seconds": 62})
+    run = submit(dag, test_app)
+    assert run.wait(150) == "succeeded"
+    executions = Counter(log.read_text().split())
+    print(f"a 3-item foreach behind a 62 s backlog: {executions['fan']} item execution(s)")
+    assert executions == {"fan": 3, "wall": 1}
+    assert run.status()["nodes"]["fan"]["result"] == [{"slept": 0.0}] * 3

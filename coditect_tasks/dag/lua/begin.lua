@@ -3,7 +3,8 @@
 -- engine replaced (requeued, rerouted, retried) is stale and dropped. A node whose attempt still
 -- holds a live lease is not begun again: a redelivered or duplicated message is dropped. Both
 -- are counted as duplicates. Nothing is written before those checks. Returns {1, attempt token,
--- node params JSON, upstream JSON, foreach items JSON or false, parent traceparent,
+-- node record JSON (a foreach item's is its node's), upstream JSON, foreach items JSON (an item's
+-- own value) or false, parent traceparent,
 -- JSON list of the predecessors' traceparents}, or {0, why}. The parent is the span of
 -- the predecessor that finished last (it let this node start), else the run's root span.
 local node, worker, task_id = ARGV[3], ARGV[4], ARGV[5]
@@ -16,6 +17,10 @@ if string.match(task_id, ':(%d+)$') ~= (redis.call('HGET', SEQ, node) or '') the
   return {0, 'stale'}
 end
 local previous = redis.call('HGET', ATTEMPTS, node) or '0'
+if st == 'running' and redis.call('HEXISTS', FANOUT, node) == 1 then
+  count('duplicates|' .. agent_of(desc))  -- a foreach node runs on in its items
+  return {0, 'duplicate'}
+end
 -- (A begin repeated after its reply was lost is dropped too: its node runs again once the lease
 -- lapses, a few seconds later. Telling it apart from a redelivery of the same message to the same
 -- worker is not possible here, and that one must not run twice.)
@@ -35,7 +40,7 @@ if rs ~= 'running' then
   end
   return {0, rs or 'missing'}
 end
-if st == 'queued' then redis.call('HINCRBY', RUN, 'running', 1) else release(node, previous) end
+if st == 'running' then release(node, previous) elseif not desc.item then redis.call('HINCRBY', RUN, 'running', 1) end
 local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
 redis.call('HSET', STATUS, node, 'running')
 redis.call('HSET', STARTED, node, NOW)
@@ -43,15 +48,18 @@ redis.call('HSET', WORKER, node, worker)
 redis.call('HSET', TASK, node, task_id)
 redis.call('HSET', T0, node, server_now())
 record(node, 'running', {'attempt', token, 'worker', worker})
-count('attempts|' .. agent_of(desc))
-local lease = desc.x and FOREACH_LEASE_SECONDS or LEASE_SECONDS
-redis.call('ZADD', LEASES, server_now() + lease, lease_member(node, token))
+if not desc.item then count('attempts|' .. agent_of(desc)) end
+redis.call('ZADD', LEASES, server_now() + LEASE_SECONDS, lease_member(node, token))
 local parts = {}
 for _, pred in ipairs(desc.p) do
   parts[#parts + 1] = cjson.encode(pred) .. ':' .. (redis.call('HGET', RESULT, pred) or 'null')
 end
-local items = false
-if desc.f then items = redis.call('HGET', RESULT, desc.f) or 'null' end
+local items, rec = false, redis.call('HGET', PARAMS, node)
+if desc.item then
+  items, rec = redis.call('HGET', ITEMS, node), redis.call('HGET', PARAMS, parent_of(node))
+elseif desc.f then
+  items = redis.call('HGET', RESULT, desc.f) or 'null'
+end
 local parent, links, latest = redis.call('HGET', RUN, 'trace') or '', {}, ''
 for _, pred in ipairs(desc.p) do
   local tp = redis.call('HGET', TRACE, pred)
@@ -61,5 +69,5 @@ for _, pred in ipairs(desc.p) do
     if finished >= latest then latest, parent = finished, tp end
   end
 end
-return {1, token, redis.call('HGET', PARAMS, node), '{' .. table.concat(parts, ',') .. '}', items, parent,
+return {1, token, rec, '{' .. table.concat(parts, ',') .. '}', items, parent,
         '[' .. table.concat(links, ',') .. ']', tonumber(redis.call('HGET', RETRIED, node) or '0')}

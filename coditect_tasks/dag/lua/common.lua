@@ -14,8 +14,21 @@ local function count(name)
   redis.call('HINCRBY', METRICS, name, 1)
 end
 
--- A node's description: queue q, template t, successors s, predecessors p, foreach x/f.
+-- Item k of a foreach node N is the pseudo-node 'N#k' in the run's hashes (node ids cannot hold
+-- '#'): its own message, seq, lease, attempts and retries, as a node has. Items leave the run's
+-- counters (remaining, running, metrics) and its history to their node, which they complete.
+local function parent_of(node)
+  return string.match(node, '^(.+)#%d+$')
+end
+
+-- A node's description: queue q, template t, successors s, predecessors p, foreach x/f. An
+-- item's is its node's, with no successors.
 local function desc_of(node)
+  local parent = parent_of(node)
+  if parent then
+    local d = cjson.decode(redis.call('HGET', NODE, parent))
+    return {q = d.q, t = d.t, s = {}, p = d.p, item = true}
+  end
   return cjson.decode(redis.call('HGET', NODE, node))
 end
 
@@ -45,6 +58,7 @@ local function observe_end(node, agent, outcome)
 end
 
 local function record(node, status, extra)
+  if parent_of(node) then return end
   local args = {'XADD', HISTORY, 'MAXLEN', '~', HISTORY_MAX_ENTRIES, '*', 'run', RUN_ID, 'node', node,
                 'status', status, 'at', NOW}
   if extra then
@@ -126,23 +140,44 @@ local function finish()
   expire_all()
 end
 
--- Skip every node that has not started: the run has failed and starts nothing new.
-local function skip_unstarted()
-  local all = redis.call('HGETALL', STATUS)
-  local remaining = tonumber(redis.call('HGET', RUN, 'remaining'))
-  for i = 1, #all, 2 do
-    local st = all[i + 1]
-    if st == 'pending' or st == 'queued' then
-      redis.call('HSET', STATUS, all[i], 'skipped')
-      record(all[i], 'skipped')
-      remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
-    end
-  end
-  return remaining
-end
-
 local function fenced(node, token)
   return redis.call('HGET', STATUS, node) == 'running' and redis.call('HGET', ATTEMPTS, node) == token
+end
+
+-- A fanned-out node in a run that starts nothing new ends (skipped) once none of its items is
+-- queued or running any more.
+local function close_parent(parent)
+  local token = redis.call('HGET', ATTEMPTS, parent)
+  if not fenced(parent, token) or redis.call('HGET', RUN, 'status') == 'running' then return end
+  if tonumber(redis.call('HGET', FANOUT, parent .. '|open')) > 0 then return end
+  redis.call('HINCRBY', RUN, 'running', -1)
+  redis.call('HSET', STATUS, parent, 'skipped')
+  record(parent, 'skipped')
+  if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
+end
+
+-- Skip every node (and foreach item) that has not started: the run has failed and starts
+-- nothing new. Returns the nodes remaining.
+local function skip_unstarted()
+  local all = redis.call('HGETALL', STATUS)
+  local parents = {}
+  for i = 1, #all, 2 do
+    local id, st = all[i], all[i + 1]
+    local parent = parent_of(id)
+    if parent then
+      if st == 'queued' then
+        redis.call('HSET', STATUS, id, 'skipped')
+        redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
+        parents[parent] = true
+      end
+    elseif st == 'pending' or st == 'queued' then
+      redis.call('HSET', STATUS, id, 'skipped')
+      record(id, 'skipped')
+      redis.call('HINCRBY', RUN, 'remaining', -1)
+    end
+  end
+  for parent in pairs(parents) do close_parent(parent) end
+  return tonumber(redis.call('HGET', RUN, 'remaining'))
 end
 
 -- Queue node again because its attempt or its message was lost: `error` is kept as the
@@ -167,14 +202,22 @@ local function settle(node, token, outcome)
   if not fenced(node, token) then return nil end
   local desc = desc_of(node)
   release(node, token)
-  if outcome then observe_end(node, agent_of(desc), outcome) end
-  redis.call('HINCRBY', RUN, 'running', -1)
+  if not desc.item then
+    if outcome then observe_end(node, agent_of(desc), outcome) end
+    redis.call('HINCRBY', RUN, 'running', -1)
+  end
   return desc
 end
 
 -- A node whose attempt has ended (settled) in a run that starts nothing new: it is skipped.
 local function skip_settled(node)
   redis.call('HSET', STATUS, node, 'skipped')
+  local parent = parent_of(node)
+  if parent then
+    redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
+    close_parent(parent)
+    return
+  end
   record(node, 'skipped')
   if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
 end
@@ -184,4 +227,48 @@ local function requeue(node, token, why)
   ready(node)  -- fails here, before anything is written, if the node cannot be queued
   settle(node, token, nil)
   requeue_lost(node, why, {'attempt', token, 'error', why})
+end
+
+-- What completing node makes ready, read before anything is written: its successors, and the
+-- messages of those it is the last predecessor of.
+local function plan_completion(node)
+  local plan = {succs = {}, ready = {}}
+  if redis.call('HGET', RUN, 'status') == 'running' then
+    plan.succs = desc_of(node).s
+    for _, succ in ipairs(plan.succs) do
+      if tonumber(redis.call('HGET', PENDING, succ)) == 1 then plan.ready[#plan.ready + 1] = ready(succ) end
+    end
+  end
+  return plan
+end
+
+-- Node succeeded in attempt token with JSON result (span: its traceparent, for its successors'
+-- spans to hang under): record it, count down its successors, queue the ones plan found ready.
+local function complete_node(node, token, result, span, plan)
+  settle(node, token, 'succeeded')
+  if span and span ~= '' then redis.call('HSET', TRACE, node, span) end
+  redis.call('HSET', STATUS, node, 'succeeded')
+  redis.call('HSET', RESULT, node, result)
+  redis.call('HSET', FINISHED, node, NOW)
+  local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
+  record(node, 'succeeded', {'attempt', token, 'result', string.sub(result, 1, HISTORY_CAP)})
+  for _, succ in ipairs(plan.succs) do redis.call('HINCRBY', PENDING, succ, -1) end
+  for _, r in ipairs(plan.ready) do push(r) end
+  if remaining == 0 then finish() end
+end
+
+-- Node failed for good in attempt token: the run starts nothing new and ends failed once its
+-- running nodes are done.
+local function fail_node(node, token, err)
+  settle(node, token, 'failed')
+  redis.call('HSET', STATUS, node, 'failed')
+  redis.call('HSET', ERROR, node, err)
+  redis.call('HSET', FINISHED, node, NOW)
+  local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
+  record(node, 'failed', {'attempt', token, 'error', string.sub(err, 1, HISTORY_CAP)})
+  if redis.call('HGET', RUN, 'status') == 'running' then
+    redis.call('HSET', RUN, 'status', 'failing', 'error', 'node ' .. node .. ' failed: ' .. err)
+    remaining = skip_unstarted()
+  end
+  if remaining == 0 then finish() end
 end

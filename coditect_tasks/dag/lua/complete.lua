@@ -1,24 +1,45 @@
 -- Node ARGV[3] succeeded in attempt ARGV[4] with JSON result ARGV[5] (its span's W3C
--- traceparent in ARGV[6], for its successors' spans to hang under). Records it,
--- counts down its successors and enqueues those now ready. Returns {1, ready} or {0} if stale.
-local node, token, result = ARGV[3], ARGV[4], ARGV[5]
+-- traceparent in ARGV[6], for its successors' spans to hang under). Records it, counts down
+-- its successors and enqueues those now ready. A foreach item records its result; the last
+-- one completes its node with every item's result, in order. Returns {1, ready} or {0} if stale.
+local node, token, result, span = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if not fenced(node, token) then return {0} end
--- read everything first: the successors this completion makes ready
-local succs, now_ready = {}, {}
-if redis.call('HGET', RUN, 'status') == 'running' then
-  succs = desc_of(node).s
-  for _, succ in ipairs(succs) do
-    if tonumber(redis.call('HGET', PENDING, succ)) == 1 then now_ready[#now_ready + 1] = ready(succ) end
-  end
+local parent = parent_of(node)
+if not parent then
+  local plan = plan_completion(node)
+  complete_node(node, token, result, span, plan)
+  return {1, #plan.ready}
 end
-settle(node, token, 'succeeded')
-if ARGV[6] and ARGV[6] ~= '' then redis.call('HSET', TRACE, node, ARGV[6]) end
+-- read everything first: the node's whole result if this is its last item, and what it makes ready
+local n = tonumber(redis.call('HGET', FANOUT, parent))
+local done = tonumber(redis.call('HGET', FANOUT, parent .. '|done')) + 1
+local ptoken = redis.call('HGET', ATTEMPTS, parent)
+local whole, plan
+if done == n and fenced(parent, ptoken) then
+  local index = tonumber(string.match(node, '#(%d+)$'))
+  local parts = {}
+  for k = 0, n - 1 do
+    parts[k + 1] = (k == index) and result or redis.call('HGET', RESULT, parent .. '#' .. k)
+  end
+  whole = '[' .. table.concat(parts, ',') .. ']'
+  if #whole <= MAX_RESULT_BYTES then plan = plan_completion(parent) end
+end
+settle(node, token, nil)
 redis.call('HSET', STATUS, node, 'succeeded')
 redis.call('HSET', RESULT, node, result)
-redis.call('HSET', FINISHED, node, NOW)
-local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
-record(node, 'succeeded', {'attempt', token, 'result', string.sub(result, 1, HISTORY_CAP)})
-for _, succ in ipairs(succs) do redis.call('HINCRBY', PENDING, succ, -1) end
-for _, r in ipairs(now_ready) do push(r) end
-if remaining == 0 then finish() end
-return {1, #now_ready}
+redis.call('HSET', FANOUT, parent .. '|done', done)
+redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
+if not whole then
+  close_parent(parent)
+  return {1, 0}
+end
+for k = 0, n - 1 do  -- the node's result holds them now
+  redis.call('HDEL', RESULT, parent .. '#' .. k)
+  redis.call('HDEL', ITEMS, parent .. '#' .. k)
+end
+if plan then
+  complete_node(parent, ptoken, whole, span, plan)
+  return {1, #plan.ready}
+end
+fail_node(parent, ptoken, 'result is ' .. #whole .. ' bytes, over the limit of ' .. MAX_RESULT_BYTES)
+return {1, 0}
