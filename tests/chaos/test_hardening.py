@@ -134,3 +134,28 @@ def test_an_eight_second_redis_stall_runs_no_node_twice(own_redis: RedisServer, 
 
 def _running(run: DagRun) -> int:
     return sum(1 for n in run.status()["nodes"].values() if n["status"] == "running")
+
+
+def test_a_worker_killed_mid_foreach_re_runs_only_the_items_it_held(
+    test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry, tmp_path: Path
+) -> None:
+    doomed = worker_factory(["counted"], concurrency=2, extra_env=ENV)
+    survivor = worker_factory(["counted"], concurrency=2, extra_env=ENV)
+    log = tmp_path / "executions.log"
+    dag = Dag("fanout-kill")
+    dag.node("fan", "counted", params={"log": str(log), "seconds": 6}, foreach=["a", "b", "c", "d"])
+    run = submit(dag, test_app)
+    workers = keys.run_prefix(run.id) + "worker"
+    wait_for(lambda: len(registry.client.hgetall(workers)) == 5, 30, "all four items to run")  # the node and its items
+    held = [f for f, host in registry.client.hgetall(workers).items() if "#" in f and host == doomed.hostname]
+    os.killpg(doomed.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    assert run.wait(60) == "succeeded"
+    executions = sorted(line.split()[0] for line in log.read_text().splitlines())
+    print(
+        f"a worker holding {len(held)} of 4 foreach items SIGKILLed: {len(executions)} item executions, "
+        f"run done {time.monotonic() - killed:.1f} s after the kill"
+    )
+    assert held and len(run.results()["fan"]) == 4
+    assert len(executions) == 4 + len(held)  # only the items the dead worker held ran again
+    assert survivor.hostname in set(registry.client.hgetall(workers).values())
