@@ -32,8 +32,17 @@ def agent_queue(agent: str) -> str:
     return f"{AGENT_QUEUE_PREFIX}{agent}"
 
 
-#: ZSET of run ids scored by submit time (seconds since the epoch).
+#: ZSET of run ids scored by submit time (seconds since the epoch): the runs Redis holds, running
+#: or finished within the retention window (``Settings.live_retention``); older ones are in the history.
 RUNS = f"{PREFIX}runs"
+
+#: ZSET of finished runs whose history the recorder has not written yet, scored by when they
+#: finished: their live state stays until it has (``coditect_runs_unrecorded``).
+UNRECORDED = f"{PREFIX}unrecorded"
+
+#: ZSET of recorded runs scored by when their live state expires; the recorder drops them from
+#: ``RUNS`` then.
+RETIRED = f"{PREFIX}retired"
 
 #: STREAM of every run and node transition, consumed by the history recorder.
 HISTORY = f"{PREFIX}history"
@@ -135,8 +144,6 @@ MAX_RESULT_BYTES = 8 * 1024 * 1024
 REAP_GAP_SECONDS = 3.0
 #: Seconds a node may sit queued before it is checked for a message lost in transit.
 QUEUED_CHECK_SECONDS = 15.0
-#: Seconds a finished run's live state is kept in Redis.
-LIVE_TTL = 7 * 24 * 3600
 #: Bytes of a result or error copied into the history stream (and kept in the history database).
 HISTORY_CAP = 16384
 #: Entries the history stream keeps at most (about: trimmed with ``MAXLEN ~``) while the recorder is
@@ -167,7 +174,9 @@ def lua_prelude() -> str:
         "LEASE_SECONDS": LEASE_SECONDS,
         "MAX_RESULT_BYTES": MAX_RESULT_BYTES,
         "QUEUED_CHECK_SECONDS": QUEUED_CHECK_SECONDS,
-        "LIVE_TTL": LIVE_TTL,
+        "RUNS": RUNS,
+        "UNRECORDED": UNRECORDED,
+        "RETIRED": RETIRED,
         "HISTORY_CAP": HISTORY_CAP,
         "HISTORY_MAX_ENTRIES": HISTORY_MAX_ENTRIES,
         "DURATION_BUCKETS": DURATION_BUCKETS,

@@ -44,6 +44,8 @@ class Settings:
     max_dag_bytes: int = 16 * 1024 * 1024
     max_params_bytes: int = 1024 * 1024
     max_foreach_items: int = 10_000
+    #: Seconds a finished run's live state stays in Redis once its history is recorded (0: none).
+    live_retention: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +85,7 @@ class Settings:
             max_dag_bytes=_whole(get, "CODITECT_MAX_DAG_BYTES", cls.max_dag_bytes),
             max_params_bytes=_whole(get, "CODITECT_MAX_PARAMS_BYTES", cls.max_params_bytes),
             max_foreach_items=_whole(get, "CODITECT_MAX_FOREACH_ITEMS", cls.max_foreach_items),
+            live_retention=_whole(get, "CODITECT_LIVE_RETENTION", cls.live_retention, minimum=0),
         )
 
     @property
@@ -142,6 +145,7 @@ class Settings:
         env["CODITECT_MAX_DAG_BYTES"] = str(self.max_dag_bytes)
         env["CODITECT_MAX_PARAMS_BYTES"] = str(self.max_params_bytes)
         env["CODITECT_MAX_FOREACH_ITEMS"] = str(self.max_foreach_items)
+        env["CODITECT_LIVE_RETENTION"] = str(self.live_retention)
         return env
 
     def dag_limits(self) -> dict[str, int]:
@@ -157,11 +161,12 @@ class Settings:
         return int(logging.getLevelName(self.log_level))
 
 
-def _whole(get: Callable[[str], str | None], name: str, default: int) -> int:
-    """A positive whole number from variable ``name``, else ``default``."""
+def _whole(get: Callable[[str], str | None], name: str, default: int, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` from variable ``name``, else ``default``."""
     text = get(name) or str(default)
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(name, f"{text!r} is not a positive whole number")
+    if not text.isdigit() or int(text) < minimum:
+        kind = "positive whole number" if minimum == 1 else f"whole number ≥ {minimum}"
+        raise ConfigError(name, f"{text!r} is not a {kind}")
     return int(text)
 
 

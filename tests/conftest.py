@@ -129,4 +129,4 @@ def app(settings: Settings) -> Iterator[CoditectApp]:
 @pytest.fixture
 def recorder(settings: Settings, registry: Registry) -> Recorder:
     """An in-process history recorder; call ``drain()`` to record what is in the stream."""
-    return Recorder(registry.client, HistoryStore.from_settings(settings))
+    return Recorder(registry.client, HistoryStore.from_settings(settings), retention=settings.live_retention)

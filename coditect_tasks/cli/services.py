@@ -68,7 +68,9 @@ def recorder() -> None:
 
     config = settings()
     broker.ping(config.state_url, config.connect_timeout)
-    rec = Recorder(broker.redis_client(config.state_url), HistoryStore.from_settings(config))
+    rec = Recorder(
+        broker.redis_client(config.state_url), HistoryStore.from_settings(config), retention=config.live_retention
+    )
     stop_on_sigterm()
     err.print(f"recording history into {safe_url(config.history_url)}")
     try:

@@ -45,6 +45,7 @@ def _load_scripts() -> dict[str, str]:
             "complete",
             "fail",
             "fanout",
+            "retire",
             "retry",
             "cancel",
             "renew",
@@ -180,7 +181,6 @@ class Engine:
             pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
             stamp = datetime.now(UTC).timestamp()
             pipe.zadd(keys.RUNS, {run_id: stamp})
-            pipe.zremrangebyscore(keys.RUNS, 0, stamp - keys.LIVE_TTL)  # their live state has expired
             self.scripts["submit"](args=[run_id, submitted, *plan.roots], client=pipe)
             pipe.execute()
 
@@ -251,6 +251,11 @@ class Engine:
             if not self.client.exists(keys.worker(str(host))):
                 count += int(self._call("reclaim", "", str(host), grace))
         return count
+
+    def retire(self, run_id: str, retention: float) -> bool:
+        """The run's history is written: let its live state expire in ``retention`` seconds (0: now).
+        False if the run has not ended."""
+        return int(self._call("retire", run_id, retention)) == 1
 
     def reroute(self, run_id: str, node_id: str, token: int, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback); False if no template or stale."""

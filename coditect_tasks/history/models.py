@@ -8,7 +8,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ..keys import HISTORY_CAP
 
-#: Bytes of a node result kept in the history (the live state keeps it whole).
+#: Bytes of a node result the transition stream carries; the recorder writes the whole result.
 RESULT_CAP = HISTORY_CAP
 
 

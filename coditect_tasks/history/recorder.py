@@ -5,6 +5,11 @@ on. The recorder reads through a consumer group and acknowledges an entry only
 after its transaction commits, so a recorder that dies re-reads what it had
 not committed, and the store skips what it had (no loss, no duplicates).
 
+Once a run's final transition is written, the recorder retires the run's live state
+(``Engine.retire``): it leaves Redis after ``live_retention`` seconds, and reads go to the
+history, which holds every node result whole (the stream carries at most
+``keys.HISTORY_CAP`` bytes of one; a longer one is read from the live state before it goes).
+
 It is never stuck on one entry: a batch that fails for its data (not for an
 outage) is written again entry by entry; an entry that still fails after
 ``MAX_ATTEMPTS`` reads moves to the dead-letter stream ``keys.HISTORY_DEAD`` with its
@@ -21,6 +26,8 @@ import redis
 from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
 from .. import keys
+from ..dag.engine import Engine
+from ..status import TERMINAL
 from .store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -34,10 +41,14 @@ BAD_DATA = (DataError, IntegrityError, KeyError, ValueError, TypeError)
 
 
 class Recorder:
-    def __init__(self, client: redis.Redis, store: HistoryStore, consumer: str = "recorder-1") -> None:
+    def __init__(
+        self, client: redis.Redis, store: HistoryStore, consumer: str = "recorder-1", retention: float = 600
+    ) -> None:
         self.client = client
         self.store = store
         self.consumer = consumer
+        self.retention = retention
+        self.engine = Engine(client)
         self._stop = threading.Event()
         self._failures: dict[str, int] = {}
         try:
@@ -72,6 +83,7 @@ class Recorder:
         if not entries:
             return 0
         runs = self._run_info({f.get("run", "") for _, f in entries})
+        self._whole_results(entries)
         try:
             self.store.apply(entries, runs)
             done = [eid for eid, _ in entries]
@@ -84,7 +96,23 @@ class Recorder:
                 pipe.xack(keys.HISTORY, keys.HISTORY_GROUP, *done)
                 pipe.xdel(keys.HISTORY, *done)
                 pipe.execute()
+            recorded = set(done)
+            for eid, fields in entries:
+                if eid in recorded and not fields.get("node") and fields.get("status") in TERMINAL:
+                    self.engine.retire(fields["run"], self.retention)
         return len(done)
+
+    def _whole_results(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Put the whole result in place of one the stream cut at ``HISTORY_CAP`` bytes."""
+        cut = [f for _, f in entries if f.get("node") and len(f.get("result", "")) >= keys.HISTORY_CAP]
+        if not cut:
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for fields in cut:
+                pipe.hget(keys.run_prefix(fields["run"]) + "result", fields["node"])
+            for fields, whole in zip(cut, pipe.execute(), strict=True):
+                if whole is not None:
+                    fields["result"] = whole
 
     def _apply_alone(self, entry_id: str, fields: dict[str, str], runs: dict[str, dict[str, str]]) -> bool:
         """Write one entry in its own transaction; True once it is recorded or dead-lettered."""

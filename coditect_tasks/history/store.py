@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import CursorResult, Engine, create_engine, delete, select
 from sqlalchemy.orm import Session
 
 from ..settings import Settings
 from ..status import TERMINAL, NodeStatus, RunStatus
-from .models import RESULT_CAP, Base, NodeRecord, RunRecord, Transition
+from .models import Base, NodeRecord, RunRecord, Transition
 
 _ENGINES: dict[str, Engine] = {}
 
@@ -102,7 +102,7 @@ class HistoryStore:
             node.status, node.error = NodeStatus.QUEUED.value, fields.get("error")
         elif status == NodeStatus.SUCCEEDED:
             node.status, node.finished_at = NodeStatus.SUCCEEDED.value, at
-            node.result = fields.get("result", "")[:RESULT_CAP]
+            node.result = fields.get("result", "")
         elif status == NodeStatus.FAILED:
             node.status, node.finished_at, node.error = NodeStatus.FAILED.value, at, fields.get("error")
         else:
@@ -149,6 +149,18 @@ class HistoryStore:
                 },
             }
 
+    def prune(self, finished_before: str) -> int:
+        """Delete the runs that finished before ``finished_before`` (ISO-8601 UTC, as stored), with
+        their nodes and transitions; runs still going are kept. Returns how many runs went."""
+        old = select(RunRecord.run_id).where(
+            RunRecord.finished_at < finished_before, RunRecord.status.in_([str(s) for s in TERMINAL])
+        )
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(Transition).where(Transition.run_id.in_(old)))
+            session.execute(delete(NodeRecord).where(NodeRecord.run_id.in_(old)))
+            gone = cast(CursorResult[Any], session.execute(delete(RunRecord).where(RunRecord.run_id.in_(old))))
+            return int(gone.rowcount or 0)
+
     def dag(self, run_id: str) -> str | None:
         with Session(self.engine) as session:
             run = session.get(RunRecord, run_id)
@@ -176,4 +188,4 @@ def _decode(text: str | None) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        return {"truncated": text}  # capped to RESULT_CAP bytes: no longer valid JSON
+        return {"truncated": text}  # cut at RESULT_CAP bytes (its live state was gone): not JSON

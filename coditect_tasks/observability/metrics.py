@@ -68,6 +68,11 @@ class PlatformCollector(Collector):
             "Transitions in the history stream not yet written to the database (the recorder's backlog).",
             value=float(self.state.xlen(keys.HISTORY)),
         )
+        yield GaugeMetricFamily(
+            "coditect_runs_unrecorded",
+            "Finished runs whose history is not written yet: their live state stays in Redis until it is.",
+            value=float(self.state.zcard(keys.UNRECORDED)),
+        )
 
     def _agent_gauges(self, agents: list[str], live: Mapping[str, Sequence[object]]) -> Iterator[Metric]:
         depths = queue_depths(self.broker_url, [keys.agent_queue(agent) for agent in agents])

@@ -54,6 +54,10 @@ BAD_USAGES: list[tuple[str, str]] = [
     ("flower --bogus", "No such option: --bogus"),
     ("flower --port x", "Invalid value for '--port'"),
     ("recorder --bogus", "No such option: --bogus"),
+    ("history nosuch", "No such command 'nosuch'"),
+    ("history prune --bogus", "No such option: --bogus"),
+    ("history prune", "Missing option '--older-than'"),
+    ("history prune --older-than soon", "Invalid value for '--older-than'"),
 ]
 
 

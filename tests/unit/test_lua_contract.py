@@ -35,7 +35,7 @@ def test_no_script_defines_a_constant_python_also_defines() -> None:
 def test_the_prelude_carries_pythons_values() -> None:
     prelude = keys.lua_prelude()
     assert f'local LEASES = "{keys.LEASES}"' in prelude
-    assert f"local LIVE_TTL = {keys.LIVE_TTL}" in prelude
+    assert f'local UNRECORDED = "{keys.UNRECORDED}"' in prelude
     assert f"local LEASE_SECONDS = {keys.LEASE_SECONDS:g}" in prelude
     assert '  TRACE = P .. "trace"' in prelude  # one variable per run hash, from keys.RUN_HASHES
     assert all(script.startswith(prelude) for script in SCRIPTS.values())

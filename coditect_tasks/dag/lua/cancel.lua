@@ -19,5 +19,5 @@ for i = 1, #all, 2 do
 end
 record('', 'cancelled')
 announce('cancelled')
-expire_all()
+ended()
 return out

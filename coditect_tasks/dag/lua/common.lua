@@ -118,10 +118,10 @@ local function release(node, token)
   redis.call('ZREM', LEASES, lease_member(node, token))
 end
 
-local function expire_all()
-  for _, suffix in ipairs(RUN_HASHES) do
-    redis.call('EXPIRE', P .. suffix, LIVE_TTL)
-  end
+-- The run has ended: its live state stays in Redis until the recorder has written its history,
+-- which then retires it (retire.lua).
+local function ended()
+  redis.call('ZADD', UNRECORDED, server_now(), RUN_ID)
 end
 
 local function announce(final)
@@ -137,7 +137,7 @@ local function finish()
   observe('run_duration', 'run_duration_sum', redis.call('HGET', RUN, 't0'))
   record('', final)
   announce(final)
-  expire_all()
+  ended()
 end
 
 local function fenced(node, token)

@@ -1,0 +1,21 @@
+-- The recorder has written the history of finished run ARGV[1]: its live state expires in
+-- ARGV[3] seconds (0: now), and the run index forgets it then; reads go to the history after.
+-- Also drops from the index, at most 100 at a time, the retired runs whose time has come.
+-- Returns 1, or 0 if the run has not ended (nothing changes).
+local retention = tonumber(ARGV[3])
+local rs = redis.call('HGET', RUN, 'status')
+if rs == 'running' or rs == 'failing' or rs == 'submitting' then return 0 end
+local now = server_now()
+redis.call('ZREM', UNRECORDED, RUN_ID)
+if retention <= 0 then
+  for _, suffix in ipairs(RUN_HASHES) do redis.call('DEL', P .. suffix) end
+  redis.call('ZREM', RUNS, RUN_ID)
+else
+  for _, suffix in ipairs(RUN_HASHES) do redis.call('EXPIRE', P .. suffix, math.ceil(retention)) end
+  redis.call('ZADD', RETIRED, now + retention, RUN_ID)
+end
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', RETIRED, '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', RUNS, gone)
+  redis.call('ZREM', RETIRED, gone)
+end
+return 1
