@@ -1,0 +1,127 @@
+"""Finished runs leave Redis once their history is recorded, and read the same from the history.
+
+Real redis-server, real worker processes, the real recorder (in this process, drained on demand).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from coditect_tasks import Dag, keys, submit
+from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.dag.run import DagRun, list_runs
+from coditect_tasks.history.recorder import Recorder
+from coditect_tasks.history.store import HistoryStore
+from coditect_tasks.registry import Registry
+from coditect_tasks.settings import Settings
+
+from ..conftest import WorkerFactory, wait_for
+
+pytestmark = pytest.mark.integration
+AGENTS = ["echo", "emit", "flaky", "noop"]
+
+
+@pytest.fixture
+def app0(settings: Settings) -> Iterator[CoditectApp]:
+    """An app whose settings delete a run's live state as soon as it is recorded."""
+    app = create_app(dataclasses.replace(settings, live_retention=0))
+    yield app
+    app.close()
+
+
+def _varied_runs(app: CoditectApp) -> list[DagRun]:
+    diamond = Dag("diamond")
+    diamond.node("a", "emit", params={"value": ["x", "y"]})
+    diamond.node("b", "echo", after=["a"])
+    diamond.node("c", "echo", foreach="a", after=["a"])
+    diamond.node("d", "echo", after=["b", "c"])
+    failing = Dag("failing")
+    failing.node("bad", "flaky", params={"fail_times": 99}, retries=1)
+    failing.node("never", "echo", after=["bad"])
+    big = Dag("big-result")  # longer than what the transition stream carries of one result
+    big.node("blob", "emit", params={"value": "z" * (keys.HISTORY_CAP * 3)})
+    return [submit(dag, app) for dag in (diamond, failing, big)]
+
+
+def _live_keys(client: redis.Redis, run: DagRun) -> list[str]:
+    return list(client.scan_iter(match=keys.run_prefix(run.id) + "*"))
+
+
+def test_a_recorded_run_leaves_redis_and_reads_the_same_from_the_history(
+    app0: CoditectApp, worker_factory: WorkerFactory, registry: Registry
+) -> None:
+    worker_factory(AGENTS, concurrency=2)
+    runs = _varied_runs(app0)
+    assert [run.wait(30) for run in runs] == ["succeeded", "failed", "succeeded"]
+    live = {run.id: run.status() for run in runs}
+    assert registry.client.zcard(keys.UNRECORDED) == 3  # finished, waiting for the recorder
+    assert all(_live_keys(registry.client, run) for run in runs)
+
+    recorder = Recorder(registry.client, HistoryStore.from_settings(app0.settings), retention=0)
+    recorder.drain()
+    for run in runs:
+        assert _live_keys(registry.client, run) == []
+        assert run.status() == live[run.id], run.id  # the same document, now from the history
+        assert run.state() == live[run.id]["status"]
+    assert registry.client.zcard(keys.UNRECORDED) == 0
+    assert registry.client.zcard(keys.RUNS) == 0
+    assert {r["run_id"] for r in list_runs(app0, 10)} == {run.id for run in runs}
+    assert runs[2].results()["blob"] == "z" * (keys.HISTORY_CAP * 3)
+
+
+def test_live_state_outlasts_a_stopped_recorder_then_expires_after_the_retention(
+    settings: Settings, worker_factory: WorkerFactory, registry: Registry
+) -> None:
+    app = create_app(dataclasses.replace(settings, live_retention=1))
+    worker_factory(AGENTS, concurrency=2)
+    runs = [submit(_one_node(f"r{i}"), app) for i in range(5)]
+    assert all(run.wait(30) == "succeeded" for run in runs)
+    assert registry.client.zcard(keys.UNRECORDED) == 5  # no recorder: every run stays, counted
+    assert all(registry.client.ttl(keys.run_prefix(run.id) + "run") == -1 for run in runs)  # no expiry
+    Recorder(registry.client, HistoryStore.from_settings(app.settings), retention=1).drain()
+    assert registry.client.zcard(keys.UNRECORDED) == 0
+    wait_for(lambda: not any(_live_keys(registry.client, run) for run in runs), 10, "the live state to expire")
+    assert all(run.status()["status"] == "succeeded" for run in runs)
+    app.close()
+
+
+def test_a_burst_of_runs_leaves_redis_where_it_started(
+    app0: CoditectApp, worker_factory: WorkerFactory, registry: Registry
+) -> None:
+    worker_factory(AGENTS, concurrency=2)
+    recorder = Recorder(registry.client, HistoryStore.from_settings(app0.settings), retention=0)
+    warm = [submit(_one_node("warm"), app0)]  # the first run creates the queues' and counters' keys
+    assert warm[0].wait(30) == "succeeded"
+    recorder.drain()
+    keys_before, memory_before = registry.client.dbsize(), registry.client.info("memory")["used_memory"]
+    runs = [submit(_diamond(f"burst{i}"), app0) for i in range(300)]
+    assert all(run.wait(60) == "succeeded" for run in runs)
+    keys_during = registry.client.dbsize()
+    recorder.drain()
+    keys_after, memory_after = registry.client.dbsize(), registry.client.info("memory")["used_memory"]
+    print(
+        f"300 diamond runs: Redis keys {keys_before} before, {keys_during} finished and unrecorded, {keys_after} "
+        f"after recording; memory {memory_before / 1e6:.1f} MB before, {memory_after / 1e6:.1f} MB after"
+    )
+    assert keys_after - keys_before <= 36
+    assert memory_after - memory_before < 4 * 1024 * 1024
+    assert all(run.status()["nodes"]["d"]["status"] == "succeeded" for run in runs[:20])
+
+
+def _one_node(name: str) -> Dag:
+    dag = Dag(name)
+    dag.node("n", "noop")
+    return dag
+
+
+def _diamond(name: str) -> Dag:
+    dag = Dag(name)
+    dag.node("a", "noop")
+    dag.node("b", "noop", after=["a"])
+    dag.node("c", "noop", after=["a"])
+    dag.node("d", "noop", after=["b", "c"])
+    return dag
