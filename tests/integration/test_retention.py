@@ -6,7 +6,11 @@ Real redis-server, real worker processes, the real recorder (in this process, dr
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -125,3 +129,27 @@ def _diamond(name: str) -> Dag:
     dag.node("c", "noop", after=["a"])
     dag.node("d", "noop", after=["b", "c"])
     return dag
+
+
+def test_history_prune_deletes_finished_runs_older_than_the_age(
+    app0: CoditectApp, worker_factory: WorkerFactory, registry: Registry
+) -> None:
+    worker_factory(AGENTS, concurrency=2)
+    done = [submit(_one_node(f"old{i}"), app0) for i in range(3)]
+    assert all(run.wait(30) == "succeeded" for run in done)
+    going = Dag("still-going")
+    going.node("wait", "flaky", params={"fail_times": 99}, retries=50)  # keeps retrying: never finishes here
+    running = submit(going, app0)
+    Recorder(registry.client, HistoryStore.from_settings(app0.settings), retention=0).drain()
+    command = str(Path(sys.executable).parent / "coditect-tasks")
+    env = {"PATH": "/usr/bin:/bin", **app0.settings.environment()}
+    kept = subprocess.run([command, "history", "prune", "--older-than", "1d", "--json"], env=env, capture_output=True)
+    assert json.loads(kept.stdout)["deleted_runs"] == 0
+    pruned = subprocess.run([command, "history", "prune", "--older-than", "0s", "--json"], env=env, capture_output=True)
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["deleted_runs"] == 3
+    store = HistoryStore.from_settings(app0.settings)
+    assert [row["run_id"] for row in store.runs(10)] == [running.id]  # the running one stays
+    assert all(store.run(run.id) is None for run in done)
+    store.close()
+    running.cancel()
