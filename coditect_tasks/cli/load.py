@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,8 +34,9 @@ def load(
 
     Locust's CSV and HTML reports go under CODITECT_HOME/load/. Exit code 1 if any run failed.
     """
+    from .. import broker
     from ..embedded import attach
-    from ..load import runner
+    from ..load import resources, runner
     from ..load.report import read_failures, read_stats
     from ..load.scenario import default_dag, scenario
 
@@ -53,19 +54,20 @@ def load(
                 temporary_stack(config, agents, "load", workers=1, concurrency=concurrency, recorder=True)
             )
             target = stack.settings
+        sampler = resources.Sampler(cleanup.enter_context(broker.redis_client(target.state_url)))
         columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, disable=as_json) as progress:
             bar = progress.add_task(f"{plan.name}: {plan.summary} (×{scale:g})", total=plan.seconds)
-            outcome = runner.run(
-                target,
-                plan,
-                scale,
-                dag_file,
-                out_dir,
-                on_tick=lambda elapsed: progress.update(bar, completed=min(elapsed, plan.seconds)),
-            )
+
+            def tick(elapsed: float) -> None:
+                progress.update(bar, completed=min(elapsed, plan.seconds))
+                sampler.tick(elapsed)
+
+            outcome = runner.run(target, plan, scale, dag_file, out_dir, on_tick=tick)
+            sampler.samples.append(sampler.sample())
     figures = read_stats(outcome.prefix)
     failures = read_failures(outcome.prefix)
+    usage = _resources(sampler, outcome.prefix, out_dir, f"{plan.name} ×{scale:g}", config.live_retention)
     report = {
         "scenario": plan.name,
         "scale": scale,
@@ -73,9 +75,10 @@ def load(
         "seconds": plan.seconds,
         **{kind: f.to_json() for kind, f in figures.items()},
         "failures": failures,
+        "resources": usage,
         "reports": {"csv": str(outcome.prefix) + "_stats.csv", "html": str(outcome.html), "log": str(outcome.log)},
     }
-    failed = sum(f.failures for f in figures.values()) > 0 or outcome.exit_code != 0
+    failed = sum(f.failures for f in figures.values()) > 0 or outcome.exit_code != 0 or bool(usage["growing"])
     if as_json:
         emit_json(report)
     else:
@@ -96,6 +99,37 @@ def load(
         out.print(view)
         for failure in failures:
             out.print(f"[red]{failure['occurrences']}×[/red] {failure['error']}", markup=True, highlight=False)
-        out.print(f"reports: {outcome.html} and {outcome.prefix}_*.csv")
+        for name in usage["growing"]:
+            out.print(f"[red]{name} still grows in the second half[/red] (over {GROWTH_LIMIT:.0%})", markup=True)
+        out.print(f"reports: {outcome.html}, {usage['plot']} and {usage['timeline']}")
     if failed:
         raise typer.Exit(1)
+
+
+#: Growth over the second half of a load run beyond which a resource is taken to leak.
+GROWTH_LIMIT = 0.10
+
+
+def _resources(sampler: Any, prefix: Path, out_dir: Path, title: str, retention: int) -> dict[str, Any]:
+    """Write the timeline and the plot; judge growth once the run outlasts twice the retention
+    window (before that, finished runs legitimately pile up in Redis)."""
+    from ..load import resources
+
+    samples = sampler.samples
+    timeline, plot = out_dir / "timeline.csv", out_dir / "resources.html"
+    resources.write_timeline(samples, prefix.with_name(prefix.name + "_stats_history.csv"), timeline)
+    resources.write_plot(samples, title, plot)
+    judged = len(samples) > 1 and samples[-1].at - samples[0].at >= 2 * retention
+    rising = {name: resources.growth(samples, field) for name, field in GROWING.items()}
+    return {
+        "samples": len(samples),
+        "growth": {name: None if value is None else round(value, 4) for name, value in rising.items()},
+        "judged": judged,
+        "growing": [name for name, value in rising.items() if judged and value is not None and value > GROWTH_LIMIT],
+        "timeline": str(timeline),
+        "plot": str(plot),
+    }
+
+
+#: Resources that must reach a plateau: report name → ``Sample`` field.
+GROWING = {"redis memory": "redis_bytes", "worker RSS": "worker_rss"}

@@ -32,3 +32,10 @@ def test_a_short_steady_load_reports_every_run_and_its_dispatch(
     csv = Path(report["reports"]["csv"])
     assert csv.is_relative_to(settings.home / "load") and Path(report["reports"]["html"]).stat().st_size > 0
     assert read_stats(csv.with_name("locust"))["run"].requests == report["run"]["requests"]
+    usage = report["resources"]  # sampled beside the latency: Redis memory and keys, worker RSS and files
+    assert usage["samples"] >= 2 and usage["growing"] == []
+    timeline = Path(usage["timeline"]).read_text().splitlines()
+    assert timeline[0].startswith("at,redis_bytes,redis_keys,worker_rss,worker_fds,requests_per_s")
+    first = dict(zip(timeline[0].split(","), timeline[1].split(","), strict=True))
+    assert int(first["redis_bytes"]) > 0 and int(first["worker_rss"]) > 10_000_000 and int(first["worker_fds"]) > 0
+    assert Path(usage["plot"]).read_text().count("<polyline") == 4

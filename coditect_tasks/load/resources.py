@@ -1,0 +1,162 @@
+"""What a load test costs the stack over time: Redis memory and keys, worker memory and files.
+
+A leak hides behind a passing latency figure. ``Sampler`` reads Redis (``INFO memory``,
+``DBSIZE``) and every local worker pool (its main process and pool children, through
+psutil: RSS, open file descriptors) every few seconds; ``write_timeline`` puts the samples
+beside Locust's latency columns, ``write_plot`` draws them, and ``growth`` is the slope test
+the load command fails on.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import socket
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import psutil
+import redis
+
+from ..registry import Registry
+
+#: Seconds between two samples.
+EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # seconds since the epoch
+    redis_bytes: int
+    redis_keys: int
+    worker_rss: int  # bytes, every local worker process (pool children included)
+    worker_fds: int
+
+
+class Sampler:
+    """Samples the stack behind ``client`` when ``tick`` is called, at most every ``every`` s."""
+
+    def __init__(self, client: redis.Redis, every: float = EVERY) -> None:
+        self.client = client
+        self.every = every
+        self.samples: list[Sample] = []
+        self._last = -every
+
+    def tick(self, elapsed: float) -> None:
+        if elapsed - self._last >= self.every:
+            self._last = elapsed
+            self.samples.append(self.sample())
+
+    def sample(self) -> Sample:
+        rss = fds = 0
+        for process in _worker_processes(self.client):
+            try:
+                rss += process.memory_info().rss
+                fds += process.num_fds()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue  # a pool child replaced between listing and reading
+        return Sample(
+            at=time.time(),
+            redis_bytes=int(self.client.info("memory")["used_memory"]),
+            redis_keys=int(self.client.dbsize()),
+            worker_rss=rss,
+            worker_fds=fds,
+        )
+
+
+def _worker_processes(client: redis.Redis) -> list[psutil.Process]:
+    """Every process of the worker pools registered from this host."""
+    here = socket.gethostname()
+    found: list[psutil.Process] = []
+    for info in Registry(client).workers():
+        if info.hostname.rpartition("@")[2] != here or not psutil.pid_exists(info.pid):
+            continue
+        try:
+            main = psutil.Process(info.pid)
+            found += [main, *main.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def growth(samples: list[Sample], field: str) -> float | None:
+    """How much ``field`` still grows over the second half of the run, relative to where that half
+    starts: (fitted end - fitted start) / fitted start of a least-squares line through its samples.
+    None with fewer than 4 samples in that half (too short to tell)."""
+    half = samples[len(samples) // 2 :]
+    if len(half) < 4:
+        return None
+    xs = [s.at - half[0].at for s in half]
+    ys = [float(getattr(s, field)) for s in half]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    if spread == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    start = mean_y - slope * mean_x
+    return slope * xs[-1] / start if start > 0 else None
+
+
+def write_timeline(samples: list[Sample], stats_history: Path, path: Path) -> None:
+    """One CSV row per sample: the resources beside Locust's latest aggregated latency columns."""
+    latency = _latency_by_second(stats_history)
+    names = [f.name for f in fields(Sample)]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*names, "requests_per_s", "p50_ms", "p95_ms", "p99_ms"])
+        for sample in samples:
+            row = latency.get(max((t for t in latency if t <= sample.at), default=-1), ["", "", "", ""])
+            writer.writerow([*asdict(sample).values(), *row])
+
+
+def _latency_by_second(stats_history: Path) -> dict[int, list[str]]:
+    if not stats_history.exists():
+        return {}
+    table: dict[int, list[str]] = {}
+    with stats_history.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Name") == "Aggregated":
+                table[int(row["Timestamp"])] = [row["Requests/s"], row["50%"], row["95%"], row["99%"]]
+    return table
+
+
+def write_plot(samples: list[Sample], title: str, path: Path) -> None:
+    """A self-contained HTML page: one line chart (inline SVG) per resource over time."""
+    charts = [
+        ("Redis used_memory (MB)", [s.redis_bytes / 1e6 for s in samples]),
+        ("Redis keys", [float(s.redis_keys) for s in samples]),
+        ("Worker RSS (MB)", [s.worker_rss / 1e6 for s in samples]),
+        ("Worker open files", [float(s.worker_fds) for s in samples]),
+    ]
+    seconds = [s.at - samples[0].at for s in samples] if samples else []
+    body = "".join(_chart(name, seconds, values) for name, values in charts)
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}figure{display:inline-block;margin:1em}"
+        "figcaption{font-weight:bold}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{len(samples)} samples, one every {EVERY:g} s</p>{body}</body></html>"
+    )
+
+
+def _chart(name: str, xs: list[float], ys: list[float], width: int = 520, height: int = 220) -> str:
+    if len(xs) < 2:
+        return f"<figure><figcaption>{html.escape(name)}</figcaption><p>too few samples</p></figure>"
+    pad = 40
+    low, high = min(ys), max(ys)
+    span_y = (high - low) or max(abs(high), 1.0)
+    span_x = xs[-1] or 1.0
+    points = " ".join(
+        f"{pad + x / span_x * (width - 2 * pad):.1f},{height - pad - (y - low) / span_y * (height - 2 * pad):.1f}"
+        for x, y in zip(xs, ys, strict=True)
+    )
+    return (
+        f"<figure><figcaption>{html.escape(name)}</figcaption>"
+        f"<svg width='{width}' height='{height}' role='img' aria-label='{html.escape(name)}'>"
+        f"<rect x='{pad}' y='{pad}' width='{width - 2 * pad}' height='{height - 2 * pad}' fill='#f6f6f6'/>"
+        f"<polyline fill='none' stroke='#1f6feb' stroke-width='2' points='{points}'/>"
+        f"<text x='{pad}' y='{pad - 8}' font-size='12'>{high:.1f}</text>"
+        f"<text x='{pad}' y='{height - pad + 16}' font-size='12'>{low:.1f}</text>"
+        f"<text x='{width - pad}' y='{height - pad + 16}' font-size='12' text-anchor='end'>{span_x:.0f} s</text>"
+        "</svg></figure>"
+    )

@@ -1,0 +1,49 @@
+"""The load command's slope test: a resource that reaches a plateau passes, one that keeps growing fails."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from coditect_tasks.load.resources import Sample, growth, write_plot, write_timeline
+
+
+def _samples(values: list[float]) -> list[Sample]:
+    return [
+        Sample(at=1000.0 + 5 * i, redis_bytes=int(v), redis_keys=10, worker_rss=int(v), worker_fds=20)
+        for i, v in enumerate(values)
+    ]
+
+
+def test_a_plateau_with_noise_does_not_grow() -> None:
+    noise = random.Random(7)
+    rising_then_flat = [10e6 + min(i, 30) * 1e6 + noise.uniform(-3e5, 3e5) for i in range(120)]
+    value = growth(_samples(rising_then_flat), "redis_bytes")
+    assert value is not None and abs(value) < 0.02
+
+
+def test_a_straight_line_keeps_growing() -> None:
+    leak = [28e6 + i * 1.3e6 for i in range(120)]  # the seed's soak: 16 MB a minute
+    value = growth(_samples(leak), "redis_bytes")
+    assert value is not None and value > 0.5
+
+
+def test_too_short_a_run_is_not_judged() -> None:
+    assert growth(_samples([1, 2, 3, 4, 5, 6]), "worker_rss") is None
+
+
+def test_the_timeline_puts_resources_beside_latency_and_the_plot_draws_them(tmp_path: Path) -> None:
+    history = tmp_path / "locust_stats_history.csv"
+    history.write_text(
+        "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%\n"
+        "1000,5,,Aggregated,9.5,0,12,13,14,15,16,17,18,19\n"
+        "1010,5,,Aggregated,10.5,0,22,23,24,25,26,27,28,29\n"
+    )
+    samples = _samples([5e6, 6e6, 7e6])
+    write_timeline(samples, history, tmp_path / "timeline.csv")
+    rows = (tmp_path / "timeline.csv").read_text().splitlines()
+    assert rows[0] == "at,redis_bytes,redis_keys,worker_rss,worker_fds,requests_per_s,p50_ms,p95_ms,p99_ms"
+    assert rows[1].endswith(",9.5,12,17,19") and rows[3].endswith(",10.5,22,27,29")
+    write_plot(samples, "steady", tmp_path / "resources.html")
+    page = (tmp_path / "resources.html").read_text()
+    assert page.count("<polyline") == 4 and "Redis used_memory (MB)" in page
