@@ -102,6 +102,10 @@ METRICS = f"{PREFIX}metrics"
 #: ZSET of running attempts ("run|node|attempt") scored by lease expiry (Redis server time).
 LEASES = f"{PREFIX}leases"
 
+#: ZSET of queued nodes ("run|node|q", or "|l" for a second look) scored by when the reaper checks
+#: that their message is still on its way.
+WATCHES = f"{PREFIX}watches"
+
 
 #: HASH queue → how many node messages the engine has put on it: each message carries its
 #: number in header ``ORDER_HEADER``, so the queue's oldest message tells which were popped.
@@ -158,6 +162,7 @@ def lua_prelude() -> str:
     values: dict[str, str | int | float | tuple[str | float, ...]] = {
         "HISTORY": HISTORY,
         "LEASES": LEASES,
+        "WATCHES": WATCHES,
         "PUSHED": PUSHED,
         "ORDER_HEADER": ORDER_HEADER,
         "DELAYED": DELAYED,

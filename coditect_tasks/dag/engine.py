@@ -201,11 +201,13 @@ class Engine:
             int(reply[7]),
         )
 
-    def fan_out(self, run_id: str, node_id: str, token: int, items: list[Any]) -> bool:
+    def fan_out(self, run_id: str, node_id: str, token: int, record: dict[str, Any], items: list[Any]) -> bool:
         """Queue one message per item of foreach node ``node_id`` (attempt ``token``, at least one
-        item); False if that attempt is stale or the node has fanned out already."""
+        item); each item begins with ``record`` without its literal items (not N copies of them).
+        False if that attempt is stale, the node has fanned out already or the run has stopped."""
+        shared = json.dumps({**record, "items": None}, separators=(",", ":"))
         encoded = [json.dumps(item, separators=(",", ":")) for item in items]
-        return int(self._call("fanout", run_id, node_id, token, *encoded)) == 1
+        return int(self._call("fanout", run_id, node_id, token, shared, *encoded)) == 1
 
     def complete(self, run_id: str, node_id: str, token: int, result_json: str, span: str = "") -> bool:
         return int(self._call("complete", run_id, node_id, token, result_json, span)[0]) == 1

@@ -61,9 +61,9 @@ class Attempt:
         ``countdown`` seconds (fenced: a stale attempt's retry changes nothing)."""
         return self.engine.retry(self.run_id, self.node_id, self.token, error, countdown)
 
-    def fan_out(self, items: list[Any]) -> bool:
+    def fan_out(self, record: dict[str, Any], items: list[Any]) -> bool:
         """Queue one message per item of this foreach node (see ``execution``)."""
-        return self.engine.fan_out(self.run_id, self.node_id, self.token, items)
+        return self.engine.fan_out(self.run_id, self.node_id, self.token, record, items)
 
     def reroute(self, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback, while its own breaker is open)."""

@@ -132,7 +132,7 @@ def _fan_out(task: Task, attempt: Attempt, taken: Taken) -> None:
     if not values:
         attempt.succeed([])
         return
-    attempt.fan_out(values)
+    attempt.fan_out(record, values)
 
 
 def on_hard_timeout(app: Celery, task_id: str, kwargs: dict[str, Any], seconds: float) -> None:

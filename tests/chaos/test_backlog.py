@@ -65,11 +65,11 @@ def _check_cost(app: CoditectApp, registry: Registry, queued: int) -> float:
     _queue(app, max(1, queued // 5000), min(queued, 5000))
     engine = engine_for(app.settings.state_url)
     engine.reap()  # the first reap after a pause only extends leases (outage rule)
-    members = registry.client.zrange(keys.LEASES, 0, -1)
+    members = registry.client.zrange(keys.WATCHES, 0, -1)
     assert len(members) == queued
-    registry.client.zadd(keys.LEASES, dict.fromkeys(members, 0))  # every check is due now
+    registry.client.zadd(keys.WATCHES, dict.fromkeys(members, 0))  # every check is due now
     started = time.perf_counter()
-    while registry.client.zcount(keys.LEASES, "-inf", time.time()) > 0:
+    while registry.client.zcount(keys.WATCHES, "-inf", time.time()) > 0:
         assert engine.reap(limit=1000) == []  # nothing is lost: every message is in its queue
     return (time.perf_counter() - started) / queued
 

@@ -37,6 +37,8 @@ if rs ~= 'running' then
   if rs == 'failing' and st == 'running' then
     -- a redelivery after its worker died: the failed run will not start it again
     if settle(node, previous, nil) then skip_settled(node) end
+  elseif rs == 'failing' then
+    skip_settled(node)  -- queued after the run began to fail: it will not start now
   end
   return {0, rs or 'missing'}
 end
@@ -56,7 +58,7 @@ for _, pred in ipairs(desc.p) do
 end
 local items, rec = false, redis.call('HGET', PARAMS, node)
 if desc.item then
-  items, rec = redis.call('HGET', ITEMS, node), redis.call('HGET', PARAMS, parent_of(node))
+  items, rec = redis.call('HGET', ITEMS, node), redis.call('HGET', ITEMS, parent_of(node) .. '|record')
 elseif desc.f then
   items = redis.call('HGET', RESULT, desc.f) or 'null'
 end

@@ -1,5 +1,6 @@
--- Cancel the run: it ends now; nodes not yet running become cancelled. Returns
--- {1, task ids of queued messages to revoke...} or {0, current status}.
+-- Cancel the run: it ends now; nodes not yet running become cancelled, and so do foreach nodes
+-- that have fanned out (their running items finish, their queued ones never start). Returns
+-- {1, task ids of queued node messages to revoke...} or {0, current status}.
 local rs = redis.call('HGET', RUN, 'status')
 if rs ~= 'running' and rs ~= 'failing' then return {0, rs or 'missing'} end
 redis.call('HSET', RUN, 'status', 'cancelled', 'finished_at', NOW)
@@ -7,13 +8,17 @@ count('runs|cancelled')
 local out = {1}
 local all = redis.call('HGETALL', STATUS)
 for i = 1, #all, 2 do
-  local st = all[i + 1]
-  if st == 'pending' or st == 'queued' then
-    redis.call('HSET', STATUS, all[i], 'cancelled')
+  local id, st = all[i], all[i + 1]
+  if parent_of(id) then
+    if st == 'queued' then redis.call('HSET', STATUS, id, 'cancelled') end
+  elseif st == 'pending' or st == 'queued'
+         or (st == 'running' and redis.call('HEXISTS', FANOUT, id) == 1) then
+    if st == 'running' then redis.call('HINCRBY', RUN, 'running', -1) end
+    redis.call('HSET', STATUS, id, 'cancelled')
     redis.call('HINCRBY', RUN, 'remaining', -1)
-    record(all[i], 'cancelled')
+    record(id, 'cancelled')
     if st == 'queued' then
-      out[#out + 1] = RUN_ID .. ':' .. all[i] .. ':' .. (redis.call('HGET', SEQ, all[i]) or '1')
+      out[#out + 1] = RUN_ID .. ':' .. id .. ':' .. (redis.call('HGET', SEQ, id) or '1')
     end
   end
 end

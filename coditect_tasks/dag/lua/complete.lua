@@ -13,9 +13,20 @@ end
 -- read everything first: the node's whole result if this is its last item, and what it makes ready
 local n = tonumber(redis.call('HGET', FANOUT, parent))
 local done = tonumber(redis.call('HGET', FANOUT, parent .. '|done')) + 1
+local bytes = tonumber(redis.call('HGET', FANOUT, parent .. '|bytes')) + #result + 1
 local ptoken = redis.call('HGET', ATTEMPTS, parent)
+local live = fenced(parent, ptoken)
+if live and bytes > MAX_RESULT_BYTES then
+  -- the items' results would not fit in the node's: fail it now, before they pile up in Redis
+  settle(node, token, nil)
+  redis.call('HSET', STATUS, node, 'succeeded')
+  redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
+  fail_node(parent, ptoken, 'result is over ' .. bytes - 1 .. ' bytes with item ' .. string.match(node, '#(%d+)$')
+            .. ', over the limit of ' .. MAX_RESULT_BYTES)
+  return {1, 0}
+end
 local whole, plan
-if done == n and fenced(parent, ptoken) then
+if done == n and live then
   local index = tonumber(string.match(node, '#(%d+)$'))
   local parts = {}
   for k = 0, n - 1 do
@@ -27,16 +38,19 @@ end
 settle(node, token, nil)
 redis.call('HSET', STATUS, node, 'succeeded')
 redis.call('HSET', RESULT, node, result)
-redis.call('HSET', FANOUT, parent .. '|done', done)
+redis.call('HSET', FANOUT, parent .. '|done', done, parent .. '|bytes', bytes)
 redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
 if not whole then
   close_parent(parent)
   return {1, 0}
 end
-for k = 0, n - 1 do  -- the node's result holds them now
-  redis.call('HDEL', RESULT, parent .. '#' .. k)
-  redis.call('HDEL', ITEMS, parent .. '#' .. k)
+-- the node's result holds them now: the items' own state can go, 1,000 fields per command
+local items = {}
+for k = 0, n - 1 do items[k + 1] = parent .. '#' .. k end
+for _, hash in ipairs({STATUS, ATTEMPTS, SEQ, ORDER, RESULT, ERROR, WORKER, STARTED, TASK, T0, RETRIED, ITEMS}) do
+  for first = 1, n, 1000 do redis.call('HDEL', hash, unpack(items, first, math.min(first + 999, n))) end
 end
+redis.call('HDEL', ITEMS, parent .. '|record')
 if plan then
   complete_node(parent, ptoken, whole, span, plan)
   return {1, #plan.ready}

@@ -40,8 +40,10 @@ local now = server_now()
 local last = tonumber(redis.call('GET', REAPED_AT) or '0')
 redis.call('SET', REAPED_AT, tostring(now))
 if now - last > REAP_GAP_SECONDS then
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now + LEASE_SECONDS)) do
-    redis.call('ZADD', LEASES, now + LEASE_SECONDS, member)
+  for _, set in ipairs({LEASES, WATCHES}) do
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now + LEASE_SECONDS)) do
+      redis.call('ZADD', set, now + LEASE_SECONDS, member)
+    end
   end
   return {'outage'}
 end
@@ -67,34 +69,39 @@ local function promote(member)
   redis.call('ZREM', DELAYED, member)
 end
 
-local function check(member)
+-- A queued node's watch is due: is its message still on its way?
+local function check_watch(member)
+  local run_id, node, look = string.match(member, '^([^|]+)|([^|]+)|([ql])$')
+  if run_id then use_run(run_id) end
+  if not (run_id and queued_in_live_run(node)) then
+    redis.call('ZREM', WATCHES, member)
+  elseif noted_by_live_worker(node) or not_yet_popped(node) then
+    unwatch(node)
+    watch(node, QUEUED_CHECK_SECONDS)
+  elseif look == 'q' then
+    -- popped but not noted: its worker may be noting it right now; look once more shortly
+    redis.call('ZREM', WATCHES, member)
+    redis.call('ZADD', WATCHES, now + LEASE_SECONDS, RUN_ID .. '|' .. node .. '|l')
+  else
+    requeue_lost(node, 'message lost in transit; queued again', {'error', 'message lost in transit'})
+    redis.call('ZREM', WATCHES, member)
+    out[#out + 1] = member
+  end
+end
+
+-- A running attempt's lease expired: its worker died or is cut off.
+local function check_lease(member)
   local run_id, node, token = string.match(member, '^([^|]+)|([^|]+)|([^|]+)$')
   if run_id then use_run(run_id) end
-  if run_id and (token == 'q' or token == 'l') then
-    if not queued_in_live_run(node) then
-      redis.call('ZREM', LEASES, member)
-    elseif noted_by_live_worker(node) or not_yet_popped(node) then
-      unwatch(node)
-      watch(node, QUEUED_CHECK_SECONDS)
-    elseif token == 'q' then
-      -- popped but not noted: its worker may be noting it right now; look once more shortly
-      redis.call('ZREM', LEASES, member)
-      redis.call('ZADD', LEASES, now + LEASE_SECONDS, RUN_ID .. '|' .. node .. '|l')
-    else
-      requeue_lost(node, 'message lost in transit; queued again', {'error', 'message lost in transit'})
-      redis.call('ZREM', LEASES, member)
-      out[#out + 1] = member
-    end
-  elseif run_id and fenced(node, token) then
-    if redis.call('HGET', RUN, 'status') == 'running' then
-      requeue(node, token, 'lease expired: attempt ' .. token .. ' lost its worker')
-    else
-      -- the run starts nothing new: the lost attempt ends the node
-      if settle(node, token, nil) then skip_settled(node) end
-    end
+  if not (run_id and fenced(node, token)) then
+    redis.call('ZREM', LEASES, member)
+  elseif redis.call('HGET', RUN, 'status') == 'running' then
+    requeue(node, token, 'lease expired: attempt ' .. token .. ' lost its worker')
     out[#out + 1] = member
   else
-    redis.call('ZREM', LEASES, member)
+    -- the run starts nothing new: the lost attempt ends the node
+    if settle(node, token, nil) then skip_settled(node) end
+    out[#out + 1] = member
   end
 end
 
@@ -102,6 +109,10 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT
   guarded(DELAYED, member, promote)
 end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, limit)) do
-  guarded(LEASES, member, check)
+  guarded(LEASES, member, check_lease)
+end
+-- a check costs tens of microseconds: take ten times as many, so a wide fan-out's watches keep up
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', WATCHES, '-inf', now, 'LIMIT', 0, 10 * limit)) do
+  guarded(WATCHES, member, check_watch)
 end
 return out

@@ -1,12 +1,12 @@
 -- Worker ARGV[3] is gone (no registration): queue again every node whose message it had
 -- received but never begun. Only after ARGV[4] seconds since its first reservation, so a
--- worker that is still starting up is not mistaken for a dead one. Returns nodes requeued.
+-- worker that is still starting up is not mistaken for a dead one. Each node is handled on its
+-- own (one run's broken state does not stop the others). Returns nodes requeued.
 local host = ARGV[3]
 local since = redis.call('ZSCORE', RESERVERS, host)
 if not since or tonumber(since) > server_now() - tonumber(ARGV[4]) then return 0 end
-local set = RESERVED_PREFIX .. host
 local requeued = 0
-for _, member in ipairs(redis.call('SMEMBERS', set)) do
+local function reclaim(member)
   local run_id, node = string.match(member, '^([^|]+)|([^|]+)$')
   if run_id then
     use_run(run_id)
@@ -17,6 +17,9 @@ for _, member in ipairs(redis.call('SMEMBERS', set)) do
     end
   end
 end
-redis.call('DEL', set)
+for _, member in ipairs(redis.call('SMEMBERS', RESERVED_PREFIX .. host)) do
+  pcall(reclaim, member)
+end
+redis.call('DEL', RESERVED_PREFIX .. host)
 redis.call('ZREM', RESERVERS, host)
 return requeued

@@ -1,9 +1,15 @@
 -- Send node ARGV[3] (attempt ARGV[4]) to fallback agent ARGV[5]: its queue ARGV[6] and
--- message template ARGV[7]. Used while the node's agent has an open circuit breaker.
+-- message template ARGV[7]. Used while the node's agent has an open circuit breaker. Returns 1,
+-- or 0 if the attempt is stale, the template is missing, or the run starts nothing new (the node
+-- is then skipped).
 local node, token = ARGV[3], ARGV[4]
+if not fenced(node, token) or redis.call('HEXISTS', TPL, ARGV[7]) == 0 then return 0 end
 -- the attempt that ends here counts under its own agent, not the fallback
 local desc = settle(node, token, 'rerouted')
-if not desc then return 0 end
+if redis.call('HGET', RUN, 'status') ~= 'running' then
+  skip_settled(node)
+  return 0
+end
 desc.q, desc.t = ARGV[6], ARGV[7]
 redis.call('HSET', NODE, node, cjson.encode(desc))
 redis.call('HSET', ROUTED, node, ARGV[5])
