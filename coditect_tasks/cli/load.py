@@ -125,7 +125,9 @@ def _resources(sampler: Any, prefix: Path, out_dir: Path, title: str, retention:
         "samples": len(samples),
         "growth": {name: None if value is None else round(value, 4) for name, value in rising.items()},
         "judged": judged,
-        "growing": [name for name, value in rising.items() if judged and value is not None and value > GROWTH_LIMIT],
+        "growing": [
+            name for name, field in GROWING.items() if judged and resources.still_rising(samples, field, GROWTH_LIMIT)
+        ],
         "timeline": str(timeline),
         "plot": str(plot),
     }

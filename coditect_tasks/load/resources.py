@@ -98,6 +98,20 @@ def growth(samples: list[Sample], field: str) -> float | None:
     return slope * xs[-1] / start if start > 0 else None
 
 
+def still_rising(samples: list[Sample], field: str, limit: float) -> bool:
+    """The leak test: ``field`` grows by more than ``limit`` over the second half (``growth``) and
+    its mean rises by more than a quarter of ``limit`` from each quarter of the run to the next
+    through that half. A plateau whose level follows the load's ups and downs passes; a straight
+    line, however noisy, does not."""
+    value = growth(samples, field)
+    if value is None or value <= limit:
+        return False
+    size = len(samples) // 4
+    means = [sum(float(getattr(s, field)) for s in samples[q * size : (q + 1) * size]) / size for q in (1, 2, 3)]
+    step = 1 + limit / 4
+    return means[1] > means[0] * step and means[2] > means[1] * step
+
+
 def write_timeline(samples: list[Sample], stats_history: Path, path: Path) -> None:
     """One CSV row per sample: the resources beside Locust's latest aggregated latency columns."""
     latency = _latency_by_second(stats_history)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from coditect_tasks.load.resources import Sample, growth, write_plot, write_timeline
+from coditect_tasks.load.resources import Sample, growth, still_rising, write_plot, write_timeline
 
 
 def _samples(values: list[float]) -> list[Sample]:
@@ -26,6 +26,16 @@ def test_a_straight_line_keeps_growing() -> None:
     leak = [28e6 + i * 1.3e6 for i in range(120)]  # the seed's soak: 16 MB a minute
     value = growth(_samples(leak), "redis_bytes")
     assert value is not None and value > 0.5
+
+
+def test_only_a_sustained_rise_is_a_leak() -> None:
+    noise = random.Random(3)
+    leak = [28e6 + i * 1.3e6 + noise.uniform(-4e6, 4e6) for i in range(120)]
+    assert still_rising(_samples(leak), "redis_bytes", 0.10)
+    # a plateau that follows the load: flat, then a late bump of 17 % (seen in a short soak)
+    bump = [11.5e6 + noise.uniform(-3e5, 3e5) for i in range(100)] + [13.3e6] * 20
+    assert (growth(_samples(bump), "redis_bytes") or 0) > 0.10
+    assert not still_rising(_samples(bump), "redis_bytes", 0.10)
 
 
 def test_too_short_a_run_is_not_judged() -> None:
