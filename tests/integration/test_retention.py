@@ -104,12 +104,13 @@ def test_a_burst_of_runs_leaves_redis_where_it_started(
     keys_before, memory_before = registry.client.dbsize(), registry.client.info("memory")["used_memory"]
     runs = [submit(_diamond(f"burst{i}"), app0) for i in range(300)]
     assert all(run.wait(60) == "succeeded" for run in runs)
-    keys_during = registry.client.dbsize()
+    keys_during, memory_during = registry.client.dbsize(), registry.client.info("memory")["used_memory"]
     recorder.drain()
     keys_after, memory_after = registry.client.dbsize(), registry.client.info("memory")["used_memory"]
     print(
         f"300 diamond runs: Redis keys {keys_before} before, {keys_during} finished and unrecorded, {keys_after} "
-        f"after recording; memory {memory_before / 1e6:.1f} MB before, {memory_after / 1e6:.1f} MB after"
+        f"after recording; memory {memory_before / 1e6:.1f} MB before, {memory_after / 1e6:.1f} MB after; "
+        f"{(memory_during - memory_before) / 300:.0f} bytes per finished run kept"
     )
     assert keys_after - keys_before <= 36
     assert memory_after - memory_before < 4 * 1024 * 1024
