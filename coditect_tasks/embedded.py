@@ -73,6 +73,8 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         env = {**os.environ, **self.settings.environment(), **self.extra_env}
+        if self.log_path is not None:
+            env["CODITECT_LOG_FILE"] = str(self.log_path.resolve())  # the worker rotates it (observability.logs)
         log = Path(os.devnull) if self.log_path is None else self.log_path
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:  # the child keeps its own copy of the descriptor
@@ -216,7 +218,11 @@ class LocalStack:
             with (logs / "recorder.log").open("ab") as out:
                 self.recorder = subprocess.Popen(
                     [sys.executable, "-m", "coditect_tasks", "recorder"],
-                    env={**os.environ, **self.settings.environment()},
+                    env={
+                        **os.environ,
+                        **self.settings.environment(),
+                        "CODITECT_LOG_FILE": str((logs / "recorder.log").resolve()),
+                    },
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -65,8 +65,11 @@ def recorder() -> None:
     from .. import broker
     from ..history.recorder import Recorder
     from ..history.store import HistoryStore
+    from ..observability import logs
 
     config = settings()
+    if logs.log_file():
+        logs.configure_logging(config.log_level, file=logs.log_file())
     broker.ping(config.state_url, config.connect_timeout)
     rec = Recorder(
         broker.redis_client(config.state_url), HistoryStore.from_settings(config), retention=config.live_retention

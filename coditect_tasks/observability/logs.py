@@ -10,6 +10,8 @@ handlers of ``observability.signals``; agent code binds nothing.
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import sys
 from typing import Any
 
@@ -37,12 +39,26 @@ SHARED: list[Processor] = [
 ]
 
 
-def configure_logging(level: str, json_lines: bool | None = None) -> None:
-    """Route stdlib logging and structlog to stderr, as JSON lines unless on a TTY.
+#: Bytes a log file under ``CODITECT_HOME`` reaches before it is rotated, and how many old ones stay.
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 3
+
+
+def log_file() -> str | None:
+    """The file this process logs to (``CODITECT_LOG_FILE``, set by the local stack), if any."""
+    return os.environ.get("CODITECT_LOG_FILE") or None
+
+
+def configure_logging(
+    level: str, json_lines: bool | None = None, file: str | None = None, max_bytes: int = LOG_FILE_BYTES
+) -> None:
+    """Route stdlib logging and structlog to stderr, as JSON lines unless on a TTY; or, with
+    ``file``, as JSON lines to that file, rotated at ``max_bytes`` (``LOG_FILE_BACKUPS`` kept), so
+    a stack that runs for days keeps its logs bounded.
 
     ``json_lines`` forces the choice; ``None`` picks JSON when stderr is not a TTY.
     """
-    as_json = (not sys.stderr.isatty()) if json_lines is None else json_lines
+    as_json = True if file else (not sys.stderr.isatty()) if json_lines is None else json_lines
     renderer: Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
@@ -54,7 +70,11 @@ def configure_logging(level: str, json_lines: bool | None = None) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = (
+        logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes, backupCount=LOG_FILE_BACKUPS)
+        if file
+        else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -21,7 +21,7 @@ def install(log_level: str, pool: str) -> None:
     """Connect the handlers for a worker of ``pool`` (prefork, threads or solo)."""
 
     def setup_logging(**kwargs: Any) -> None:
-        logs.configure_logging(log_level)
+        logs.configure_logging(log_level, file=logs.log_file())
 
     signals.setup_logging.connect(setup_logging, weak=False, dispatch_uid="coditect-logging")
     init = signals.worker_process_init if pool == "prefork" else signals.worker_init
