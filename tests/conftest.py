@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -22,6 +23,10 @@ from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Agent modules of the tests: the examples plus tests/support/agents.py (limits, poison, counters).
+SUPPORT_MODULES = "workers.examples,tests.support.agents"
+#: What a worker needs in its environment to serve them.
+SUPPORT_ENV = {"CODITECT_AGENT_MODULES": SUPPORT_MODULES}
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +121,14 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
         if time.monotonic() - started > timeout:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def test_app(settings: Settings) -> Iterator[CoditectApp]:
+    """An app that also knows the agents of tests/support/agents.py."""
+    app = create_app(dataclasses.replace(settings, agent_modules=tuple(SUPPORT_MODULES.split(","))))
+    yield app
+    app.close()
 
 
 @pytest.fixture

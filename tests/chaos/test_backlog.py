@@ -3,39 +3,27 @@ check of queued nodes costs the same whatever the backlog. Each test prints its 
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from coditect_tasks import Dag, keys, submit
-from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.app import CoditectApp
 from coditect_tasks.dag.engine import engine_for
 from coditect_tasks.registry import Registry
-from coditect_tasks.settings import Settings
 
-from ..conftest import WorkerFactory
+from ..conftest import SUPPORT_ENV, WorkerFactory
 
 pytestmark = pytest.mark.chaos
-MODULES = "workers.examples,tests.support.agents"
-ENV = {"CODITECT_AGENT_MODULES": MODULES}
-
-
-@pytest.fixture
-def test_app(settings: Settings) -> Iterator[CoditectApp]:
-    app = create_app(dataclasses.replace(settings, agent_modules=tuple(MODULES.split(","))))
-    yield app
-    app.close()
 
 
 def test_a_retry_behind_a_backlog_runs_exactly_as_often_as_its_policy_says(
     test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry, tmp_path: Path
 ) -> None:
-    worker_factory(["backlogged"], concurrency=1, extra_env=ENV)
+    worker_factory(["backlogged"], concurrency=1, extra_env=SUPPORT_ENV)
     log = tmp_path / "executions.log"
     dag = Dag("backlog")
     dag.node("bad", "backlogged", params={"log": str(log), "fail": True})
@@ -96,7 +84,7 @@ def test_the_reapers_check_of_queued_nodes_costs_the_same_whatever_the_backlog(
 def test_a_foreach_waiting_behind_a_backlog_runs_each_item_once(
     test_app: CoditectApp, worker_factory: WorkerFactory, tmp_path: Path
 ) -> None:
-    worker_factory(["backlogged"], concurrency=1, extra_env=ENV)
+    worker_factory(["backlogged"], concurrency=1, extra_env=SUPPORT_ENV)
     log = tmp_path / "executions.log"
     dag = Dag("fanout-backlog")
     dag.node("fan", "backlogged", params={"log": str(log)}, foreach=["x", "y", "z"])

@@ -5,7 +5,6 @@ Each test prints its figure (executions of the node, the outcome of the run).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
@@ -22,24 +21,15 @@ from coditect_tasks.redis_server import RedisServer
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import ROOT, WorkerFactory, wait_for
+from ..conftest import ROOT, SUPPORT_ENV, SUPPORT_MODULES, WorkerFactory, wait_for
 
 pytestmark = pytest.mark.chaos
-MODULES = "workers.examples,tests.support.agents"
-ENV = {"CODITECT_AGENT_MODULES": MODULES}
-
-
-@pytest.fixture
-def test_app(settings: Settings) -> Iterator[CoditectApp]:
-    app = create_app(dataclasses.replace(settings, agent_modules=tuple(MODULES.split(","))))
-    yield app
-    app.close()
 
 
 def test_a_second_message_for_a_running_node_is_dropped(
     test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry, tmp_path: Path
 ) -> None:
-    worker_factory(["counted"], concurrency=2, extra_env=ENV)
+    worker_factory(["counted"], concurrency=2, extra_env=SUPPORT_ENV)
     log = tmp_path / "executions.log"
     dag = Dag("duplicate")
     dag.node("once", "counted", params={"log": str(log), "seconds": 3})
@@ -58,7 +48,7 @@ def test_a_second_message_for_a_running_node_is_dropped(
 def test_a_stale_attempts_hard_time_limit_fails_nothing(
     test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry
 ) -> None:
-    frozen = worker_factory(["sticky"], concurrency=1, extra_env=ENV)
+    frozen = worker_factory(["sticky"], concurrency=1, extra_env=SUPPORT_ENV)
     dag = Dag("stale")
     # attempt 1 hangs until its 10 s hard limit kills it; attempt 2 takes 8 s
     dag.node("n", "sticky", params={"seconds": 8}, timeout=10)
@@ -71,7 +61,7 @@ def test_a_stale_attempts_hard_time_limit_fails_nothing(
     wait_for(lambda: node()["worker"] == frozen.hostname and node()["status"] == "running", 30, "attempt 1")
     os.killpg(frozen.pid, signal.SIGSTOP)  # the whole worker freezes: its lease lapses, its timer stops
     try:
-        other = worker_factory(["sticky"], concurrency=1, extra_env=ENV)
+        other = worker_factory(["sticky"], concurrency=1, extra_env=SUPPORT_ENV)
         wait_for(lambda: node()["attempts"] == 2 and node()["worker"] == other.hostname, 30, "attempt 2 elsewhere")
     finally:
         os.killpg(frozen.pid, signal.SIGCONT)  # it wakes and kills attempt 1 for its hard time limit
@@ -91,7 +81,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 def test_an_eight_second_redis_stall_runs_no_node_twice(own_redis: RedisServer, tmp_path: Path) -> None:
     settings = Settings(
-        home=tmp_path / "home", broker_url=own_redis.url, log_level="WARNING", agent_modules=tuple(MODULES.split(","))
+        home=tmp_path / "home",
+        broker_url=own_redis.url,
+        log_level="WARNING",
+        agent_modules=tuple(SUPPORT_MODULES.split(",")),
     )
     app = create_app(settings)
     registry = Registry.from_url(settings.state_url)
@@ -139,8 +132,8 @@ def _running(run: DagRun) -> int:
 def test_a_worker_killed_mid_foreach_re_runs_only_the_items_it_held(
     test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry, tmp_path: Path
 ) -> None:
-    doomed = worker_factory(["counted"], concurrency=2, extra_env=ENV)
-    survivor = worker_factory(["counted"], concurrency=2, extra_env=ENV)
+    doomed = worker_factory(["counted"], concurrency=2, extra_env=SUPPORT_ENV)
+    survivor = worker_factory(["counted"], concurrency=2, extra_env=SUPPORT_ENV)
     log = tmp_path / "executions.log"
     dag = Dag("fanout-kill")
     dag.node("fan", "counted", params={"log": str(log), "seconds": 6}, foreach=["a", "b", "c", "d"])

@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from coditect_tasks import Dag, keys, submit
-from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.app import CoditectApp
 from coditect_tasks.dag.engine import engine_for
 from coditect_tasks.settings import Settings
 
-from ..conftest import WorkerFactory, run_cli, wait_for
+from ..conftest import SUPPORT_ENV, WorkerFactory, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
-MODULES = "workers.examples,tests.support.agents"
-
-
-@pytest.fixture
-def test_app(settings: Settings) -> Iterator[CoditectApp]:
-    """An app that also knows the agents of tests/support/agents.py."""
-    app = create_app(dataclasses.replace(settings, agent_modules=tuple(MODULES.split(","))))
-    yield app
-    app.close()
 
 
 def _workers(factory: WorkerFactory, agents: list[str], **kwargs: object) -> object:
-    return factory(agents, extra_env={"CODITECT_AGENT_MODULES": MODULES}, **kwargs)
+    return factory(agents, extra_env=SUPPORT_ENV, **kwargs)
 
 
 def test_a_sigkilled_workers_node_runs_again_elsewhere_within_ten_seconds(
@@ -70,7 +59,8 @@ def test_an_open_breaker_sends_nodes_to_the_fallback_until_a_probe_closes_it(
     assert run.wait(20) == "succeeded"
     print(f"breaker: trip to fallback result in {time.monotonic() - tripped:.3f} s")
     listed = run_cli(
-        ["agents", "--json"], {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_AGENT_MODULES": MODULES}
+        ["agents", "--json"],
+        {"CODITECT_BROKER_URL": settings.require_broker(), **SUPPORT_ENV},
     )
     assert json.loads(listed.stdout)["agents"]["wobbly"]["breaker"] == "open"
     node = run.status()["nodes"]["w3"]
@@ -85,7 +75,8 @@ def test_an_open_breaker_sends_nodes_to_the_fallback_until_a_probe_closes_it(
     assert probe.wait(20) == "succeeded"
     assert probe.results() == {"w3": {"wobbly": "ok"}}
     listed = run_cli(
-        ["agents", "--json"], {"CODITECT_BROKER_URL": settings.require_broker(), "CODITECT_AGENT_MODULES": MODULES}
+        ["agents", "--json"],
+        {"CODITECT_BROKER_URL": settings.require_broker(), **SUPPORT_ENV},
     )
     assert json.loads(listed.stdout)["agents"]["wobbly"]["breaker"] == "closed"
 
