@@ -161,6 +161,12 @@ local function fenced(node, token)
   return redis.call('HGET', STATUS, node) == 'running' and redis.call('HGET', ATTEMPTS, node) == token
 end
 
+-- Foreach item ends with `status`: one fewer of its node's items is queued or running.
+local function close_item(item, status)
+  redis.call('HSET', STATUS, item, status)
+  redis.call('HINCRBY', FANOUT, parent_of(item) .. '|open', -1)
+end
+
 -- A fanned-out node in a run that starts nothing new ends (skipped) once none of its items is
 -- queued or running any more.
 local function close_parent(parent)
@@ -183,8 +189,7 @@ local function skip_unstarted()
     local parent = parent_of(id)
     if parent then
       if st == 'queued' then
-        redis.call('HSET', STATUS, id, 'skipped')
-        redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
+        close_item(id, 'skipped')
         parents[parent] = true
       end
     elseif st == 'pending' or st == 'queued' then
@@ -199,8 +204,9 @@ end
 
 -- Queue node again because its attempt or its message was lost: `error` is kept as the
 -- node's error, `extra` goes into the history record; counted as a failover of its agent.
-local function requeue_lost(node, error, extra)
-  local r = ready(node)
+-- `r` is what ready(node) gave, when the caller has read it already.
+local function requeue_lost(node, error, extra, r)
+  r = r or ready(node)
   redis.call('HSET', ERROR, node, error)
   record(node, 'requeued', extra)
   count('failovers|' .. agent_of(r.desc))
@@ -228,22 +234,22 @@ end
 
 -- A node whose attempt has ended (settled) in a run that starts nothing new: it is skipped.
 local function skip_settled(node)
-  redis.call('HSET', STATUS, node, 'skipped')
   local parent = parent_of(node)
   if parent then
-    redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
+    close_item(node, 'skipped')
     close_parent(parent)
     return
   end
+  redis.call('HSET', STATUS, node, 'skipped')
   record(node, 'skipped')
   if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
 end
 
 -- Take a running attempt back (its worker is gone) and queue the node again.
 local function requeue(node, token, why)
-  ready(node)  -- fails here, before anything is written, if the node cannot be queued
+  local r = ready(node)  -- fails here, before anything is written, if the node cannot be queued
   settle(node, token, nil)
-  requeue_lost(node, why, {'attempt', token, 'error', why})
+  requeue_lost(node, why, {'attempt', token, 'error', why}, r)
 end
 
 -- What completing node makes ready, read before anything is written: its successors, and the

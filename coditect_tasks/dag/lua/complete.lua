@@ -19,8 +19,7 @@ local live = fenced(parent, ptoken)
 if live and bytes > MAX_RESULT_BYTES then
   -- the items' results would not fit in the node's: fail it now, before they pile up in Redis
   settle(node, token, nil)
-  redis.call('HSET', STATUS, node, 'succeeded')
-  redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
+  close_item(node, 'succeeded')
   fail_node(parent, ptoken, 'result is over ' .. bytes - 1 .. ' bytes with item ' .. string.match(node, '#(%d+)$')
             .. ', over the limit of ' .. MAX_RESULT_BYTES)
   return {1, 0}
@@ -36,10 +35,9 @@ if done == n and live then
   if #whole <= MAX_RESULT_BYTES then plan = plan_completion(parent) end
 end
 settle(node, token, nil)
-redis.call('HSET', STATUS, node, 'succeeded')
+close_item(node, 'succeeded')
 redis.call('HSET', RESULT, node, result)
 redis.call('HSET', FANOUT, parent .. '|done', done, parent .. '|bytes', bytes)
-redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
 if not whole then
   close_parent(parent)
   return {1, 0}

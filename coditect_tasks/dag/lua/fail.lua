@@ -16,9 +16,8 @@ if not parent then
 end
 local ptoken = redis.call('HGET', ATTEMPTS, parent)
 settle(node, token, nil)
-redis.call('HSET', STATUS, node, 'failed')
+close_item(node, 'failed')
 redis.call('HSET', ERROR, node, err)
-redis.call('HINCRBY', FANOUT, parent .. '|open', -1)
 if fenced(parent, ptoken) then
   fail_node(parent, ptoken, 'item ' .. string.match(node, '#(%d+)$') .. ': ' .. err)
 end
