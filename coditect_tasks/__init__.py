@@ -1,7 +1,9 @@
 """coditect-tasks: a distributed task platform for software agents on Celery.
 
 The public names load on first use (PEP 562), so that an agent module or a quick CLI
-command such as ``dag validate`` does not pay for importing Celery and Redis.
+command such as ``dag validate`` does not pay for importing Celery and Redis. So does
+``celery``, the app built from the ``CODITECT_*`` settings, where Celery's own command line
+looks for it: ``celery -A coditect_tasks inspect ping`` works against a running cluster.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> _typing.Any:
+    if name == "celery":
+        from .app import app_from_env
+
+        globals()[name] = app = app_from_env()
+        return app
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

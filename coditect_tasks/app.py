@@ -26,6 +26,14 @@ class CoditectApp(Celery):  # type: ignore[misc]  # celery ships no type hints
     agents: Mapping[str, Agent]
 
 
+def app_from_env() -> CoditectApp:
+    """The app of the ``CODITECT_*`` settings (attached to the running embedded stack when none is
+    configured): ``coditect_tasks.celery``, where ``celery -A coditect_tasks`` finds it."""
+    from .embedded import attach
+
+    return create_app(attach(Settings.from_env()))
+
+
 def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) -> CoditectApp:
     """Build the app for ``settings``; ``agents`` defaults to the configured modules."""
     declared = load_agents(settings.agent_modules) if agents is None else agents

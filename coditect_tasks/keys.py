@@ -91,6 +91,8 @@ RUN_HASHES = (
     "retried",  # node → retries it has taken (the retry policy's count; failovers are not retries)
     "items",  # foreach item '<node>#k' → its value (JSON), until its node completes
     "fanout",  # foreach node → item count; '<node>|done' → items succeeded; '<node>|open' → not yet ended
+    "waiting",  # node → its predecessors neither running nor succeeded (0: it is upcoming while pending)
+    "phase",  # node → the FRONTIER field it is counted in ('demand|<agent>' or 'upcoming|<agent>')
 )
 
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
@@ -98,6 +100,11 @@ RUN_HASHES = (
 #: ``failovers|<agent>``, ``duration|<agent>|<le>`` (one histogram bucket, not cumulative),
 #: ``duration_sum|<agent>``, ``run_duration|<le>``, ``run_duration_sum``.
 METRICS = f"{PREFIX}metrics"
+
+#: HASH of the frontier an autoscaler reads, kept by the Lua scripts on every transition (not scans):
+#: ``demand|<agent>`` → nodes (and foreach items) of that agent queued, reserved or running;
+#: ``upcoming|<agent>`` → its pending nodes whose every unfinished predecessor is running now.
+FRONTIER = f"{PREFIX}frontier"
 
 #: ZSET of running attempts ("run|node|attempt") scored by lease expiry (Redis server time).
 LEASES = f"{PREFIX}leases"
@@ -167,6 +174,7 @@ def lua_prelude() -> str:
         "ORDER_HEADER": ORDER_HEADER,
         "DELAYED": DELAYED,
         "METRICS": METRICS,
+        "FRONTIER": FRONTIER,
         "RESERVERS": RESERVERS,
         "REAPED_AT": REAPED_AT,
         "REAP_GAP_SECONDS": REAP_GAP_SECONDS,

@@ -46,6 +46,10 @@ class Settings:
     max_foreach_items: int = 10_000
     #: Seconds a finished run's live state stays in Redis once its history is recorded (0: none).
     live_retention: int = 600
+    #: Seconds a worker told to stop (SIGTERM) lets running nodes finish before it hands them off.
+    shutdown_grace: int = 30
+    #: File a worker beats for its liveness and readiness probes (``coditect-tasks health``); none if unset.
+    health_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +90,8 @@ class Settings:
             max_params_bytes=_whole(get, "CODITECT_MAX_PARAMS_BYTES", cls.max_params_bytes),
             max_foreach_items=_whole(get, "CODITECT_MAX_FOREACH_ITEMS", cls.max_foreach_items),
             live_retention=_whole(get, "CODITECT_LIVE_RETENTION", cls.live_retention, minimum=0),
+            shutdown_grace=_whole(get, "CODITECT_SHUTDOWN_GRACE", cls.shutdown_grace, minimum=0),
+            health_file=Path(health) if (health := get("CODITECT_HEALTH_FILE")) else None,
         )
 
     @property
@@ -146,6 +152,7 @@ class Settings:
         env["CODITECT_MAX_PARAMS_BYTES"] = str(self.max_params_bytes)
         env["CODITECT_MAX_FOREACH_ITEMS"] = str(self.max_foreach_items)
         env["CODITECT_LIVE_RETENTION"] = str(self.live_retention)
+        env["CODITECT_SHUTDOWN_GRACE"] = str(self.shutdown_grace)
         return env
 
     def dag_limits(self) -> dict[str, int]:

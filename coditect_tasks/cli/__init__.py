@@ -29,6 +29,7 @@ cli = typer.Typer(
 cli.command()(workers.worker)
 cli.command("agents")(workers.agents_cmd)
 cli.command()(workers.up)
+cli.command()(workers.health)
 cli.command()(demo.demo)
 cli.add_typer(dag.dag_cli, name="dag")
 cli.add_typer(history.history_cli, name="history")

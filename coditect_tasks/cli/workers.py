@@ -81,6 +81,26 @@ def worker(
     app.worker_main(argv)
 
 
+def health(
+    ready: Annotated[bool, typer.Option("--ready", help="Also require the worker to be taking work.")] = False,
+    max_age: Annotated[float, typer.Option(min=1, help="Seconds a heartbeat proves the worker alive.")] = 15.0,
+) -> None:
+    """Probe the worker that beats CODITECT_HEALTH_FILE: exit 0 if alive (and ready), else 1.
+
+    For container liveness and readiness checks: it reads one local file, never the broker.
+    """
+    from ..worker.health import problem
+
+    path = Settings.from_env().health_file
+    if path is None:
+        raise ConfigError("CODITECT_HEALTH_FILE", "not set: there is no worker heartbeat file to probe")
+    why = problem(path, ready, max_age)
+    if why:
+        err.print(f"coditect-tasks: unhealthy: {why}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    out.print("ready" if ready else "alive")
+
+
 def worker_name(hostname: str | None, agents: list[str]) -> str:
     """The pool's node name: ``hostname`` as Celery expands it (``%h`` …), else one unique to this
     process, so two pools on one host never share a registry entry or a reservation note."""

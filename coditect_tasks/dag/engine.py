@@ -45,6 +45,7 @@ def _load_scripts() -> dict[str, str]:
             "complete",
             "fail",
             "fanout",
+            "handoff",
             "retire",
             "retry",
             "cancel",
@@ -177,6 +178,7 @@ class Engine:
             pipe.hset(p + "node", mapping=descs)
             pipe.hset(p + "params", mapping=params)
             pipe.hset(p + "pending", mapping=pending)
+            pipe.hset(p + "waiting", mapping=pending)  # no predecessor runs yet
             pipe.hset(p + "status", mapping=dict.fromkeys(dag.nodes, "pending"))
             pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
             stamp = datetime.now(UTC).timestamp()
@@ -234,6 +236,11 @@ class Engine:
 
     def renew(self, run_id: str, node_id: str, token: int, seconds: float) -> bool:
         return int(self._call("renew", run_id, node_id, token, seconds)) == 1
+
+    def hand_off(self, run_id: str, node_id: str, worker: str, task_id: str) -> bool:
+        """Queue the node again now: ``worker`` is shutting down while its attempt from message
+        ``task_id`` still runs. False if that attempt no longer runs the node."""
+        return int(self._call("handoff", run_id, node_id, worker, task_id)) == 1
 
     def reap(self, limit: int = 100) -> list[str] | None:
         """Queue retries whose delay is over, requeue attempts whose lease expired and messages

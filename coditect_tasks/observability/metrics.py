@@ -42,8 +42,9 @@ class PlatformCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         counters = {str(k): str(v) for k, v in self.state.hgetall(keys.METRICS).items()}
+        frontier = {str(k): int(v) for k, v in self.state.hgetall(keys.FRONTIER).items()}
         live = Registry(self.state).by_agent()
-        agents = sorted(set(self.declared) | set(live) | _agents_in(counters))
+        agents = sorted(set(self.declared) | set(live) | _agents_in(counters) | _agents_in(frontier))
         yield from _run_metrics(counters)
         yield from _node_metrics(counters)
         yield _histogram(
@@ -63,6 +64,7 @@ class PlatformCollector(Collector):
             False,
         )
         yield from self._agent_gauges(agents, live)
+        yield from _frontier_gauges(agents, frontier)
         yield GaugeMetricFamily(
             "coditect_recorder_lag_entries",
             "Transitions in the history stream not yet written to the database (the recorder's backlog).",
@@ -94,9 +96,30 @@ class PlatformCollector(Collector):
         yield breaker
 
 
-def _agents_in(counters: Mapping[str, str]) -> set[str]:
+def _frontier_gauges(agents: list[str], frontier: Mapping[str, int]) -> Iterator[Metric]:
+    """What an autoscaler reads: an agent's work now, and the work arriving within one node time.
+
+    Both come from counters the engine keeps on each transition, not from queue lengths, which
+    miss messages a worker has prefetched or is running.
+    """
+    demand = GaugeMetricFamily(
+        "coditect_agent_demand", "Nodes of an agent queued, reserved by a worker or running.", labels=["agent"]
+    )
+    upcoming = GaugeMetricFamily(
+        "coditect_agent_upcoming",
+        "Pending nodes of an agent whose every unfinished predecessor is running now.",
+        labels=["agent"],
+    )
+    for agent in agents:
+        demand.add_metric([agent], float(frontier.get(f"demand|{agent}", 0)))
+        upcoming.add_metric([agent], float(frontier.get(f"upcoming|{agent}", 0)))
+    yield demand
+    yield upcoming
+
+
+def _agents_in(counters: Mapping[str, object]) -> set[str]:
     """Agents named in node counters (``<kind>|<agent>[|…]``)."""
-    kinds = {"attempts", "nodes", "failovers", "duplicates", "duration", "duration_sum"}
+    kinds = {"attempts", "nodes", "failovers", "duplicates", "duration", "duration_sum", "demand", "upcoming"}
     return {parts[1] for parts in (field.split("|") for field in counters) if parts[0] in kinds and len(parts) > 1}
 
 

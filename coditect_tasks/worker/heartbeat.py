@@ -20,6 +20,7 @@ from celery import bootsteps, signals
 from .. import keys
 from ..dag.engine import engine_for
 from ..registry import BEAT_INTERVAL, TTL, Registry, WorkerInfo
+from . import health, shutdown
 
 #: Seconds between looks for node attempts whose lease expired (see resilience/lease.py).
 REAP_INTERVAL = 1.0
@@ -67,6 +68,8 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._stop.clear()
         self._forget_reservations()
         self._beat()
+        self._beat_health()
+        shutdown.install(app, parent.hostname, self._beat_health)
         self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
         self._thread.start()
         signals.task_received.connect(self._on_received, weak=False, dispatch_uid=f"coditect-{id(self)}")
@@ -74,6 +77,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
     def _run(self) -> None:
         ticks = 0
         while not self._stop.wait(REAP_INTERVAL):
+            self._beat_health()
             ticks += 1
             if ticks * REAP_INTERVAL >= BEAT_INTERVAL:
                 ticks = 0
@@ -122,6 +126,15 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
             except redis.RedisError as exc:
                 log.warning("could not note a received node: %s", exc)
 
+    def _beat_health(self, ready: bool = True) -> None:
+        """Rewrite the probe file, if the worker has one: alive, and ready unless shutting down."""
+        path = self._app.settings.health_file if self._app is not None else None
+        if path is not None and self._info is not None:
+            try:
+                health.beat(path, self._info.hostname, ready and not shutdown.DRAINING.is_set())
+            except OSError as exc:
+                log.warning("could not write the health file %s: %s", path, exc)
+
     def _beat(self) -> None:
         assert self._registry is not None and self._info is not None
         try:
@@ -131,6 +144,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
 
     def stop(self, parent: Any) -> None:
         signals.task_received.disconnect(dispatch_uid=f"coditect-{id(self)}")
+        self._beat_health(ready=False)  # not consuming any more (a draining worker goes on beating)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=BEAT_INTERVAL + 1)

@@ -54,6 +54,8 @@ BAD_USAGES: list[tuple[str, str]] = [
     ("flower --bogus", "No such option: --bogus"),
     ("flower --port x", "Invalid value for '--port'"),
     ("recorder --bogus", "No such option: --bogus"),
+    ("health --bogus", "No such option: --bogus"),
+    ("health --max-age 0", "Invalid value for '--max-age'"),
     ("history nosuch", "No such command 'nosuch'"),
     ("history prune --bogus", "No such option: --bogus"),
     ("history prune", "Missing option '--older-than'"),

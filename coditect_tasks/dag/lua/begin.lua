@@ -44,7 +44,8 @@ if rs ~= 'running' then
 end
 if st == 'running' then release(node, previous) elseif not desc.item then redis.call('HINCRBY', RUN, 'running', 1) end
 local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
-redis.call('HSET', STATUS, node, 'running')
+set_status(node, 'running', desc)
+if st == 'queued' then started(desc) end
 redis.call('HSET', STARTED, node, NOW)
 redis.call('HSET', WORKER, node, worker)
 redis.call('HSET', TASK, node, task_id)

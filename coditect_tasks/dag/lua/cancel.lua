@@ -10,11 +10,11 @@ local all = redis.call('HGETALL', STATUS)
 for i = 1, #all, 2 do
   local id, st = all[i], all[i + 1]
   if parent_of(id) then
-    if st == 'queued' then redis.call('HSET', STATUS, id, 'cancelled') end
+    if st == 'queued' then set_status(id, 'cancelled') end
   elseif st == 'pending' or st == 'queued'
          or (st == 'running' and redis.call('HEXISTS', FANOUT, id) == 1) then
     if st == 'running' then redis.call('HINCRBY', RUN, 'running', -1) end
-    redis.call('HSET', STATUS, id, 'cancelled')
+    set_status(id, 'cancelled')
     redis.call('HINCRBY', RUN, 'remaining', -1)
     record(id, 'cancelled')
     if st == 'queued' then

@@ -37,6 +37,53 @@ local function agent_of(desc)
   return string.sub(desc.q, #AGENT_QUEUE_PREFIX + 1)
 end
 
+-- The frontier an autoscaler reads (FRONTIER): a node counts once, under its agent, as demand
+-- while queued, reserved or running (a fanned-out node's items count instead of it), or as
+-- upcoming while pending with every unfinished predecessor running (WAITING is 0): work that
+-- arrives within one node time. PHASE remembers where a node counts, so a transition repeated
+-- by a retried script never counts twice, and a rerouted node moves to its fallback's count.
+local function tally(node, phase, desc)
+  local have = redis.call('HGET', PHASE, node)
+  local want = phase and (phase .. '|' .. agent_of(desc or desc_of(node)))
+  if have == want then return end
+  if have then redis.call('HINCRBY', FRONTIER, have, -1) end
+  if want then
+    redis.call('HINCRBY', FRONTIER, want, 1)
+    redis.call('HSET', PHASE, node, want)
+  else
+    redis.call('HDEL', PHASE, node)
+  end
+end
+
+-- Every node status is written here, so the frontier follows it.
+local function set_status(node, st, desc)
+  redis.call('HSET', STATUS, node, st)
+  if st == 'queued' or (st == 'running' and redis.call('HEXISTS', FANOUT, node) == 0) then
+    tally(node, 'demand', desc)
+  elseif st == 'pending' and redis.call('HGET', WAITING, node) == '0' then
+    tally(node, 'upcoming', desc)
+  else
+    tally(node, nil)
+  end
+end
+
+-- Node (described by desc) began running: each pending successor waits on one predecessor fewer.
+local function started(desc)
+  for _, succ in ipairs(desc.s) do
+    if redis.call('HINCRBY', WAITING, succ, -1) == 0 and redis.call('HGET', STATUS, succ) == 'pending' then
+      tally(succ, 'upcoming')
+    end
+  end
+end
+
+-- Node stopped running without succeeding (requeued, retried, rerouted, failed): its pending
+-- successors wait on it again.
+local function stopped(desc)
+  for _, succ in ipairs(desc.s) do
+    if redis.call('HINCRBY', WAITING, succ, 1) == 1 then tally(succ, nil) end
+  end
+end
+
 -- Observe the seconds since t0 (a server_now() reading) in a histogram: one count in
 -- field `buckets|<le>` for the first bound that holds it, the seconds added to field `sum`.
 local function observe(buckets, sum, t0)
@@ -116,7 +163,7 @@ local function push(r)
   local seq = redis.call('HINCRBY', SEQ, r.node, 1)
   local order = redis.call('HINCRBY', PUSHED, r.desc.q, 1)
   redis.call('HSET', ORDER, r.node, order)
-  redis.call('HSET', STATUS, r.node, 'queued')
+  set_status(r.node, 'queued', r.desc)
   local tid = RUN_ID .. ':' .. r.node .. ':' .. seq
   redis.call('LPUSH', r.desc.q, fill(r.parts, {NODE = r.node, ORDER = order, TID = tid}))
   watch(r.node, QUEUED_CHECK_SECONDS)
@@ -163,7 +210,7 @@ end
 
 -- Foreach item ends with `status`: one fewer of its node's items is queued or running.
 local function close_item(item, status)
-  redis.call('HSET', STATUS, item, status)
+  set_status(item, status)
   redis.call('HINCRBY', FANOUT, parent_of(item) .. '|open', -1)
 end
 
@@ -174,7 +221,7 @@ local function close_parent(parent)
   if not fenced(parent, token) or redis.call('HGET', RUN, 'status') == 'running' then return end
   if tonumber(redis.call('HGET', FANOUT, parent .. '|open')) > 0 then return end
   redis.call('HINCRBY', RUN, 'running', -1)
-  redis.call('HSET', STATUS, parent, 'skipped')
+  set_status(parent, 'skipped')
   record(parent, 'skipped')
   if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
 end
@@ -193,7 +240,7 @@ local function skip_unstarted()
         parents[parent] = true
       end
     elseif st == 'pending' or st == 'queued' then
-      redis.call('HSET', STATUS, id, 'skipped')
+      set_status(id, 'skipped')
       record(id, 'skipped')
       redis.call('HINCRBY', RUN, 'remaining', -1)
     end
@@ -228,6 +275,7 @@ local function settle(node, token, outcome)
   if not desc.item then
     if outcome then observe_end(node, agent_of(desc), outcome) end
     redis.call('HINCRBY', RUN, 'running', -1)
+    if outcome ~= 'succeeded' then stopped(desc) end
   end
   return desc
 end
@@ -240,7 +288,7 @@ local function skip_settled(node)
     close_parent(parent)
     return
   end
-  redis.call('HSET', STATUS, node, 'skipped')
+  set_status(node, 'skipped')
   record(node, 'skipped')
   if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
 end
@@ -270,7 +318,7 @@ end
 local function complete_node(node, token, result, span, plan)
   settle(node, token, 'succeeded')
   if span and span ~= '' then redis.call('HSET', TRACE, node, span) end
-  redis.call('HSET', STATUS, node, 'succeeded')
+  set_status(node, 'succeeded')
   redis.call('HSET', RESULT, node, result)
   redis.call('HSET', FINISHED, node, NOW)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
@@ -284,7 +332,7 @@ end
 -- running nodes are done.
 local function fail_node(node, token, err)
   settle(node, token, 'failed')
-  redis.call('HSET', STATUS, node, 'failed')
+  set_status(node, 'failed')
   redis.call('HSET', ERROR, node, err)
   redis.call('HSET', FINISHED, node, NOW)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)

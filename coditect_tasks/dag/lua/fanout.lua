@@ -16,6 +16,7 @@ local n = #ARGV - 5
 local first = ready(node .. '#0')
 release(node, token)
 redis.call('HSET', FANOUT, node, n, node .. '|done', 0, node .. '|open', n, node .. '|bytes', 0)
+tally(node, nil)  -- its items are the work now
 redis.call('HSET', ITEMS, node .. '|record', ARGV[5])
 for k = 0, n - 1 do
   local item = node .. '#' .. k

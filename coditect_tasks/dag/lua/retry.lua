@@ -21,6 +21,7 @@ record(node, 'retrying', {'attempt', token, 'error', string.sub(err, 1, HISTORY_
 if delay > 0 then
   redis.call('HINCRBY', SEQ, node, 1)  -- the failed attempt's message can no longer begin the node
   redis.call('HSET', STATUS, node, 'queued')
+  tally(node, nil)  -- waiting out its delay: not work for any worker yet
   redis.call('ZADD', DELAYED, server_now() + delay, RUN_ID .. '|' .. node)
 else
   push(r)

@@ -1,0 +1,174 @@
+"""What autoscaling and scale-in rely on, on real processes: the frontier counters (demand and
+upcoming per agent), the worker's probe file, graceful handoff on SIGTERM, and Celery's own CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from coditect_tasks import Dag, keys, submit
+from coditect_tasks.app import CoditectApp
+from coditect_tasks.dag.engine import Engine, engine_for
+from coditect_tasks.registry import Registry
+from coditect_tasks.settings import Settings
+
+from ..conftest import ROOT, WorkerFactory, run_cli, wait_for
+from .test_observability import exporter, scrape
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["exporter"]  # a fixture, used by name
+
+
+def frontier(registry: Registry) -> dict[str, int]:
+    """The non-zero counters of the frontier hash."""
+    return {k: int(v) for k, v in registry.client.hgetall(keys.FRONTIER).items() if int(v)}
+
+
+def _fan_in(app: CoditectApp, width: int = 8) -> Dag:
+    """``up`` (sleep) feeding ``width`` echo nodes, which feed ``last`` (noop)."""
+    dag = Dag("frontier")
+    dag.node("up", "sleep", params={"seconds": 0})
+    for k in range(width):
+        dag.node(f"d{k}", "echo", after=["up"])
+    dag.node("last", "noop", after=[f"d{k}" for k in range(width)])
+    return dag
+
+
+def _begin(engine: Engine, run_id: str, node: str, seq: int = 1) -> int:
+    taken = engine.begin(run_id, node, "w1", f"{run_id}:{node}:{seq}")
+    assert taken is not None, node
+    return taken.token
+
+
+def test_the_frontier_follows_every_transition(app: CoditectApp, registry: Registry) -> None:
+    run = submit(_fan_in(app), app)
+    engine = engine_for(app.settings.state_url)
+    assert frontier(registry) == {"demand|sleep": 1}  # queued, nothing upcoming until it runs
+    token = _begin(engine, run.id, "up")
+    assert frontier(registry) == {"demand|sleep": 1, "upcoming|echo": 8}
+    assert engine.retry(run.id, "up", token, "flaky", 0)  # back in the queue: not running any more
+    assert frontier(registry) == {"demand|sleep": 1}
+    token = _begin(engine, run.id, "up", seq=2)
+    assert frontier(registry) == {"demand|sleep": 1, "upcoming|echo": 8}
+    assert engine.complete(run.id, "up", token, "null")
+    assert frontier(registry) == {"demand|echo": 8}
+    tokens = {k: _begin(engine, run.id, f"d{k}") for k in range(8)}
+    assert frontier(registry) == {"demand|echo": 8, "upcoming|noop": 1}
+    for k, tok in tokens.items():
+        assert engine.complete(run.id, f"d{k}", tok, "null")
+    assert frontier(registry) == {"demand|noop": 1}
+    assert engine.complete(run.id, "last", _begin(engine, run.id, "last"), "null")
+    assert run.wait(5) == "succeeded"
+    assert frontier(registry) == {}
+    assert not registry.client.exists(keys.run_prefix(run.id) + "phase")
+
+
+def test_the_frontier_empties_when_a_run_fails_is_cancelled_or_fans_out(
+    app: CoditectApp, registry: Registry
+) -> None:
+    engine = engine_for(app.settings.state_url)
+    failing = submit(_fan_in(app), app)
+    assert engine.fail(failing.id, "up", _begin(engine, failing.id, "up"), "boom")
+    assert failing.wait(5) == "failed"
+    assert frontier(registry) == {}
+    cancelled = submit(_fan_in(app), app)
+    _begin(engine, cancelled.id, "up")
+    assert cancelled.cancel()
+    assert frontier(registry) == {"demand|sleep": 1}  # its running node still runs
+    assert not engine.complete(cancelled.id, "up", 99, "null")  # a stale attempt changes nothing
+    assert engine.complete(cancelled.id, "up", 1, "null")
+    assert frontier(registry) == {}
+    fan = Dag("fan")
+    fan.node("p", "echo", foreach=[1, 2, 3])
+    fan.node("after", "noop", after=["p"])
+    run = submit(fan, app)
+    taken = engine.begin(run.id, "p", "w1", f"{run.id}:p:1")
+    assert taken is not None and engine.fan_out(run.id, "p", taken.token, taken.record, [1, 2, 3])
+    assert frontier(registry) == {"demand|echo": 3, "upcoming|noop": 1}  # the items, not their node
+    for k in range(3):
+        assert engine.complete(run.id, f"p#{k}", _begin(engine, run.id, f"p#{k}"), str(k))
+    assert frontier(registry) == {"demand|noop": 1}
+
+
+def test_the_exporter_shows_upcoming_work_before_it_is_queued(
+    app: CoditectApp, worker_factory: WorkerFactory, exporter: int
+) -> None:
+    worker_factory(["sleep"])
+    dag = _fan_in(app)
+    dag.nodes["up"].params["seconds"] = 2.0
+    run = submit(dag, app)
+
+    def gauge(name: str, agent: str) -> float:
+        return scrape(exporter)[name].get((("agent", agent),), 0.0)
+
+    wait_for(lambda: gauge("coditect_agent_upcoming", "echo") == 8, 10, "8 echo nodes upcoming")
+    assert gauge("coditect_agent_demand", "echo") == 0
+    assert gauge("coditect_agent_demand", "sleep") == 1
+    assert registry_status(run.status(), "up") == "running"
+    wait_for(lambda: gauge("coditect_agent_demand", "echo") == 8, 10, "8 echo nodes in demand")
+    assert gauge("coditect_agent_upcoming", "echo") == 0
+    worker_factory(["echo", "noop"])
+    assert run.wait(30) == "succeeded"
+    assert gauge("coditect_agent_demand", "echo") == gauge("coditect_agent_upcoming", "noop") == 0
+
+
+def registry_status(doc: dict[str, object], node: str) -> object:
+    nodes = doc["nodes"]
+    assert isinstance(nodes, dict)
+    return nodes[node]["status"]
+
+
+def test_a_worker_told_to_stop_hands_its_node_to_another_pool(
+    app: CoditectApp, worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    probe = tmp_path / "health.json"
+    leaving = worker_factory(["sleep"], extra_env={"CODITECT_SHUTDOWN_GRACE": "1", "CODITECT_HEALTH_FILE": str(probe)})
+    env = {**app.settings.environment(), "CODITECT_HEALTH_FILE": str(probe)}
+    assert run_cli(["health", "--ready"], env).returncode == 0
+    dag = Dag("long")
+    dag.node("long", "sleep", params={"seconds": 6.0})
+    run = submit(dag, app)
+    wait_for(lambda: run.status()["nodes"]["long"]["status"] == "running", 20, "the node to start")
+    staying = worker_factory(["sleep"])
+    stopped_at = time.monotonic()
+    os.kill(leaving.pid, signal.SIGTERM)
+    wait_for(lambda: run_cli(["health", "--ready"], env).returncode == 1, 5, "the leaving worker to be unready")
+    assert run_cli(["health"], env).returncode == 0  # still alive while it drains
+    wait_for(
+        lambda: run.status()["nodes"]["long"].get("worker") == staying.hostname, 15, "the node on the other pool"
+    )
+    handoff = time.monotonic() - stopped_at
+    print(f"handoff from SIGTERM to running on another pool: {handoff:.1f} s")
+    assert handoff < 1 + 4  # the grace plus a few seconds, not a lease expiry after a kill
+    assert leaving.proc is not None and leaving.proc.wait(10) == 0  # it exits once the node is handed off
+    assert run.wait(30) == "succeeded"
+    assert run.status()["nodes"]["long"]["attempts"] == 2
+
+
+def test_celery_own_cli_finds_the_app(settings: Settings, worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(["echo"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "coditect_tasks", "inspect", "ping", "-d", worker.hostname],
+        env={**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pong" in proc.stdout and worker.hostname in proc.stdout
+
+
+def test_the_probe_says_what_is_wrong(tmp_path: Path) -> None:
+    env = {"CODITECT_HEALTH_FILE": str(tmp_path / "none.json")}
+    result = run_cli(["health"], env)
+    assert result.returncode == 1 and "no heartbeat file" in result.stderr
+    unset = run_cli(["health"], {})
+    assert unset.returncode != 0 and "CODITECT_HEALTH_FILE: not set" in unset.stderr
