@@ -70,9 +70,7 @@ def test_the_frontier_follows_every_transition(app: CoditectApp, registry: Regis
     assert not registry.client.exists(keys.run_prefix(run.id) + "phase")
 
 
-def test_the_frontier_empties_when_a_run_fails_is_cancelled_or_fans_out(
-    app: CoditectApp, registry: Registry
-) -> None:
+def test_the_frontier_empties_when_a_run_fails_is_cancelled_or_fans_out(app: CoditectApp, registry: Registry) -> None:
     engine = engine_for(app.settings.state_url)
     failing = submit(_fan_in(app), app)
     assert engine.fail(failing.id, "up", _begin(engine, failing.id, "up"), "boom")
@@ -141,9 +139,7 @@ def test_a_worker_told_to_stop_hands_its_node_to_another_pool(
     os.kill(leaving.pid, signal.SIGTERM)
     wait_for(lambda: run_cli(["health", "--ready"], env).returncode == 1, 5, "the leaving worker to be unready")
     assert run_cli(["health"], env).returncode == 0  # still alive while it drains
-    wait_for(
-        lambda: run.status()["nodes"]["long"].get("worker") == staying.hostname, 15, "the node on the other pool"
-    )
+    wait_for(lambda: run.status()["nodes"]["long"].get("worker") == staying.hostname, 15, "the node on the other pool")
     handoff = time.monotonic() - stopped_at
     print(f"handoff from SIGTERM to running on another pool: {handoff:.1f} s")
     assert handoff < 1 + 4  # the grace plus a few seconds, not a lease expiry after a kill

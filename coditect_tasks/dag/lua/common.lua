@@ -44,7 +44,7 @@ end
 -- by a retried script never counts twice, and a rerouted node moves to its fallback's count.
 local function tally(node, phase, desc)
   local have = redis.call('HGET', PHASE, node)
-  local want = phase and (phase .. '|' .. agent_of(desc or desc_of(node)))
+  local want = phase and (phase .. '|' .. agent_of(desc or desc_of(node))) or false
   if have == want then return end
   if have then redis.call('HINCRBY', FRONTIER, have, -1) end
   if want then
@@ -55,13 +55,11 @@ local function tally(node, phase, desc)
   end
 end
 
--- Every node status is written here, so the frontier follows it.
+-- Every node status is written here (the submit writes 'pending'), so the frontier follows it.
 local function set_status(node, st, desc)
   redis.call('HSET', STATUS, node, st)
   if st == 'queued' or (st == 'running' and redis.call('HEXISTS', FANOUT, node) == 0) then
     tally(node, 'demand', desc)
-  elseif st == 'pending' and redis.call('HGET', WAITING, node) == '0' then
-    tally(node, 'upcoming', desc)
   else
     tally(node, nil)
   end
