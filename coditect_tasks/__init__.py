@@ -9,6 +9,7 @@ looks for it: ``celery -A coditect_tasks inspect ping`` works against a running 
 from __future__ import annotations
 
 import importlib as _importlib
+import sys as _sys
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
@@ -53,8 +54,13 @@ __all__ = [
 def __getattr__(name: str) -> _typing.Any:
     if name == "celery":
         from .app import app_from_env
+        from .errors import CoditectError
 
-        globals()[name] = app = app_from_env()
+        try:
+            globals()[name] = app = app_from_env()
+        except CoditectError as exc:  # Celery's CLI would print a traceback: one line, as our CLI does
+            print(f"coditect-tasks: error: {exc}", file=_sys.stderr)
+            raise SystemExit(exc.exit_code) from None
         return app
     home = _HOMES.get(name)
     if home is None:

@@ -68,8 +68,10 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._stop.clear()
         self._forget_reservations()
         self._beat()
-        self._beat_health()
-        shutdown.install(app, parent.hostname, self._beat_health)
+        if app.settings.health_file is not None:
+            health.BEACON.start(app.settings.health_file, parent.hostname, shutdown.DRAINING)
+        health.BEACON.ready = True
+        shutdown.install(app, parent.hostname)
         self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
         self._thread.start()
         signals.task_received.connect(self._on_received, weak=False, dispatch_uid=f"coditect-{id(self)}")
@@ -77,7 +79,6 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
     def _run(self) -> None:
         ticks = 0
         while not self._stop.wait(REAP_INTERVAL):
-            self._beat_health()
             ticks += 1
             if ticks * REAP_INTERVAL >= BEAT_INTERVAL:
                 ticks = 0
@@ -126,15 +127,6 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
             except redis.RedisError as exc:
                 log.warning("could not note a received node: %s", exc)
 
-    def _beat_health(self, ready: bool = True) -> None:
-        """Rewrite the probe file, if the worker has one: alive, and ready unless shutting down."""
-        path = self._app.settings.health_file if self._app is not None else None
-        if path is not None and self._info is not None:
-            try:
-                health.beat(path, self._info.hostname, ready and not shutdown.DRAINING.is_set())
-            except OSError as exc:
-                log.warning("could not write the health file %s: %s", path, exc)
-
     def _beat(self) -> None:
         assert self._registry is not None and self._info is not None
         try:
@@ -144,7 +136,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
 
     def stop(self, parent: Any) -> None:
         signals.task_received.disconnect(dispatch_uid=f"coditect-{id(self)}")
-        self._beat_health(ready=False)  # not consuming any more (a draining worker goes on beating)
+        health.BEACON.ready = False  # not consuming any more: unready, still alive
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=BEAT_INTERVAL + 1)

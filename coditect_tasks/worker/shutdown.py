@@ -16,48 +16,71 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
 from celery import Celery, signals
 from celery.worker import state
 
-from ..dag.engine import engine_for
+from ..dag.engine import Engine, engine_for
 
-#: Set once the worker was told to stop: it is no longer ready (``health.problem``).
+#: Set once the worker was told to stop: it is no longer ready (``health``).
 DRAINING = threading.Event()
+#: Seconds each hand-off may wait for an unreachable Redis (the lease expires instead after that).
+HANDOFF_OUTAGE_SECONDS = 3.0
 
 log = logging.getLogger(__name__)
 
 
-def install(app: Celery, hostname: str, beat: Callable[[], None]) -> None:
-    """Drain on SIGTERM; ``beat`` keeps the health file fresh meanwhile (the heartbeat stops first)."""
+def install(app: Celery, hostname: str) -> None:
+    """Drain on SIGTERM (Celery's warm shutdown), in a thread: signal handlers must return."""
 
     def on_shutting_down(how: str = "", **kwargs: Any) -> None:
         if how == "Warm" and not DRAINING.is_set():
             DRAINING.set()
-            threading.Thread(target=drain, args=(app, hostname, beat), name="coditect-drain", daemon=True).start()
+            threading.Thread(target=drain, args=(app, hostname), name="coditect-drain", daemon=True).start()
 
     signals.worker_shutting_down.connect(on_shutting_down, weak=False, dispatch_uid="coditect-drain")
 
 
-def drain(app: Celery, hostname: str, beat: Callable[[], None]) -> None:
+def drain(app: Celery, hostname: str) -> None:
     """Wait up to the grace for running calls, hand off the rest, then shut down cold."""
     deadline = time.monotonic() + app.settings.shutdown_grace
-    while state.active_requests and time.monotonic() < deadline:
-        beat()
+    while _running() and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = list(state.active_requests)
+    left = _running()
     if not left:
         return  # the warm shutdown ends by itself
-    engine = engine_for(app.settings.state_url)
-    for request in left:
+    handed = False
+    try:
+        handed = _hand_off(app, hostname, left)
+    finally:
+        if handed or _running():  # a call that ended at the last moment needs no cold shutdown
+            os.kill(os.getpid(), signal.SIGQUIT)  # Celery's cold shutdown: stop the calls, exit
+
+
+def _running() -> list[Any]:
+    """The requests running now (a snapshot of a set the main thread changes)."""
+    while True:
+        try:
+            return list(state.active_requests)
+        except RuntimeError:  # changed size during iteration: look again
+            continue
+
+
+def _hand_off(app: Celery, hostname: str, requests: list[Any]) -> bool:
+    """Queue the node of each request again; whether any was handed off."""
+    engine = Engine(engine_for(app.settings.state_url).client, outage_seconds=HANDOFF_OUTAGE_SECONDS)
+    handed = False
+    for request in requests:
         kwargs = request.kwargs or {}
-        if kwargs.get("run_id") and kwargs.get("node_id"):
-            try:
-                if engine.hand_off(kwargs["run_id"], kwargs["node_id"], hostname, request.id):
-                    log.warning("handed off %s of run %s: shutdown grace is over", kwargs["node_id"], kwargs["run_id"])
-            except redis.RedisError as exc:
-                log.warning("could not hand off %s (its lease will expire instead): %s", kwargs["node_id"], exc)
-    os.kill(os.getpid(), signal.SIGQUIT)  # Celery's cold shutdown: stop the calls, exit
+        run_id, node_id = kwargs.get("run_id"), kwargs.get("node_id")
+        if not (run_id and node_id):
+            continue
+        try:
+            if engine.hand_off(run_id, node_id, hostname, request.id):
+                handed = True
+                log.warning("handed off %s of run %s: the shutdown grace is over", node_id, run_id)
+        except redis.RedisError as exc:
+            log.warning("could not hand off %s (its lease will expire instead): %s", node_id, exc)
+    return handed

@@ -95,6 +95,16 @@ def test_the_frontier_empties_when_a_run_fails_is_cancelled_or_fans_out(app: Cod
     assert frontier(registry) == {"demand|noop": 1}
 
 
+def test_a_run_retired_while_its_node_still_runs_leaves_no_demand(app: CoditectApp, registry: Registry) -> None:
+    engine = engine_for(app.settings.state_url)
+    run = submit(_fan_in(app), app)
+    token = _begin(engine, run.id, "up")
+    assert run.cancel() and engine.retire(run.id, 0)  # recorded at once, with no retention window
+    assert frontier(registry) == {}
+    assert not engine.complete(run.id, "up", token, "null")  # the orphan ends later: nothing to take back
+    assert frontier(registry) == {}
+
+
 def test_the_exporter_shows_upcoming_work_before_it_is_queued(
     app: CoditectApp, worker_factory: WorkerFactory, exporter: int
 ) -> None:
@@ -168,3 +178,20 @@ def test_the_probe_says_what_is_wrong(tmp_path: Path) -> None:
     assert result.returncode == 1 and "no heartbeat file" in result.stderr
     unset = run_cli(["health"], {})
     assert unset.returncode != 0 and "CODITECT_HEALTH_FILE: not set" in unset.stderr
+    future = tmp_path / "future.json"
+    future.write_text('{"hostname": "w", "beat": 1e300, "ready": true}')
+    result = run_cli(["health"], {"CODITECT_HEALTH_FILE": str(future)})
+    assert result.returncode == 1 and "not within" in result.stderr
+
+
+def test_celery_own_cli_reports_a_bad_setting_in_one_line(settings: Settings) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "coditect_tasks", "inspect", "ping"],
+        env={**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT), "CODITECT_SHUTDOWN_GRACE": "soon"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "coditect-tasks: error: CODITECT_SHUTDOWN_GRACE: 'soon' is not a whole number ≥ 0"

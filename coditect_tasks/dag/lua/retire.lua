@@ -7,6 +7,12 @@ local rs = redis.call('HGET', RUN, 'status')
 if rs == 'running' or rs == 'failing' or rs == 'submitting' then return 0 end
 local now = server_now()
 redis.call('ZREM', UNRECORDED, RUN_ID)
+-- A node may still run after its run ended (cancelled, or failed by a sibling): its count in the
+-- frontier goes now, with the hash that remembers it, so an attempt that ends later (or a state
+-- that expires) leaves no demand behind for an autoscaler to chase.
+local phases = redis.call('HVALS', PHASE)
+for _, field in ipairs(phases) do redis.call('HINCRBY', FRONTIER, field, -1) end
+redis.call('DEL', PHASE)
 if retention <= 0 then
   for _, suffix in ipairs(RUN_HASHES) do redis.call('DEL', P .. suffix) end
   redis.call('ZREM', RUNS, RUN_ID)
