@@ -178,7 +178,8 @@ class Engine:
             pipe.hset(p + "node", mapping=descs)
             pipe.hset(p + "params", mapping=params)
             pipe.hset(p + "pending", mapping=pending)
-            pipe.hset(p + "waiting", mapping=pending)  # no predecessor runs yet
+            if waiting := {node: count for node, count in pending.items() if count}:  # roots wait on nothing
+                pipe.hset(p + "waiting", mapping=waiting)  # no predecessor runs yet
             pipe.hset(p + "status", mapping=dict.fromkeys(dag.nodes, "pending"))
             pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
             stamp = datetime.now(UTC).timestamp()
