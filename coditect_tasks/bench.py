@@ -69,6 +69,30 @@ def dag_seconds(app: CoditectApp, dag: Dag, timeout: float) -> tuple[float, dict
     return elapsed, run.status()
 
 
+def celery_capacity(app: CoditectApp, dag: Dag, runs: int, timeout: float) -> float:
+    """Runs per second plain Celery completes when ``runs`` copies of ``dag`` (as canvas) arrive at once."""
+    from .load.canvas import canvas
+
+    started = time.perf_counter()
+    results = [canvas(dag, app).signature.apply_async() for _ in range(runs)]
+    for result in results:
+        result.get(timeout=timeout, disable_sync_subtasks=False)
+    elapsed = time.perf_counter() - started
+    for result in results:
+        result.forget()
+    return runs / elapsed
+
+
+def dag_capacity(app: CoditectApp, dag: Dag, runs: int, timeout: float) -> float:
+    """Runs per second the platform completes when ``runs`` runs of ``dag`` arrive at once."""
+    started = time.perf_counter()
+    handles = [submit(dag, app) for _ in range(runs)]
+    for run in handles:
+        if run.wait(timeout) != "succeeded":
+            raise RuntimeError(f"benchmark run {run.id} did not succeed")
+    return runs / (time.perf_counter() - started)
+
+
 def celery_dispatch_seconds(app: CoditectApp, timeout: float) -> float:
     """Apply → done of one plain noop task (its result's ``date_done``): an upper bound on
     Celery's dispatch latency, since a noop finishes within microseconds of starting."""
@@ -166,16 +190,21 @@ def run_engine_bench(
     repeats: int = 3,
     timeout: float = 300,
     dispatches: int = 100,
+    diamonds: int = 200,
     on_step: Callable[[str], None] = lambda step: None,
 ) -> dict[str, Any]:
     """Validation time, fan-out throughput ratio, chain and per-edge latency, dispatch
-    latency and memory per 1,000 in-flight nodes, each against plain Celery."""
+    latency, diamond capacity and memory per 1,000 in-flight nodes, each against plain Celery."""
+    from .load.scenario import default_dag
+
     on_step("warm-up")
     celery_group_seconds(app, 50, timeout)
     dag_seconds(app, fanout(50), timeout)
     plain_fan, ours_fan, plain_chain, ours_chain, edges, validations = [], [], [], [], [], []
     plain_dispatch: list[float] = []
     ours_dispatch: list[float] = []
+    plain_capacity: list[float] = []
+    ours_capacity: list[float] = []
     for rep in range(repeats):
         on_step(f"repetition {rep + 1}/{repeats}: validate {10_000} nodes")
         validations.append(validate_seconds())
@@ -191,6 +220,9 @@ def run_engine_bench(
         for _ in range(dispatches):
             plain_dispatch.append(celery_dispatch_seconds(app, timeout) * 1000)
             ours_dispatch.append(dag_dispatch_seconds(app, timeout) * 1000)
+        on_step(f"repetition {rep + 1}/{repeats}: capacity, {diamonds} diamond runs at once")
+        plain_capacity.append(celery_capacity(app, default_dag(), diamonds, timeout))
+        ours_capacity.append(dag_capacity(app, default_dag(), diamonds, timeout))
     on_step("memory per 1,000 in-flight nodes (a private Redis)")
     memory = memory_per_1000_in_flight(app.settings)
     med = statistics.median
@@ -218,6 +250,12 @@ def run_engine_bench(
             "celery_p99_ms": round(percentile(plain_dispatch, 99), 3),
             "coditect_p50_ms": round(percentile(ours_dispatch, 50), 3),
             "coditect_p99_ms": round(percentile(ours_dispatch, 99), 3),
+        },
+        "capacity": {
+            "runs": diamonds,
+            "celery_diamonds_per_s": round(med(plain_capacity), 1),
+            "coditect_diamonds_per_s": round(med(ours_capacity), 1),
+            "ratio": round(med(ours_capacity) / med(plain_capacity), 3),
         },
         "memory": memory,
     }

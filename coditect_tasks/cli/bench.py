@@ -31,7 +31,7 @@ def bench(
         _bench_observability(config, fan, repeats, concurrency, as_json)
         return
     with (
-        temporary_stack(config, ["noop"], "bench", workers=1, concurrency=concurrency) as stack,
+        temporary_stack(config, ["noop", "echo"], "bench", workers=1, concurrency=concurrency) as stack,
         err.status("measuring…") as status,
     ):
         report = run_engine_bench(
@@ -73,6 +73,13 @@ def bench(
         f"{d['celery_p50_ms']:.2f} / {d['celery_p99_ms']:.2f}",
         f"{d['coditect_p50_ms']:.2f} / {d['coditect_p99_ms']:.2f}",
         f"{d['celery_p50_ms'] / d['coditect_p50_ms']:.2f}",
+    )
+    cap = report["capacity"]
+    view.add_row(
+        f"capacity: diamond runs/s ({cap['runs']} at once)",
+        str(cap["celery_diamonds_per_s"]),
+        str(cap["coditect_diamonds_per_s"]),
+        f"{cap['ratio']:.2f}",
     )
     view.add_row(
         "Redis memory per 1,000 in-flight nodes: KiB",

@@ -28,6 +28,10 @@ def load(
         Path | None, typer.Option("--dag", help="YAML or JSON DAG to submit (default: a diamond).")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Processes of the local worker pool (embedded only).")] = 2,
+    compare: Annotated[
+        bool,
+        typer.Option("--compare", help="Then run the same DAG as plain Celery canvas on the same stack; report both."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Run a Locust scenario headless against the embedded stack or the configured cluster.
@@ -37,13 +41,18 @@ def load(
     from .. import broker
     from ..embedded import attach
     from ..load import resources, runner
-    from ..load.report import read_failures, read_stats
+    from ..load.report import read_failures, read_stats, write_comparison
     from ..load.scenario import default_dag, scenario
 
     plan = scenario(name, scale)
     config = Settings.from_env()
     dag = Dag.load(dag_file, max_bytes=config.max_dag_bytes) if dag_file else default_dag()
     runner.validate_dag(dag, config)
+    systems = ("coditect", "celery") if compare else ("coditect",)
+    if compare:
+        from ..load.canvas import check
+
+        check(dag)
     target = attach(config)
     out_dir = config.home / "load" / f"{plan.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     stop_on_sigterm()
@@ -54,21 +63,27 @@ def load(
                 temporary_stack(config, agents, "load", workers=1, concurrency=concurrency, recorder=True)
             )
             target = stack.settings
-        sampler = resources.Sampler(cleanup.enter_context(broker.redis_client(target.state_url)))
+        client = cleanup.enter_context(broker.redis_client(target.state_url))
         columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        outcomes, samplers = {}, {}
         with Progress(*columns, console=err, disable=as_json) as progress:
-            bar = progress.add_task(f"{plan.name}: {plan.summary} (×{scale:g})", total=plan.seconds)
+            for system in systems:
+                sampler = samplers[system] = resources.Sampler(client)
+                label = f"{plan.name}: {plan.summary} (×{scale:g})" + (f", {system}" if compare else "")
+                bar = progress.add_task(label, total=plan.seconds)
 
-            def tick(elapsed: float) -> None:
-                progress.update(bar, completed=min(elapsed, plan.seconds))
-                sampler.tick(elapsed)
+                def tick(elapsed: float, bar: Any = bar, sampler: Any = sampler) -> None:
+                    progress.update(bar, completed=min(elapsed, plan.seconds))
+                    sampler.tick(elapsed)
 
-            outcome = runner.run(target, plan, scale, dag_file, out_dir, on_tick=tick)
-            sampler.samples.append(sampler.sample())
+                where = out_dir / system if compare else out_dir
+                outcomes[system] = runner.run(target, plan, scale, dag_file, where, on_tick=tick, system=system)
+                sampler.samples.append(sampler.sample())
+    outcome, sampler = outcomes["coditect"], samplers["coditect"]
     figures = read_stats(outcome.prefix)
     failures = read_failures(outcome.prefix)
     usage = _resources(sampler, outcome.prefix, out_dir, f"{plan.name} ×{scale:g}", config.live_retention)
-    report = {
+    report: dict[str, Any] = {
         "scenario": plan.name,
         "scale": scale,
         "dag": dag.name,
@@ -78,30 +93,45 @@ def load(
         "resources": usage,
         "reports": {"csv": str(outcome.prefix) + "_stats.csv", "html": str(outcome.html), "log": str(outcome.log)},
     }
-    failed = sum(f.failures for f in figures.values()) > 0 or outcome.exit_code != 0 or bool(usage["growing"])
+    failed = bool(usage["growing"]) or any(
+        o.exit_code != 0 or any(f.failures for f in read_stats(o.prefix).values()) for o in outcomes.values()
+    )
+    if compare:
+        write_comparison(
+            {s: o.prefix for s, o in outcomes.items()},
+            f"{plan.name} ×{scale:g}: {dag.name}, coditect-tasks and plain Celery",
+            out_dir / "compare.csv",
+            out_dir / "compare.html",
+        )
+        report["compare"] = {s: {k: f.to_json() for k, f in read_stats(o.prefix).items()} for s, o in outcomes.items()}
+        report["reports"]["compare"] = str(out_dir / "compare.html")
     if as_json:
         emit_json(report)
     else:
         view = Table(title=f"{plan.name} ×{scale:g}: {dag.name} ({len(dag.nodes)} nodes), times in ms")
-        for column in ("request", "count", "failed", "per s", "p50", "p95", "p99", "max"):
-            view.add_column(column, justify="left" if column == "request" else "right")
-        for kind, f in figures.items():
-            view.add_row(
-                kind,
-                str(f.requests),
-                str(f.failures),
-                f"{f.per_second:g}",
-                f"{f.p50:g}",
-                f"{f.p95:g}",
-                f"{f.p99:g}",
-                f"{f.max:g}",
-            )
+        for column in ("system", "request", "count", "failed", "per s", "p50", "p95", "p99", "max"):
+            view.add_column(column, justify="left" if column in ("system", "request") else "right")
+        for system, o in outcomes.items():
+            for kind, f in read_stats(o.prefix).items():
+                view.add_row(
+                    "coditect-tasks" if system == "coditect" else "plain Celery",
+                    kind,
+                    str(f.requests),
+                    str(f.failures),
+                    f"{f.per_second:g}",
+                    f"{f.p50:g}",
+                    f"{f.p95:g}",
+                    f"{f.p99:g}",
+                    f"{f.max:g}",
+                )
         out.print(view)
         for failure in failures:
             out.print(f"[red]{failure['occurrences']}×[/red] {failure['error']}", markup=True, highlight=False)
         for name in usage["growing"]:
             out.print(f"[red]{name} still grows in the second half[/red] (over {GROWTH_LIMIT:.0%})", markup=True)
         out.print(f"reports: {outcome.html}, {usage['plot']} and {usage['timeline']}")
+        if compare:
+            out.print(f"side by side: {out_dir / 'compare.html'} and {out_dir / 'compare.csv'}")
     if failed:
         raise typer.Exit(1)
 

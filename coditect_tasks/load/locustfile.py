@@ -3,7 +3,9 @@ Locust's web UI (``locust -f coditect_tasks/load/locustfile.py``).
 
 Configured by the environment: ``CODITECT_LOAD_SCENARIO`` (default ``steady``),
 ``CODITECT_LOAD_SCALE`` (default 1), ``CODITECT_LOAD_DAG`` (a DAG file; default the
-diamond of ``scenario.default_dag``) and the usual ``CODITECT_*`` settings.
+diamond of ``scenario.default_dag``), ``CODITECT_LOAD_SYSTEM`` (``coditect``, the default,
+or ``celery``: the same DAG as plain Celery canvas) and the usual ``CODITECT_*`` settings.
+Paced scenarios are open-loop: runs arrive at the scenario's rate however long they take.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from locust import LoadTestShape, constant, constant_pacing
+from locust import LoadTestShape, constant, constant_pacing, events
 
 from coditect_tasks.app import create_app
 from coditect_tasks.dag.spec import Dag
 from coditect_tasks.embedded import attach
 from coditect_tasks.load.scenario import default_dag, scenario
-from coditect_tasks.load.user import DagUser
+from coditect_tasks.load.user import CanvasUser, DagUser, RunUser
 from coditect_tasks.settings import Settings
 
 SCENARIO = scenario(
@@ -26,11 +28,21 @@ SCENARIO = scenario(
 _DAG = Dag.load(os.environ["CODITECT_LOAD_DAG"]) if os.environ.get("CODITECT_LOAD_DAG") else default_dag()
 
 
-class ScenarioUser(DagUser):
+#: Seconds the end of the test waits for runs in flight (as ``runner.STOP_TIMEOUT``).
+DRAIN_SECONDS = 60
+
+
+class ScenarioUser(CanvasUser if os.environ.get("CODITECT_LOAD_SYSTEM") == "celery" else DagUser):  # type: ignore[misc]
     app = create_app(attach(Settings.from_env()))
     dag = _DAG
     label = f"{SCENARIO.name}/{_DAG.name}"
+    open_loop = SCENARIO.pacing > 0
     wait_time = constant_pacing(SCENARIO.pacing) if SCENARIO.pacing else constant(0)
+
+
+@events.test_stop.add_listener  # type: ignore[untyped-decorator]
+def _let_runs_in_flight_end(**kwargs: Any) -> None:
+    RunUser.in_flight.join(timeout=DRAIN_SECONDS)
 
 
 class ScenarioShape(LoadTestShape):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,3 +55,70 @@ def read_failures(prefix: Path) -> list[dict[str, Any]]:
         return []
     with path.open(newline="") as handle:
         return [{"error": row["Error"], "occurrences": int(row["Occurrences"])} for row in csv.DictReader(handle)]
+
+
+#: Line colours of the systems in the comparison plot.
+COLOURS = {"coditect": "#1f6feb", "celery": "#d1242f"}
+
+
+def write_comparison(prefixes: dict[str, Path], title: str, csv_path: Path, html_path: Path) -> None:
+    """Both systems' figures side by side (CSV), and their latency over time (HTML, inline SVG)."""
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["system", "request", "count", "failed", "per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms"])
+        for system, prefix in prefixes.items():
+            for kind, f in read_stats(prefix).items():
+                writer.writerow([system, kind, f.requests, f.failures, f.per_second, f.p50, f.p95, f.p99, f.max])
+    charts = []
+    for kind in ("dispatch", "run"):
+        for column in ("50%", "99%"):
+            series = {system: _history(prefix, kind, column) for system, prefix in prefixes.items()}
+            charts.append(_lines(f"{kind} p{column.rstrip('%')} (ms) over time (s)", series))
+    legend = " ".join(f"<span style='color:{COLOURS.get(s, '#000')}'>■ {html.escape(s)}</span>" for s in prefixes)
+    html_path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}figure{display:inline-block;margin:1em}"
+        "figcaption{font-weight:bold}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{legend}</p>{''.join(charts)}</body></html>"
+    )
+
+
+def _history(prefix: Path, kind: str, column: str) -> list[tuple[float, float]]:
+    """(seconds since the first row, value) of one request type's column in Locust's full history."""
+    path = prefix.with_name(prefix.name + "_stats_history.csv")
+    if not path.exists():
+        return []
+    points: list[tuple[float, float]] = []
+    with path.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["Type"] == kind and r[column] not in ("", "N/A")]
+    for row in rows:
+        points.append((float(row["Timestamp"]) - float(rows[0]["Timestamp"]), float(row[column])))
+    return points
+
+
+def _lines(name: str, series: dict[str, list[tuple[float, float]]], width: int = 520, height: int = 220) -> str:
+    """One chart, one polyline per system, on shared axes."""
+    values = [point for points in series.values() for point in points]
+    if len(values) < 2:
+        return f"<figure><figcaption>{html.escape(name)}</figcaption><p>too few samples</p></figure>"
+    pad = 40
+    high = max(y for _, y in values) or 1.0
+    span_x = max(x for x, _ in values) or 1.0
+    lines = "".join(
+        f"<polyline fill='none' stroke='{COLOURS.get(system, '#000')}' stroke-width='2' points='"
+        + " ".join(
+            f"{pad + x / span_x * (width - 2 * pad):.1f},{height - pad - y / high * (height - 2 * pad):.1f}"
+            for x, y in points
+        )
+        + "'/>"
+        for system, points in series.items()
+    )
+    return (
+        f"<figure><figcaption>{html.escape(name)}</figcaption>"
+        f"<svg width='{width}' height='{height}' role='img' aria-label='{html.escape(name)}'>"
+        f"<rect x='{pad}' y='{pad}' width='{width - 2 * pad}' height='{height - 2 * pad}' fill='#f6f6f6'/>{lines}"
+        f"<text x='{pad}' y='{pad - 8}' font-size='12'>{high:.0f}</text>"
+        f"<text x='{pad}' y='{height - pad + 16}' font-size='12'>0</text>"
+        f"<text x='{width - pad}' y='{height - pad + 16}' font-size='12' text-anchor='end'>{span_x:.0f} s</text>"
+        "</svg></figure>"
+    )

@@ -56,8 +56,10 @@ def run(
     dag_file: Path | None,
     out_dir: Path,
     on_tick: Callable[[float], None] = lambda elapsed: None,
+    system: str = "coditect",
 ) -> Outcome:
-    """Run ``plan`` against the stack ``settings`` reach; reports go to ``out_dir``."""
+    """Run ``plan`` against the stack ``settings`` reach; reports go to ``out_dir``. ``system``
+    ``celery`` submits the same DAG as plain Celery canvas instead (``canvas.py``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     outcome = Outcome(0, out_dir / "locust", out_dir / "report.html", out_dir / "locust.log")
     env = {
@@ -66,6 +68,7 @@ def run(
         "CODITECT_LOAD_SCENARIO": plan.name,
         "CODITECT_LOAD_SCALE": repr(scale),
         "CODITECT_LOAD_DAG": str(dag_file.resolve()) if dag_file else "",
+        "CODITECT_LOAD_SYSTEM": system,
     }
     command = [
         sys.executable,
@@ -77,6 +80,7 @@ def run(
         "--only-summary",
         "--csv",
         str(outcome.prefix),
+        "--csv-full-history",  # each request type's percentiles every second, for the latency plot
         "--html",
         str(outcome.html),
         "--loglevel",

@@ -1,4 +1,5 @@
-"""The Locust side: a user that submits DAG runs through the public API.
+"""The Locust side: users that submit DAG runs through the public API, or the same DAG as
+plain Celery canvas, to compare the two on one stack.
 
 Imported only inside the Locust process (``locustfile.py``): Locust patches the
 process with gevent, so every Redis call here yields to the other users.
@@ -10,10 +11,12 @@ node running).
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar, NamedTuple
 
 import gevent
 import gevent.event
+import gevent.pool
 import redis
 from locust import User, task
 
@@ -21,6 +24,7 @@ from .. import keys
 from ..dag.run import DagRun, submit
 from ..dag.spec import Dag
 from ..status import TERMINAL
+from .canvas import canvas
 
 #: Seconds a run may take before the load test counts it as failed.
 RUN_TIMEOUT = 300.0
@@ -80,9 +84,20 @@ class RunWatcher:
             del self._waiters[run.id]
 
 
-class DagUser(User):
-    """Submits ``dag`` through ``coditect_tasks.submit`` and reports each run.
+class Outcome(NamedTuple):
+    """One run as the load test reports it."""
 
+    seconds: float  # submit → terminal state
+    dispatch: float | None  # submit → first node running (plain Celery: first task done)
+    error: str | None  # None if the run succeeded
+
+
+class RunUser(User):
+    """Submits one run per task and reports it: a request of type ``run`` and one of ``dispatch``.
+
+    With ``open_loop`` each task starts its run in a greenlet of its own and returns at once, so
+    runs arrive at the scenario's rate however long they take (latency is then measured, not
+    hidden by users that wait); ``in_flight`` tracks them so the end of the test lets them finish.
     Configured by the locustfile: ``app``, ``dag`` and ``label`` (the request name).
     """
 
@@ -90,6 +105,47 @@ class DagUser(User):
     app: ClassVar[Any]
     dag: ClassVar[Dag]
     label: ClassVar[str]
+    open_loop: ClassVar[bool] = False
+    in_flight: ClassVar[gevent.pool.Group] = gevent.pool.Group()
+
+    @task
+    def arrive(self) -> None:
+        if self.open_loop:
+            RunUser.in_flight.spawn(self._report)
+        else:
+            self._report()
+
+    def _report(self) -> None:
+        fire = self.environment.events.request.fire
+        started = time.perf_counter()
+        try:
+            outcome = self.one_run()
+        except Exception as exc:  # submitting or following the run failed: a failed run all the same
+            outcome = Outcome(time.perf_counter() - started, None, f"{type(exc).__name__}: {exc}")
+        fire(
+            request_type="run",
+            name=self.label,
+            response_time=outcome.seconds * 1000,
+            response_length=len(self.dag.nodes),
+            exception=RunFailed(outcome.error) if outcome.error is not None else None,
+        )
+        if outcome.dispatch is not None:
+            fire(
+                request_type="dispatch",
+                name=self.label,
+                response_time=outcome.dispatch * 1000,
+                response_length=0,
+                exception=None,
+            )
+
+    def one_run(self) -> Outcome:
+        raise NotImplementedError
+
+
+class DagUser(RunUser):
+    """Submits ``dag`` through ``coditect_tasks.submit``."""
+
+    abstract = True
     _watcher: ClassVar[RunWatcher | None] = None
 
     @classmethod
@@ -98,41 +154,39 @@ class DagUser(User):
             DagUser._watcher = RunWatcher(redis.Redis.from_url(cls.app.settings.state_url, decode_responses=True))
         return DagUser._watcher
 
-    @task
-    def run_dag(self) -> None:
-        fire = self.environment.events.request.fire
+    def one_run(self) -> Outcome:
         started = time.perf_counter()
-        try:
-            run = submit(self.dag, self.app)
-            state, ended = self.watcher().wait(run, RUN_TIMEOUT)
-            dispatch = run.dispatch_seconds()
-        except Exception as exc:  # submitting or following the run failed: a failed run all the same
-            fire(
-                request_type="run",
-                name=self.label,
-                response_time=(time.perf_counter() - started) * 1000,
-                response_length=0,
-                exception=RunFailed(f"{type(exc).__name__}: {exc}"),
-            )
-            return
-        exception = None
+        run = submit(self.dag, self.app)
+        state, ended = self.watcher().wait(run, RUN_TIMEOUT)
+        error = None
         if state != "succeeded":
-            exception = RunFailed(f"run {state if state in TERMINAL else 'timed out'}: {_first_error(run)}")
-        fire(
-            request_type="run",
-            name=self.label,
-            response_time=(ended - started) * 1000,
-            response_length=len(self.dag.nodes),
-            exception=exception,
-        )
-        if dispatch is not None:
-            fire(
-                request_type="dispatch",
-                name=self.label,
-                response_time=dispatch * 1000,
-                response_length=0,
-                exception=None,
-            )
+            error = f"run {state if state in TERMINAL else 'timed out'}: {_first_error(run)}"
+        return Outcome(ended - started, run.dispatch_seconds(), error)
+
+
+class CanvasUser(RunUser):
+    """Plain Celery doing the same work: ``dag`` as canvas (``canvas.py``) on the same broker,
+    result backend and worker processes, reported the same way. Celery keeps no start time
+    unless ``task_track_started`` adds a write per task, so its dispatch ends when the first task
+    does (a ``noop`` root: microseconds later)."""
+
+    abstract = True
+
+    def one_run(self) -> Outcome:
+        submitted = datetime.now(UTC)
+        started = time.perf_counter()
+        shape = canvas(self.dag, self.app)
+        result = shape.signature.apply_async()
+        try:
+            result.get(timeout=RUN_TIMEOUT, disable_sync_subtasks=False)
+            error = None
+        except Exception as exc:  # a task failed or the run outlasted RUN_TIMEOUT
+            error = f"canvas failed: {type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - started
+        done = [self.app.backend.get_task_meta(task_id).get("date_done") for task_id in shape.first]
+        stamps = [d if isinstance(d, datetime) else datetime.fromisoformat(d) for d in done if d]
+        dispatch = (min(stamps).replace(tzinfo=UTC) - submitted).total_seconds() if stamps else None
+        return Outcome(seconds, dispatch, error)
 
 
 def _first_error(run: DagRun) -> str:

@@ -39,3 +39,22 @@ def test_a_short_steady_load_reports_every_run_and_its_dispatch(
     first = dict(zip(timeline[0].split(","), timeline[1].split(","), strict=True))
     assert int(first["redis_bytes"]) > 0 and int(first["worker_rss"]) > 10_000_000 and int(first["worker_fds"]) > 0
     assert Path(usage["plot"]).read_text().count("<polyline") == 4
+
+
+def test_compare_runs_plain_celery_beside_the_platform_on_the_same_stack(
+    settings: Settings, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(["noop", "echo"], concurrency=2)
+    result = run_cli(["load", "steady", "--scale", "0.01", "--compare", "--json"], settings.environment(), timeout=240)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    both = report["compare"]
+    assert set(both) == {"coditect", "celery"}
+    for system, figures in both.items():  # open loop: every run offered arrives, and each one ends
+        assert figures["run"]["requests"] >= 50 and figures["run"]["failures"] == 0, system
+        assert figures["dispatch"]["requests"] == figures["run"]["requests"], system
+    assert both["coditect"]["run"] == report["run"]
+    table = Path(report["reports"]["compare"]).with_name("compare.csv").read_text().splitlines()
+    assert table[0].startswith("system,request,count") and len(table) == 5
+    page = Path(report["reports"]["compare"]).read_text()
+    assert page.count("<polyline") == 8  # dispatch and run, p50 and p99, one line per system
