@@ -146,22 +146,26 @@ def _resources(sampler: Any, prefix: Path, out_dir: Path, title: str, retention:
     from ..load import resources
 
     samples = sampler.samples
+    history = prefix.with_name(prefix.name + "_stats_history.csv")
     timeline, plot = out_dir / "timeline.csv", out_dir / "resources.html"
-    resources.write_timeline(samples, prefix.with_name(prefix.name + "_stats_history.csv"), timeline)
+    resources.write_timeline(samples, history, timeline)
     resources.write_plot(samples, title, plot)
     judged = len(samples) > 1 and samples[-1].at - samples[0].at >= 2 * retention
-    rising = {name: resources.growth(samples, field) for name, field in GROWING.items()}
+    # Redis holds the runs of the last retention window: its level follows the achieved rate, so
+    # it is judged per run held (a faster second half is not a leak); the workers' RSS as it is.
+    held = resources.per_run_held(samples, history, retention) if retention else samples
+    series = {"redis memory per run held": (held, "redis_bytes"), "worker RSS": (samples, "worker_rss")}
+    rising = {name: resources.growth(values, field) for name, (values, field) in series.items()}
+    rising["redis memory"] = resources.growth(samples, "redis_bytes")
     return {
         "samples": len(samples),
         "growth": {name: None if value is None else round(value, 4) for name, value in rising.items()},
         "judged": judged,
         "growing": [
-            name for name, field in GROWING.items() if judged and resources.still_rising(samples, field, GROWTH_LIMIT)
+            name
+            for name, (values, field) in series.items()
+            if judged and resources.still_rising(values, field, GROWTH_LIMIT)
         ],
         "timeline": str(timeline),
         "plot": str(plot),
     }
-
-
-#: Resources that must reach a plateau: report name → ``Sample`` field.
-GROWING = {"redis memory": "redis_bytes", "worker RSS": "worker_rss"}

@@ -13,7 +13,7 @@ import csv
 import html
 import socket
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import psutil
@@ -110,6 +110,44 @@ def still_rising(samples: list[Sample], field: str, limit: float) -> bool:
     means = [sum(float(getattr(s, field)) for s in samples[q * size : (q + 1) * size]) / size for q in (1, 2, 3)]
     step = 1 + limit / 4
     return means[1] > means[0] * step and means[2] > means[1] * step
+
+
+def per_run_held(samples: list[Sample], stats_history: Path, window: float) -> list[Sample]:
+    """The samples with ``redis_bytes`` divided by the runs that ended in the ``window`` seconds
+    before each: what Redis holds per run it is meant to hold (running, plus finished within the
+    retention window). Its level does not follow the achieved rate, so a plateau that rises because
+    the stack got faster is not a leak, while state kept past the window still is. Samples before
+    a full window, or with no run ended in it, are left out."""
+    ended = _runs_ended(stats_history)
+    if not ended:
+        return []
+    out = []
+    for sample in samples:
+        if sample.at - window < min(ended):
+            continue
+        count = _count_at(ended, sample.at) - _count_at(ended, sample.at - window)
+        if count > 0:
+            out.append(replace(sample, redis_bytes=sample.redis_bytes // count))
+    return out
+
+
+def _runs_ended(stats_history: Path) -> dict[int, int]:
+    """Second → runs ended so far, from Locust's history (``run`` rows; else half the aggregate)."""
+    if not stats_history.exists():
+        return {}
+    runs: dict[int, int] = {}
+    both: dict[int, int] = {}
+    with stats_history.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Type") == "run":
+                runs[int(row["Timestamp"])] = int(row["Total Request Count"])
+            elif row.get("Name") == "Aggregated":
+                both[int(row["Timestamp"])] = int(row["Total Request Count"]) // 2
+    return runs or both
+
+
+def _count_at(ended: dict[int, int], at: float) -> int:
+    return max((count for second, count in ended.items() if second <= at), default=0)
 
 
 def write_timeline(samples: list[Sample], stats_history: Path, path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from coditect_tasks.load.resources import Sample, growth, still_rising, write_plot, write_timeline
+from coditect_tasks.load.resources import Sample, growth, per_run_held, still_rising, write_plot, write_timeline
 
 
 def _samples(values: list[float]) -> list[Sample]:
@@ -57,3 +57,30 @@ def test_the_timeline_puts_resources_beside_latency_and_the_plot_draws_them(tmp_
     write_plot(samples, "steady", tmp_path / "resources.html")
     page = (tmp_path / "resources.html").read_text()
     assert page.count("<polyline") == 4 and "Redis used_memory (MB)" in page
+
+
+def _history(path: Path, rates: list[float]) -> None:
+    """A Locust full history: one ``run`` row per second, ``rates[i]`` runs ending in second i."""
+    total = 0.0
+    with path.open("w") as handle:
+        handle.write("Timestamp,Type,Name,Total Request Count\n")
+        for second, rate in enumerate(rates):
+            total += rate
+            handle.write(f"{1000 + second},run,steady/diamond,{int(total)}\n")
+
+
+def test_redis_is_judged_per_run_held_so_a_faster_stack_is_not_a_leak(tmp_path: Path) -> None:
+    window, seconds = 100, 600
+    rates = [10.0 if s < 300 else 14.0 for s in range(seconds)]  # the stack got faster half-way
+    _history(tmp_path / "h.csv", rates)
+
+    def held_at(at: float) -> float:  # runs that ended in the window before ``at``
+        return sum(rates[max(0, int(at) - 1000 - window) : int(at) - 1000])
+
+    plateau = [Sample(1000.0 + 5 * i, int(10_000 * held_at(1000 + 5 * i)), 0, 0, 0) for i in range(seconds // 5)]
+    assert still_rising(plateau, "redis_bytes", 0.10)  # raw, the higher plateau looks like a leak
+    per_run = per_run_held(plateau, tmp_path / "h.csv", window)
+    assert per_run and not still_rising(per_run, "redis_bytes", 0.10)
+    ended = [sum(rates[: 5 * i]) for i in range(seconds // 5)]  # plus 20 kB kept for every run ever ended
+    leak = [Sample(s.at, s.redis_bytes + int(20_000 * e), 0, 0, 0) for s, e in zip(plateau, ended, strict=True)]
+    assert still_rising(per_run_held(leak, tmp_path / "h.csv", window), "redis_bytes", 0.10)
