@@ -196,7 +196,7 @@ class LocalStack:
                         f"an embedded stack is already running under {self.base_settings.home} "
                         f"(pid {running['pid']}); stop it first"
                     )
-            self.redis = RedisServer(self.data_dir).start()
+            self.redis = RedisServer(self.data_dir, fsync=self.base_settings.embedded_fsync).start()
             self.settings = self.base_settings.with_broker(self.redis.url)
         else:
             from .broker import ping

@@ -76,11 +76,13 @@ class RedisServer:
         port: int | None = None,
         password: str | None = None,
         appendonly: bool = True,
+        fsync: str = "always",
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.password = password if password is not None else secrets.token_urlsafe(18)
         self.appendonly = appendonly
+        self.fsync = fsync
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,7 +114,7 @@ class RedisServer:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "always",
+            self.fsync,
             "--maxmemory-policy",
             "noeviction",
             "--save",

@@ -22,6 +22,10 @@ BROKER_SCHEMES = frozenset({"redis", "rediss", "amqp", "amqps", "pyamqp"})
 REDIS_SCHEMES = frozenset({"redis", "rediss"})
 DEFAULT_AGENT_MODULES = ("workers.examples",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: AOF fsync policies the embedded Redis may run with: every write on disk before its reply
+#: (the default), or once a second (up to a second of writes lost if the machine, not just the
+#: process, goes down; several times less latency under load: see docs/performance.md).
+FSYNC_POLICIES = ("always", "everysec")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Settings:
     live_retention: int = 600
     #: Seconds a worker told to stop (SIGTERM) lets running nodes finish before it hands them off.
     shutdown_grace: int = 30
+    #: The embedded Redis's AOF fsync policy (``FSYNC_POLICIES``).
+    embedded_fsync: str = "always"
     #: File a worker beats for its liveness and readiness probes (``coditect-tasks health``); none if unset.
     health_file: Path | None = None
 
@@ -71,6 +77,9 @@ class Settings:
         log_level = (get("CODITECT_LOG_LEVEL") or "INFO").upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError("CODITECT_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        fsync = get("CODITECT_EMBEDDED_FSYNC") or "always"
+        if fsync not in FSYNC_POLICIES:
+            raise ConfigError("CODITECT_EMBEDDED_FSYNC", f"{fsync!r} is not one of {', '.join(FSYNC_POLICIES)}")
         timeout_text = get("CODITECT_CONNECT_TIMEOUT") or "8"
         try:
             timeout = float(timeout_text)
@@ -90,6 +99,7 @@ class Settings:
             max_params_bytes=_whole(get, "CODITECT_MAX_PARAMS_BYTES", cls.max_params_bytes),
             max_foreach_items=_whole(get, "CODITECT_MAX_FOREACH_ITEMS", cls.max_foreach_items),
             live_retention=_whole(get, "CODITECT_LIVE_RETENTION", cls.live_retention, minimum=0),
+            embedded_fsync=fsync,
             shutdown_grace=_whole(get, "CODITECT_SHUTDOWN_GRACE", cls.shutdown_grace, minimum=0),
             health_file=Path(health) if (health := get("CODITECT_HEALTH_FILE")) else None,
         )
@@ -153,6 +163,7 @@ class Settings:
         env["CODITECT_MAX_FOREACH_ITEMS"] = str(self.max_foreach_items)
         env["CODITECT_LIVE_RETENTION"] = str(self.live_retention)
         env["CODITECT_SHUTDOWN_GRACE"] = str(self.shutdown_grace)
+        env["CODITECT_EMBEDDED_FSYNC"] = self.embedded_fsync
         return env
 
     def dag_limits(self) -> dict[str, int]:

@@ -31,6 +31,9 @@ def test_every_variable_is_read() -> None:
             "CODITECT_AGENT_MODULES": "a.b, c ,",
             "CODITECT_LOG_LEVEL": "debug",
             "CODITECT_CONNECT_TIMEOUT": "2.5",
+            "CODITECT_EMBEDDED_FSYNC": "everysec",
+            "CODITECT_SHUTDOWN_GRACE": "0",
+            "CODITECT_HEALTH_FILE": "/tmp/x/health.json",
         }
     )
     assert not settings.embedded
@@ -41,6 +44,9 @@ def test_every_variable_is_read() -> None:
     assert settings.agent_modules == ("a.b", "c")
     assert settings.log_level == "DEBUG"
     assert settings.connect_timeout == 2.5
+    assert settings.embedded_fsync == "everysec"
+    assert settings.shutdown_grace == 0
+    assert settings.health_file == Path("/tmp/x/health.json")
 
 
 def test_redis_broker_serves_every_redis_role() -> None:
@@ -69,6 +75,8 @@ def test_rabbitmq_without_a_state_redis_is_a_clear_error() -> None:
         ("CODITECT_MAX_DAG_BYTES", "1e6", "not a positive whole number"),
         ("CODITECT_MAX_PARAMS_BYTES", "-1", "not a positive whole number"),
         ("CODITECT_MAX_FOREACH_ITEMS", "many", "not a positive whole number"),
+        ("CODITECT_EMBEDDED_FSYNC", "never", "not one of always, everysec"),
+        ("CODITECT_SHUTDOWN_GRACE", "-1", "not a whole number ≥ 0"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
