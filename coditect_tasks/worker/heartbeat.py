@@ -67,10 +67,10 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._app = app
         self._stop.clear()
         self._forget_reservations()
-        self._beat()
+        health.BEACON.ready = True  # before the first write, and before the registry says "consuming"
         if app.settings.health_file is not None:
             health.BEACON.start(app.settings.health_file, parent.hostname, shutdown.DRAINING)
-        health.BEACON.ready = True
+        self._beat()
         shutdown.install(app, parent.hostname)
         self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
         self._thread.start()

@@ -139,7 +139,7 @@ def test_a_worker_told_to_stop_hands_its_node_to_another_pool(
     probe = tmp_path / "health.json"
     leaving = worker_factory(["sleep"], extra_env={"CODITECT_SHUTDOWN_GRACE": "1", "CODITECT_HEALTH_FILE": str(probe)})
     env = {**app.settings.environment(), "CODITECT_HEALTH_FILE": str(probe)}
-    assert run_cli(["health", "--ready"], env).returncode == 0
+    wait_for(lambda: run_cli(["health", "--ready"], env).returncode == 0, 10, "the probe file to say ready")
     dag = Dag("long")
     dag.node("long", "sleep", params={"seconds": 6.0})
     run = submit(dag, app)
