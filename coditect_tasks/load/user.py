@@ -155,13 +155,17 @@ class DagUser(RunUser):
         return DagUser._watcher
 
     def one_run(self) -> Outcome:
+        submitted = datetime.now(UTC)
         started = time.perf_counter()
         run = submit(self.dag, self.app)
         state, ended = self.watcher().wait(run, RUN_TIMEOUT)
         error = None
         if state != "succeeded":
             error = f"run {state if state in TERMINAL else 'timed out'}: {_first_error(run)}"
-        return Outcome(ended - started, run.dispatch_seconds(), error)
+        # the run's own end time, not when this greenlet got round to noticing it
+        finished = run.engine.client.hget(keys.run_prefix(run.id) + "run", "finished_at")
+        seconds = (_utc(str(finished)) - submitted).total_seconds() if finished else ended - started
+        return Outcome(seconds, run.dispatch_seconds(), error)
 
 
 class CanvasUser(RunUser):
@@ -182,11 +186,19 @@ class CanvasUser(RunUser):
             error = None
         except Exception as exc:  # a task failed or the run outlasted RUN_TIMEOUT
             error = f"canvas failed: {type(exc).__name__}: {exc}"
-        seconds = time.perf_counter() - started
+        # the last task's own end time, as for the platform's runs
+        last = self.app.backend.get_task_meta(result.id).get("date_done")
+        seconds = (_utc(last) - submitted).total_seconds() if last else time.perf_counter() - started
         done = [self.app.backend.get_task_meta(task_id).get("date_done") for task_id in shape.first]
-        stamps = [d if isinstance(d, datetime) else datetime.fromisoformat(d) for d in done if d]
-        dispatch = (min(stamps).replace(tzinfo=UTC) - submitted).total_seconds() if stamps else None
+        stamps = [_utc(d) for d in done if d]
+        dispatch = (min(stamps) - submitted).total_seconds() if stamps else None
         return Outcome(seconds, dispatch, error)
+
+
+def _utc(stamp: datetime | str) -> datetime:
+    """A stored timestamp (ISO-8601 text or a datetime; naive means UTC) as an aware datetime."""
+    value = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(stamp)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _first_error(run: DagRun) -> str:
