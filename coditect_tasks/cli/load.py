@@ -80,7 +80,8 @@ def load(
                 outcomes[system] = runner.run(target, plan, scale, dag_file, where, on_tick=tick, system=system)
                 sampler.samples.append(sampler.sample())
     outcome, sampler = outcomes["coditect"], samplers["coditect"]
-    figures = read_stats(outcome.prefix)
+    stats = {system: read_stats(o.prefix) for system, o in outcomes.items()}  # each system's CSV, read once
+    figures = stats["coditect"]
     failures = read_failures(outcome.prefix)
     usage = _resources(sampler, outcome.prefix, out_dir, f"{plan.name} ×{scale:g}", config.live_retention)
     report: dict[str, Any] = {
@@ -94,7 +95,7 @@ def load(
         "reports": {"csv": str(outcome.prefix) + "_stats.csv", "html": str(outcome.html), "log": str(outcome.log)},
     }
     failed = bool(usage["growing"]) or any(
-        o.exit_code != 0 or any(f.failures for f in read_stats(o.prefix).values()) for o in outcomes.values()
+        o.exit_code != 0 or any(f.failures for f in stats[s].values()) for s, o in outcomes.items()
     )
     if compare:
         write_comparison(
@@ -103,7 +104,7 @@ def load(
             out_dir / "compare.csv",
             out_dir / "compare.html",
         )
-        report["compare"] = {s: {k: f.to_json() for k, f in read_stats(o.prefix).items()} for s, o in outcomes.items()}
+        report["compare"] = {s: {k: f.to_json() for k, f in by_kind.items()} for s, by_kind in stats.items()}
         report["reports"]["compare"] = str(out_dir / "compare.html")
     if as_json:
         emit_json(report)
@@ -111,8 +112,8 @@ def load(
         view = Table(title=f"{plan.name} ×{scale:g}: {dag.name} ({len(dag.nodes)} nodes), times in ms")
         for column in ("system", "request", "count", "failed", "per s", "p50", "p95", "p99", "max"):
             view.add_column(column, justify="left" if column in ("system", "request") else "right")
-        for system, o in outcomes.items():
-            for kind, f in read_stats(o.prefix).items():
+        for system, by_kind in stats.items():
+            for kind, f in by_kind.items():
                 view.add_row(
                     "coditect-tasks" if system == "coditect" else "plain Celery",
                     kind,
