@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -250,9 +251,11 @@ class Engine:
         reply = [str(m) for m in self._call("reap", "", limit)]
         return None if reply == ["outage"] else reply
 
-    def reserve(self, run_id: str, node_id: str, worker: str) -> None:
-        """Note that ``worker`` holds the node's message (for ``reclaim`` if it dies first)."""
-        self._call("reserve", run_id, node_id, worker)
+    def reserve(self, worker: str, nodes: Sequence[tuple[str, str]]) -> None:
+        """Note that ``worker`` holds the messages of ``nodes`` (run id, node id), for ``reclaim``
+        if it dies before they begin."""
+        if nodes:
+            self._call("reserve", "", worker, *(f"{run_id}|{node_id}" for run_id, node_id in nodes))
 
     def reclaim_lost(self, grace: float) -> int:
         """Requeue nodes whose message a now-dead worker had received but not begun."""

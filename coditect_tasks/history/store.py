@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, create_engine, delete, select
+from sqlalchemy import CursorResult, Engine, create_engine, delete, event, select
 from sqlalchemy.orm import Session
 
 from ..settings import Settings
@@ -16,6 +16,18 @@ from ..status import TERMINAL, NodeStatus, RunStatus
 from .models import Base, NodeRecord, RunRecord, Transition
 
 _ENGINES: dict[str, Engine] = {}
+
+
+def _write_ahead_log(connection: Any, record: Any) -> None:
+    """SQLite in WAL mode: a commit appends the pages it changed to the log and syncs that once,
+    instead of writing each page twice (rollback journal, then database) and creating and
+    deleting the journal file. Under load the recorder's rollback-journal commits wrote about
+    5.7 MB/s and slowed every fsync of the Redis beside it. Readers (the CLI) no longer block
+    the writer either. ``synchronous=FULL`` keeps a commit durable before the recorder acks."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
 
 
 class HistoryStore:
@@ -27,6 +39,8 @@ class HistoryStore:
         engine = _ENGINES.get(url)
         if engine is None:
             engine = _ENGINES[url] = create_engine(url, pool_pre_ping=True)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _write_ahead_log)
             Base.metadata.create_all(engine)
         self.engine = engine
 

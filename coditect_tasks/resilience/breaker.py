@@ -19,6 +19,45 @@ from ..broker import outlast_outages
 _BREAKERS: dict[tuple[int, str, str], pybreaker.CircuitBreaker] = {}
 
 
+class SharedStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage at one read and no write per successful call.
+
+    pybreaker reads the state (a GET) and, on every success, sets the failure counter to zero
+    (a SET: a write, so an fsync under ``appendfsync always``). Here the read takes the counter
+    too (one MGET), and a success resets it only if it was not already zero. A failure another
+    process counts between that read and this success is then kept, as if it came after the
+    success: a valid order of two concurrent calls.
+    """
+
+    _failures_seen = True
+
+    @property
+    def state(self) -> str:
+        try:
+            state, failures = self._redis.mget(self._namespace("state"), self._namespace("fail_counter"))
+        except redis.RedisError:
+            self.logger.exception("RedisError: falling back to default circuit state")
+            return str(self._fallback_circuit_state)
+        if state is None:
+            self._initialize_redis_state(self._fallback_circuit_state)
+            return str(self._fallback_circuit_state)
+        self._failures_seen = failures is None or int(failures) != 0
+        return state.decode() if isinstance(state, bytes) else str(state)
+
+    @state.setter
+    def state(self, state: str) -> None:
+        pybreaker.CircuitRedisStorage.state.fset(self, state)  # type: ignore[attr-defined]
+
+    def reset_counter(self) -> None:
+        if self._failures_seen:
+            super().reset_counter()
+            self._failures_seen = False
+
+    def increment_counter(self) -> None:
+        super().increment_counter()
+        self._failures_seen = True
+
+
 def breaker_for(url: str, agent: str, fail_max: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
     """This process's handle on ``agent``'s shared breaker (state lives in Redis at ``url``)."""
     key = (os.getpid(), url, agent)
@@ -28,9 +67,7 @@ def breaker_for(url: str, agent: str, fail_max: int, reset_timeout: float) -> py
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
         for attempt in outlast_outages(120.0):  # pybreaker survives Redis errors, except while it starts
             with attempt:
-                storage = pybreaker.CircuitRedisStorage(
-                    pybreaker.STATE_CLOSED, client, namespace=keys.breaker_namespace(agent)
-                )
+                storage = SharedStorage(pybreaker.STATE_CLOSED, client, namespace=keys.breaker_namespace(agent))
         breaker = pybreaker.CircuitBreaker(
             fail_max=fail_max,
             reset_timeout=reset_timeout,

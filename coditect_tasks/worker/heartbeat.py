@@ -18,9 +18,10 @@ import redis
 from celery import bootsteps, signals
 
 from .. import keys
-from ..dag.engine import engine_for
+from ..dag.engine import Engine, engine_for
 from ..registry import BEAT_INTERVAL, TTL, Registry, WorkerInfo
 from . import health, shutdown
+from .reservations import Reservations
 
 #: Seconds between looks for node attempts whose lease expired (see resilience/lease.py).
 REAP_INTERVAL = 1.0
@@ -46,6 +47,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._info: WorkerInfo | None = None
         self._app: Any = None
         self._quiet_until = 0.0
+        self._reservations: Reservations | None = None
 
     def start(self, parent: Any) -> None:
         app = parent.app
@@ -67,6 +69,11 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._app = app
         self._stop.clear()
         self._forget_reservations()
+        # its own engine, with a short outage budget: a note stuck in an outage must not outlive
+        # stop() and land after the next start has forgotten the notes (see _forget_reservations)
+        shared = engine_for(app.settings.state_url)
+        notes = Engine(shared.client, shared.url, outage_seconds=1.0)
+        self._reservations = Reservations(notes, parent.hostname).start()
         health.BEACON.ready = True  # before the first write, and before the registry says "consuming"
         if app.settings.health_file is not None:
             health.BEACON.start(app.settings.health_file, parent.hostname, shutdown.DRAINING)
@@ -121,11 +128,8 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
     def _on_received(self, sender: Any = None, request: Any = None, **kwargs: Any) -> None:
         """A node message reached this worker: note it until the node begins."""
         body = request.kwargs if request is not None else {}
-        if body.get("run_id") and body.get("node_id") and self._info:
-            try:
-                engine_for(self._app.settings.state_url).reserve(body["run_id"], body["node_id"], self._info.hostname)
-            except redis.RedisError as exc:
-                log.warning("could not note a received node: %s", exc)
+        if body.get("run_id") and body.get("node_id") and self._reservations is not None:
+            self._reservations.note(body["run_id"], body["node_id"])
 
     def _beat(self) -> None:
         assert self._registry is not None and self._info is not None
@@ -138,6 +142,9 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         signals.task_received.disconnect(dispatch_uid=f"coditect-{id(self)}")
         health.BEACON.ready = False  # not consuming any more: unready, still alive
         self._stop.set()
+        if self._reservations is not None:
+            self._reservations.stop()  # writes what is pending before the next start forgets all notes
+            self._reservations = None
         if self._thread is not None:
             self._thread.join(timeout=BEAT_INTERVAL + 1)
             self._thread = None

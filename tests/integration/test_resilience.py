@@ -138,7 +138,7 @@ def test_a_message_held_by_a_worker_that_died_before_beginning_is_queued_again(a
     engine = engine_for(app.settings.state_url)
     queue = keys.agent_queue("sleep")
     assert engine.client.llen(queue) == 1
-    engine.reserve(run.id, "held", "ghost@nowhere")
+    engine.reserve("ghost@nowhere", [(run.id, "held")])
     engine.client.zadd(keys.RESERVERS, {"ghost@nowhere": 0})  # it noted the message long ago
     assert engine.reclaim_lost(grace=6) == 1
     node = run.status()["nodes"]["held"]

@@ -1,5 +1,5 @@
--- Worker ARGV[4] has received (reserved) the message of node ARGV[3] but not begun it.
--- If that worker dies before it begins, reclaim.lua queues the node again.
-redis.call('SADD', RESERVED_PREFIX .. ARGV[4], RUN_ID .. '|' .. ARGV[3])
-redis.call('ZADD', RESERVERS, 'NX', server_now(), ARGV[4])
+-- Worker ARGV[3] has received (reserved) the messages of nodes ARGV[4..] ("run|node" each) but
+-- not begun them. If that worker dies before they begin, reclaim.lua queues them again.
+redis.call('SADD', RESERVED_PREFIX .. ARGV[3], unpack(ARGV, 4))
+redis.call('ZADD', RESERVERS, 'NX', server_now(), ARGV[3])
 return 1
