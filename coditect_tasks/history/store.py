@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, create_engine, delete, event, select
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from ..settings import Settings
@@ -59,84 +71,20 @@ class HistoryStore:
         Returns how many entries were new.
         """
         entries = list(entries)
-        # One query each for what the batch touches, then one flush at commit: the recorder spent
-        # most of its time in a SELECT per entry (autoflush before each) when it looked rows up one by one.
-        with Session(self.engine, autoflush=False) as session, session.begin():
+        with self.engine.begin() as conn:
             seen: set[str] = set()
             for chunk in _chunks([e[0] for e in entries]):
-                seen.update(session.scalars(select(Transition.stream_id).where(Transition.stream_id.in_(chunk))))
+                seen.update(conn.scalars(select(Transition.stream_id).where(Transition.stream_id.in_(chunk))))
             fresh = []
             for stream_id, fields in entries:
                 if stream_id not in seen:
                     seen.add(stream_id)
                     fresh.append((stream_id, fields))
-            batch = _Batch.load(session, fresh)
+            batch = _Batch.load(conn, fresh)
             for stream_id, fields in fresh:
-                self._apply_one(session, batch, stream_id, fields, runs.get(fields["run"], {}))
+                batch.apply(stream_id, fields, runs.get(fields["run"], {}))
+            batch.write(conn)
         return len(fresh)
-
-    def _apply_one(
-        self, session: Session, batch: _Batch, stream_id: str, fields: dict[str, str], run_info: dict[str, str]
-    ) -> None:
-        run_id, node_id, status, at = fields["run"], fields["node"], fields["status"], fields["at"]
-        attempt = int(fields["attempt"]) if "attempt" in fields else None
-        session.add(
-            Transition(
-                stream_id=stream_id,
-                run_id=run_id,
-                node_id=node_id,
-                status=status,
-                at=at,
-                attempt=attempt,
-                worker=fields.get("worker"),
-                error=fields.get("error"),
-            )
-        )
-        run = batch.runs.get(run_id)
-        if run is None:
-            run = batch.runs[run_id] = RunRecord(
-                run_id=run_id,
-                status=RunStatus.RUNNING.value,
-                name=run_info.get("name"),
-                dag=run_info.get("dag"),
-                submitted_at=run_info.get("submitted_at") or at,
-            )
-            session.add(run)
-            self._add_nodes(session, batch, run_id, run.dag)
-        if not node_id:
-            run.status = status
-            if status in TERMINAL:
-                run.finished_at = at
-                run.error = run_info.get("error") or run.error
-            return
-        node = batch.nodes.get((run_id, node_id))
-        if node is None:
-            node = batch.nodes[run_id, node_id] = NodeRecord(
-                run_id=run_id, node_id=node_id, status=NodeStatus.PENDING.value, attempts=0
-            )
-            session.add(node)
-        if status == NodeStatus.RUNNING:
-            node.status, node.started_at = NodeStatus.RUNNING.value, at
-            node.attempts = max(node.attempts or 0, attempt or 0)
-            node.worker = fields.get("worker")
-        elif status == "retrying":
-            node.status, node.error = NodeStatus.QUEUED.value, fields.get("error")
-        elif status == NodeStatus.SUCCEEDED:
-            node.status, node.finished_at = NodeStatus.SUCCEEDED.value, at
-            node.result = fields.get("result", "")
-        elif status == NodeStatus.FAILED:
-            node.status, node.finished_at, node.error = NodeStatus.FAILED.value, at, fields.get("error")
-        else:
-            node.status = status
-
-    @staticmethod
-    def _add_nodes(session: Session, batch: _Batch, run_id: str, dag_json: str | None) -> None:
-        if not dag_json:
-            return
-        for node in json.loads(dag_json)["nodes"]:
-            record = NodeRecord(run_id=run_id, node_id=node["id"], agent=node["agent"], status="pending", attempts=0)
-            batch.nodes.setdefault((run_id, node["id"]), record)
-            session.add(record)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """The run document as recorded, or None."""
@@ -222,19 +170,140 @@ def _chunks(values: list[Any]) -> Iterator[list[Any]]:
 
 
 @dataclass
-class _Batch:
-    """The run and node rows one batch of entries touches, read up front (and the new ones added)."""
+class _Rows:
+    """The rows of one table a batch touches: the stored ones (only the columns entries read),
+    the new ones, and the changes to stored ones, column by column."""
 
-    runs: dict[str, RunRecord]
-    nodes: dict[tuple[str, str], NodeRecord]
+    table: Table
+    key: tuple[str, ...]
+    stored: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    new: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    changed: dict[Any, dict[str, Any]] = field(default_factory=dict)
+
+    def get(self, key: Any) -> dict[str, Any] | None:
+        return self.new.get(key, self.stored.get(key))
+
+    def set(self, key: Any, **values: Any) -> None:
+        if key in self.new:
+            self.new[key].update(values)
+        else:
+            self.stored[key].update(values)
+            self.changed.setdefault(key, {}).update(values)
+
+    def write(self, conn: Connection) -> None:
+        """One INSERT for the new rows, one UPDATE per set of changed columns (each an executemany)."""
+        if self.new:
+            conn.execute(insert(self.table), list(self.new.values()))
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for key, values in self.changed.items():
+            keys = key if isinstance(key, tuple) else (key,)
+            shapes.setdefault(tuple(sorted(values)), []).append(
+                {**values, **{f"k_{c}": v for c, v in zip(self.key, keys, strict=True)}}
+            )
+        where = [self.table.c[c] == bindparam(f"k_{c}") for c in self.key]
+        for rows in shapes.values():
+            conn.execute(update(self.table).where(*where), rows)
+
+
+class _Batch:
+    """What one batch of entries does to the run and node rows, written at the end with a few
+    executemany statements: the recorder spent most of its CPU in the ORM's unit of work."""
+
+    def __init__(self) -> None:
+        self.transitions: list[dict[str, Any]] = []
+        self.runs = _Rows(cast(Table, RunRecord.__table__), ("run_id",))
+        self.nodes = _Rows(cast(Table, NodeRecord.__table__), ("run_id", "node_id"))
 
     @classmethod
-    def load(cls, session: Session, entries: list[tuple[str, dict[str, str]]]) -> _Batch:
+    def load(cls, conn: Connection, entries: list[tuple[str, dict[str, str]]]) -> _Batch:
+        batch = cls()
         run_ids = sorted({fields["run"] for _, fields in entries})
-        runs: dict[str, RunRecord] = {}
-        nodes: dict[tuple[str, str], NodeRecord] = {}
         for chunk in _chunks(run_ids):  # by the primary key's first column: an index range per run
-            runs.update((r.run_id, r) for r in session.scalars(select(RunRecord).where(RunRecord.run_id.in_(chunk))))
-            query = select(NodeRecord).where(NodeRecord.run_id.in_(chunk))
-            nodes.update(((n.run_id, n.node_id), n) for n in session.scalars(query))
-        return cls(runs, nodes)
+            for run_id, error in conn.execute(
+                select(RunRecord.run_id, RunRecord.error).where(RunRecord.run_id.in_(chunk))
+            ):
+                batch.runs.stored[run_id] = {"error": error}
+            query = select(NodeRecord.run_id, NodeRecord.node_id, NodeRecord.attempts).where(
+                NodeRecord.run_id.in_(chunk)
+            )
+            for run_id, node_id, attempts in conn.execute(query):
+                batch.nodes.stored[run_id, node_id] = {"attempts": attempts}
+        return batch
+
+    def apply(self, stream_id: str, fields: dict[str, str], run_info: dict[str, str]) -> None:
+        run_id, node_id, status, at = fields["run"], fields["node"], fields["status"], fields["at"]
+        attempt = int(fields["attempt"]) if "attempt" in fields else None
+        self.transitions.append(
+            {
+                "stream_id": stream_id,
+                "run_id": run_id,
+                "node_id": node_id,
+                "status": status,
+                "at": at,
+                "attempt": attempt,
+                "worker": fields.get("worker"),
+                "error": fields.get("error"),
+            }
+        )
+        if self.runs.get(run_id) is None:
+            self._add_run(run_id, at, run_info)
+        if not node_id:
+            if status in TERMINAL:
+                error = run_info.get("error") or self.runs.get(run_id)["error"]  # type: ignore[index]
+                self.runs.set(run_id, status=status, finished_at=at, error=error)
+            else:
+                self.runs.set(run_id, status=status)
+            return
+        key = (run_id, node_id)
+        if self.nodes.get(key) is None:
+            self.nodes.new[key] = _node_row(run_id, node_id, None)
+        if status == NodeStatus.RUNNING:
+            attempts = max(self.nodes.get(key)["attempts"] or 0, attempt or 0)  # type: ignore[index]
+            self.nodes.set(
+                key, status=NodeStatus.RUNNING.value, started_at=at, attempts=attempts, worker=fields.get("worker")
+            )
+        elif status == "retrying":
+            self.nodes.set(key, status=NodeStatus.QUEUED.value, error=fields.get("error"))
+        elif status == NodeStatus.SUCCEEDED:
+            self.nodes.set(key, status=NodeStatus.SUCCEEDED.value, finished_at=at, result=fields.get("result", ""))
+        elif status == NodeStatus.FAILED:
+            self.nodes.set(key, status=NodeStatus.FAILED.value, finished_at=at, error=fields.get("error"))
+        else:
+            self.nodes.set(key, status=status)
+
+    def _add_run(self, run_id: str, at: str, run_info: dict[str, str]) -> None:
+        dag = run_info.get("dag")
+        self.runs.new[run_id] = {
+            "run_id": run_id,
+            "name": run_info.get("name"),
+            "status": RunStatus.RUNNING.value,
+            "submitted_at": run_info.get("submitted_at") or at,
+            "finished_at": None,
+            "error": None,
+            "dag": dag,
+        }
+        for node in json.loads(dag)["nodes"] if dag else []:
+            key = (run_id, node["id"])
+            if self.nodes.get(key) is None:
+                self.nodes.new[key] = _node_row(run_id, node["id"], node["agent"])
+
+    def write(self, conn: Connection) -> None:
+        if self.transitions:
+            conn.execute(insert(Transition), self.transitions)
+        self.runs.write(conn)
+        self.nodes.write(conn)
+
+
+def _node_row(run_id: str, node_id: str, agent: str | None) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "node_id": node_id,
+        "agent": agent,
+        "status": NodeStatus.PENDING.value,
+        "attempts": 0,
+        "worker": None,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "error": None,
+    }
