@@ -27,6 +27,9 @@ def load(
     dag_file: Annotated[
         Path | None, typer.Option("--dag", help="YAML or JSON DAG to submit (default: a diamond).")
     ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Runs per second of steady or soak (default 10 and 50): open-loop arrivals.")
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Processes of the local worker pool (embedded only).")] = 2,
     compare: Annotated[
         bool,
@@ -44,7 +47,7 @@ def load(
     from ..load.report import read_failures, read_stats, write_comparison
     from ..load.scenario import default_dag, scenario
 
-    plan = scenario(name, scale)
+    plan = scenario(name, scale, rate)
     config = Settings.from_env()
     dag = Dag.load(dag_file, max_bytes=config.max_dag_bytes) if dag_file else default_dag()
     runner.validate_dag(dag, config)

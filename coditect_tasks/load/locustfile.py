@@ -2,9 +2,10 @@
 Locust's web UI (``locust -f coditect_tasks/load/locustfile.py``).
 
 Configured by the environment: ``CODITECT_LOAD_SCENARIO`` (default ``steady``),
-``CODITECT_LOAD_SCALE`` (default 1), ``CODITECT_LOAD_DAG`` (a DAG file; default the
-diamond of ``scenario.default_dag``), ``CODITECT_LOAD_SYSTEM`` (``coditect``, the default,
-or ``celery``: the same DAG as plain Celery canvas) and the usual ``CODITECT_*`` settings.
+``CODITECT_LOAD_SCALE`` (default 1), ``CODITECT_LOAD_RATE`` (runs/s of steady or soak),
+``CODITECT_LOAD_DAG`` (a DAG file; default the diamond of ``scenario.default_dag``),
+``CODITECT_LOAD_SYSTEM`` (``coditect``, the default, or ``celery``: the same DAG as plain Celery
+canvas) and the usual ``CODITECT_*`` settings.
 Paced scenarios are open-loop: runs arrive at the scenario's rate however long they take.
 """
 
@@ -23,7 +24,9 @@ from coditect_tasks.load.user import CanvasUser, DagUser, RunUser
 from coditect_tasks.settings import Settings
 
 SCENARIO = scenario(
-    os.environ.get("CODITECT_LOAD_SCENARIO", "steady"), float(os.environ.get("CODITECT_LOAD_SCALE", "1"))
+    os.environ.get("CODITECT_LOAD_SCENARIO", "steady"),
+    float(os.environ.get("CODITECT_LOAD_SCALE", "1")),
+    float(os.environ["CODITECT_LOAD_RATE"]) if os.environ.get("CODITECT_LOAD_RATE") else None,
 )
 _DAG = Dag.load(os.environ["CODITECT_LOAD_DAG"]) if os.environ.get("CODITECT_LOAD_DAG") else default_dag()
 

@@ -67,6 +67,7 @@ def run(
         **settings.environment(),
         "CODITECT_LOAD_SCENARIO": plan.name,
         "CODITECT_LOAD_SCALE": repr(scale),
+        "CODITECT_LOAD_RATE": repr(plan.rate) if plan.rate else "",
         "CODITECT_LOAD_DAG": str(dag_file.resolve()) if dag_file else "",
         "CODITECT_LOAD_SYSTEM": system,
     }

@@ -10,6 +10,7 @@ import (that would monkey-patch the importing process with gevent).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from ..dag.spec import Dag
@@ -34,6 +35,8 @@ class Scenario:
     pacing: float = 1.0
     #: Whether ``--scale`` also shrinks the user count (the stress scenario's size is its users).
     scale_users: bool = False
+    #: Runs per second when ``--rate`` set it (``at_rate``), else None.
+    rate: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -50,6 +53,17 @@ class Scenario:
             for s in self.stages
         )
         return replace(self, stages=stages)
+
+    def at_rate(self, rate: float) -> Scenario:
+        """The same scenario with runs arriving at ``rate`` per second: ``ceil(rate)`` users, each
+        starting a run every ``users / rate`` seconds. Only for one paced stage (steady, soak)."""
+        if self.pacing == 0 or len(self.stages) != 1:
+            raise ConfigError("--rate", f"sets the rate of steady and soak; {self.name} sets its own")
+        if not 0 < rate <= 10_000:
+            raise ConfigError("--rate", f"must be in (0, 10000] runs per second, got {rate:g}")
+        users = math.ceil(rate)
+        stage = replace(self.stages[0], users=users, spawn_rate=float(users))
+        return replace(self, summary=f"{rate:g} runs/s", stages=(stage,), pacing=users / rate, rate=rate)
 
     def tick(self, elapsed: float) -> tuple[int, float] | None:
         """(users, spawn rate) ``elapsed`` seconds in, or None once the test is over."""
@@ -80,11 +94,12 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def scenario(name: str, scale: float = 1.0) -> Scenario:
-    """The named scenario, scaled; a clear error for an unknown name."""
+def scenario(name: str, scale: float = 1.0, rate: float | None = None) -> Scenario:
+    """The named scenario, scaled (and at ``rate`` runs/s if given); a clear error for an unknown name."""
     if name not in SCENARIOS:
         raise ConfigError("SCENARIO", f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
-    return SCENARIOS[name].scaled(scale)
+    plan = SCENARIOS[name].scaled(scale)
+    return plan if rate is None else plan.at_rate(rate)
 
 
 def default_dag() -> Dag:

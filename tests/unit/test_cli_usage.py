@@ -49,6 +49,7 @@ BAD_USAGES: list[tuple[str, str]] = [
     ("load --bogus", "No such option: --bogus"),
     ("load", "Missing argument 'SCENARIO'"),
     ("load steady --scale abc", "Invalid value for '--scale'"),
+    ("load steady --rate fast", "Invalid value for '--rate'"),
     ("exporter --bogus", "No such option: --bogus"),
     ("exporter --port 70000", "Invalid value for '--port'"),
     ("flower --bogus", "No such option: --bogus"),

@@ -81,3 +81,16 @@ def test_figures_come_from_locusts_stats_csv(tmp_path: Path) -> None:
 def test_a_missing_report_says_where_to_look(tmp_path: Path) -> None:
     with pytest.raises(LoadReportError, match=r"locust\.log"):
         read_stats(tmp_path / "locust")
+
+
+def test_a_rate_sets_users_and_pacing_so_runs_arrive_at_that_rate() -> None:
+    plan = scenario("steady", 0.1, rate=12.5)
+    users, _ = plan.tick(0) or (0, 0.0)
+    assert (users, plan.rate, plan.seconds) == (13, 12.5, 60)
+    assert users / plan.pacing == pytest.approx(12.5)
+
+
+@pytest.mark.parametrize(("name", "rate"), [("spike", 5), ("stress", 5), ("steady", 0), ("steady", -2)])
+def test_a_rate_is_refused_where_it_has_no_meaning(name: str, rate: float) -> None:
+    with pytest.raises(ConfigError, match="--rate"):
+        scenario(name, rate=rate)
