@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from locust import LoadTestShape, constant, constant_pacing, events
+from locust import LoadTestShape, constant, events
 
 from coditect_tasks.app import create_app
 from coditect_tasks.dag.spec import Dag
@@ -40,7 +40,9 @@ class ScenarioUser(CanvasUser if os.environ.get("CODITECT_LOAD_SYSTEM") == "cele
     dag = _DAG
     label = f"{SCENARIO.name}/{_DAG.name}"
     open_loop = SCENARIO.pacing > 0
-    wait_time = constant_pacing(SCENARIO.pacing) if SCENARIO.pacing else constant(0)
+    pacing = SCENARIO.pacing
+    if not open_loop:
+        wait_time = constant(0)  # a closed loop: each user starts its next run as soon as one ends
 
 
 @events.test_stop.add_listener  # type: ignore[untyped-decorator]
