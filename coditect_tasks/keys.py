@@ -139,9 +139,14 @@ def breaker_namespace(agent: str) -> str:
     return f"{PREFIX}breaker:{agent}"
 
 
+def breaker_prefix(agent: str) -> str:
+    """Prefix of the keys in which pybreaker keeps that breaker (``state``, ``fail_counter``, …)."""
+    return f"{breaker_namespace(agent)}:pybreaker:"
+
+
 def breaker_state(agent: str) -> str:
     """The key in which pybreaker keeps that breaker's state (closed, open, half-open)."""
-    return f"{breaker_namespace(agent)}:pybreaker:state"
+    return breaker_prefix(agent) + "state"
 
 
 # Limits the Lua scripts enforce (``lua_prelude``); Python code that needs one reads it here.

@@ -75,6 +75,8 @@ class Taken:
     parent_span: str
     link_spans: str
     retried: int = 0
+    #: The agent's breaker as ``begin`` read it (state, failure count), when it was asked to.
+    breaker: tuple[str | None, str | None] | None = None
 
 
 class Engine:
@@ -188,10 +190,11 @@ class Engine:
             self.scripts["submit"](args=[run_id, submitted, *plan.roots], client=pipe)
             pipe.execute()
 
-    def begin(self, run_id: str, node_id: str, worker: str, task_id: str) -> Taken | None:
+    def begin(self, run_id: str, node_id: str, worker: str, task_id: str, breaker: str = "") -> Taken | None:
         """Take a node for a new attempt from the message ``task_id``, or None if it must not run
-        (finished, cancelled, superseded, or its current attempt is alive: a duplicate message)."""
-        reply = self._call("begin", run_id, node_id, worker, task_id)
+        (finished, cancelled, superseded, or its current attempt is alive: a duplicate message).
+        With ``breaker`` (``keys.breaker_prefix``) it also reads that breaker's state."""
+        reply = self._call("begin", run_id, node_id, worker, task_id, breaker)
         if int(reply[0]) != 1:
             return None
         items = json.loads(reply[4]) if reply[4] else None
@@ -203,6 +206,7 @@ class Engine:
             str(reply[5] or ""),
             str(reply[6] or "[]"),
             int(reply[7]),
+            (_text(reply[8]), _text(reply[9])) if breaker and len(reply) > 9 else None,
         )
 
     def fan_out(self, run_id: str, node_id: str, token: int, record: dict[str, Any], items: list[Any]) -> bool:
@@ -295,6 +299,10 @@ def engine_for(state_url: str) -> Engine:
     if engine is None:
         engine = _ENGINES[key] = Engine(redis_client(state_url), state_url)
     return engine
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
 
 
 def template_key(agent: str, timeout: float | None) -> str:

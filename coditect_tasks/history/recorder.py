@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 #: Seconds the recorder lets entries gather after a batch smaller than ``BATCH``: one commit (an
 #: fsync) per few hundred entries instead of per handful; under steady load it was most of its CPU.
-PACE = 0.25
+PACE = 1.0
 #: Reads of one entry that fails for its data before it goes to the dead-letter stream.
 MAX_ATTEMPTS = 3
 #: Database errors that say "unreachable", not "this entry is bad": waited out, never dead-lettered.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import cast
 
 import pybreaker
 import redis
@@ -30,11 +31,17 @@ class SharedStorage(pybreaker.CircuitRedisStorage):
     """
 
     _failures_seen = True
+    _primed: tuple[str | None, str | None] | None = None
+
+    def prime(self, state: str | None, failures: str | None) -> None:
+        """Take the next state read from these values, read just now with the attempt (``begin``)."""
+        self._primed = (state, failures)
 
     @property
     def state(self) -> str:
+        primed, self._primed = self._primed, None
         try:
-            state, failures = self._redis.mget(self._namespace("state"), self._namespace("fail_counter"))
+            state, failures = primed or self._redis.mget(self._namespace("state"), self._namespace("fail_counter"))
         except redis.RedisError:
             self.logger.exception("RedisError: falling back to default circuit state")
             return str(self._fallback_circuit_state)
@@ -58,8 +65,11 @@ class SharedStorage(pybreaker.CircuitRedisStorage):
         self._failures_seen = True
 
 
-def breaker_for(url: str, agent: str, fail_max: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
-    """This process's handle on ``agent``'s shared breaker (state lives in Redis at ``url``)."""
+def breaker_for(
+    url: str, agent: str, fail_max: int, reset_timeout: float, seen: tuple[str | None, str | None] | None = None
+) -> pybreaker.CircuitBreaker:
+    """This process's handle on ``agent``'s shared breaker (state lives in Redis at ``url``).
+    ``seen``: its state and failure count as just read elsewhere, for the next call to use."""
     key = (os.getpid(), url, agent)
     breaker = _BREAKERS.get(key)
     if breaker is None:
@@ -76,6 +86,8 @@ def breaker_for(url: str, agent: str, fail_max: int, reset_timeout: float) -> py
             throw_new_error_on_trip=False,
         )
         _BREAKERS[key] = breaker
+    if seen is not None:
+        cast(SharedStorage, breaker._state_storage).prime(*seen)
     return breaker
 
 

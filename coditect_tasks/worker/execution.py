@@ -20,6 +20,7 @@ import pybreaker
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from .. import keys
 from ..agents import Agent, AgentCall
 from ..dag.engine import Taken, engine_for, template_key
 from ..observability import logs, tracing
@@ -46,13 +47,15 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     """Run one node (or foreach item) attempt: begin (fenced), call the agent or fan out, record."""
     state_url = task.app.settings.state_url
     engine = engine_for(state_url)
-    taken = engine.begin(run_id, node_id, str(task.request.hostname or socket.gethostname()), str(task.request.id))
+    item = ITEM_ID.match(node_id)
+    worker = str(task.request.hostname or socket.gethostname())
+    # a node goes through its agent's breaker, whose state begin reads in the same round trip
+    taken = engine.begin(run_id, node_id, worker, str(task.request.id), "" if item else keys.breaker_prefix(spec.name))
     if taken is None:
         return  # finished, skipped, cancelled or superseded: nothing to do
     logs.bind(attempt=taken.token)
     policy = policy_for(spec, taken.record.get("retries"))
     attempt = Attempt(engine, run_id, node_id, taken.token, policy, number=taken.retried + 1)
-    item = ITEM_ID.match(node_id)
     with tracing.node_span(spec.name, run_id, node_id, taken.token, taken.parent_span, taken.link_spans) as span:
         if item is None and taken.record["foreach"]:
             _fan_out(task, attempt, taken)
@@ -72,7 +75,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
             if item is not None:
                 result = _call(task, spec, attempt, call, spec.fn)
             else:
-                breaker = breaker_for(state_url, spec.name, spec.breaker_failures, spec.breaker_reset)
+                breaker = breaker_for(state_url, spec.name, spec.breaker_failures, spec.breaker_reset, taken.breaker)
                 result = _call(task, spec, attempt, call, lambda c: breaker.call(spec.fn, c))
         except pybreaker.CircuitBreakerError:
             fallback = taken.record.get("fallback") or spec.fallback

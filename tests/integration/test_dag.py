@@ -84,7 +84,9 @@ def test_a_failed_node_fails_the_run_and_skips_its_dependants(
     worker_factory(["flaky", "sleep", "echo"], concurrency=2)
     dag = Dag("failing")
     dag.node("doomed", "flaky", params={"fail_times": 99}, retries=1)
-    dag.node("sibling", "sleep", params={"seconds": 1})
+    dag.node(
+        "sibling", "sleep", params={"seconds": 3}
+    )  # outlasts doomed's two attempts (a retry waits for the reaper's 1 s tick)
     dag.node("child", "echo", after=["doomed"])
     dag.node("grandchild", "echo", after=["child"])
     dag.node("later", "echo", after=["sibling"])

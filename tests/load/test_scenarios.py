@@ -16,14 +16,17 @@ CSV the command wrote under CODITECT_HOME.
 
 from __future__ import annotations
 
+import bisect
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from coditect_tasks import keys
+from coditect_tasks.broker import redis_client
 from coditect_tasks.load.report import read_stats
-from coditect_tasks.load.scenario import scenario
+from coditect_tasks.load.scenario import Scenario, scenario
 from coditect_tasks.settings import Settings
 
 from ..conftest import WorkerFactory, run_cli
@@ -93,6 +96,24 @@ def test_scenario_shortened_against_a_cluster(
     report = _load(args, settings.environment(), scenario(name, SHORT[name]).seconds)
     _judge(report, settings.home, _promised(name, SHORT[name]) * (0.8 if scenario(name).pacing else 1))
     assert report["dag"] == ("fanin" if name == "stress" else "diamond")
+    if scenario(name).pacing:
+        _assert_arrivals_spread(settings, scenario(name, SHORT[name]))
+
+
+def _assert_arrivals_spread(settings: Settings, plan: Scenario) -> None:
+    """Open loop means a steady stream at the rate, not the whole rate at once each period: no
+    100 ms holds more than four times its share of the busiest stage's rate (the runs' own
+    submit stamps in the run index). Users that arrived in step put a whole second's runs into
+    one such window."""
+    client = redis_client(settings.state_url)
+    try:
+        scored: list[tuple[str, float]] = client.zrange(keys.RUNS, 0, -1, withscores=True)  # type: ignore[assignment]
+        stamps = sorted(score for _, score in scored)
+    finally:
+        client.close()
+    peak = max(stage.users for stage in plan.stages) / plan.pacing
+    busiest = max(bisect.bisect_right(stamps, t + 0.1) - i for i, t in enumerate(stamps))
+    assert busiest <= max(4, 4 * peak * 0.1), f"{busiest} runs arrived within 100 ms at {peak:g} runs/s"
 
 
 def test_steady_shortened_on_the_embedded_stack(tmp_path: Path) -> None:

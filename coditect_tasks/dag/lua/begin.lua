@@ -1,4 +1,6 @@
--- A worker takes node ARGV[3] (worker name ARGV[4]) from the message with task id ARGV[5].
+-- A worker takes node ARGV[3] (worker name ARGV[4]) from the message with task id ARGV[5];
+-- ARGV[6], if not empty, is the key prefix of the agent's circuit breaker, whose state and
+-- failure count come back with the attempt (the worker would read them next: one round trip less).
 -- Only the node's newest message may begin it (its task id ends in the node's seq): one the
 -- engine replaced (requeued, rerouted, retried) is stale and dropped. A node whose attempt still
 -- holds a live lease is not begun again: a redelivered or duplicated message is dropped. Both
@@ -72,5 +74,8 @@ for _, pred in ipairs(desc.p) do
     if finished >= latest then latest, parent = finished, tp end
   end
 end
+local breaker = {false, false}
+if (ARGV[6] or '') ~= '' then breaker = redis.call('MGET', ARGV[6] .. 'state', ARGV[6] .. 'fail_counter') end
 return {1, token, rec, '{' .. table.concat(parts, ',') .. '}', items, parent,
-        '[' .. table.concat(links, ',') .. ']', tonumber(redis.call('HGET', RETRIED, node) or '0')}
+        '[' .. table.concat(links, ',') .. ']', tonumber(redis.call('HGET', RETRIED, node) or '0'),
+        breaker[1], breaker[2]}
