@@ -255,11 +255,13 @@ class Engine:
         reply = [str(m) for m in self._call("reap", "", limit)]
         return None if reply == ["outage"] else reply
 
-    def reserve(self, worker: str, nodes: Sequence[tuple[str, str]]) -> None:
-        """Note that ``worker`` holds the messages of ``nodes`` (run id, node id), for ``reclaim``
-        if it dies before they begin."""
-        if nodes:
-            self._call("reserve", "", worker, *(f"{run_id}|{node_id}" for run_id, node_id in nodes))
+    def reserve(self, worker: str, epoch: str, notes: Sequence[tuple[str, str, str]]) -> int:
+        """Note that ``worker`` holds the messages ``notes`` (run id, node id, task id), for
+        ``reclaim`` if it dies before they begin: only while its notes are of ``epoch`` and only
+        for nodes still queued for that message. Returns the notes kept."""
+        if not notes:
+            return 0
+        return int(self._call("reserve", "", worker, epoch, *(part for note in notes for part in note)))
 
     def reclaim_lost(self, grace: float) -> int:
         """Requeue nodes whose message a now-dead worker had received but not begun."""

@@ -51,6 +51,11 @@ class _Renewer:
     a forked child, which inherits no threads)."""
 
     def __init__(self) -> None:
+        self._after_fork()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A forked child inherits no thread, and maybe a lock held by one: start afresh."""
         self._held: set[LeaseKeeper] = set()
         self._changed = threading.Condition()
         self._pid = 0

@@ -68,12 +68,13 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._registry = Registry.from_url(app.settings.state_url)
         self._app = app
         self._stop.clear()
-        self._forget_reservations()
-        # its own engine, with a short outage budget: a note stuck in an outage must not outlive
-        # stop() and land after the next start has forgotten the notes (see _forget_reservations)
         shared = engine_for(app.settings.state_url)
-        notes = Engine(shared.client, shared.url, outage_seconds=1.0)
-        self._reservations = Reservations(notes, parent.hostname).start()
+        self._reservations = Reservations(Engine(shared.client, shared.url, outage_seconds=1.0), parent.hostname)
+        try:
+            self._reservations.forget()
+        except redis.RedisError as exc:  # its notes are then refused: the queued-node check covers them
+            log.warning("could not clear the noted messages: %s", exc)
+        self._reservations.start()
         health.BEACON.ready = True  # before the first write, and before the registry says "consuming"
         if app.settings.health_file is not None:
             health.BEACON.start(app.settings.health_file, parent.hostname, shutdown.DRAINING)
@@ -112,24 +113,11 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         except redis.RedisError as exc:
             log.warning("reaping expired leases failed: %s", exc)
 
-    def _forget_reservations(self) -> None:
-        """Start with no noted messages: after a lost broker connection Celery drops the
-        ones it held but had not begun, so our notes would vouch for messages nobody
-        holds, and the queued-node check (reap.lua) would wait on them forever."""
-        assert self._registry is not None and self._info is not None
-        try:
-            with self._registry.client.pipeline(transaction=True) as pipe:
-                pipe.delete(keys.reserved(self._info.hostname))
-                pipe.zrem(keys.RESERVERS, self._info.hostname)
-                pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("could not clear the noted messages: %s", exc)
-
     def _on_received(self, sender: Any = None, request: Any = None, **kwargs: Any) -> None:
         """A node message reached this worker: note it until the node begins."""
         body = request.kwargs if request is not None else {}
         if body.get("run_id") and body.get("node_id") and self._reservations is not None:
-            self._reservations.note(body["run_id"], body["node_id"])
+            self._reservations.note(body["run_id"], body["node_id"], str(request.id))
 
     def _beat(self) -> None:
         assert self._registry is not None and self._info is not None
@@ -143,7 +131,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         health.BEACON.ready = False  # not consuming any more: unready, still alive
         self._stop.set()
         if self._reservations is not None:
-            self._reservations.stop()  # writes what is pending before the next start forgets all notes
+            self._reservations.stop()  # writes what is pending; a late write is refused once the next start forgets
             self._reservations = None
         if self._thread is not None:
             self._thread.join(timeout=BEAT_INTERVAL + 1)

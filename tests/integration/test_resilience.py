@@ -95,6 +95,23 @@ def test_without_a_fallback_an_open_breaker_fails_fast(test_app: CoditectApp, wo
     assert "circuit open for agent 'fragile'" in errors
 
 
+def test_a_worker_keeps_no_note_of_messages_it_has_begun(test_app: CoditectApp, worker_factory: WorkerFactory) -> None:
+    """Notes of received messages are written by a thread, so one may arrive after its node
+    began (and removed the note): it must be refused, or the set would grow for the worker's
+    whole life and vouch for messages nobody holds."""
+    _workers(worker_factory, ["noop"], concurrency=2)
+    dag = Dag("notes")
+    for i in range(200):
+        dag.node(f"n{i}", "noop")
+    assert submit(dag, test_app).wait(60) == "succeeded"
+    client = engine_for(test_app.settings.state_url).client
+
+    def notes() -> list[str]:
+        return [m for key in client.scan_iter(keys.RESERVED_PREFIX + "*") for m in client.smembers(key)]
+
+    wait_for(lambda: notes() and all(m.startswith("@epoch:") for m in notes()), 10, "only epoch markers left")
+
+
 @pytest.mark.parametrize(
     ("kind", "error"),
     [
@@ -138,7 +155,11 @@ def test_a_message_held_by_a_worker_that_died_before_beginning_is_queued_again(a
     engine = engine_for(app.settings.state_url)
     queue = keys.agent_queue("sleep")
     assert engine.client.llen(queue) == 1
-    engine.reserve("ghost@nowhere", [(run.id, "held")])
+    message = f"{run.id}:held:{engine.client.hget(keys.run_prefix(run.id) + 'seq', 'held')}"
+    engine.client.sadd(keys.reserved("ghost@nowhere"), "@epoch:e1")  # what its start wrote
+    assert engine.reserve("ghost@nowhere", "e0", [(run.id, "held", message)]) == 0  # an earlier epoch's
+    assert engine.reserve("ghost@nowhere", "e1", [(run.id, "held", message + "0")]) == 0  # not its message
+    assert engine.reserve("ghost@nowhere", "e1", [(run.id, "held", message)]) == 1
     engine.client.zadd(keys.RESERVERS, {"ghost@nowhere": 0})  # it noted the message long ago
     assert engine.reclaim_lost(grace=6) == 1
     node = run.status()["nodes"]["held"]
