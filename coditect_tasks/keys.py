@@ -129,6 +129,16 @@ REAPED_AT = f"{PREFIX}reaped_at"
 RESERVERS = f"{PREFIX}reservers"
 
 
+#: Prefix of STRING ``<prefix><task id>``: "run|node|task id" of the node a pool process runs on
+#: message ``<task id>`` after finishing that message's own node (see ``FOLLOW_SECONDS``), so the
+#: main process, which knows only the message, can end it after a hard time limit or a shutdown.
+FOLLOW_PREFIX = f"{PREFIX}follow:"
+
+
+def follow(task_id: str) -> str:
+    return f"{FOLLOW_PREFIX}{task_id}"
+
+
 def reserved(hostname: str) -> str:
     """SET of "run|node" whose message this worker has received but not yet begun."""
     return f"{RESERVED_PREFIX}{hostname}"
@@ -165,6 +175,12 @@ HISTORY_CAP = 16384
 #: Entries the history stream keeps at most (about: trimmed with ``MAXLEN ~``) while the recorder is
 #: down; older unrecorded transitions are dropped beyond it, so Redis memory stays bounded.
 HISTORY_MAX_ENTRIES = 1_000_000
+#: Seconds after its message began during which a pool process that finished a node takes the next
+#: message of its queue itself, in the same script (at most a tenth of the message's soft limit):
+#: one round trip per node instead of the consumer's four. Its slot goes back to Celery after that.
+FOLLOW_SECONDS = 0.25
+#: Messages one follow looks at at most (stale ones are dropped, as ``begin`` drops them).
+FOLLOW_TRIES = 4
 #: Upper bounds (s) of the node and run duration histograms; an observation lands in the first that holds it.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -196,6 +212,8 @@ def lua_prelude() -> str:
         "UNRECORDED": UNRECORDED,
         "RETIRED": RETIRED,
         "HISTORY_CAP": HISTORY_CAP,
+        "FOLLOW_PREFIX": FOLLOW_PREFIX,
+        "FOLLOW_TRIES": FOLLOW_TRIES,
         "HISTORY_MAX_ENTRIES": HISTORY_MAX_ENTRIES,
         "DURATION_BUCKETS": DURATION_BUCKETS,
     }

@@ -11,6 +11,7 @@ worker's side (``coditect_tasks.worker``), which calls this module, never the re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -63,6 +64,20 @@ SCRIPTS = _load_scripts()
 
 
 @dataclass(frozen=True)
+class Follow:
+    """What ``succeed`` needs to take the next message of a pool process's queue itself (``follow``
+    in common.lua): only messages built from ``template``, begun for ``worker`` with ``breaker``,
+    noted under ``via`` (the running message's id) for ``ttl`` seconds."""
+
+    queue: str
+    template: str
+    worker: str
+    breaker: str
+    via: str
+    ttl: int
+
+
+@dataclass(frozen=True)
 class Taken:
     """What ``begin`` hands a worker: the attempt token, the node's record, its
     predecessors' results, the foreach items, the trace context to open its span in, and how
@@ -77,6 +92,16 @@ class Taken:
     retried: int = 0
     #: The agent's breaker as ``begin`` read it (state, failure count), when it was asked to.
     breaker: tuple[str | None, str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Next:
+    """The node a process took after finishing one (``Engine.succeed`` with ``Follow``)."""
+
+    run_id: str
+    node_id: str
+    task_id: str
+    taken: Taken
 
 
 class Engine:
@@ -194,20 +219,7 @@ class Engine:
         """Take a node for a new attempt from the message ``task_id``, or None if it must not run
         (finished, cancelled, superseded, or its current attempt is alive: a duplicate message).
         With ``breaker`` (``keys.breaker_prefix``) it also reads that breaker's state."""
-        reply = self._call("begin", run_id, node_id, worker, task_id, breaker)
-        if int(reply[0]) != 1:
-            return None
-        items = json.loads(reply[4]) if reply[4] else None
-        return Taken(
-            int(reply[1]),
-            json.loads(reply[2]),
-            json.loads(reply[3]),
-            items,
-            str(reply[5] or ""),
-            str(reply[6] or "[]"),
-            int(reply[7]),
-            (_text(reply[8]), _text(reply[9])) if breaker and len(reply) > 9 else None,
-        )
+        return _taken(self._call("begin", run_id, node_id, worker, task_id, breaker), breaker)
 
     def fan_out(self, run_id: str, node_id: str, token: int, record: dict[str, Any], items: list[Any]) -> bool:
         """Queue one message per item of foreach node ``node_id`` (attempt ``token``, at least one
@@ -220,15 +232,24 @@ class Engine:
     def complete(self, run_id: str, node_id: str, token: int, result_json: str, span: str = "") -> bool:
         return int(self._call("complete", run_id, node_id, token, result_json, span)[0]) == 1
 
-    def succeed(self, run_id: str, node_id: str, token: int, result: Any, span: str = "") -> bool:
-        """Complete with ``result``, or fail the node if it is not JSON or too large.
+    def succeed(
+        self, run_id: str, node_id: str, token: int, result: Any, span: str = "", follow: Follow | None = None
+    ) -> tuple[bool, Next | None]:
+        """Complete with ``result``, or fail the node if it is not JSON or too large; with
+        ``follow``, then take the next message of the process's queue in the same script.
 
         ``span`` is the attempt's traceparent: its successors' spans hang under it.
         """
         encoded, problem = encode_result(result)
         if problem:
-            return self.fail(run_id, node_id, token, problem)
-        return self.complete(run_id, node_id, token, encoded, span)
+            return self.fail(run_id, node_id, token, problem), None
+        args = dataclasses.astuple(follow) if follow else ()
+        reply = self._call("complete", run_id, node_id, token, encoded, span, *args)
+        taken = _taken(reply[3], follow.breaker) if follow and len(reply) > 3 else None
+        if taken is None:
+            return int(reply[0]) == 1, None
+        run, node, task = (str(_text(v)) for v in reply[2])
+        return True, Next(run, node, task, taken)
 
     def fail(self, run_id: str, node_id: str, token: int, error: str) -> bool:
         return int(self._call("fail", run_id, node_id, token, error)) == 1
@@ -242,6 +263,15 @@ class Engine:
 
     def renew(self, run_id: str, node_id: str, token: int, seconds: float) -> bool:
         return int(self._call("renew", run_id, node_id, token, seconds)) == 1
+
+    def followed(self, task_id: str) -> tuple[str, str, str] | None:
+        """(run, node, task id) of the node a pool process took after finishing message
+        ``task_id``'s own (``Follow``), if it took one."""
+        value = self.client.get(keys.follow(task_id))
+        if not value:
+            return None
+        run_id, node_id, message = str(value).split("|", 2)
+        return run_id, node_id, message
 
     def hand_off(self, run_id: str, node_id: str, worker: str, task_id: str) -> bool:
         """Queue the node again now: ``worker`` is shutting down while its attempt from message
@@ -301,6 +331,22 @@ def engine_for(state_url: str) -> Engine:
     if engine is None:
         engine = _ENGINES[key] = Engine(redis_client(state_url), state_url)
     return engine
+
+
+def _taken(reply: Any, breaker: str) -> Taken | None:
+    """``take``'s reply (common.lua) as a ``Taken``, or None if the node must not run."""
+    if int(reply[0]) != 1:
+        return None
+    return Taken(
+        int(reply[1]),
+        json.loads(reply[2]),
+        json.loads(reply[3]),
+        json.loads(reply[4]) if reply[4] else None,
+        str(_text(reply[5]) or ""),
+        str(_text(reply[6]) or "[]"),
+        int(reply[7]),
+        (_text(reply[8]), _text(reply[9])) if breaker and len(reply) > 9 else None,
+    )
 
 
 def _text(value: Any) -> str | None:

@@ -92,5 +92,20 @@ def bind(**values: Any) -> None:
     structlog.contextvars.bind_contextvars(**values)
 
 
+def bind_message(task_id: str | None, run_id: Any = None, node_id: Any = None) -> None:
+    """Bind a message's ids; a node's foreach item k of node N runs as ``N#k`` (logged as N, k)."""
+    values: dict[str, Any] = {"task_id": task_id}
+    if run_id:
+        values["run_id"] = run_id
+    if node_id:
+        node, item, index = str(node_id).partition("#")
+        values["node_id"] = node
+        if item:
+            values["item"] = int(index)
+        else:
+            structlog.contextvars.unbind_contextvars("item")
+    bind(**values)
+
+
 def clear() -> None:
     structlog.contextvars.clear_contextvars()

@@ -44,17 +44,11 @@ def _flush(**kwargs: Any) -> None:
 def _bind_task(task_id: str | None = None, task: Any = None, kwargs: dict[str, Any] | None = None, **rest: Any) -> None:
     logs.clear()
     name = str(getattr(task, "name", "") or "")
-    values: dict[str, Any] = {"task_id": task_id}
+    values: dict[str, Any] = {}
     if name.startswith(keys.AGENT_QUEUE_PREFIX):
         values["agent"] = name[len(keys.AGENT_QUEUE_PREFIX) :]
     kwargs = kwargs or {}
-    if kwargs.get("run_id"):
-        values["run_id"] = kwargs["run_id"]
-    if kwargs.get("node_id"):  # foreach item k of node N runs as N#k
-        node, item, index = str(kwargs["node_id"]).partition("#")
-        values["node_id"] = node
-        if item:
-            values["item"] = int(index)
+    logs.bind_message(task_id, kwargs.get("run_id"), kwargs.get("node_id"))
     # a node's attempt is known once it begins (worker/execution.py rebinds it); a plain call's is this
     values["attempt"] = int(getattr(getattr(task, "request", None), "retries", 0) or 0) + 1
     logs.bind(**values)

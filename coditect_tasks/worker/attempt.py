@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import keys
 from ..agents import Agent
-from ..dag.engine import Engine
+from ..dag.engine import Engine, Follow, Next
 from ..resilience.lease import LeaseKeeper
 from ..resilience.retry import RetryPolicy
 
@@ -48,10 +48,11 @@ class Attempt:
     def renew(self, seconds: float) -> bool:
         return self.engine.renew(self.run_id, self.node_id, self.token, seconds)
 
-    def succeed(self, result: Any, span: str = "") -> bool:
+    def succeed(self, result: Any, span: str = "", follow: Follow | None = None) -> tuple[bool, Next | None]:
         """Record ``result`` (or fail the node if it is not JSON or too large); ``span`` is
-        the attempt's traceparent, under which its successors' spans hang."""
-        return self.engine.succeed(self.run_id, self.node_id, self.token, result, span)
+        the attempt's traceparent, under which its successors' spans hang. With ``follow``, the
+        next node taken from the queue comes back too."""
+        return self.engine.succeed(self.run_id, self.node_id, self.token, result, span, follow)
 
     def fail(self, error: str) -> bool:
         return self.engine.fail(self.run_id, self.node_id, self.token, error)

@@ -12,8 +12,11 @@ directly (its node has already been routed). Whatever is recorded goes through t
 
 from __future__ import annotations
 
+import math
 import re
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pybreaker
@@ -22,7 +25,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from .. import keys
 from ..agents import Agent, AgentCall
-from ..dag.engine import Taken, engine_for, template_key
+from ..dag.engine import Engine, Follow, Next, Taken, engine_for, template_key
 from ..observability import logs, tracing
 from ..resilience.breaker import breaker_for
 from .attempt import Attempt, policy_for
@@ -44,22 +47,53 @@ class _Failed(Exception):
 
 
 def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
-    """Run one node (or foreach item) attempt: begin (fenced), call the agent or fan out, record."""
-    state_url = task.app.settings.state_url
-    engine = engine_for(state_url)
-    item = ITEM_ID.match(node_id)
+    """Run one node (or foreach item) attempt: begin (fenced), call the agent or fan out, record.
+
+    Then, while the follow budget lasts, each success also takes the next message of the agent's
+    queue in the same script (``Follow``), and this process runs that node the same way.
+    """
+    engine = engine_for(task.app.settings.state_url)
     worker = str(task.request.hostname or socket.gethostname())
+    task_id = via = str(task.request.id)
+    breaker = keys.breaker_prefix(spec.name)
     # a node goes through its agent's breaker, whose state begin reads in the same round trip
-    taken = engine.begin(run_id, node_id, worker, str(task.request.id), "" if item else keys.breaker_prefix(spec.name))
-    if taken is None:
-        return  # finished, skipped, cancelled or superseded: nothing to do
+    taken = engine.begin(run_id, node_id, worker, task_id, "" if ITEM_ID.match(node_id) else breaker)
+    deadline = time.monotonic() + min(keys.FOLLOW_SECONDS, _soft_limit(task, spec) / 10)
+    hard = (getattr(task.request, "timelimit", None) or (None, None))[0] or spec.timeout
+    ttl = math.ceil(hard + keys.LEASE_SECONDS)  # the follow note outlasts the message's hard limit
+
+    def follow(record: dict[str, Any]) -> Follow | None:
+        if time.monotonic() >= deadline:
+            return None
+        return Follow(spec.queue, template_key(spec.name, record["timeout"]), worker, breaker, via, ttl)
+
+    while taken is not None:
+        after = _attempt(task, spec, engine, (run_id, node_id, task_id), taken, follow)
+        if after is None:
+            return
+        run_id, node_id, task_id, taken = after.run_id, after.node_id, after.task_id, after.taken
+        logs.bind_message(task_id, run_id, node_id)
+
+
+def _attempt(
+    task: Task,
+    spec: Agent,
+    engine: Engine,
+    ids: tuple[str, str, str],
+    taken: Taken,
+    follow: Callable[[dict[str, Any]], Follow | None],
+) -> Next | None:
+    """One begun attempt of node ``ids`` (run, node, message task id); the next node taken, if any."""
+    run_id, node_id, task_id = ids
+    state_url = task.app.settings.state_url
+    item = ITEM_ID.match(node_id)
     logs.bind(attempt=taken.token)
     policy = policy_for(spec, taken.record.get("retries"))
     attempt = Attempt(engine, run_id, node_id, taken.token, policy, number=taken.retried + 1)
     with tracing.node_span(spec.name, run_id, node_id, taken.token, taken.parent_span, taken.link_spans) as span:
         if item is None and taken.record["foreach"]:
             _fan_out(task, attempt, taken)
-            return
+            return None
         params = taken.record["params"]
         if item is not None:
             params = {**params, "item": taken.items}
@@ -67,7 +101,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
             params,
             taken.upstream,
             attempt=taken.token,
-            task_id=task.request.id,
+            task_id=task_id,
             run_id=run_id,
             node_id=item["node"] if item else node_id,
         )
@@ -81,13 +115,13 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
             fallback = taken.record.get("fallback") or spec.fallback
             if not (fallback and attempt.reroute(fallback, template_key(fallback, taken.record["timeout"]))):
                 attempt.fail(f"circuit open for agent {spec.name!r}")
-            return
+            return None
         except _Failed as failed:
             attempt.fail(failed.error)
-            return
+            return None
         except _Retried:
-            return
-        attempt.succeed(result, tracing.traceparent(span))
+            return None
+        return attempt.succeed(result, tracing.traceparent(span), follow(taken.record))[1]
 
 
 def _call(task: Task, spec: Agent, attempt: Attempt, call: AgentCall, fn: Any) -> Any:
@@ -142,10 +176,13 @@ def on_hard_timeout(app: Celery, task_id: str, kwargs: dict[str, Any], seconds: 
     """Fail the attempt whose pool process was killed for exceeding its hard time limit.
 
     Runs in the worker's main process, which knows the message, not the attempt token: the
-    attempt is named by its message's task id. A stale attempt (its node already runs
-    elsewhere) names no running attempt, so it fails nothing.
+    attempt is named by its message's task id, or is the node the process took after finishing
+    the message's own (``Follow``). A stale attempt (its node already runs elsewhere) names no
+    running attempt, so it fails nothing.
     """
     run_id, node_id = kwargs.get("run_id"), kwargs.get("node_id")
     if run_id and node_id:
         engine = engine_for(app.settings.state_url)
-        engine.fail_from_message(run_id, node_id, task_id, f"hard time limit of {seconds:g} s exceeded")
+        why = f"hard time limit of {seconds:g} s exceeded"
+        if not engine.fail_from_message(run_id, node_id, task_id, why) and (followed := engine.followed(task_id)):
+            engine.fail_from_message(*followed, why)  # the node the process took after the message's own

@@ -78,7 +78,11 @@ def _hand_off(app: Celery, hostname: str, requests: list[Any]) -> bool:
         if not (run_id and node_id):
             continue
         try:
-            if engine.hand_off(run_id, node_id, hostname, request.id):
+            ended = engine.hand_off(run_id, node_id, hostname, request.id)
+            if not ended and (followed := engine.followed(request.id)):
+                run_id, node_id, message = followed  # the node the process took after the message's own
+                ended = engine.hand_off(run_id, node_id, hostname, message)
+            if ended:
                 handed = True
                 log.warning("handed off %s of run %s: the shutdown grace is over", node_id, run_id)
         except redis.RedisError as exc:

@@ -21,7 +21,17 @@ def slowpoke(call: AgentCall) -> dict[str, float]:
 @agent("stubborn", timeout=1.0, soft_timeout=0.3)
 def stubborn(call: AgentCall) -> dict[str, float]:
     """Ignore the soft time limit, so only the hard limit (a process kill) stops it."""
-    deadline = time.monotonic() + float(call.params.get("seconds", 0))
+    return _outlast_soft_limit(float(call.params.get("seconds", 0)))
+
+
+@agent("steadfast", timeout=2.0, soft_timeout=1.5)
+def steadfast(call: AgentCall) -> dict[str, float]:
+    """As stubborn, with a soft limit long enough for a process to take the next node (FOLLOW_SECONDS)."""
+    return _outlast_soft_limit(float(call.params.get("seconds", 0)))
+
+
+def _outlast_soft_limit(seconds: float) -> dict[str, float]:
+    deadline = time.monotonic() + seconds
     while True:  # the soft limit's exception may land anywhere in the loop, not only in sleep
         try:
             while time.monotonic() < deadline:
@@ -29,7 +39,7 @@ def stubborn(call: AgentCall) -> dict[str, float]:
             break
         except SoftTimeLimitExceeded:
             continue
-    return {"slept": float(call.params.get("seconds", 0))}
+    return {"slept": seconds}
 
 
 @agent("wobbly", fallback="echo", breaker_failures=2, breaker_reset=2.0)

@@ -341,3 +341,124 @@ local function fail_node(node, token, err)
   end
   if remaining == 0 then finish() end
 end
+
+-- A worker takes node (worker name `worker`) from the message with task id `task_id`; `breaker`,
+-- if not empty, is the key prefix of the agent's circuit breaker, whose state and failure count
+-- come back with a plain node's attempt (the worker would read them next: one round trip less).
+-- With `template`, a node whose messages are built from another template (another agent or time
+-- limit) is refused before anything is written ({0, 'other'}).
+-- Only the node's newest message may begin it (its task id ends in the node's seq): one the
+-- engine replaced (requeued, rerouted, retried) is stale and dropped. A node whose attempt still
+-- holds a live lease is not begun again: a redelivered or duplicated message is dropped. Both
+-- are counted as duplicates. Nothing is written before those checks. Returns {1, attempt token,
+-- node record JSON (a foreach item's is its node's), upstream JSON, foreach items JSON (an item's
+-- own value) or false, parent traceparent, JSON list of the predecessors' traceparents, retries
+-- taken, breaker state, breaker failures}, or {0, why}. The parent is the span of the
+-- predecessor that finished last (it let this node start), else the run's root span.
+local function take(node, worker, task_id, breaker, template)
+  local st = redis.call('HGET', STATUS, node)
+  local desc = (st == 'queued' or st == 'running') and desc_of(node)
+  redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)  -- this worker holds it no more
+  if not desc then return {0, st or 'missing'} end
+  if template and desc.t ~= template then return {0, 'other'} end
+  if string.match(task_id, ':(%d+)$') ~= (redis.call('HGET', SEQ, node) or '') then
+    count('duplicates|' .. agent_of(desc))
+    return {0, 'stale'}
+  end
+  local previous = redis.call('HGET', ATTEMPTS, node) or '0'
+  if st == 'running' and redis.call('HEXISTS', FANOUT, node) == 1 then
+    count('duplicates|' .. agent_of(desc))  -- a foreach node runs on in its items
+    return {0, 'duplicate'}
+  end
+  -- (A begin repeated after its reply was lost is dropped too: its node runs again once the lease
+  -- lapses, a few seconds later. Telling it apart from a redelivery of the same message to the same
+  -- worker is not possible here, and that one must not run twice.)
+  if st == 'running' then
+    local expiry = redis.call('ZSCORE', LEASES, lease_member(node, previous))
+    if expiry and tonumber(expiry) > server_now() then
+      count('duplicates|' .. agent_of(desc))
+      return {0, 'duplicate'}
+    end
+  end
+  local rs = redis.call('HGET', RUN, 'status')
+  unwatch(node)
+  if rs ~= 'running' then
+    if rs == 'failing' and st == 'running' then
+      -- a redelivery after its worker died: the failed run will not start it again
+      if settle(node, previous, nil) then skip_settled(node) end
+    elseif rs == 'failing' then
+      skip_settled(node)  -- queued after the run began to fail: it will not start now
+    end
+    return {0, rs or 'missing'}
+  end
+  if st == 'running' then release(node, previous) elseif not desc.item then redis.call('HINCRBY', RUN, 'running', 1) end
+  local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
+  set_status(node, 'running', desc)
+  if st == 'queued' then started(desc) end
+  redis.call('HSET', STARTED, node, NOW)
+  redis.call('HSET', WORKER, node, worker)
+  redis.call('HSET', TASK, node, task_id)
+  redis.call('HSET', T0, node, server_now())
+  record(node, 'running', {'attempt', token, 'worker', worker})
+  if not desc.item then count('attempts|' .. agent_of(desc)) end
+  redis.call('ZADD', LEASES, server_now() + LEASE_SECONDS, lease_member(node, token))
+  local parts = {}
+  for _, pred in ipairs(desc.p) do
+    parts[#parts + 1] = cjson.encode(pred) .. ':' .. (redis.call('HGET', RESULT, pred) or 'null')
+  end
+  local items, rec = false, redis.call('HGET', PARAMS, node)
+  if desc.item then
+    items, rec = redis.call('HGET', ITEMS, node), redis.call('HGET', ITEMS, parent_of(node) .. '|record')
+  elseif desc.f then
+    items = redis.call('HGET', RESULT, desc.f) or 'null'
+  end
+  local parent, links, latest = redis.call('HGET', RUN, 'trace') or '', {}, ''
+  for _, pred in ipairs(desc.p) do
+    local tp = redis.call('HGET', TRACE, pred)
+    if tp then
+      links[#links + 1] = '"' .. tp .. '"'  -- hex digits and dashes: safe to quote as is
+      local finished = redis.call('HGET', FINISHED, pred) or ''
+      if finished >= latest then latest, parent = finished, tp end
+    end
+  end
+  local b = {false, false}
+  if (breaker or '') ~= '' and not desc.item then b = redis.call('MGET', breaker .. 'state', breaker .. 'fail_counter') end
+  return {1, token, rec, '{' .. table.concat(parts, ',') .. '}', items, parent,
+          '[' .. table.concat(links, ',') .. ']', tonumber(redis.call('HGET', RETRIED, node) or '0'), b[1], b[2]}
+end
+
+-- A pool process that has finished a node takes the next message of its own queue (the oldest)
+-- itself, in the same script: one round trip per node instead of four (the consumer's ack, pop
+-- and unacked record, then begin). Only the engine's own messages built from `template` (the
+-- same agent and time limits) are taken; any other message is put back where it was and the
+-- process returns to Celery. A stale or duplicate message is dropped, as begin drops it. The node
+-- taken is noted under the running message's id `via` (FOLLOW_PREFIX, for `ttl` seconds) for the
+-- main process's hard-time-limit and shutdown paths. Returns {run, node, task id} and take's
+-- reply, or nil.
+local function follow(queue, template, worker, breaker, via, ttl)
+  for _ = 1, FOLLOW_TRIES do
+    local raw = redis.call('RPOP', queue)
+    if not raw then return nil end
+    local ok, env = pcall(cjson.decode, raw)
+    local headers = ok and type(env) == 'table' and type(env.headers) == 'table' and env.headers or {}
+    local okb, body = pcall(cjson.decode, ok and type(env) == 'table' and env.body or '')
+    local kwargs = okb and type(body) == 'table' and type(body[2]) == 'table' and body[2] or {}
+    local run, node, task_id = kwargs.run_id, kwargs.node_id, headers.id
+    if not (headers[ORDER_HEADER] and type(run) == 'string' and type(node) == 'string'
+            and type(task_id) == 'string') then
+      redis.call('RPUSH', queue, raw)  -- a plain call: Celery runs it
+      return nil
+    end
+    use_run(run)
+    local reply = take(node, worker, task_id, breaker, template)
+    if reply[1] == 1 then
+      redis.call('SET', FOLLOW_PREFIX .. via, run .. '|' .. node .. '|' .. task_id, 'EX', ttl)
+      return {run, node, task_id}, reply
+    end
+    if reply[2] == 'other' then
+      redis.call('RPUSH', queue, raw)
+      return nil
+    end
+  end
+  return nil
+end

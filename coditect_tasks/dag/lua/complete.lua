@@ -1,57 +1,70 @@
 -- Node ARGV[3] succeeded in attempt ARGV[4] with JSON result ARGV[5] (its span's W3C
 -- traceparent in ARGV[6], for its successors' spans to hang under). Records it, counts down
 -- its successors and enqueues those now ready. A foreach item records its result; the last
--- one completes its node with every item's result, in order. Returns {1, ready} or {0} if stale.
+-- one completes its node with every item's result, in order. With ARGV[7..12] (queue, template,
+-- worker, breaker prefix, running message id, seconds) the process then takes the next message of
+-- its queue (follow, common.lua). Returns {1, ready[, {run, node, task id}, take's reply]} or {0}
+-- if stale.
 local node, token, result, span = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if not fenced(node, token) then return {0} end
-local parent = parent_of(node)
-if not parent then
-  local plan = plan_completion(node)
-  complete_node(node, token, result, span, plan)
-  return {1, #plan.ready}
-end
--- read everything first: the node's whole result if this is its last item, and what it makes ready
-local n = tonumber(redis.call('HGET', FANOUT, parent))
-local done = tonumber(redis.call('HGET', FANOUT, parent .. '|done')) + 1
-local bytes = tonumber(redis.call('HGET', FANOUT, parent .. '|bytes')) + #result + 1
-local ptoken = redis.call('HGET', ATTEMPTS, parent)
-local live = fenced(parent, ptoken)
-if live and bytes > MAX_RESULT_BYTES then
-  -- the items' results would not fit in the node's: fail it now, before they pile up in Redis
+
+local function completed()
+  if not fenced(node, token) then return {0} end
+  local parent = parent_of(node)
+  if not parent then
+    local plan = plan_completion(node)
+    complete_node(node, token, result, span, plan)
+    return {1, #plan.ready}
+  end
+  -- read everything first: the node's whole result if this is its last item, and what it makes ready
+  local n = tonumber(redis.call('HGET', FANOUT, parent))
+  local done = tonumber(redis.call('HGET', FANOUT, parent .. '|done')) + 1
+  local bytes = tonumber(redis.call('HGET', FANOUT, parent .. '|bytes')) + #result + 1
+  local ptoken = redis.call('HGET', ATTEMPTS, parent)
+  local live = fenced(parent, ptoken)
+  if live and bytes > MAX_RESULT_BYTES then
+    -- the items' results would not fit in the node's: fail it now, before they pile up in Redis
+    settle(node, token, nil)
+    close_item(node, 'succeeded')
+    fail_node(parent, ptoken, 'result is over ' .. bytes - 1 .. ' bytes with item ' .. string.match(node, '#(%d+)$')
+              .. ', over the limit of ' .. MAX_RESULT_BYTES)
+    return {1, 0}
+  end
+  local whole, plan
+  if done == n and live then
+    local index = tonumber(string.match(node, '#(%d+)$'))
+    local parts = {}
+    for k = 0, n - 1 do
+      parts[k + 1] = (k == index) and result or redis.call('HGET', RESULT, parent .. '#' .. k)
+    end
+    whole = '[' .. table.concat(parts, ',') .. ']'
+    if #whole <= MAX_RESULT_BYTES then plan = plan_completion(parent) end
+  end
   settle(node, token, nil)
   close_item(node, 'succeeded')
-  fail_node(parent, ptoken, 'result is over ' .. bytes - 1 .. ' bytes with item ' .. string.match(node, '#(%d+)$')
-            .. ', over the limit of ' .. MAX_RESULT_BYTES)
-  return {1, 0}
-end
-local whole, plan
-if done == n and live then
-  local index = tonumber(string.match(node, '#(%d+)$'))
-  local parts = {}
-  for k = 0, n - 1 do
-    parts[k + 1] = (k == index) and result or redis.call('HGET', RESULT, parent .. '#' .. k)
+  redis.call('HSET', RESULT, node, result)
+  redis.call('HSET', FANOUT, parent .. '|done', done, parent .. '|bytes', bytes)
+  if not whole then
+    close_parent(parent)
+    return {1, 0}
   end
-  whole = '[' .. table.concat(parts, ',') .. ']'
-  if #whole <= MAX_RESULT_BYTES then plan = plan_completion(parent) end
-end
-settle(node, token, nil)
-close_item(node, 'succeeded')
-redis.call('HSET', RESULT, node, result)
-redis.call('HSET', FANOUT, parent .. '|done', done, parent .. '|bytes', bytes)
-if not whole then
-  close_parent(parent)
+  -- the node's result holds them now: the items' own state can go, 1,000 fields per command
+  local items = {}
+  for k = 0, n - 1 do items[k + 1] = parent .. '#' .. k end
+  for _, hash in ipairs({STATUS, ATTEMPTS, SEQ, ORDER, RESULT, ERROR, WORKER, STARTED, TASK, T0, RETRIED, ITEMS}) do
+    for first = 1, n, 1000 do redis.call('HDEL', hash, unpack(items, first, math.min(first + 999, n))) end
+  end
+  redis.call('HDEL', ITEMS, parent .. '|record')
+  if plan then
+    complete_node(parent, ptoken, whole, span, plan)
+    return {1, #plan.ready}
+  end
+  fail_node(parent, ptoken, 'result is ' .. #whole .. ' bytes, over the limit of ' .. MAX_RESULT_BYTES)
   return {1, 0}
 end
--- the node's result holds them now: the items' own state can go, 1,000 fields per command
-local items = {}
-for k = 0, n - 1 do items[k + 1] = parent .. '#' .. k end
-for _, hash in ipairs({STATUS, ATTEMPTS, SEQ, ORDER, RESULT, ERROR, WORKER, STARTED, TASK, T0, RETRIED, ITEMS}) do
-  for first = 1, n, 1000 do redis.call('HDEL', hash, unpack(items, first, math.min(first + 999, n))) end
+
+local reply = completed()
+if reply[1] == 1 and (ARGV[7] or '') ~= '' then
+  local next_ids, taken = follow(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12]))
+  if next_ids then reply[3], reply[4] = next_ids, taken end
 end
-redis.call('HDEL', ITEMS, parent .. '|record')
-if plan then
-  complete_node(parent, ptoken, whole, span, plan)
-  return {1, #plan.ready}
-end
-fail_node(parent, ptoken, 'result is ' .. #whole .. ' bytes, over the limit of ' .. MAX_RESULT_BYTES)
-return {1, 0}
+return reply

@@ -1,0 +1,110 @@
+"""A pool process that finishes a node takes the next message of its queue itself (``Follow``):
+what it takes and what it leaves, the count of Celery tasks that a fan-out costs, and a hard
+time limit of a node taken that way. Real Redis and real worker processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from coditect_tasks import Dag, keys, submit
+from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.dag.engine import Engine, Follow, engine_for, template_key
+from coditect_tasks.dag.run import DagRun
+from coditect_tasks.registry import Registry
+from coditect_tasks.settings import Settings
+
+from ..conftest import WorkerFactory
+
+QUEUE = keys.agent_queue("echo")
+
+
+def _roots(app: CoditectApp, *nodes: tuple[str, float | None]) -> DagRun:
+    dag = Dag("roots")
+    for node, timeout in nodes:
+        dag.node(node, "echo", timeout=timeout)
+    return submit(dag, app)
+
+
+def _first(engine: Engine, run: DagRun, node: str) -> str:
+    """Pop the queue's oldest message as the consumer would, and begin its node: its task id."""
+    message = json.loads(engine.client.rpop(QUEUE))
+    assert json.loads(message["body"])[1]["node_id"] == node
+    task_id = str(message["headers"]["id"])
+    assert engine.begin(run.id, node, "w1", task_id) is not None
+    return task_id
+
+
+def _follow(task_id: str) -> Follow:
+    return Follow(QUEUE, template_key("echo", None), "w1", keys.breaker_prefix("echo"), task_id, 60)
+
+
+def test_a_success_takes_the_oldest_message_of_its_queue_and_notes_it(app: CoditectApp) -> None:
+    run = _roots(app, ("a", None), ("b", None), ("c", None))
+    engine = engine_for(app.settings.state_url)
+    via = _first(engine, run, "a")
+    ok, after = engine.succeed(run.id, "a", 1, {"a": 1}, follow=_follow(via))
+    assert ok and after is not None
+    assert (after.run_id, after.node_id, after.task_id) == (run.id, "b", f"{run.id}:b:1")
+    assert after.taken.token == 1 and after.taken.breaker is not None
+    assert engine.followed(via) == (run.id, "b", f"{run.id}:b:1")
+    assert engine.client.llen(QUEUE) == 1  # c waits for the consumer or the next follow
+    nodes = run.status()["nodes"]
+    assert [nodes[n]["status"] for n in "abc"] == ["succeeded", "running", "queued"]
+    assert nodes["b"]["worker"] == "w1"
+
+
+def test_another_time_limit_or_a_plain_call_stays_where_it_was(app: CoditectApp) -> None:
+    run = _roots(app, ("a", None), ("t", 5.0))
+    engine = engine_for(app.settings.state_url)
+    via = _first(engine, run, "a")
+    before = engine.client.lrange(QUEUE, 0, -1)
+    ok, after = engine.succeed(run.id, "a", 1, None, follow=_follow(via))
+    assert ok and after is None  # t's messages carry another time limit: Celery runs it
+    assert engine.client.lrange(QUEUE, 0, -1) == before
+    assert run.status()["nodes"]["t"]["status"] == "queued"
+    via = _first(engine, run, "t")
+    app.send_task(QUEUE, kwargs={"params": {"plain": True}}, queue=QUEUE)
+    before = engine.client.lrange(QUEUE, 0, -1)
+    assert len(before) == 1
+    follow = dataclasses.replace(_follow(via), template=template_key("echo", 5.0))
+    ok, after = engine.succeed(run.id, "t", 1, None, follow=follow)
+    assert ok and after is None  # a plain call needs Celery's task machinery
+    assert engine.client.lrange(QUEUE, 0, -1) == before
+    assert run.status()["status"] == "succeeded"
+
+
+def test_a_fan_out_needs_fewer_celery_tasks_than_nodes(
+    app: CoditectApp, registry: Registry, worker_factory: WorkerFactory
+) -> None:
+    dag = Dag("wide")
+    for k in range(300):
+        dag.node(f"n{k}", "noop")
+    worker = worker_factory(["noop"], concurrency=1)
+    run = submit(dag, app)
+    assert run.wait(60) == "succeeded"
+    stats = app.control.inspect(destination=[worker.hostname], timeout=5).stats() or {}
+    tasks = stats[worker.hostname]["total"].get(keys.agent_queue("noop"), 0)
+    print(f"300 nodes ran in {tasks} Celery tasks")
+    assert 1 <= tasks < 300
+    assert {n["status"] for n in run.status()["nodes"].values()} == {"succeeded"}
+
+
+def test_a_hard_time_limit_fails_the_node_taken_after_the_message(
+    settings: Settings, worker_factory: WorkerFactory
+) -> None:
+    modules = "workers.examples,tests.support.agents"
+    app = create_app(dataclasses.replace(settings, agent_modules=tuple(modules.split(","))))
+    dag = Dag("follow-limit")
+    dag.node("quick", "steadfast", params={"seconds": 0})
+    dag.node("slow", "steadfast", params={"seconds": 30})
+    worker = worker_factory(["steadfast"], extra_env={"CODITECT_AGENT_MODULES": modules})
+    run = submit(dag, app)
+    assert run.wait(20) == "failed"
+    nodes = run.status()["nodes"]
+    assert nodes["quick"]["status"] == "succeeded"
+    assert nodes["slow"]["error"] == "hard time limit of 2 s exceeded"
+    assert nodes["slow"]["attempts"] == 1  # failed in place, not requeued after its lease lapsed
+    stats = app.control.inspect(destination=[worker.hostname], timeout=5).stats() or {}
+    assert stats[worker.hostname]["total"] == {keys.agent_queue("steadfast"): 1}  # slow rode on quick's
+    app.close()
