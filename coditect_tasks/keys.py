@@ -40,6 +40,10 @@ RUNS = f"{PREFIX}runs"
 #: finished: their live state stays until it has (``coditect_runs_unrecorded``).
 UNRECORDED = f"{PREFIX}unrecorded"
 
+#: ZSET of runs whose roots are still being queued, slice by slice (``ROOT_SLICE``), scored by when
+#: the reaper goes on with them if their submitter stopped (died, lost Redis).
+SUBMITTING = f"{PREFIX}submitting"
+
 #: ZSET of recorded runs scored by when their live state expires; the recorder drops them from
 #: ``RUNS`` then.
 RETIRED = f"{PREFIX}retired"
@@ -93,6 +97,7 @@ RUN_HASHES = (
     "fanout",  # foreach node → item count; '<node>|done' → items succeeded; '<node>|open' → not yet ended
     "waiting",  # node → its predecessors neither running nor succeeded (0: it is upcoming while pending)
     "phase",  # node → the FRONTIER field it is counted in ('demand|<agent>' or 'upcoming|<agent>')
+    "unpushed",  # LIST of the roots not queued yet, while a submit queues them in slices (ROOT_SLICE)
 )
 
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
@@ -179,6 +184,11 @@ HISTORY_MAX_ENTRIES = 1_000_000
 #: message of its queue itself, in the same script (at most a tenth of the message's soft limit):
 #: one round trip per node instead of the consumer's four. Its slot goes back to Celery after that.
 FOLLOW_SECONDS = 0.25
+#: Roots queued per script call: a run with more is queued in slices, each its own call, so that no
+#: script holds Redis for long (100,000 roots in one ran past Redis's 5 s busy-script limit).
+ROOT_SLICE = 2_000
+#: Seconds without a slice after which the reaper goes on queueing a run's roots itself.
+SUBMIT_STALL_SECONDS = 10.0
 #: Messages one follow looks at at most (stale ones are dropped, as ``begin`` drops them).
 FOLLOW_TRIES = 4
 #: Upper bounds (s) of the node and run duration histograms; an observation lands in the first that holds it.
@@ -213,6 +223,9 @@ def lua_prelude() -> str:
         "RETIRED": RETIRED,
         "HISTORY_CAP": HISTORY_CAP,
         "FOLLOW_PREFIX": FOLLOW_PREFIX,
+        "SUBMITTING": SUBMITTING,
+        "ROOT_SLICE": ROOT_SLICE,
+        "SUBMIT_STALL_SECONDS": SUBMIT_STALL_SECONDS,
         "FOLLOW_TRIES": FOLLOW_TRIES,
         "HISTORY_MAX_ENTRIES": HISTORY_MAX_ENTRIES,
         "DURATION_BUCKETS": DURATION_BUCKETS,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,10 +21,8 @@ from importlib import resources
 from typing import Any
 
 import redis
-from celery import Celery
 
 from .. import keys
-from ..agents import Agent
 from ..broker import outlast_outages, redis_client, require_noeviction
 from ..status import RunStatus
 from .plan import Plan
@@ -56,6 +53,7 @@ def _load_scripts() -> dict[str, str]:
             "reroute",
             "reserve",
             "reclaim",
+            "roots",
         )
     }
 
@@ -134,7 +132,9 @@ class Engine:
     ) -> None:
         """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing.
 
-        ``trace`` is the traceparent of the run's root span.
+        Roots past the first ``ROOT_SLICE`` are queued after it, a slice per script call (the
+        reaper goes on with them if this process stops). ``trace`` is the traceparent of the
+        run's root span.
         """
         if not self._no_eviction_checked:  # once per process: run state must never be evicted
             require_noeviction(self.client, self.url)
@@ -175,6 +175,9 @@ class Engine:
                 if self.client.hget(p + "run", "status") is not None:
                     return  # an earlier try got through; its reply was lost
                 self._write_run(run_id, plan, templates, descs, params, pending, submitted, trace)
+        if len(plan.roots) > keys.ROOT_SLICE:
+            while int(self._call("roots", run_id)) > 0:
+                pass  # one slice per call: other clients reach Redis in between
 
     def _write_run(
         self,
@@ -212,7 +215,11 @@ class Engine:
             pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
             stamp = datetime.now(UTC).timestamp()
             pipe.zadd(keys.RUNS, {run_id: stamp})
-            self.scripts["submit"](args=[run_id, submitted, *plan.roots], client=pipe)
+            if later := plan.roots[keys.ROOT_SLICE :]:
+                pipe.rpush(p + "unpushed", *later)
+                # the reaper's turn (a skewed clock only moves it: slices never overlap)
+                pipe.zadd(keys.SUBMITTING, {run_id: stamp + keys.SUBMIT_STALL_SECONDS})
+            self.scripts["submit"](args=[run_id, submitted, *plan.roots[: keys.ROOT_SLICE]], client=pipe)
             pipe.execute()
 
     def begin(self, run_id: str, node_id: str, worker: str, task_id: str, breaker: str = "") -> Taken | None:
@@ -272,6 +279,10 @@ class Engine:
             return None
         run_id, node_id, message = str(value).split("|", 2)
         return run_id, node_id, message
+
+    def unfollow(self, task_id: str) -> None:
+        """Message ``task_id`` is done: forget which node its process took after its own."""
+        self.client.delete(keys.follow(task_id))
 
     def hand_off(self, run_id: str, node_id: str, worker: str, task_id: str) -> bool:
         """Queue the node again now: ``worker`` is shutting down while its attempt from message
@@ -351,56 +362,6 @@ def _taken(reply: Any, breaker: str) -> Taken | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
-
-
-def template_key(agent: str, timeout: float | None) -> str:
-    """Name of the message template for ``agent`` under a node's ``timeout`` (one per pair and run)."""
-    return f"{agent}|{timeout or ''}"
-
-
-def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | None, trace: str = "") -> str:
-    """The Redis-transport envelope of a node's Celery message, with ``@@NODE@@``, ``@@TID@@``
-    and ``@@ORDER@@`` placeholders that the Lua ``push`` fills in.
-
-    Built with Celery's own protocol-2 message factory; the body is plain JSON
-    (no ``body_encoding``) so that Lua can fill it by substitution. ``trace``, the
-    run's root traceparent, goes in the headers, where Celery's tracing looks.
-    """
-    hard, soft = agent.limits(timeout)
-    message = app.amqp.as_task_v2(
-        "@@TID@@",
-        agent.task_name,
-        args=(),
-        kwargs={"run_id": run_id, "node_id": "@@NODE@@"},
-        time_limit=hard,
-        soft_time_limit=soft,
-        ignore_result=True,
-        root_id="@@TID@@",
-        origin=f"{os.getpid()}@{socket.gethostname()}",
-        argsrepr="()",
-        kwargsrepr=f"{{'run_id': '{run_id}', 'node_id': '@@NODE@@'}}",
-    )
-    headers = dict(message.headers)
-    headers[keys.ORDER_HEADER] = "@@ORDER@@"
-    if trace:
-        headers["traceparent"] = trace
-    properties = dict(message.properties)
-    properties.pop("reply_to", None)
-    properties.update(
-        delivery_mode=2,
-        priority=0,
-        body_encoding=None,
-        delivery_tag="@@TID@@",
-        delivery_info={"exchange": "", "routing_key": agent.queue},
-    )
-    envelope = {
-        "body": json.dumps(message.body),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": properties,
-    }
-    return json.dumps(envelope)
 
 
 def encode_result(result: Any) -> tuple[str, str | None]:

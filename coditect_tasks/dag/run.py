@@ -19,7 +19,8 @@ from ..observability import tracing
 from ..registry import Registry
 from ..settings import REDIS_SCHEMES, Settings
 from ..status import TERMINAL, NodeStatus, RunStatus, public
-from .engine import Engine, engine_for, message_template, template_key
+from .engine import Engine, engine_for
+from .message import message_template, template_key
 from .plan import validate
 from .spec import Dag
 

@@ -25,7 +25,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from .. import keys
 from ..agents import Agent, AgentCall
-from ..dag.engine import Engine, Follow, Next, Taken, engine_for, template_key
+from ..dag.engine import Engine, Follow, Next, Taken, engine_for
+from ..dag.message import template_key
 from ..observability import logs, tracing
 from ..resilience.breaker import breaker_for
 from .attempt import Attempt, policy_for
@@ -67,12 +68,18 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
             return None
         return Follow(spec.queue, template_key(spec.name, record["timeout"]), worker, breaker, via, ttl)
 
-    while taken is not None:
-        after = _attempt(task, spec, engine, (run_id, node_id, task_id), taken, follow)
-        if after is None:
-            return
-        run_id, node_id, task_id, taken = after.run_id, after.node_id, after.task_id, after.taken
-        logs.bind_message(task_id, run_id, node_id)
+    followed = False
+    try:
+        while taken is not None:
+            after = _attempt(task, spec, engine, (run_id, node_id, task_id), taken, follow)
+            if after is None:
+                return
+            followed = True
+            run_id, node_id, task_id, taken = after.run_id, after.node_id, after.task_id, after.taken
+            logs.bind_message(task_id, run_id, node_id)
+    finally:
+        if followed:
+            engine.unfollow(via)
 
 
 def _attempt(

@@ -9,7 +9,7 @@ import redis
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
-from coditect_tasks.dag.engine import engine_for
+from coditect_tasks.dag.engine import Engine, engine_for
 from coditect_tasks.dag.run import DagRun
 from coditect_tasks.registry import Registry
 
@@ -53,3 +53,82 @@ def test_one_broken_run_does_not_stop_the_reaper_for_the_others(app: CoditectApp
     assert [m for m in out if m.startswith(f"error|{broken.id}|a|1|")]  # the broken one is reported
     assert healthy.status()["nodes"]["a"]["status"] == "queued"
     assert broken.status()["nodes"]["a"]["status"] == "running"  # untouched: nothing half-written
+
+
+def _wide(n: int) -> Dag:
+    dag = Dag(f"wide-{n}")
+    for k in range(n):
+        dag.node(f"n{k}", "noop")
+    return dag
+
+
+def _reap(engine: Engine) -> None:
+    """One reap (the first after a quiet spell only renews leases: Redis looked unreachable)."""
+    if engine.reap() is None:
+        assert engine.reap() is not None
+
+
+def _queued(registry: Registry) -> int:
+    return int(registry.client.llen(keys.agent_queue("noop")))
+
+
+def test_a_run_with_many_roots_is_queued_in_slices_and_the_reaper_finishes_a_stopped_one(
+    app: CoditectApp, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 2 * keys.ROOT_SLICE + 500
+    whole = submit(_wide(n), app)
+    assert _queued(registry) == n and whole.status()["status"] == "running"
+    assert registry.client.zcard(keys.SUBMITTING) == 0
+    registry.client.delete(keys.agent_queue("noop"))
+
+    engine = engine_for(app.settings.state_url)
+    real = type(engine)._call
+
+    def stop_before_the_second_slice(self: object, name: str, *args: object) -> object:
+        if name == "roots":
+            raise KeyboardInterrupt  # the submitting process stops right after its transaction
+        return real(engine, name, *args)
+
+    monkeypatch.setattr(type(engine), "_call", stop_before_the_second_slice)
+    with pytest.raises(KeyboardInterrupt):
+        submit(_wide(n), app)
+    monkeypatch.undo()
+    (stopped,) = registry.client.zrange(keys.SUBMITTING, 0, -1)
+    assert _queued(registry) == keys.ROOT_SLICE
+    registry.client.zadd(keys.SUBMITTING, {stopped: 0})  # its stall time is over
+    _reap(engine)
+    assert _queued(registry) == 2 * keys.ROOT_SLICE  # one slice a reap: no script holds Redis long
+    registry.client.zadd(keys.SUBMITTING, {stopped: 0})
+    _reap(engine)
+    assert _queued(registry) == n
+    assert registry.client.zcard(keys.SUBMITTING) == 0
+    assert not registry.client.exists(keys.run_prefix(stopped) + "unpushed")
+    statuses = set(registry.client.hvals(keys.run_prefix(stopped) + "status"))
+    assert statuses == {"queued"}
+
+
+def test_cancelling_a_run_whose_roots_are_still_being_queued_drops_the_rest(
+    app: CoditectApp, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_for(app.settings.state_url)
+    real = type(engine)._call
+
+    def stop(self: object, name: str, *args: object) -> object:
+        if name == "roots":
+            raise KeyboardInterrupt
+        return real(engine, name, *args)
+
+    monkeypatch.setattr(type(engine), "_call", stop)
+    with pytest.raises(KeyboardInterrupt):
+        submit(_wide(keys.ROOT_SLICE + 10), app)
+    monkeypatch.undo()
+    (run_id,) = registry.client.zrange(keys.SUBMITTING, 0, -1)
+    run = DagRun(run_id, app)
+    assert run.cancel()
+    assert run.status()["status"] == "cancelled"
+    assert set(registry.client.hvals(keys.run_prefix(run_id) + "status")) == {"cancelled"}
+    registry.client.zadd(keys.SUBMITTING, {run_id: 0})
+    registry.client.delete(keys.agent_queue("noop"))
+    _reap(engine)
+    assert _queued(registry) == 0  # nothing of a cancelled run is queued later
+    assert registry.client.zcard(keys.SUBMITTING) == 0

@@ -9,7 +9,8 @@ import json
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
-from coditect_tasks.dag.engine import Engine, Follow, engine_for, template_key
+from coditect_tasks.dag.engine import Engine, Follow, engine_for
+from coditect_tasks.dag.message import template_key
 from coditect_tasks.dag.run import DagRun
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings

@@ -172,6 +172,27 @@ local function enqueue(node)
   push(ready(node))
 end
 
+-- Queue up to ROOT_SLICE more of the run's roots (a run with more roots than that is queued in
+-- slices, each its own script call, by its submitter or, if that stopped, by the reaper). In a run
+-- that starts nothing new they are dropped: cancel and failure have ended them. Returns the roots
+-- still to queue.
+local function push_roots()
+  if redis.call('HGET', RUN, 'status') == 'running' then
+    for _, root in ipairs(redis.call('LPOP', UNPUSHED, ROOT_SLICE) or {}) do
+      if redis.call('HGET', STATUS, root) == 'pending' then enqueue(root) end
+    end
+  else
+    redis.call('DEL', UNPUSHED)
+  end
+  local left = redis.call('LLEN', UNPUSHED)
+  if left == 0 then
+    redis.call('ZREM', SUBMITTING, RUN_ID)
+  else
+    redis.call('ZADD', SUBMITTING, server_now() + SUBMIT_STALL_SECONDS, RUN_ID)
+  end
+  return left
+end
+
 local function lease_member(node, token)
   return RUN_ID .. '|' .. node .. '|' .. token
 end

@@ -2,6 +2,7 @@
 -- each kind per call:
 -- * queue the nodes whose retry delay is over (retry.lua);
 -- * requeue running attempts whose lease expired (their worker died or is cut off);
+-- * queue the next slice of roots of a run whose submitter stopped before queueing them all;
 -- * check nodes queued for a while: a message popped by a worker that died before it even noted
 --   the message (kombu's BRPOP is not reliable) is neither in its queue nor held by a live worker;
 --   queue it again. The check costs the same whatever the backlog: the engine numbers the
@@ -105,6 +106,10 @@ local function check_lease(member)
   end
 end
 
+-- a submit that stopped queueing its roots (its process died): one slice a run, one run a call
+for _, run in ipairs(redis.call('ZRANGEBYSCORE', SUBMITTING, '-inf', now, 'LIMIT', 0, 1)) do
+  guarded(SUBMITTING, run, function(r) use_run(r) push_roots() end)
+end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, limit)) do
   guarded(DELAYED, member, promote)
 end

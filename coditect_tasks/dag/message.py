@@ -1,0 +1,67 @@
+"""A node's Celery message, built once per run and agent as a template the Lua scripts fill in.
+
+The engine pushes node messages from Lua, so the message must be a string Lua can complete by
+substitution: Celery's own protocol-2 factory builds it with placeholders, once per agent and
+node timeout (``template_key``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from celery import Celery
+
+from .. import keys
+from ..agents import Agent
+
+
+def template_key(agent: str, timeout: float | None) -> str:
+    """Name of the message template for ``agent`` under a node's ``timeout`` (one per pair and run)."""
+    return f"{agent}|{timeout or ''}"
+
+
+def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | None, trace: str = "") -> str:
+    """The Redis-transport envelope of a node's Celery message, with ``@@NODE@@``, ``@@TID@@``
+    and ``@@ORDER@@`` placeholders that the Lua ``push`` fills in.
+
+    Built with Celery's own protocol-2 message factory; the body is plain JSON
+    (no ``body_encoding``) so that Lua can fill it by substitution. ``trace``, the
+    run's root traceparent, goes in the headers, where Celery's tracing looks.
+    """
+    hard, soft = agent.limits(timeout)
+    message = app.amqp.as_task_v2(
+        "@@TID@@",
+        agent.task_name,
+        args=(),
+        kwargs={"run_id": run_id, "node_id": "@@NODE@@"},
+        time_limit=hard,
+        soft_time_limit=soft,
+        ignore_result=True,
+        root_id="@@TID@@",
+        origin=f"{os.getpid()}@{socket.gethostname()}",
+        argsrepr="()",
+        kwargsrepr=f"{{'run_id': '{run_id}', 'node_id': '@@NODE@@'}}",
+    )
+    headers = dict(message.headers)
+    headers[keys.ORDER_HEADER] = "@@ORDER@@"
+    if trace:
+        headers["traceparent"] = trace
+    properties = dict(message.properties)
+    properties.pop("reply_to", None)
+    properties.update(
+        delivery_mode=2,
+        priority=0,
+        body_encoding=None,
+        delivery_tag="@@TID@@",
+        delivery_info={"exchange": "", "routing_key": agent.queue},
+    )
+    envelope = {
+        "body": json.dumps(message.body),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": properties,
+    }
+    return json.dumps(envelope)
