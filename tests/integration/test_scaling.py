@@ -133,17 +133,22 @@ def registry_status(doc: dict[str, object], node: str) -> object:
     return nodes[node]["status"]
 
 
+@pytest.mark.parametrize("followed", [False, True], ids=["own-message", "followed"])
 def test_a_worker_told_to_stop_hands_its_node_to_another_pool(
-    app: CoditectApp, worker_factory: WorkerFactory, tmp_path: Path
+    app: CoditectApp, worker_factory: WorkerFactory, tmp_path: Path, followed: bool
 ) -> None:
     probe = tmp_path / "health.json"
     leaving = worker_factory(["sleep"], extra_env={"CODITECT_SHUTDOWN_GRACE": "1", "CODITECT_HEALTH_FILE": str(probe)})
     env = {**app.settings.environment(), "CODITECT_HEALTH_FILE": str(probe)}
     wait_for(lambda: run_cli(["health", "--ready"], env).returncode == 0, 10, "the probe file to say ready")
     dag = Dag("long")
+    if followed:  # the process finishes quick, then takes long's message itself
+        dag.node("quick", "sleep", params={"seconds": 0})
     dag.node("long", "sleep", params={"seconds": 6.0})
     run = submit(dag, app)
     wait_for(lambda: run.status()["nodes"]["long"]["status"] == "running", 20, "the node to start")
+    stats = app.control.inspect(destination=[leaving.hostname], timeout=5).stats() or {}
+    assert stats[leaving.hostname]["total"] == {keys.agent_queue("sleep"): 1}  # one message ran both
     staying = worker_factory(["sleep"])
     stopped_at = time.monotonic()
     os.kill(leaving.pid, signal.SIGTERM)
