@@ -157,18 +157,18 @@ class Engine:
             if isinstance(node.foreach, str):
                 desc["f"] = node.foreach
             descs[node_id] = json.dumps(desc, separators=(",", ":"))
-            params[node_id] = json.dumps(
-                {
-                    "agent": node.agent,
-                    "params": node.params,
-                    "items": node.foreach if isinstance(node.foreach, list) else None,
-                    "foreach": node.foreach is not None,
-                    "retries": node.retries,
-                    "timeout": node.timeout,
-                    "fallback": node.fallback,
-                },
-                separators=(",", ":"),
-            )
+            record = {
+                "agent": node.agent,
+                "params": node.params,
+                "items": node.foreach if isinstance(node.foreach, list) else None,
+                "foreach": node.foreach is not None,
+                "retries": node.retries,
+                "timeout": node.timeout,
+                "fallback": node.fallback,
+            }
+            # fields at their default stay out of Redis (``_record`` puts them back): a node's bytes count
+            kept = {k: v for k, v in record.items() if k not in _DEFAULTS or v != _DEFAULTS[k]}
+            params[node_id] = json.dumps(kept, separators=(",", ":"))
             pending[node_id] = len(plan.preds[node_id])
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
@@ -208,8 +208,8 @@ class Engine:
             )
             pipe.hset(p + "node", mapping=descs)
             pipe.hset(p + "params", mapping=params)
-            pipe.hset(p + "pending", mapping=pending)
             if waiting := {node: count for node, count in pending.items() if count}:  # roots wait on nothing
+                pipe.hset(p + "pending", mapping=waiting)  # only successors are counted down
                 pipe.hset(p + "waiting", mapping=waiting)  # no predecessor runs yet
             pipe.hset(p + "status", mapping=dict.fromkeys(dag.nodes, "pending"))
             pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
@@ -344,13 +344,35 @@ def engine_for(state_url: str) -> Engine:
     return engine
 
 
+#: Fields of a node's record (``params`` hash) left out of Redis at these values (a ``retries``
+#: of 0 is not None: it is kept).
+_DEFAULTS: dict[str, Any] = {
+    "params": {},
+    "items": None,
+    "foreach": False,
+    "retries": None,
+    "timeout": None,
+    "fallback": None,
+}
+
+
+def _record(text: str) -> dict[str, Any]:
+    """A node's record as stored, with its default fields put back (fresh objects each time)."""
+    record: dict[str, Any] = json.loads(text)
+    record.setdefault("params", {})
+    record.setdefault("foreach", False)
+    for field in ("items", "retries", "timeout", "fallback"):
+        record.setdefault(field, None)
+    return record
+
+
 def _taken(reply: Any, breaker: str) -> Taken | None:
     """``take``'s reply (common.lua) as a ``Taken``, or None if the node must not run."""
     if int(reply[0]) != 1:
         return None
     return Taken(
         int(reply[1]),
-        json.loads(reply[2]),
+        _record(reply[2]),
         json.loads(reply[3]),
         json.loads(reply[4]) if reply[4] else None,
         str(_text(reply[5]) or ""),
