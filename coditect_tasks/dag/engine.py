@@ -11,9 +11,10 @@ worker's side (``coditect_tasks.worker``), which calls this module, never the re
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,8 @@ from .. import keys
 from ..broker import outlast_outages, redis_client, require_noeviction
 from ..status import RunStatus
 from .plan import Plan
+
+log = logging.getLogger(__name__)
 
 
 def now() -> str:
@@ -64,15 +67,23 @@ SCRIPTS = _load_scripts()
 @dataclass(frozen=True)
 class Follow:
     """What ``succeed`` needs to take the next message of a pool process's queue itself (``follow``
-    in common.lua): only messages built from ``template``, begun for ``worker`` with ``breaker``,
-    noted under ``via`` (the running message's id) for ``ttl`` seconds."""
+    in common.lua): only the engine's messages for ``task`` with the time limits ``hard`` and
+    ``soft`` ('' for none), begun for ``worker`` with ``breaker``, noted under ``via`` (the running
+    message's id) for ``ttl`` seconds; asked only until ``until`` (``time.monotonic()``), so a
+    completion repeated after a Redis outage takes nothing."""
 
     queue: str
-    template: str
+    task: str
+    hard: str
+    soft: str
     worker: str
     breaker: str
     via: str
     ttl: int
+    until: float
+
+    def args(self) -> tuple[str | int, ...]:
+        return self.queue, self.task, self.hard, self.soft, self.worker, self.breaker, self.via, self.ttl
 
 
 @dataclass(frozen=True)
@@ -116,10 +127,13 @@ class Engine:
         self._no_eviction_checked = False
         self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
 
-    def _call(self, name: str, run_id: str, *args: Any) -> Any:
+    def _call(self, name: str, run_id: str, *args: Any, more: Sequence[Any] = (), until: float = 0.0) -> Any:
+        """Run script ``name``; ``more`` arguments go with it only while ``time.monotonic()`` is
+        before ``until`` (a try repeated after an outage may come too late for them)."""
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
-                return self.scripts[name](args=[run_id, now(), *args])
+                extra = more if time.monotonic() < until else ()
+                return self.scripts[name](args=[run_id, now(), *args, *extra])
         raise AssertionError("unreachable: tenacity re-raises")
 
     def submit(
@@ -157,27 +171,29 @@ class Engine:
             if isinstance(node.foreach, str):
                 desc["f"] = node.foreach
             descs[node_id] = json.dumps(desc, separators=(",", ":"))
-            record = {
-                "agent": node.agent,
-                "params": node.params,
-                "items": node.foreach if isinstance(node.foreach, list) else None,
-                "foreach": node.foreach is not None,
-                "retries": node.retries,
-                "timeout": node.timeout,
-                "fallback": node.fallback,
-            }
-            # fields at their default stay out of Redis (``_record`` puts them back): a node's bytes count
-            kept = {k: v for k, v in record.items() if k not in _DEFAULTS or v != _DEFAULTS[k]}
-            params[node_id] = json.dumps(kept, separators=(",", ":"))
+            params[node_id] = json.dumps(
+                {
+                    "agent": node.agent,
+                    "params": node.params,
+                    "items": node.foreach if isinstance(node.foreach, list) else None,
+                    "foreach": node.foreach is not None,
+                    "retries": node.retries,
+                    "timeout": node.timeout,
+                    "fallback": node.fallback,
+                },
+                separators=(",", ":"),
+            )
             pending[node_id] = len(plan.preds[node_id])
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
-                if self.client.hget(p + "run", "status") is not None:
-                    return  # an earlier try got through; its reply was lost
-                self._write_run(run_id, plan, templates, descs, params, pending, submitted, trace)
+                if self.client.hget(p + "run", "status") is None:  # else an earlier try got through
+                    self._write_run(run_id, plan, templates, descs, params, pending, submitted, trace)
         if len(plan.roots) > keys.ROOT_SLICE:
-            while int(self._call("roots", run_id)) > 0:
-                pass  # one slice per call: other clients reach Redis in between
+            try:
+                while int(self._call("roots", run_id)) > 0:
+                    pass  # one slice per call: other clients reach Redis in between
+            except redis.RedisError as exc:  # the run exists: the reaper queues the rest
+                log.warning("run %s: the reaper will queue the rest of its roots (%s)", run_id, exc)
 
     def _write_run(
         self,
@@ -250,8 +266,8 @@ class Engine:
         encoded, problem = encode_result(result)
         if problem:
             return self.fail(run_id, node_id, token, problem), None
-        args = dataclasses.astuple(follow) if follow else ()
-        reply = self._call("complete", run_id, node_id, token, encoded, span, *args)
+        more, until = (follow.args(), follow.until) if follow else ((), 0.0)
+        reply = self._call("complete", run_id, node_id, token, encoded, span, more=more, until=until)
         taken = _taken(reply[3], follow.breaker) if follow and len(reply) > 3 else None
         if taken is None:
             return int(reply[0]) == 1, None
@@ -344,35 +360,13 @@ def engine_for(state_url: str) -> Engine:
     return engine
 
 
-#: Fields of a node's record (``params`` hash) left out of Redis at these values (a ``retries``
-#: of 0 is not None: it is kept).
-_DEFAULTS: dict[str, Any] = {
-    "params": {},
-    "items": None,
-    "foreach": False,
-    "retries": None,
-    "timeout": None,
-    "fallback": None,
-}
-
-
-def _record(text: str) -> dict[str, Any]:
-    """A node's record as stored, with its default fields put back (fresh objects each time)."""
-    record: dict[str, Any] = json.loads(text)
-    record.setdefault("params", {})
-    record.setdefault("foreach", False)
-    for field in ("items", "retries", "timeout", "fallback"):
-        record.setdefault(field, None)
-    return record
-
-
 def _taken(reply: Any, breaker: str) -> Taken | None:
     """``take``'s reply (common.lua) as a ``Taken``, or None if the node must not run."""
     if int(reply[0]) != 1:
         return None
     return Taken(
         int(reply[1]),
-        _record(reply[2]),
+        json.loads(reply[2]),
         json.loads(reply[3]),
         json.loads(reply[4]) if reply[4] else None,
         str(_text(reply[5]) or ""),

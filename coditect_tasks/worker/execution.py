@@ -53,20 +53,21 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     Then, while the follow budget lasts, each success also takes the next message of the agent's
     queue in the same script (``Follow``), and this process runs that node the same way.
     """
+    started = time.monotonic()  # the follow budget counts from the message's start, as its limits do
     engine = engine_for(task.app.settings.state_url)
     worker = str(task.request.hostname or socket.gethostname())
     task_id = via = str(task.request.id)
     breaker = keys.breaker_prefix(spec.name)
     # a node goes through its agent's breaker, whose state begin reads in the same round trip
     taken = engine.begin(run_id, node_id, worker, task_id, "" if ITEM_ID.match(node_id) else breaker)
-    deadline = time.monotonic() + min(keys.FOLLOW_SECONDS, _soft_limit(task, spec) / 10)
-    hard = (getattr(task.request, "timelimit", None) or (None, None))[0] or spec.timeout
-    ttl = math.ceil(hard + keys.LEASE_SECONDS)  # the follow note outlasts the message's hard limit
+    until = started + min(keys.FOLLOW_SECONDS, _soft_limit(task, spec) / 10)
+    hard, soft = getattr(task.request, "timelimit", None) or (None, None)
+    ttl = math.ceil((hard or spec.timeout) + keys.LEASE_SECONDS)  # the follow note outlasts the hard limit
 
-    def follow(record: dict[str, Any]) -> Follow | None:
-        if time.monotonic() >= deadline:
+    def follow() -> Follow | None:
+        if time.monotonic() >= until:
             return None
-        return Follow(spec.queue, template_key(spec.name, record["timeout"]), worker, breaker, via, ttl)
+        return Follow(spec.queue, spec.task_name, _limit(hard), _limit(soft), worker, breaker, via, ttl, until)
 
     followed = False
     try:
@@ -88,7 +89,7 @@ def _attempt(
     engine: Engine,
     ids: tuple[str, str, str],
     taken: Taken,
-    follow: Callable[[dict[str, Any]], Follow | None],
+    follow: Callable[[], Follow | None],
 ) -> Next | None:
     """One begun attempt of node ``ids`` (run, node, message task id); the next node taken, if any."""
     run_id, node_id, task_id = ids
@@ -128,7 +129,7 @@ def _attempt(
             return None
         except _Retried:
             return None
-        return attempt.succeed(result, tracing.traceparent(span), follow(taken.record))[1]
+        return attempt.succeed(result, tracing.traceparent(span), follow())[1]
 
 
 def _call(task: Task, spec: Agent, attempt: Attempt, call: AgentCall, fn: Any) -> Any:
@@ -150,6 +151,11 @@ def _call(task: Task, spec: Agent, attempt: Attempt, call: AgentCall, fn: Any) -
         if attempt.policy.should_retry(number, exc) and attempt.retry(error, attempt.policy.delay(number)):
             raise _Retried(error) from exc
         raise _Failed(error) from exc
+
+
+def _limit(seconds: float | None) -> str:
+    """A time limit as ``follow`` compares it with a message's ('' for none)."""
+    return "" if seconds is None else repr(float(seconds))
 
 
 def _soft_limit(task: Task, spec: Agent) -> float:

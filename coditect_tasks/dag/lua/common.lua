@@ -174,9 +174,10 @@ end
 
 -- Queue up to ROOT_SLICE more of the run's roots (a run with more roots than that is queued in
 -- slices, each its own script call, by its submitter or, if that stopped, by the reaper). In a run
--- that starts nothing new they are dropped: cancel and failure have ended them. Returns the roots
--- still to queue.
-local function push_roots()
+-- that starts nothing new they are dropped: cancel and failure have ended them. The reaper takes
+-- the run's next slice `next_in` seconds from now unless another call comes first. Returns the
+-- roots still to queue.
+local function push_roots(next_in)
   if redis.call('HGET', RUN, 'status') == 'running' then
     for _, root in ipairs(redis.call('LPOP', UNPUSHED, ROOT_SLICE) or {}) do
       if redis.call('HGET', STATUS, root) == 'pending' then enqueue(root) end
@@ -188,7 +189,7 @@ local function push_roots()
   if left == 0 then
     redis.call('ZREM', SUBMITTING, RUN_ID)
   else
-    redis.call('ZADD', SUBMITTING, server_now() + SUBMIT_STALL_SECONDS, RUN_ID)
+    redis.call('ZADD', SUBMITTING, server_now() + next_in, RUN_ID)
   end
   return left
 end
@@ -366,8 +367,6 @@ end
 -- A worker takes node (worker name `worker`) from the message with task id `task_id`; `breaker`,
 -- if not empty, is the key prefix of the agent's circuit breaker, whose state and failure count
 -- come back with a plain node's attempt (the worker would read them next: one round trip less).
--- With `template`, a node whose messages are built from another template (another agent or time
--- limit) is refused before anything is written ({0, 'other'}).
 -- Only the node's newest message may begin it (its task id ends in the node's seq): one the
 -- engine replaced (requeued, rerouted, retried) is stale and dropped. A node whose attempt still
 -- holds a live lease is not begun again: a redelivered or duplicated message is dropped. Both
@@ -376,12 +375,11 @@ end
 -- own value) or false, parent traceparent, JSON list of the predecessors' traceparents, retries
 -- taken, breaker state, breaker failures}, or {0, why}. The parent is the span of the
 -- predecessor that finished last (it let this node start), else the run's root span.
-local function take(node, worker, task_id, breaker, template)
+local function take(node, worker, task_id, breaker)
   local st = redis.call('HGET', STATUS, node)
   local desc = (st == 'queued' or st == 'running') and desc_of(node)
   redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)  -- this worker holds it no more
   if not desc then return {0, st or 'missing'} end
-  if template and desc.t ~= template then return {0, 'other'} end
   if string.match(task_id, ':(%d+)$') ~= (redis.call('HGET', SEQ, node) or '') then
     count('duplicates|' .. agent_of(desc))
     return {0, 'stale'}
@@ -450,35 +448,43 @@ end
 
 -- A pool process that has finished a node takes the next message of its own queue (the oldest)
 -- itself, in the same script: one round trip per node instead of four (the consumer's ack, pop
--- and unacked record, then begin). Only the engine's own messages built from `template` (the
--- same agent and time limits) are taken; any other message is put back where it was and the
--- process returns to Celery. A stale or duplicate message is dropped, as begin drops it. The node
--- taken is noted under the running message's id `via` (FOLLOW_PREFIX, for `ttl` seconds) for the
--- main process's hard-time-limit and shutdown paths. Returns {run, node, task id} and take's
--- reply, or nil.
-local function follow(queue, template, worker, breaker, via, ttl)
+-- and unacked record, then begin). Only the engine's own messages for the same task with the same
+-- time limits (`hard`, `soft`: '' for none) are taken; any other message is put back where it
+-- was and the process returns to Celery. A stale or duplicate message is dropped, as begin drops
+-- it. The node taken is noted under the running message's id `via` (FOLLOW_PREFIX, for `ttl`
+-- seconds) for the main process's hard-time-limit and shutdown paths. Returns {run, node, task
+-- id} and take's reply, or nil.
+local function same_limit(value, want)
+  if want == '' then return type(value) ~= 'number' end
+  return type(value) == 'number' and value == tonumber(want)
+end
+
+local function follow(queue, task, hard, soft, worker, breaker, via, ttl)
   for _ = 1, FOLLOW_TRIES do
     local raw = redis.call('RPOP', queue)
     if not raw then return nil end
     local ok, env = pcall(cjson.decode, raw)
-    local headers = ok and type(env) == 'table' and type(env.headers) == 'table' and env.headers or {}
-    local okb, body = pcall(cjson.decode, ok and type(env) == 'table' and env.body or '')
+    if not (ok and type(env) == 'table') then env = {} end
+    local headers = type(env.headers) == 'table' and env.headers or {}
+    local limits = type(headers.timelimit) == 'table' and headers.timelimit or {}
+    local okb, body = pcall(cjson.decode, type(env.body) == 'string' and env.body or '')
     local kwargs = okb and type(body) == 'table' and type(body[2]) == 'table' and body[2] or {}
     local run, node, task_id = kwargs.run_id, kwargs.node_id, headers.id
-    if not (headers[ORDER_HEADER] and type(run) == 'string' and type(node) == 'string'
+    if not (headers[ORDER_HEADER] and headers.task == task and same_limit(limits[1], hard)
+            and same_limit(limits[2], soft) and type(run) == 'string' and type(node) == 'string'
             and type(task_id) == 'string') then
-      redis.call('RPUSH', queue, raw)  -- a plain call: Celery runs it
+      redis.call('RPUSH', queue, raw)  -- a plain call, or other limits: Celery runs it
       return nil
     end
     use_run(run)
-    local reply = take(node, worker, task_id, breaker, template)
+    local taken, reply = pcall(take, node, worker, task_id, breaker)
+    if not taken then
+      redis.call('RPUSH', queue, raw)  -- its run's state is broken or going: leave it to begin's checks
+      return nil
+    end
     if reply[1] == 1 then
       redis.call('SET', FOLLOW_PREFIX .. via, run .. '|' .. node .. '|' .. task_id, 'EX', ttl)
       return {run, node, task_id}, reply
-    end
-    if reply[2] == 'other' then
-      redis.call('RPUSH', queue, raw)
-      return nil
     end
   end
   return nil

@@ -1,9 +1,9 @@
 -- Node ARGV[3] succeeded in attempt ARGV[4] with JSON result ARGV[5] (its span's W3C
 -- traceparent in ARGV[6], for its successors' spans to hang under). Records it, counts down
 -- its successors and enqueues those now ready. A foreach item records its result; the last
--- one completes its node with every item's result, in order. With ARGV[7..12] (queue, template,
--- worker, breaker prefix, running message id, seconds) the process then takes the next message of
--- its queue (follow, common.lua). Returns {1, ready[, {run, node, task id}, take's reply]} or {0}
+-- one completes its node with every item's result, in order. With ARGV[7..14] (queue, task name,
+-- hard and soft limits, worker, breaker prefix, running message id, seconds) the process then
+-- takes the next message of its queue (follow, common.lua). Returns {1, ready[, {run, node, task id}, take's reply]} or {0}
 -- if stale.
 local node, token, result, span = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
@@ -64,7 +64,8 @@ end
 
 local reply = completed()
 if reply[1] == 1 and (ARGV[7] or '') ~= '' then
-  local next_ids, taken = follow(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12]))
+  local next_ids, taken = follow(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
+                                 tonumber(ARGV[14]))
   if next_ids then reply[3], reply[4] = next_ids, taken end
 end
 return reply

@@ -106,9 +106,10 @@ local function check_lease(member)
   end
 end
 
--- a submit that stopped queueing its roots (its process died): one slice a run, one run a call
+-- a submit that stopped queueing its roots (its process died): one slice a run, one run a call,
+-- the next slice on the next call
 for _, run in ipairs(redis.call('ZRANGEBYSCORE', SUBMITTING, '-inf', now, 'LIMIT', 0, 1)) do
-  guarded(SUBMITTING, run, function(r) use_run(r) push_roots() end)
+  guarded(SUBMITTING, run, function(r) use_run(r) push_roots(0) end)
 end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, limit)) do
   guarded(DELAYED, member, promote)
