@@ -4,8 +4,10 @@ node a root: one queued message each) and layers of 10 (each layer waits on the 
 
     python examples/bench_curve.py [NODES ...]      # default: 100 1000 10000 100000
 
-Prints one line per shape and size: submit seconds (validate, plan and the atomic write), and
-Redis memory in all and per node. Linear growth shows as a flat per-node column.
+Prints one line per shape and size: submit seconds (validate, plan, the atomic write and the
+slices of roots after it), Redis memory in all and per node, and the longest single command or
+script Redis ran meanwhile (its SLOWLOG, from 10 ms): how long any other client could have
+waited. Linear growth shows as a flat per-node column.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def layered(n: int, width: int = 10) -> Dag:
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [100, 1_000, 10_000, 100_000]
     settings = dataclasses.replace(Settings.from_env(), max_nodes=max(sizes))
-    print(f"{'shape':8} {'nodes':>8} {'submit s':>9} {'µs/node':>8} {'Redis MB':>9} {'bytes/node':>10}")
+    heads = ("nodes", "submit s", "µs/node", "Redis MB", "bytes/node", "longest ms")
+    print(f"{'shape':8} " + " ".join(f"{h:>{max(8, len(h))}}" for h in heads))
     for shape, build in (("fan-out", fanout), ("layers", layered)):
         for n in sizes:
             dag = build(n)
@@ -48,11 +51,15 @@ def main() -> None:
                 app = create_app(settings.with_broker(server.url))
                 client = redis_client(server.url)
                 try:
+                    client.config_set("slowlog-log-slower-than", 10_000)  # µs
+                    client.config_set("slowlog-max-len", 10_000)
+                    client.slowlog_reset()
                     before = int(client.info("memory")["used_memory"])
                     started = time.perf_counter()
                     submit(dag, app)
                     seconds = time.perf_counter() - started
                     used = int(client.info("memory")["used_memory"]) - before
+                    longest = max((e["duration"] for e in client.slowlog_get(10_000)), default=0) / 1000
                 except redis.RedisError as exc:  # e.g. BUSY: one script ran past Redis's busy limit
                     print(f"{shape:8} {n:8,} failed after {time.perf_counter() - started:.1f} s: {exc}")
                     continue
@@ -60,7 +67,8 @@ def main() -> None:
                     client.close()
                     app.close()
                     server.stop()
-            print(f"{shape:8} {n:8,} {seconds:9.3f} {seconds / n * 1e6:8.1f} {used / 1e6:9.1f} {used / n:10.0f}")
+            row = f"{shape:8} {n:8,} {seconds:9.3f} {seconds / n * 1e6:8.1f} {used / 1e6:9.1f} {used / n:10.0f}"
+            print(f"{row} {longest:10.0f}")
 
 
 if __name__ == "__main__":
