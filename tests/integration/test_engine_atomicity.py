@@ -4,11 +4,14 @@ Real Redis; the engine's scripts are called as a worker calls them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
+from coditect_tasks.bench import fanout
 from coditect_tasks.dag.engine import Engine, engine_for
 from coditect_tasks.dag.run import DagRun
 from coditect_tasks.registry import Registry
@@ -55,11 +58,23 @@ def test_one_broken_run_does_not_stop_the_reaper_for_the_others(app: CoditectApp
     assert broken.status()["nodes"]["a"]["status"] == "running"  # untouched: nothing half-written
 
 
-def _wide(n: int) -> Dag:
-    dag = Dag(f"wide-{n}")
-    for k in range(n):
-        dag.node(f"n{k}", "noop")
-    return dag
+def _submit_stopping_after_its_transaction(app: CoditectApp, n: int, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Submit n roots from a process that stops right after its transaction, before the second
+    slice; the run's id."""
+    engine = engine_for(app.settings.state_url)
+    real = type(engine)._call
+
+    def stop_before_the_second_slice(self: Engine, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "roots":
+            raise KeyboardInterrupt
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(type(engine), "_call", stop_before_the_second_slice)
+    with pytest.raises(KeyboardInterrupt):
+        submit(fanout(n), app)
+    monkeypatch.undo()
+    (run_id,) = engine.client.zrange(keys.SUBMITTING, 0, -1)
+    return str(run_id)
 
 
 def _reap(engine: Engine) -> None:
@@ -76,24 +91,13 @@ def test_a_run_with_many_roots_is_queued_in_slices_and_the_reaper_finishes_a_sto
     app: CoditectApp, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     n = 2 * keys.ROOT_SLICE + 500
-    whole = submit(_wide(n), app)
+    whole = submit(fanout(n), app)
     assert _queued(registry) == n and whole.status()["status"] == "running"
     assert registry.client.zcard(keys.SUBMITTING) == 0
     registry.client.delete(keys.agent_queue("noop"))
 
     engine = engine_for(app.settings.state_url)
-    real = type(engine)._call
-
-    def stop_before_the_second_slice(self: object, name: str, *args: object) -> object:
-        if name == "roots":
-            raise KeyboardInterrupt  # the submitting process stops right after its transaction
-        return real(engine, name, *args)
-
-    monkeypatch.setattr(type(engine), "_call", stop_before_the_second_slice)
-    with pytest.raises(KeyboardInterrupt):
-        submit(_wide(n), app)
-    monkeypatch.undo()
-    (stopped,) = registry.client.zrange(keys.SUBMITTING, 0, -1)
+    stopped = _submit_stopping_after_its_transaction(app, n, monkeypatch)
     assert _queued(registry) == keys.ROOT_SLICE
     registry.client.zadd(keys.SUBMITTING, {stopped: 0})  # its stall time is over
     _reap(engine)
@@ -110,18 +114,7 @@ def test_cancelling_a_run_whose_roots_are_still_being_queued_drops_the_rest(
     app: CoditectApp, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = engine_for(app.settings.state_url)
-    real = type(engine)._call
-
-    def stop(self: object, name: str, *args: object) -> object:
-        if name == "roots":
-            raise KeyboardInterrupt
-        return real(engine, name, *args)
-
-    monkeypatch.setattr(type(engine), "_call", stop)
-    with pytest.raises(KeyboardInterrupt):
-        submit(_wide(keys.ROOT_SLICE + 10), app)
-    monkeypatch.undo()
-    (run_id,) = registry.client.zrange(keys.SUBMITTING, 0, -1)
+    run_id = _submit_stopping_after_its_transaction(app, keys.ROOT_SLICE + 10, monkeypatch)
     run = DagRun(run_id, app)
     assert run.cancel()
     assert run.status()["status"] == "cancelled"

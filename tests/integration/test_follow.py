@@ -10,6 +10,7 @@ import time
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.bench import fanout
 from coditect_tasks.dag.engine import Engine, Follow, engine_for
 from coditect_tasks.dag.run import DagRun
 from coditect_tasks.registry import Registry
@@ -92,11 +93,8 @@ def test_a_follow_drops_a_message_that_must_not_run_and_crosses_runs(app: Codite
 def test_a_fan_out_needs_fewer_celery_tasks_than_nodes(
     app: CoditectApp, registry: Registry, worker_factory: WorkerFactory
 ) -> None:
-    dag = Dag("wide")
-    for k in range(300):
-        dag.node(f"n{k}", "noop")
     worker = worker_factory(["noop"], concurrency=1)
-    run = submit(dag, app)
+    run = submit(fanout(300), app)
     assert run.wait(60) == "succeeded"
     stats = app.control.inspect(destination=[worker.hostname], timeout=5).stats() or {}
     tasks = stats[worker.hostname]["total"].get(keys.agent_queue("noop"), 0)
