@@ -18,6 +18,7 @@ caller needs, not just a message.
     │   ├── CycleError         ``cycle`` lists the nodes of one cycle, in order
     │   └── DagTooLargeError   over a configured size limit (nodes, document bytes)
     ├── RunNotFoundError       no live state and no history for a run id (exit 2)
+    ├── RunStateError          the run's state does not allow that (retry a running run) (exit 1)
     └── LoadReportError        a load test ended without Locust's statistics (exit 1)
 """
 
@@ -143,6 +144,15 @@ class RunNotFoundError(CoditectError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run {run_id!r} in the live state or the history")
+
+
+class RunStateError(CoditectError):
+    """An operation the run's current state does not allow (retrying one that succeeded or still runs)."""
+
+    def __init__(self, run_id: str, problem: str) -> None:
+        self.run_id = run_id
+        self.problem = problem
+        super().__init__(f"run {run_id}: {problem}")
 
 
 class LoadReportError(CoditectError):

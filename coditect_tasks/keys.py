@@ -72,6 +72,15 @@ def run_channel(run_id: str) -> str:
     return run_prefix(run_id) + DONE_CHANNEL
 
 
+#: Suffix of ``run_prefix`` of the pub/sub channel of every transition of a run: ``<stream id> <JSON>``,
+#: published beside the history stream's entry when someone listens (``dag/events.py``).
+EVENTS_CHANNEL = "events"
+
+
+def events_channel(run_id: str) -> str:
+    return run_prefix(run_id) + EVENTS_CHANNEL
+
+
 #: Per-run hashes (suffixes of ``run_prefix``), node id → value unless noted.
 RUN_HASHES = (
     "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, running, error
@@ -213,6 +222,7 @@ def lua_prelude() -> str:
         "RESERVED_PREFIX": RESERVED_PREFIX,
         "RUN_KEY_PREFIX": RUN_KEY_PREFIX,
         "DONE_CHANNEL": DONE_CHANNEL,
+        "EVENTS_CHANNEL": EVENTS_CHANNEL,
         "AGENT_QUEUE_PREFIX": AGENT_QUEUE_PREFIX,
         "RUN_HASHES": RUN_HASHES,
         "LEASE_SECONDS": LEASE_SECONDS,

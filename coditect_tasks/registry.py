@@ -100,3 +100,28 @@ class Registry:
             for name in info.agents:
                 table.setdefault(name, []).append(info)
         return dict(sorted(table.items()))
+
+
+def agents_document(settings: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every agent with its live workers, queue depth and breaker: ``agents --json`` and ``GET /api/agents``."""
+    from .agents import load_agents
+    from .broker import queue_depths
+    from .resilience.breaker import breaker_states
+
+    declared = load_agents(settings.agent_modules)
+    registry = Registry.from_url(settings.state_url)
+    table = registry.by_agent(declared)
+    depths = queue_depths(settings.require_broker(), [keys.agent_queue(name) for name in table])
+    breakers = breaker_states(registry.client, table)
+    return {
+        "agents": {
+            name: {
+                "queue": keys.agent_queue(name),
+                "declared": name in declared,
+                "workers": [w.to_json() for w in workers],
+                "queue_depth": depths[keys.agent_queue(name)],
+                "breaker": breakers[name],
+            }
+            for name, workers in table.items()
+        }
+    }

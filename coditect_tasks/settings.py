@@ -56,6 +56,10 @@ class Settings:
     embedded_fsync: str = "always"
     #: File a worker beats for its liveness and readiness probes (``coditect-tasks health``); none if unset.
     health_file: Path | None = None
+    #: Bearer token every ``serve`` request must carry (none: open, loopback only). Never printed.
+    api_token: str | None = dataclasses.field(default=None, repr=False)
+    #: Flower's address, for the run page to link each node's worker there.
+    flower_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +106,8 @@ class Settings:
             embedded_fsync=fsync,
             shutdown_grace=_whole(get, "CODITECT_SHUTDOWN_GRACE", cls.shutdown_grace, minimum=0),
             health_file=Path(health) if (health := get("CODITECT_HEALTH_FILE")) else None,
+            api_token=get("CODITECT_API_TOKEN"),
+            flower_url=_check_url("CODITECT_FLOWER_URL", get("CODITECT_FLOWER_URL"), frozenset({"http", "https"})),
         )
 
     @property

@@ -38,6 +38,7 @@ cli.command()(load.load)
 cli.command()(services.exporter)
 cli.command()(services.flower)
 cli.command()(services.recorder)
+cli.command()(services.serve)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

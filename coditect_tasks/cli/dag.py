@@ -188,6 +188,52 @@ def dag_cancel(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
     raise typer.Exit(1)
 
 
+@dag_cli.command("retry")
+def dag_retry(
+    run_id: Annotated[str, typer.Argument(help="A failed or cancelled run.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the new run to end.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run a failed or cancelled run again as a new run: its succeeded nodes keep their results."""
+    from ..dag.run import DagRun
+
+    run = DagRun(run_id, _app()).retry()
+    if not wait:
+        if as_json:
+            emit_json(run.status())
+        else:
+            out.print(run.id)
+        return
+    err.print(f"run {run.id} retries {run_id}")
+    run.wait()
+    _finish(run.status(), as_json)
+
+
+@dag_cli.command("events")
+def dag_events(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    after: Annotated[str | None, typer.Option(help="Start after this event id (as SSE's Last-Event-ID).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line (JSON Lines).")] = False,
+) -> None:
+    """Print the run's transitions from its start, then live, until it ends."""
+    from ..dag.events import follow
+    from ..dag.run import DagRun
+    from ..history.store import HistoryStore
+
+    app = _app()
+    run = DagRun(run_id, app)
+    run.state()  # RunNotFoundError before anything is printed
+    for event in follow(run.engine.client, HistoryStore.from_settings(app.settings), run_id, after):
+        if as_json:
+            sys.stdout.write(json.dumps(event.to_json()) + "\n")
+            sys.stdout.flush()
+            continue
+        detail = " ".join(
+            f"{k}={v}" for k, v in (("attempt", event.attempt), ("worker", event.worker), ("error", event.error)) if v
+        )
+        out.print(f"{event.ts}  {event.node or '(run)'}  {coloured(event.status)}  {clip(detail, 80)}")
+
+
 @dag_cli.command("graph")
 def dag_graph(target: Annotated[str, typer.Argument(help="A DAG file, or a run id (states coloured).")]) -> None:
     """Print the DAG as a Mermaid flowchart."""

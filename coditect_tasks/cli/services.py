@@ -80,3 +80,38 @@ def recorder() -> None:
         rec.run_forever()
     except KeyboardInterrupt:
         rec.drain()
+
+
+def serve(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the HTTP API and web pages.")] = 8700,
+    address: Annotated[str, typer.Option(help="Address to listen on (beyond loopback: needs a token).")] = "127.0.0.1",
+) -> None:
+    """Serve the HTTP API (/openapi.json), run events (SSE) and live run pages until Ctrl-C.
+
+    With CODITECT_API_TOKEN set, every request needs it (Authorization: Bearer, or ?token= on a page).
+    """
+    import socket
+
+    import uvicorn
+
+    from .. import broker
+    from ..api.app import create_api
+    from ..api.security import check_bind
+
+    config = settings()
+    check_bind(address, config.api_token)
+    broker.ping(config.state_url, config.connect_timeout)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError("--port", f"cannot listen on {address}:{port}: {exc.strerror}") from None
+    server = uvicorn.Server(
+        uvicorn.Config(create_api(config), log_level="warning", timeout_graceful_shutdown=3, access_log=False)
+    )
+    shown = f"[{address}]" if family == socket.AF_INET6 else address
+    err.print(f"serving the API and run pages on http://{shown}:{sock.getsockname()[1]}/")
+    server.run(sockets=[sock])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -116,30 +116,12 @@ def agents_cmd(
 ) -> None:
     """Show every agent with its live workers and queue depth."""
     from .. import broker
-    from ..agents import load_agents
-    from ..registry import Registry
-    from ..resilience.breaker import breaker_states
+    from ..registry import agents_document
 
     config = settings()
-    declared = load_agents(config.agent_modules)
     broker_url = config.require_broker()
     broker.ping(config.state_url, config.connect_timeout)
-    registry = Registry.from_url(config.state_url)
-    table = registry.by_agent(declared)
-    depths = broker.queue_depths(broker_url, [f"agents.{name}" for name in table])
-    breakers = breaker_states(registry.client, table)
-    data: dict[str, dict[str, dict[str, Any]]] = {
-        "agents": {
-            name: {
-                "queue": f"agents.{name}",
-                "declared": name in declared,
-                "workers": [w.to_json() for w in workers],
-                "queue_depth": depths[f"agents.{name}"],
-                "breaker": breakers[name],
-            }
-            for name, workers in table.items()
-        }
-    }
+    data = agents_document(config)
     if as_json:
         emit_json(data)
         return

@@ -143,13 +143,18 @@ class Engine:
         templates: dict[str, str],
         node_templates: dict[str, str],
         trace: str = "",
+        reused: dict[str, str] | None = None,
+        parent: str = "",
     ) -> None:
         """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing.
 
         Roots past the first ``ROOT_SLICE`` are queued after it, a slice per script call (the
         reaper goes on with them if this process stops). ``trace`` is the traceparent of the
-        run's root span.
+        run's root span. A retry of run ``parent`` passes ``reused``: node → result (JSON) of
+        the nodes that succeeded there; they start succeeded, and the run begins at the nodes
+        whose every predecessor is among them.
         """
+        reused = reused or {}
         if not self._no_eviction_checked:  # once per process: run state must never be evicted
             require_noeviction(self.client, self.url)
             self._no_eviction_checked = True
@@ -183,12 +188,15 @@ class Engine:
                 },
                 separators=(",", ":"),
             )
-            pending[node_id] = len(plan.preds[node_id])
+            pending[node_id] = sum(1 for pred in plan.preds[node_id] if pred not in reused)
+        roots = [n for n in plan.order if n not in reused and not pending[n]]
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
                 if self.client.hget(p + "run", "status") is None:  # else an earlier try got through
-                    self._write_run(run_id, plan, templates, descs, params, pending, submitted, trace)
-        if len(plan.roots) > keys.ROOT_SLICE:
+                    self._write_run(
+                        run_id, plan, templates, descs, params, pending, submitted, trace, roots, reused, parent
+                    )
+        if len(roots) > keys.ROOT_SLICE:
             try:
                 while int(self._call("roots", run_id)) > 0:
                     pass  # one slice per call: other clients reach Redis in between
@@ -205,6 +213,9 @@ class Engine:
         pending: dict[Any, Any],
         submitted: str,
         trace: str,
+        roots: list[str],
+        reused: dict[str, str],
+        parent: str,
     ) -> None:
         p = keys.run_prefix(run_id)
         dag = plan.dag
@@ -216,26 +227,31 @@ class Engine:
                     "status": RunStatus.SUBMITTING.value,
                     "submitted_at": submitted,
                     "total": len(dag.nodes),
-                    "remaining": len(dag.nodes),
+                    "remaining": len(dag.nodes) - len(reused),
                     "running": 0,
                     "dag": json.dumps(dag.to_json()),
                     "trace": trace,
+                    "parent": parent,
                 },
             )
             pipe.hset(p + "node", mapping=descs)
             pipe.hset(p + "params", mapping=params)
-            if waiting := {node: count for node, count in pending.items() if count}:  # roots wait on nothing
+            if waiting := {node: count for node, count in pending.items() if count and node not in reused}:
                 pipe.hset(p + "pending", mapping=waiting)  # only successors are counted down
                 pipe.hset(p + "waiting", mapping=waiting)  # no predecessor runs yet
-            pipe.hset(p + "status", mapping=dict.fromkeys(dag.nodes, "pending"))
+            pipe.hset(p + "status", mapping={n: "succeeded" if n in reused else "pending" for n in dag.nodes})
+            if reused:
+                pipe.hset(p + "result", mapping=dict[Any, Any](reused))
+                pipe.hset(p + "finished", mapping=dict.fromkeys(reused, submitted))
             pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
             stamp = datetime.now(UTC).timestamp()
             pipe.zadd(keys.RUNS, {run_id: stamp})
-            if later := plan.roots[keys.ROOT_SLICE :]:
+            if later := roots[keys.ROOT_SLICE :]:
                 pipe.rpush(p + "unpushed", *later)
                 # the reaper's turn (a skewed clock only moves it: slices never overlap)
                 pipe.zadd(keys.SUBMITTING, {run_id: stamp + keys.SUBMIT_STALL_SECONDS})
-            self.scripts["submit"](args=[run_id, submitted, *plan.roots[: keys.ROOT_SLICE]], client=pipe)
+            args: list[str | int] = [run_id, submitted, len(reused), *reused, *roots[: keys.ROOT_SLICE]]
+            self.scripts["submit"](args=args, client=pipe)
             pipe.execute()
 
     def begin(self, run_id: str, node_id: str, worker: str, task_id: str, breaker: str = "") -> Taken | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import keys
 from ..agents import Agent
-from ..errors import ConfigError, RunNotFoundError
+from ..errors import ConfigError, RunNotFoundError, RunStateError
 from ..observability import tracing
 from ..registry import Registry
 from ..settings import REDIS_SCHEMES, Settings
@@ -125,6 +125,22 @@ class DagRun:
         """Results of the nodes that succeeded, by node id."""
         return {nid: n["result"] for nid, n in self.status()["nodes"].items() if n["status"] == NodeStatus.SUCCEEDED}
 
+    def retry(self) -> DagRun:
+        """A new run of this run's DAG, for a run that failed or was cancelled: nodes that succeeded
+        here start succeeded with their results (they do not run again); the rest run afresh.
+        ``RunStateError`` for a run that succeeded or has not ended."""
+        doc = self.status()
+        if doc["status"] not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            raise RunStateError(self.id, f"is {doc['status']}; only a failed or cancelled run can be retried")
+        reused = {
+            nid: json.dumps(node["result"], separators=(",", ":"))
+            for nid, node in doc["nodes"].items()
+            if node["status"] == NodeStatus.SUCCEEDED
+        }
+        if len(reused) == len(doc["nodes"]):
+            raise RunStateError(self.id, "every node succeeded; there is nothing to retry")
+        return submit(Dag.from_json(self.definition(), source=f"run {self.id}"), self.app, reused, self.id)
+
     def cancel(self) -> bool:
         """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
         done, queued = self.engine.cancel(self.id)
@@ -133,10 +149,11 @@ class DagRun:
         return done
 
 
-def submit(dag: Dag, app: Any = None) -> DagRun:
+def submit(dag: Dag, app: Any = None, reused: dict[str, str] | None = None, parent: str = "") -> DagRun:
     """Validate ``dag`` and start it; ``DagError`` (nothing enqueued) if it cannot run.
 
-    ``app`` defaults to one built from the environment (``CODITECT_*``).
+    ``app`` defaults to one built from the environment (``CODITECT_*``). ``reused`` and
+    ``parent`` are a retry's (``DagRun.retry``).
     """
     if app is None:
         from ..app import create_app
@@ -165,7 +182,7 @@ def submit(dag: Dag, app: Any = None) -> DagRun:
                         app, run_id, known, node.timeout, trace
                     )
             node_templates[node.id] = template_key(node.agent, node.timeout)
-        engine_for(settings.state_url).submit(run_id, plan, templates, node_templates, trace)
+        engine_for(settings.state_url).submit(run_id, plan, templates, node_templates, trace, reused, parent)
     return DagRun(run_id, app)
 
 
@@ -212,6 +229,7 @@ def read_live(engine: Engine, run_id: str) -> dict[str, Any] | None:
     return {
         "run_id": run_id,
         "name": run.get("name"),
+        "parent_run_id": run.get("parent") or None,
         "status": public(status),
         "submitted_at": run.get("submitted_at"),
         "finished_at": run.get("finished_at"),
@@ -231,13 +249,19 @@ def add_stall_warnings(app: Any, doc: dict[str, Any]) -> None:
             doc["warnings"].append(f"node {nid!r} waits for agent {node['agent']!r}, which has no live worker")
 
 
-def list_runs(app: Any, limit: int = 20) -> list[dict[str, Any]]:
-    """Newest runs first: live ones from Redis, the rest from the history."""
+def list_runs(app: Any, limit: int = 20, before: str | None = None) -> list[dict[str, Any]]:
+    """Newest runs first: live ones from Redis, the rest from the history. With ``before`` (a run
+    id), the runs submitted before that one: the next page."""
     from ..history.store import HistoryStore
 
     client = engine_for(app.settings.state_url).client
+    cutoff, newest = None, "+inf"
+    if before is not None:
+        cutoff = DagRun(before, app).status()["submitted_at"]
+        score = client.zscore(keys.RUNS, before)
+        newest = f"({score}" if score is not None else newest
     found: dict[str, dict[str, Any]] = {}
-    run_ids = [str(r) for r in client.zrevrange(keys.RUNS, 0, limit - 1)]
+    run_ids = [str(r) for r in client.zrevrangebyscore(keys.RUNS, newest, "-inf", start=0, num=limit)]
     with client.pipeline(transaction=False) as pipe:
         for run_id in run_ids:
             pipe.hmget(keys.run_prefix(run_id) + "run", "name", "status", "submitted_at", "finished_at")
@@ -252,6 +276,7 @@ def list_runs(app: Any, limit: int = 20) -> list[dict[str, Any]]:
             "finished_at": finished,
             "status": public(status),
         }
-    for row in HistoryStore.from_settings(app.settings).runs(limit):
+    for row in HistoryStore.from_settings(app.settings).runs(limit, before=cutoff):
         found.setdefault(row["run_id"], row)
-    return sorted(found.values(), key=lambda r: r["submitted_at"] or "", reverse=True)[:limit]
+    rows = [r for r in found.values() if cutoff is None or (r["submitted_at"] or "") < cutoff]
+    return sorted(rows, key=lambda r: r["submitted_at"] or "", reverse=True)[:limit]

@@ -26,6 +26,8 @@ class RunRecord(Base):
     finished_at: Mapped[str | None] = mapped_column(String(40))
     error: Mapped[str | None] = mapped_column(Text)
     dag: Mapped[str | None] = mapped_column(Text)
+    #: The run this one retries (``DagRun.retry``); added after the first release (``store.upgrade``).
+    parent_run_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class NodeRecord(Base):

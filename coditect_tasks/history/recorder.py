@@ -41,6 +41,8 @@ MAX_ATTEMPTS = 3
 OUTAGES = (OperationalError, InterfaceError, DisconnectionError, OSError, redis.RedisError)
 #: Errors that say "this entry is bad": the database refused its values, or its fields are malformed.
 BAD_DATA = (DataError, IntegrityError, KeyError, ValueError, TypeError)
+#: What the recorder reads of a run's hash for its row: the stream carries transitions only.
+RUN_FIELDS = ("name", "dag", "submitted_at", "error", "parent")
 
 
 class Recorder:
@@ -146,10 +148,10 @@ class Recorder:
     def _run_info(self, run_ids: set[str]) -> dict[str, dict[str, str]]:
         with self.client.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
-                pipe.hmget(keys.run_prefix(run_id) + "run", "name", "dag", "submitted_at", "error")
+                pipe.hmget(keys.run_prefix(run_id) + "run", *RUN_FIELDS)
             replies = pipe.execute()
         return {
-            run_id: {k: v for k, v in zip(("name", "dag", "submitted_at", "error"), reply, strict=True) if v}
+            run_id: {k: v for k, v in zip(RUN_FIELDS, reply, strict=True) if v}
             for run_id, reply in zip(run_ids, replies, strict=True)
         }
 

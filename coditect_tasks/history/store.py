@@ -18,9 +18,12 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from ..settings import Settings
@@ -42,6 +45,23 @@ def _write_ahead_log(connection: Any, record: Any) -> None:
     cursor.close()
 
 
+#: Columns added after the first release: (table, column, type). A database created before them
+#: gets them on first use; they are nullable, so older rows read as None.
+ADDED_COLUMNS = (("coditect_runs", "parent_run_id", "VARCHAR(64)"),)
+
+
+def _upgrade(engine: Engine) -> None:
+    for table, column, kind in ADDED_COLUMNS:
+        if column in {c["name"] for c in inspect(engine).get_columns(table)}:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+        except (OperationalError, ProgrammingError):  # another process added it meanwhile
+            if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                raise
+
+
 class HistoryStore:
     """The history database; tables are created on first use."""
 
@@ -54,6 +74,7 @@ class HistoryStore:
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _write_ahead_log)
             Base.metadata.create_all(engine)
+            _upgrade(engine)
         self.engine = engine
 
     def close(self) -> None:
@@ -98,6 +119,7 @@ class HistoryStore:
             return {
                 "run_id": run.run_id,
                 "name": run.name,
+                "parent_run_id": run.parent_run_id,
                 "status": run.status,
                 "submitted_at": run.submitted_at,
                 "finished_at": run.finished_at,
@@ -130,15 +152,36 @@ class HistoryStore:
             gone = cast(CursorResult[Any], session.execute(delete(RunRecord).where(RunRecord.run_id.in_(old))))
             return int(gone.rowcount or 0)
 
+    def transitions(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's recorded transitions in stream order, as the history stream held them."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(Transition).where(Transition.run_id == run_id)).all()
+            return [
+                {
+                    "id": t.stream_id,
+                    "run": t.run_id,
+                    "node": t.node_id,
+                    "status": t.status,
+                    "at": t.at,
+                    "attempt": t.attempt,
+                    "worker": t.worker,
+                    "error": t.error,
+                }
+                for t in rows
+            ]
+
     def dag(self, run_id: str) -> str | None:
         with Session(self.engine) as session:
             run = session.get(RunRecord, run_id)
             return run.dag if run is not None else None
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest runs, newest first, without their nodes."""
+    def runs(self, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
+        """The latest runs (submitted before ``before``, an ISO time, if given), newest first, without their nodes."""
+        query = select(RunRecord).order_by(RunRecord.submitted_at.desc()).limit(limit)
+        if before is not None:
+            query = query.where(RunRecord.submitted_at < before)
         with Session(self.engine) as session:
-            rows = session.scalars(select(RunRecord).order_by(RunRecord.submitted_at.desc()).limit(limit)).all()
+            rows = session.scalars(query).all()
             return [
                 {
                     "run_id": r.run_id,
@@ -281,6 +324,7 @@ class _Batch:
             "finished_at": None,
             "error": None,
             "dag": dag,
+            "parent_run_id": run_info.get("parent"),
         }
         for node in json.loads(dag)["nodes"] if dag else []:
             key = (run_id, node["id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -100,3 +101,13 @@ def backlogged(call: AgentCall) -> dict[str, float]:
     seconds = float(call.params.get("seconds", 0))
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@agent("gated")
+def gated(call: AgentCall) -> dict[str, Any]:
+    """Append one line per execution to ``params["log"]``; fail unless the file ``params["gate"]`` exists."""
+    with Path(call.params["log"]).open("a") as handle:
+        handle.write(f"{call.node_id} {call.attempt}\n")
+    if not Path(call.params["gate"]).exists():
+        raise RuntimeError("the gate is closed")
+    return {"upstream": call.upstream}

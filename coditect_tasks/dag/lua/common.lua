@@ -102,6 +102,8 @@ local function observe_end(node, agent, outcome)
   observe('duration|' .. agent, 'duration_sum|' .. agent, redis.call('HGET', T0, node))
 end
 
+-- A transition: appended to the history stream and, when a client follows the run (the event
+-- stream, `dag events`), published on its events channel as '<stream id> <JSON>' without the result.
 local function record(node, status, extra)
   if parent_of(node) then return end
   local args = {'XADD', HISTORY, 'MAXLEN', '~', HISTORY_MAX_ENTRIES, '*', 'run', RUN_ID, 'node', node,
@@ -109,7 +111,14 @@ local function record(node, status, extra)
   if extra then
     for i = 1, #extra do args[#args + 1] = extra[i] end
   end
-  redis.call(unpack(args))
+  local id = redis.call(unpack(args))
+  local channel = P .. EVENTS_CHANNEL
+  if redis.call('PUBSUB', 'NUMSUB', channel)[2] == 0 then return end
+  local event = {node = node, status = status, at = NOW}
+  for i = 1, #(extra or {}), 2 do
+    if extra[i] ~= 'result' then event[extra[i]] = extra[i + 1] end
+  end
+  redis.call('PUBLISH', channel, id .. ' ' .. cjson.encode(event))
 end
 
 -- A message template split once at its placeholders (@@NODE@@, @@ORDER@@, @@TID@@): filling

@@ -1,0 +1,227 @@
+"""The HTTP face of the platform (``coditect-tasks serve``): the same operations as the CLI and the
+Python API, over the same functions, for services in any language and for people in a browser.
+
+Handlers that touch Redis or the database are plain functions (FastAPI runs them in its thread
+pool); only the event stream is a coroutine, so an open stream holds a socket, not a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+from collections.abc import AsyncIterator
+from importlib import metadata, resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..app import create_app
+from ..dag.events import follow_async
+from ..dag.run import DagRun, list_runs, submit
+from ..dag.spec import Dag
+from ..errors import (
+    BrokerUnreachableError,
+    CoditectError,
+    ConfigError,
+    DagError,
+    RunNotFoundError,
+    RunStateError,
+    UnknownAgentError,
+)
+from ..history.store import HistoryStore
+from ..registry import agents_document
+from ..settings import Settings
+from . import schemas
+from .security import Guard
+
+#: Media types ``POST /api/runs`` reads, and the suffix that makes ``Dag.from_text`` parse them as such.
+DAG_MEDIA = {
+    "application/json": "request.json",
+    "application/yaml": "request.yaml",
+    "application/x-yaml": "request.yaml",
+    "text/yaml": "request.yaml",
+}
+#: HTTP status of each error a request can meet (the first class that matches).
+STATUS_OF: tuple[tuple[type[CoditectError], int], ...] = (
+    (RunNotFoundError, 404),
+    (RunStateError, 409),
+    (DagError, 422),
+    (UnknownAgentError, 422),
+    (BrokerUnreachableError, 503),
+    (ConfigError, 400),
+)
+STATIC = resources.files("coditect_tasks.api") / "static"
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": schemas.Error} for code in codes}
+
+
+def create_api(settings: Settings) -> FastAPI:
+    """The ASGI application over ``settings`` (one Celery app and one asyncio Redis pool)."""
+    app = create_app(settings)
+    store = HistoryStore.from_settings(settings)
+    streams = aioredis.from_url(settings.state_url, decode_responses=True, max_connections=1000)
+    guard = Guard(settings.api_token)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        yield
+        await streams.aclose()
+        app.close()
+
+    api = FastAPI(
+        title="coditect-tasks",
+        version=metadata.version("coditect-tasks"),
+        description="Submit, watch, cancel and retry DAG runs of agents on Celery.",
+        lifespan=lifespan,
+    )
+
+    @api.exception_handler(CoditectError)
+    async def coditect_error(request: Request, exc: CoditectError) -> JSONResponse:
+        status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 400)
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": problems}, status_code=422)
+
+    def run_of(run_id: str) -> DagRun:
+        return DagRun(run_id, app)
+
+    @api.post(
+        "/api/runs",
+        status_code=201,
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.RunDocument,
+        responses=_errors(401, 415, 422),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": schemas.DagDocument.model_json_schema()},
+                    "application/yaml": {"schema": {"type": "string", "description": "The same document in YAML."}},
+                },
+            }
+        },
+    )
+    def create_run(body: bytes = Depends(_body), content_type: str = Header("application/json")) -> JSONResponse:
+        """Validate a DAG and start it; 422 names what is wrong (nothing is enqueued then)."""
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media not in DAG_MEDIA:
+            return JSONResponse({"error": f"Content-Type {media!r} is not one of {', '.join(DAG_MEDIA)}"}, 415)
+        if len(body) > settings.max_dag_bytes:
+            raise DagError("request body", f"{len(body)} bytes, over the limit of {settings.max_dag_bytes}")
+        try:
+            text = body.decode()
+        except UnicodeDecodeError as exc:
+            raise DagError("request body", f"not UTF-8: {exc}") from None
+        dag = Dag.from_text(text, source=DAG_MEDIA[media], max_bytes=settings.max_dag_bytes)
+        return JSONResponse(submit(dag, app).status(), status_code=201)
+
+    @api.get("/api/runs", dependencies=[Depends(guard.api)], response_model=schemas.RunList)
+    def get_runs(
+        limit: int = Query(20, ge=1, le=500), before: str | None = Query(None, description="A run id: older runs.")
+    ) -> JSONResponse:
+        """Recent runs, newest first; pass the last ``run_id`` as ``before`` for the next page."""
+        return JSONResponse({"runs": list_runs(app, limit, before)})
+
+    @api.get(
+        "/api/runs/{run_id}",
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.RunDocument,
+        responses=_errors(401, 404),
+    )
+    def get_run(run_id: str) -> JSONResponse:
+        """The run document, from the live state or, after retention, from the history."""
+        return JSONResponse(run_of(run_id).status())
+
+    @api.get("/api/runs/{run_id}/dag", dependencies=[Depends(guard.api)], response_model=schemas.DagDocument)
+    def get_dag(run_id: str) -> JSONResponse:
+        """The DAG as submitted."""
+        return JSONResponse(run_of(run_id).definition())
+
+    @api.post(
+        "/api/runs/{run_id}/cancel",
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.RunDocument,
+        responses=_errors(401, 404, 409),
+    )
+    def cancel_run(run_id: str) -> JSONResponse:
+        """Start nothing more, revoke what is queued; the run ends cancelled (409 if it had ended)."""
+        run = run_of(run_id)
+        if not run.cancel():
+            raise RunStateError(run_id, f"is {run.state()}; nothing to cancel")
+        return JSONResponse(run.status())
+
+    @api.post(
+        "/api/runs/{run_id}/retry",
+        status_code=201,
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.RunDocument,
+        responses=_errors(401, 404, 409, 422),
+    )
+    def retry_run(run_id: str) -> JSONResponse:
+        """A new run (``parent_run_id``) that keeps the nodes that succeeded and runs the rest again."""
+        return JSONResponse(run_of(run_id).retry().status(), status_code=201)
+
+    @api.get(
+        "/api/runs/{run_id}/events",
+        dependencies=[Depends(guard.api)],
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "description": "Server-sent events; each `data` is a Transition, ending after the run's last.",
+                "content": {"text/event-stream": {"schema": schemas.Transition.model_json_schema()}},
+            },
+            **_errors(401, 404),
+        },
+    )
+    def run_events(run_id: str, last_event_id: str | None = Header(None)) -> EventSourceResponse:
+        """Every transition of the run in order, from its start (or after ``Last-Event-ID``), live."""
+        run_of(run_id).state()  # RunNotFoundError (404) before the stream starts
+        return EventSourceResponse(_sse(streams, store, run_id, last_event_id), ping=15)
+
+    @api.get("/api/agents", dependencies=[Depends(guard.api)], response_model=schemas.Agents)
+    def get_agents() -> JSONResponse:
+        """Agents with their live workers, queue depths and breakers."""
+        return JSONResponse(agents_document(settings))
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request) -> Response:
+        return guard.page(request) or _page("index.html", settings)
+
+    @api.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    def run_page(request: Request, run_id: str) -> Response:
+        return guard.page(request) or _page("run.html", settings)
+
+    api.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return api
+
+
+async def _body(request: Request) -> bytes:
+    return await request.body()
+
+
+async def _sse(
+    client: aioredis.Redis, store: HistoryStore, run_id: str, after: str | None
+) -> AsyncIterator[dict[str, str]]:
+    async for event in follow_async(client, store, run_id, after):
+        yield {"id": event.id, "data": json.dumps(event.to_json(), separators=(",", ":"))}
+
+
+def _page(name: str, settings: Settings) -> HTMLResponse:
+    text = (STATIC / name).read_text()
+    return HTMLResponse(text.replace("@@FLOWER_URL@@", html.escape(settings.flower_url or "", quote=True)))

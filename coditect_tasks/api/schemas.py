@@ -1,0 +1,87 @@
+"""The API's documents as pydantic models: they describe ``/openapi.json`` (what clients in other
+languages generate code from); handlers return the engine's own dicts, which have this shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Error(BaseModel):
+    error: str = Field(description="One line: what is wrong and where.")
+
+
+class NodeSpec(BaseModel):
+    id: str
+    agent: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    after: list[str] = Field(default_factory=list, description="Predecessors: this node starts once they succeed.")
+    foreach: str | list[Any] | None = Field(
+        default=None, description="Run once per item: a literal list, or the id of an ancestor whose result is a list."
+    )
+    timeout: float | None = None
+    retries: int | None = None
+    fallback: str | None = None
+
+
+class DagDocument(BaseModel):
+    """What ``POST /api/runs`` takes, as JSON or YAML (the same document as a DAG file)."""
+
+    name: str
+    nodes: list[NodeSpec]
+
+
+class NodeState(BaseModel):
+    status: str = Field(description="pending, queued, running, succeeded, failed, skipped or cancelled")
+    agent: str
+    attempts: int
+    worker: str | None
+    started_at: str | None
+    finished_at: str | None
+    result: Any = None
+    error: str | None
+
+
+class RunDocument(BaseModel):
+    """A run as ``coditect-tasks dag status --json`` prints it."""
+
+    run_id: str
+    name: str | None
+    parent_run_id: str | None = Field(description="The run this one retries, if any.")
+    status: str = Field(description="running, succeeded, failed or cancelled")
+    submitted_at: str | None
+    finished_at: str | None
+    error: str | None
+    warnings: list[str]
+    nodes: dict[str, NodeState]
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    name: str | None
+    status: str
+    submitted_at: str | None
+    finished_at: str | None
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+
+
+class Agents(BaseModel):
+    """As ``coditect-tasks agents --json``: agent name → queue, live workers, queue depth, breaker."""
+
+    agents: dict[str, dict[str, Any]]
+
+
+class Transition(BaseModel):
+    """The ``data`` of one server-sent event; its SSE ``id`` is ``id``."""
+
+    id: str
+    node: str | None = Field(description="None for the run itself.")
+    status: str
+    ts: str
+    attempt: int | None
+    worker: str | None
+    error: str | None

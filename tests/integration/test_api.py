@@ -1,0 +1,392 @@
+"""``coditect-tasks serve`` as a client meets it: a real server process over a real Redis and real
+worker processes, reached over HTTP (httpx) and in a real browser (chromium through Playwright)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import redis
+
+from coditect_tasks import keys
+from coditect_tasks.embedded import WorkerProcess
+from coditect_tasks.history.recorder import Recorder
+from coditect_tasks.history.store import HistoryStore
+from coditect_tasks.redis_server import RedisServer, free_port, stop_process
+from coditect_tasks.registry import Registry
+from coditect_tasks.settings import Settings
+from tests.conftest import ROOT, SUPPORT_MODULES, run_cli, wait_for
+
+pytestmark = pytest.mark.integration
+TOKEN = "t0ken-for-tests"
+FLOWER = "http://127.0.0.1:5555"
+MAX_NODES = 40
+
+
+@dataclass
+class Served:
+    settings: Settings
+    env: dict[str, str]
+    http: httpx.Client
+    url: str
+    registry: Registry
+
+    def submit(self, doc: dict[str, Any]) -> dict[str, Any]:
+        reply = self.http.post("/api/runs", json=doc)
+        assert reply.status_code == 201, reply.text
+        return dict(reply.json())
+
+    def wait_end(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        def ended() -> bool:
+            found.update(self.http.get(f"/api/runs/{run_id}").json())
+            return found["status"] in ("succeeded", "failed", "cancelled")
+
+        wait_for(ended, timeout, f"run {run_id} to end", interval=0.1)
+        return found
+
+    def events(self, run_id: str, last: str | None = None) -> list[dict[str, Any]]:
+        """The whole event stream of a run, read to its end, as (id, data) dicts."""
+        headers = {"Last-Event-ID": last} if last else {}
+        found, current = [], {}
+        with self.http.stream("GET", f"/api/runs/{run_id}/events", headers=headers, timeout=30) as reply:
+            assert reply.status_code == 200
+            assert reply.headers["content-type"].startswith("text/event-stream")
+            for line in reply.iter_lines():
+                if line.startswith("id:"):
+                    current["id"] = line[3:].strip()
+                elif line.startswith("data:"):
+                    current["data"] = json.loads(line[5:])
+                elif not line and "data" in current:
+                    found.append(current)
+                    current = {}
+        return found
+
+
+@pytest.fixture(scope="module")
+def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``serve`` with a token, two worker pools of the test agents, on the session Redis."""
+    home = tmp_path_factory.mktemp("serve")
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    settings = Settings(
+        home=home / "home",
+        broker_url=redis_server.url,
+        log_level="WARNING",
+        agent_modules=tuple(SUPPORT_MODULES.split(",")),
+        max_nodes=MAX_NODES,
+    )
+    registry = Registry.from_url(settings.state_url)
+    env = {**settings.environment(), "PYTHONPATH": str(ROOT)}
+    workers = [
+        WorkerProcess(settings, agents, concurrency=2, log_path=home / f"worker-{i}.log", extra_env=env).start()
+        for i, agents in enumerate((["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep"]))
+    ]
+    port = free_port()
+    server_env = {**os.environ, **env, "CODITECT_API_TOKEN": TOKEN, "CODITECT_FLOWER_URL": FLOWER}
+    log = (home / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coditect_tasks", "serve", "--port", str(port)],
+        env=server_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    try:
+        for worker in workers:
+            worker.wait_ready(registry, timeout=30)
+
+        def answers() -> bool:
+            assert server.poll() is None, (home / "serve.log").read_text()
+            try:
+                return httpx.get(url + "/openapi.json", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(answers, 30, "serve to answer")
+        yield Served(settings, env, http, url, registry)
+    finally:
+        http.close()
+        stop_process(server, 10)
+        log.close()
+        for worker in workers:
+            worker.stop(timeout=10)
+        registry.client.close()
+
+
+def diamond(name: str = "diamond") -> dict[str, Any]:
+    return {
+        "name": name,
+        "nodes": [
+            {"id": "a", "agent": "emit", "params": {"value": 1}},
+            {"id": "b", "agent": "echo", "after": ["a"]},
+            {"id": "c", "agent": "echo", "after": ["a"]},
+            {"id": "d", "agent": "echo", "after": ["b", "c"]},
+        ],
+    }
+
+
+def test_every_api_call_needs_the_token_and_pages_take_it_once(served: Served) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        for method, path in (("GET", "/api/runs"), ("POST", "/api/runs"), ("GET", "/api/agents")):
+            reply = httpx.request(method, served.url + path, headers=headers)
+            assert reply.status_code == 401, (method, path, reply.text)
+            assert reply.json() == {"error": "missing or wrong bearer token"}
+    assert httpx.get(served.url + "/").status_code == 401
+    with httpx.Client(base_url=served.url, follow_redirects=True) as browser:
+        reply = browser.get(f"/?token={TOKEN}")  # follows the redirect that moves it into a cookie
+        assert reply.status_code == 200 and "recent runs" in reply.text
+        assert reply.url.query == b""
+        assert browser.get("/api/runs").status_code == 200
+    schema = httpx.get(served.url + "/openapi.json").json()
+    for path in ("/api/runs", "/api/runs/{run_id}", "/api/runs/{run_id}/cancel", "/api/runs/{run_id}/retry"):
+        assert path in schema["paths"], path
+    for path in ("/api/runs/{run_id}/events", "/api/agents"):
+        assert path in schema["paths"], path
+    body = schema["paths"]["/api/runs"]["post"]["requestBody"]["content"]
+    assert {"application/json", "application/yaml"} <= set(body)
+    assert {"RunDocument", "NodeState", "Error", "RunList", "Agents"} <= set(schema["components"]["schemas"])
+
+
+def test_serve_refuses_an_open_api_beyond_loopback(served: Served) -> None:
+    result = run_cli(["serve", "--address", "0.0.0.0", "--port", str(free_port())], served.env, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "coditect-tasks: error: --address: 0.0.0.0 is reachable beyond this machine; set CODITECT_API_TOKEN first"
+    ]
+
+
+def test_submit_read_list_and_cancel_through_the_api(served: Served) -> None:
+    first = served.submit(diamond("first"))
+    assert first["status"] == "running" and set(first["nodes"]) == {"a", "b", "c", "d"}
+    yaml_doc = "name: second\nnodes:\n  - id: only\n    agent: emit\n    params: {value: 7}\n"
+    reply = served.http.post("/api/runs", content=yaml_doc, headers={"Content-Type": "application/yaml"})
+    assert reply.status_code == 201, reply.text
+    second = reply.json()
+    done = served.wait_end(first["run_id"])
+    assert done["status"] == "succeeded"
+    assert done["nodes"]["d"]["result"]["upstream"]["b"]["upstream"] == {"a": 1}
+    printed = run_cli(["dag", "status", first["run_id"], "--json"], served.env)
+    assert printed.returncode == 0, printed.stderr
+    assert served.http.get(f"/api/runs/{first['run_id']}").json() == json.loads(printed.stdout)
+    assert served.wait_end(second["run_id"])["nodes"]["only"]["result"] == 7
+
+    listed = served.http.get("/api/runs", params={"limit": 1}).json()["runs"]
+    assert [r["run_id"] for r in listed] == [second["run_id"]]
+    older = served.http.get("/api/runs", params={"limit": 5, "before": second["run_id"]}).json()["runs"]
+    assert older[0]["run_id"] == first["run_id"] and older[0]["status"] == "succeeded"
+    assert second["run_id"] not in [r["run_id"] for r in older]
+
+    slow = served.submit({"name": "slow", "nodes": [{"id": "nap", "agent": "sleep", "params": {"seconds": 30}}]})
+    reply = served.http.post(f"/api/runs/{slow['run_id']}/cancel")
+    assert reply.status_code == 200, reply.text
+    assert served.wait_end(slow["run_id"], timeout=20)["status"] == "cancelled"
+    again = served.http.post(f"/api/runs/{slow['run_id']}/cancel")
+    assert again.status_code == 409 and "nothing to cancel" in again.json()["error"]
+
+    for method, path in (("GET", ""), ("POST", "/cancel"), ("POST", "/retry"), ("GET", "/events")):
+        reply = served.http.request(method, f"/api/runs/nosuchrun{path}")
+        assert reply.status_code == 404, (path, reply.text)
+        assert reply.json() == {"error": "no run 'nosuchrun' in the live state or the history"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        (
+            {
+                "name": "loop",
+                "nodes": [{"id": "x", "agent": "echo", "after": ["y"]}, {"id": "y", "agent": "echo", "after": ["x"]}],
+            },
+            "cycle",
+        ),
+        ({"name": "who", "nodes": [{"id": "x", "agent": "nobody"}]}, "unknown agent 'nobody'"),
+        ({"name": "bad", "nodes": [{"id": "x", "agent": "echo", "retries": "many"}]}, "retries"),
+        (
+            {"name": "big", "nodes": [{"id": f"n{i}", "agent": "echo"} for i in range(MAX_NODES + 1)]},
+            "exceed the maximum",
+        ),
+        ("name: [unclosed", "not valid YAML"),
+    ],
+)
+def test_invalid_dags_get_422_naming_the_problem_and_enqueue_nothing(served: Served, doc: Any, problem: str) -> None:
+    runs_before = served.registry.client.zcard(keys.RUNS)
+    if isinstance(doc, str):
+        reply = served.http.post("/api/runs", content=doc, headers={"Content-Type": "application/yaml"})
+    else:
+        reply = served.http.post("/api/runs", json=doc)
+    assert reply.status_code == 422, reply.text
+    assert problem in reply.json()["error"]
+    assert served.registry.client.zcard(keys.RUNS) == runs_before
+    assert served.http.post("/api/runs", content="x", headers={"Content-Type": "text/plain"}).status_code == 415
+
+
+def test_retry_runs_only_what_did_not_succeed(served: Served, tmp_path: Path) -> None:
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b", "c", "d")}
+    gate = tmp_path / "gate"
+    doc = {
+        "name": "gated",
+        "nodes": [
+            {"id": "a", "agent": "counted", "params": {"log": str(logs["a"])}},
+            {"id": "b", "agent": "gated", "after": ["a"], "params": {"log": str(logs["b"]), "gate": str(gate)}},
+            {"id": "c", "agent": "counted", "after": ["b"], "params": {"log": str(logs["c"])}},
+            {"id": "d", "agent": "counted", "params": {"log": str(logs["d"]), "seconds": 0.5}},
+        ],
+    }
+    parent = served.submit(doc)
+    unfinished = served.http.post(f"/api/runs/{parent['run_id']}/retry")
+    assert unfinished.status_code == 409 and "only a failed or cancelled run" in unfinished.json()["error"]
+    failed = served.wait_end(parent["run_id"])
+    assert failed["status"] == "failed"
+    assert {n: failed["nodes"][n]["status"] for n in "abcd"} == {
+        "a": "succeeded",
+        "b": "failed",
+        "c": "skipped",
+        "d": "succeeded",
+    }
+
+    gate.touch()
+    reply = served.http.post(f"/api/runs/{parent['run_id']}/retry")
+    assert reply.status_code == 201, reply.text
+    child = reply.json()
+    assert child["parent_run_id"] == parent["run_id"] and child["run_id"] != parent["run_id"]
+    assert child["nodes"]["a"]["status"] == "succeeded" and child["nodes"]["a"]["attempts"] == 0
+    done = served.wait_end(child["run_id"])
+    assert done["status"] == "succeeded", done
+    # succeeded nodes did not run again; the failed one and the one it skipped ran once more
+    assert {n: len(p.read_text().splitlines()) for n, p in logs.items()} == {"a": 1, "b": 2, "c": 1, "d": 1}
+    assert done["nodes"]["a"]["result"] == failed["nodes"]["a"]["result"]
+    assert done["nodes"]["b"]["result"] == {"upstream": {"a": failed["nodes"]["a"]["result"]}}
+    assert done["nodes"]["b"]["attempts"] == 1
+
+    refused = served.http.post(f"/api/runs/{child['run_id']}/retry")
+    assert refused.status_code == 409 and "is succeeded" in refused.json()["error"]
+    cli = run_cli(["dag", "retry", child["run_id"]], served.env)
+    assert cli.returncode == 1 and cli.stderr.strip().endswith("only a failed or cancelled run can be retried")
+
+
+def test_event_stream_is_ordered_replayable_and_resumable(served: Served) -> None:
+    nap = {"seconds": 0.3}
+    run = served.submit(
+        {
+            "name": "chain",
+            "nodes": [
+                {"id": "one", "agent": "sleep", "params": nap},
+                {"id": "two", "agent": "sleep", "params": nap, "after": ["one"]},
+                {"id": "three", "agent": "sleep", "params": nap, "after": ["two"]},
+            ],
+        }
+    )
+    live = served.events(run["run_id"])  # opened while the run goes: history so far, then live
+    data = [e["data"] for e in live]
+    assert data[0] == {**data[0], "node": None, "status": "running"}
+    assert (data[-1]["node"], data[-1]["status"]) == (None, "succeeded")
+    for node in ("one", "two", "three"):
+        assert [d["status"] for d in data if d["node"] == node] == ["queued", "running", "succeeded"]
+    order = [d["node"] for d in data if d["status"] == "succeeded"]
+    assert order == ["one", "two", "three", None]
+    running = [d for d in data if d["status"] == "running" and d["node"]]
+    assert all(d["attempt"] == 1 and d["worker"] and d["ts"] for d in running)
+    ids = [e["id"] for e in live]
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-")))) and len(set(ids)) == len(ids)
+
+    assert served.events(run["run_id"]) == live  # a late client replays the same stream
+    store = HistoryStore.from_settings(served.settings)
+    Recorder(served.registry.client, store, retention=600).drain()  # now from the database alone
+    assert served.registry.client.xlen(keys.HISTORY) == 0
+    assert served.events(run["run_id"]) == live
+    assert served.events(run["run_id"], last=ids[3]) == live[4:]  # a reconnect goes on after Last-Event-ID
+
+    printed = run_cli(["dag", "events", run["run_id"], "--json"], served.env)
+    assert printed.returncode == 0, printed.stderr
+    assert [json.loads(line)["id"] for line in printed.stdout.splitlines()] == ids
+
+
+def test_agents_endpoint_matches_the_cli(served: Served) -> None:
+    api = served.http.get("/api/agents").json()
+    cli = json.loads(run_cli(["agents", "--json"], served.env).stdout)
+    assert set(api["agents"]) == set(cli["agents"]) >= {"echo", "sleep", "gated"}
+    for name, info in api["agents"].items():
+        other = cli["agents"][name]
+        assert (info["queue"], info["declared"]) == (other["queue"], other["declared"])
+        hosts = {w["hostname"] for w in info["workers"]}
+        assert hosts == {w["hostname"] for w in other["workers"]}
+    assert len(api["agents"]["echo"]["workers"]) == 2
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI must install it")
+        pytest.skip(message)
+    return found
+
+
+def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium()
+    nap = {"seconds": 1.5}
+    dag = {
+        "name": "page",
+        "nodes": [
+            {"id": "first", "agent": "sleep", "params": {"seconds": 2.5}},
+            {"id": "fan", "agent": "emit", "after": ["first"], "foreach": [1, 2, 3]},
+            {"id": "last", "agent": "sleep", "params": nap, "after": ["fan"]},
+        ],
+    }
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 420})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            run = served.submit(dag)  # the browser is up first: the page loads while "first" runs
+            page.goto(f"{served.url}/runs/{run['run_id']}?token={TOKEN}")
+            page.wait_for_selector("body[data-ready=true]")
+            page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+            assert page.get_attribute('[data-node="last"]', "data-status") == "pending"
+            for node, status in (("last", "running"), ("last", "succeeded")):
+                page.wait_for_selector(
+                    f'[data-node="{node}"][data-status="{status}"]', state="attached", timeout=15_000
+                )
+            assert page.evaluate("window.__sameDocument") is True
+            assert page.inner_text("#status") == "succeeded"
+            assert page.get_attribute('[data-node="fan"]', "data-status") == "succeeded"
+            assert "×3" in (page.text_content('[data-node="fan"]') or "")
+            page.click('[data-node="first"] rect:last-of-type')
+            page.wait_for_selector("#details a")
+            link = page.get_attribute("#details a", "href")
+            worker = served.http.get(f"/api/runs/{run['run_id']}").json()["nodes"]["first"]["worker"]
+            assert link == f"{FLOWER}/worker/{quote(worker, safe='')}"
+            assert '"slept": 2.5' in page.inner_text("#details")
+            page.screenshot(path=str(tmp_path / "run-page.png"))
+            if target := os.environ.get("CODITECT_SCREENSHOT"):
+                page.screenshot(path=target)
+            assert problems == []
+        finally:
+            browser.close()
+
+
+def test_the_settings_carry_no_token_into_other_processes(served: Served) -> None:
+    with_token = dataclasses.replace(served.settings, api_token=TOKEN)
+    assert TOKEN not in repr(with_token)
+    assert "CODITECT_API_TOKEN" not in with_token.environment()
