@@ -100,26 +100,34 @@ class Cursor:
 
 
 def run_entries(client: redis.Redis, run_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """The history stream's entries of one run (those the recorder has not taken yet)."""
+    """The history stream's entries of one run (those the recorder has not taken yet), read from the
+    run's first entry on (``first_event``), not from the stream's start: the stream holds every
+    run's unrecorded entries. A run whose live state is gone was recorded whole: none."""
     found: list[tuple[str, dict[str, Any]]] = []
-    start = "-"
-    while True:
+    start = _start(*client.hmget(keys.run_prefix(run_id) + "run", "first_event", "status"))
+    while start is not None:
         page: Any = client.xrange(keys.HISTORY, start, "+", count=PAGE)
         found.extend((str(eid), dict(f)) for eid, f in page if f.get("run") == run_id)
-        if len(page) < PAGE:
-            return found
-        start = "(" + str(page[-1][0])
+        start = "(" + str(page[-1][0]) if len(page) == PAGE else None
+    return found
 
 
 async def run_entries_async(client: aioredis.Redis, run_id: str) -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
-    start = "-"
-    while True:
+    start = _start(*await client.hmget(keys.run_prefix(run_id) + "run", "first_event", "status"))
+    while start is not None:
         page: Any = await client.xrange(keys.HISTORY, start, "+", count=PAGE)
         found.extend((str(eid), dict(f)) for eid, f in page if f.get("run") == run_id)
-        if len(page) < PAGE:
-            return found
-        start = "(" + str(page[-1][0])
+        start = "(" + str(page[-1][0]) if len(page) == PAGE else None
+    return found
+
+
+def _start(first_event: Any, status: Any) -> str | None:
+    """Where to read a run's entries from: its first entry; the stream's start for a run submitted
+    by a release that did not note it; nowhere once its live state is gone."""
+    if status is None:
+        return None
+    return str(first_event or "-")
 
 
 def follow(client: redis.Redis, store: Any, run_id: str, after: str | None = None) -> Iterator[Event]:

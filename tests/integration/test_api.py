@@ -274,6 +274,10 @@ def test_retry_runs_only_what_did_not_succeed(served: Served, tmp_path: Path) ->
     assert done["nodes"]["b"]["result"] == {"upstream": {"a": failed["nodes"]["a"]["result"]}}
     assert done["nodes"]["b"]["attempts"] == 1
 
+    store = HistoryStore.from_settings(served.settings)
+    Recorder(served.registry.client, store, retention=600).drain()
+    assert store.run(child["run_id"]) == {**done, "warnings": []}  # the history reads the same
+
     refused = served.http.post(f"/api/runs/{child['run_id']}/retry")
     assert refused.status_code == 409 and "is succeeded" in refused.json()["error"]
     cli = run_cli(["dag", "retry", child["run_id"]], served.env)
@@ -379,8 +383,13 @@ def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Pa
             assert link == f"{FLOWER}/worker/{quote(worker, safe='')}"
             assert '"slept": 2.5' in page.inner_text("#details")
             page.screenshot(path=str(tmp_path / "run-page.png"))
-            if target := os.environ.get("CODITECT_SCREENSHOT"):
-                page.screenshot(path=target)
+            page.goto(f"{served.url}/")  # the run list, with the cookie the first visit set
+            row = page.wait_for_selector(f'tr[data-run="{run["run_id"]}"]')
+            assert "succeeded" in row.inner_text()
+            row.query_selector("a").click()
+            page.wait_for_selector(
+                'body[data-ready=true] [data-node="last"][data-status="succeeded"]', state="attached"
+            )
             assert problems == []
         finally:
             browser.close()

@@ -4,7 +4,7 @@
 // error and result. Every node element carries data-node and data-status.
 
 const SVG = "http://www.w3.org/2000/svg";
-const BOX = { w: 168, h: 42, gapX: 70, gapY: 14, col: 24, pad: 20 };
+const BOX = { w: 150, h: 42, gapX: 48, gapY: 14, col: 20, pad: 16 };
 const ROWS = 30; // a layer taller than this wraps into several columns
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 // Transitions that put a node back in line for another attempt.
@@ -116,8 +116,8 @@ function draw(dag) {
       el("rect", { class: "stack", x: 3, y: -3, width: BOX.w, height: BOX.h, rx: 6 }, g);
     }
     el("rect", { width: BOX.w, height: BOX.h }, g);
-    el("text", { x: 8, y: 17 }, g).textContent = label(spec.id, 22);
-    el("text", { x: 8, y: 33, class: "agent" }, g).textContent = label(state.agent || spec.agent, 18) + fanout(spec);
+    el("text", { x: 8, y: 17 }, g).textContent = label(spec.id, 20);
+    el("text", { x: 8, y: 33, class: "agent" }, g).textContent = label(state.agent || spec.agent, 16) + fanout(spec);
     g.addEventListener("click", () => select(spec.id));
     boxes.set(spec.id, g);
   }
@@ -193,7 +193,7 @@ function showDetails() {
   field(list, "started", node.started_at);
   field(list, "finished", node.finished_at);
   field(list, "duration", seconds(node.started_at, node.finished_at));
-  if (node.error) field(list, "error", pre(node.error));
+  if (node.error) field(list, node.status === "succeeded" ? "error of an earlier attempt" : "error", pre(node.error));
   if (node.result !== null && node.result !== undefined) field(list, "result", pre(JSON.stringify(node.result, null, 2)));
   panel.replaceChildren(title, list);
 }

@@ -113,12 +113,13 @@ local function record(node, status, extra)
   end
   local id = redis.call(unpack(args))
   local channel = P .. EVENTS_CHANNEL
-  if redis.call('PUBSUB', 'NUMSUB', channel)[2] == 0 then return end
+  if redis.call('PUBSUB', 'NUMSUB', channel)[2] == 0 then return id end
   local event = {node = node, status = status, at = NOW}
   for i = 1, #(extra or {}), 2 do
     if extra[i] ~= 'result' then event[extra[i]] = extra[i + 1] end
   end
   redis.call('PUBLISH', channel, id .. ' ' .. cjson.encode(event))
+  return id
 end
 
 -- A message template split once at its placeholders (@@NODE@@, @@ORDER@@, @@TID@@): filling

@@ -6,7 +6,8 @@ if redis.call('HGET', RUN, 'status') ~= 'submitting' then return 0 end
 redis.call('HSET', RUN, 'status', 'running')
 count('runs_submitted')
 redis.call('HSET', RUN, 't0', server_now())
-record('', 'running')
+-- where the run's entries begin in the history stream: a follower reads from there (dag/events.py)
+redis.call('HSET', RUN, 'first_event', record('', 'running'))
 local reused = tonumber(ARGV[3])
 for i = 4, 3 + reused do
   record(ARGV[i], 'succeeded', {'attempt', 0, 'result', string.sub(redis.call('HGET', RESULT, ARGV[i]), 1, HISTORY_CAP)})
