@@ -83,7 +83,8 @@ def events_channel(run_id: str) -> str:
 
 #: Per-run hashes (suffixes of ``run_prefix``), node id → value unless noted.
 RUN_HASHES = (
-    "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, running, error, first_event
+    "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, running, error,
+    # first_event (its first history stream id), events (how many it has recorded)
     "status",
     "attempts",
     "pending",

@@ -23,7 +23,7 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..app import create_app
-from ..dag.events import follow_async
+from ..dag.events import follow_async, order, terminal_id
 from ..dag.run import DagRun, list_runs, submit
 from ..dag.spec import Dag
 from ..errors import (
@@ -38,8 +38,9 @@ from ..errors import (
 from ..history.store import HistoryStore
 from ..registry import agents_document
 from ..settings import Settings
+from ..status import TERMINAL
 from . import schemas
-from .security import Guard
+from .security import Gate, Guard
 
 #: Media types ``POST /api/runs`` reads, and the suffix that makes ``Dag.from_text`` parse them as such.
 DAG_MEDIA = {
@@ -58,18 +59,25 @@ STATUS_OF: tuple[tuple[type[CoditectError], int], ...] = (
     (ConfigError, 400),
 )
 STATIC = resources.files("coditect_tasks.api") / "static"
+#: Event streams open at once at most (each holds a Redis connection); more wait for one to end.
+MAX_STREAMS = 1000
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": schemas.Error} for code in codes}
 
 
-def create_api(settings: Settings) -> FastAPI:
-    """The ASGI application over ``settings`` (one Celery app and one asyncio Redis pool)."""
+def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
+    """The ASGI application over ``settings`` (one Celery app and one asyncio Redis pool) for a
+    server listening on ``address``."""
     app = create_app(settings)
     store = HistoryStore.from_settings(settings)
-    streams = aioredis.from_url(settings.state_url, decode_responses=True, max_connections=1000)
-    guard = Guard(settings.api_token)
+    # every open event stream holds one connection (its subscription): the next waits, never fails
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.state_url, decode_responses=True, max_connections=MAX_STREAMS, timeout=None
+    )
+    streams = aioredis.Redis(connection_pool=pool)
+    guard = Guard(settings.api_token, address)
 
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +90,10 @@ def create_api(settings: Settings) -> FastAPI:
         version=metadata.version("coditect-tasks"),
         description="Submit, watch, cancel and retry DAG runs of agents on Celery.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's docs pages load their scripts from a CDN: /openapi.json is the schema
+        redoc_url=None,
     )
+    api.add_middleware(Gate, guard=guard)
 
     @api.exception_handler(CoditectError)
     async def coditect_error(request: Request, exc: CoditectError) -> JSONResponse:
@@ -117,9 +128,9 @@ def create_api(settings: Settings) -> FastAPI:
             }
         },
     )
-    def create_run(body: bytes = Depends(_body), content_type: str = Header("application/json")) -> JSONResponse:
+    def create_run(body: bytes = Depends(_body), content_type: str | None = Header(None)) -> JSONResponse:
         """Validate a DAG and start it; 422 names what is wrong (nothing is enqueued then)."""
-        media = content_type.split(";", 1)[0].strip().lower()
+        media = (content_type or "").split(";", 1)[0].strip().lower()
         if media not in DAG_MEDIA:
             return JSONResponse({"error": f"Content-Type {media!r} is not one of {', '.join(DAG_MEDIA)}"}, 415)
         if len(body) > settings.max_dag_bytes:
@@ -189,9 +200,19 @@ def create_api(settings: Settings) -> FastAPI:
             **_errors(401, 404),
         },
     )
-    def run_events(run_id: str, last_event_id: str | None = Header(None)) -> EventSourceResponse:
-        """Every transition of the run in order, from its start (or after ``Last-Event-ID``), live."""
-        run_of(run_id).state()  # RunNotFoundError (404) before the stream starts
+    def run_events(run_id: str, last_event_id: str | None = Header(None)) -> Response:
+        """Every transition of the run in order, from its start (or after ``Last-Event-ID``), live.
+        204 for a reconnect after the run's last event: that tells a browser to stop reconnecting."""
+        state = run_of(run_id).state()  # RunNotFoundError (404) before the stream starts
+        if last_event_id is not None:
+            try:
+                after = order(last_event_id)
+            except ValueError:
+                return JSONResponse({"error": f"Last-Event-ID {last_event_id!r} is not an event id"}, 422)
+            if state in TERMINAL:
+                last = terminal_id(run_of(run_id).engine.client, store, run_id)
+                if last is None or after >= order(last):
+                    return Response(status_code=204)
         return EventSourceResponse(_sse(streams, store, run_id, last_event_id), ping=15)
 
     @api.get("/api/agents", dependencies=[Depends(guard.api)], response_model=schemas.Agents)

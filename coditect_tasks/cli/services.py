@@ -112,7 +112,7 @@ def serve(
         sock.close()
         raise ConfigError("--port", f"cannot listen on {address}:{port}: {exc.strerror}") from None
     server = uvicorn.Server(
-        uvicorn.Config(create_api(config), log_level="warning", timeout_graceful_shutdown=3, access_log=False)
+        uvicorn.Config(create_api(config, address), log_level="warning", timeout_graceful_shutdown=3, access_log=False)
     )
     shown = f"[{address}]" if family == socket.AF_INET6 else address
     err.print(f"serving the API and run pages on http://{shown}:{sock.getsockname()[1]}/")

@@ -190,6 +190,8 @@ class Engine:
             )
             pending[node_id] = sum(1 for pred in plan.preds[node_id] if pred not in reused)
         roots = [n for n in plan.order if n not in reused and not pending[n]]
+        if not roots:  # every node reused: the run would never end
+            raise ValueError(f"run {run_id}: nothing to run, every node is reused")
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
                 if self.client.hget(p + "run", "status") is None:  # else an earlier try got through

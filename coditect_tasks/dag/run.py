@@ -139,6 +139,9 @@ class DagRun:
         }
         if len(reused) == len(doc["nodes"]):
             raise RunStateError(self.id, "every node succeeded; there is nothing to retry")
+        if running := [nid for nid, node in doc["nodes"].items() if node["status"] == NodeStatus.RUNNING]:
+            # a cancel lets running nodes finish: retrying now would run them twice at once
+            raise RunStateError(self.id, f"node(s) {', '.join(running[:5])} still run; retry once they end")
         return submit(Dag.from_json(self.definition(), source=f"run {self.id}"), self.app, reused, self.id)
 
     def cancel(self) -> bool:
@@ -255,11 +258,13 @@ def list_runs(app: Any, limit: int = 20, before: str | None = None) -> list[dict
     from ..history.store import HistoryStore
 
     client = engine_for(app.settings.state_url).client
-    cutoff, newest = None, "+inf"
+    cutoff: str | None = None
+    newest = "+inf"
     if before is not None:
-        cutoff = DagRun(before, app).status()["submitted_at"]
-        score = client.zscore(keys.RUNS, before)
-        newest = f"({score}" if score is not None else newest
+        live = client.hget(keys.run_prefix(before) + "run", "submitted_at")
+        cutoff = str(live) if live is not None else DagRun(before, app).status()["submitted_at"]
+        # a run's score is taken a moment after its submitted_at: a second's slack, then the exact cut below
+        newest = str(datetime.fromisoformat(str(cutoff)).timestamp() + 1)
     found: dict[str, dict[str, Any]] = {}
     run_ids = [str(r) for r in client.zrevrangebyscore(keys.RUNS, newest, "-inf", start=0, num=limit)]
     with client.pipeline(transaction=False) as pipe:

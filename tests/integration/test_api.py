@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -57,8 +59,9 @@ class Served:
         wait_for(ended, timeout, f"run {run_id} to end", interval=0.1)
         return found
 
-    def events(self, run_id: str, last: str | None = None) -> list[dict[str, Any]]:
-        """The whole event stream of a run, read to its end, as (id, data) dicts."""
+    def events(self, run_id: str, last: str | None = None, seen: list[float] | None = None) -> list[dict[str, Any]]:
+        """The whole event stream of a run, read to its end, as (id, data) dicts; ``seen`` gets
+        the time each arrived."""
         headers = {"Last-Event-ID": last} if last else {}
         found, current = [], {}
         with self.http.stream("GET", f"/api/runs/{run_id}/events", headers=headers, timeout=30) as reply:
@@ -69,6 +72,8 @@ class Served:
                     current["id"] = line[3:].strip()
                 elif line.startswith("data:"):
                     current["data"] = json.loads(line[5:])
+                    if seen is not None:
+                        seen.append(time.time())
                 elif not line and "data" in current:
                     found.append(current)
                     current = {}
@@ -93,7 +98,7 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     env = {**settings.environment(), "PYTHONPATH": str(ROOT)}
     workers = [
         WorkerProcess(settings, agents, concurrency=2, log_path=home / f"worker-{i}.log", extra_env=env).start()
-        for i, agents in enumerate((["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep"]))
+        for i, agents in enumerate((["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep", "waiter"]))
     ]
     port = free_port()
     server_env = {**os.environ, **env, "CODITECT_API_TOKEN": TOKEN, "CODITECT_FLOWER_URL": FLOWER}
@@ -153,6 +158,8 @@ def test_every_api_call_needs_the_token_and_pages_take_it_once(served: Served) -
         assert reply.status_code == 200 and "recent runs" in reply.text
         assert reply.url.query == b""
         assert browser.get("/api/runs").status_code == 200
+    assert httpx.get(served.url + "/api/runs", headers={"Authorization": "Bearer t\u00e9".encode()}).status_code == 401
+    assert httpx.get(served.url + "/?token=%C3%A9").status_code == 401
     schema = httpx.get(served.url + "/openapi.json").json()
     for path in ("/api/runs", "/api/runs/{run_id}", "/api/runs/{run_id}/cancel", "/api/runs/{run_id}/retry"):
         assert path in schema["paths"], path
@@ -161,6 +168,21 @@ def test_every_api_call_needs_the_token_and_pages_take_it_once(served: Served) -
     body = schema["paths"]["/api/runs"]["post"]["requestBody"]["content"]
     assert {"application/json", "application/yaml"} <= set(body)
     assert {"RunDocument", "NodeState", "Error", "RunList", "Agents"} <= set(schema["components"]["schemas"])
+
+
+def test_browsers_on_other_sites_and_other_host_names_are_refused(served: Served) -> None:
+    """No cross-site request changes anything, and a loopback server answers only loopback names:
+    a page of another site (or one that rebinds its DNS name to 127.0.0.1) cannot use the API."""
+    runs = served.registry.client.zcard(keys.RUNS)
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        reply = served.http.post("/api/runs", json=diamond(), headers=headers)
+        assert reply.status_code == 403 and "another site" in reply.json()["error"]
+    reply = served.http.get("/api/runs", headers={"Host": "evil.example"})
+    assert reply.status_code == 400 and "evil.example" in reply.json()["error"]
+    assert served.http.post("/api/runs", content=json.dumps(diamond())).status_code == 415  # no Content-Type
+    assert served.registry.client.zcard(keys.RUNS) == runs
+    same_site = {"Origin": served.url, "Sec-Fetch-Site": "same-origin"}
+    assert served.http.post("/api/runs", json=diamond(), headers=same_site).status_code == 201
 
 
 def test_serve_refuses_an_open_api_beyond_loopback(served: Served) -> None:
@@ -193,9 +215,14 @@ def test_submit_read_list_and_cancel_through_the_api(served: Served) -> None:
     assert second["run_id"] not in [r["run_id"] for r in older]
 
     slow = served.submit({"name": "slow", "nodes": [{"id": "nap", "agent": "sleep", "params": {"seconds": 30}}]})
+    wait_for(
+        lambda: served.http.get(f"/api/runs/{slow['run_id']}").json()["nodes"]["nap"]["status"] == "running", 20, "nap"
+    )
     reply = served.http.post(f"/api/runs/{slow['run_id']}/cancel")
     assert reply.status_code == 200, reply.text
     assert served.wait_end(slow["run_id"], timeout=20)["status"] == "cancelled"
+    early = served.http.post(f"/api/runs/{slow['run_id']}/retry")  # its node still runs: it would run twice
+    assert early.status_code == 409 and "nap still run" in early.json()["error"]
     again = served.http.post(f"/api/runs/{slow['run_id']}/cancel")
     assert again.status_code == 409 and "nothing to cancel" in again.json()["error"]
 
@@ -245,12 +272,14 @@ def test_retry_runs_only_what_did_not_succeed(served: Served, tmp_path: Path) ->
             {"id": "a", "agent": "counted", "params": {"log": str(logs["a"])}},
             {"id": "b", "agent": "gated", "after": ["a"], "params": {"log": str(logs["b"]), "gate": str(gate)}},
             {"id": "c", "agent": "counted", "after": ["b"], "params": {"log": str(logs["c"])}},
-            {"id": "d", "agent": "counted", "params": {"log": str(logs["d"]), "seconds": 0.5}},
+            {"id": "d", "agent": "counted", "params": {"log": str(logs["d"])}},
+            {"id": "e", "agent": "waiter", "params": {"gate": str(tmp_path / "later")}},  # the run waits for it
         ],
     }
     parent = served.submit(doc)
     unfinished = served.http.post(f"/api/runs/{parent['run_id']}/retry")
     assert unfinished.status_code == 409 and "only a failed or cancelled run" in unfinished.json()["error"]
+    (tmp_path / "later").touch()
     failed = served.wait_end(parent["run_id"])
     assert failed["status"] == "failed"
     assert {n: failed["nodes"][n]["status"] for n in "abcd"} == {
@@ -296,8 +325,12 @@ def test_event_stream_is_ordered_replayable_and_resumable(served: Served) -> Non
             ],
         }
     )
-    live = served.events(run["run_id"])  # opened while the run goes: history so far, then live
+    seen: list[float] = []
+    live = served.events(run["run_id"], seen=seen)  # opened while the run goes: history so far, then live
     data = [e["data"] for e in live]
+    # delivered as they happened (published), not found by the follower's recheck after 5 s of silence
+    lags = [arrived - datetime.fromisoformat(d["ts"]).timestamp() for d, arrived in zip(data, seen, strict=True)]
+    assert max(lags[-4:]) < 1.5, lags
     assert data[0] == {**data[0], "node": None, "status": "running"}
     assert (data[-1]["node"], data[-1]["status"]) == (None, "succeeded")
     for node in ("one", "two", "three"):
@@ -315,6 +348,12 @@ def test_event_stream_is_ordered_replayable_and_resumable(served: Served) -> Non
     assert served.registry.client.xlen(keys.HISTORY) == 0
     assert served.events(run["run_id"]) == live
     assert served.events(run["run_id"], last=ids[3]) == live[4:]  # a reconnect goes on after Last-Event-ID
+    after_end = served.http.get(f"/api/runs/{run['run_id']}/events", headers={"Last-Event-ID": ids[-1]})
+    assert after_end.status_code == 204  # tells a browser's EventSource to stop reconnecting
+    malformed = served.http.get(f"/api/runs/{run['run_id']}/events", headers={"Last-Event-ID": "soon"})
+    assert malformed.status_code == 422 and "'soon'" in malformed.json()["error"]
+    ended = run_cli(["dag", "events", run["run_id"], "--after", ids[-1]], served.env)
+    assert (ended.returncode, ended.stdout) == (0, "")
 
     printed = run_cli(["dag", "events", run["run_id"], "--json"], served.env)
     assert printed.returncode == 0, printed.stderr
@@ -344,16 +383,16 @@ def chromium() -> str:
 
 
 def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     executable = chromium()
-    nap = {"seconds": 1.5}
+    gate = tmp_path / "gate"
     dag = {
         "name": "page",
         "nodes": [
-            {"id": "first", "agent": "sleep", "params": {"seconds": 2.5}},
+            {"id": "first", "agent": "waiter", "params": {"gate": str(gate)}},
             {"id": "fan", "agent": "emit", "after": ["first"], "foreach": [1, 2, 3]},
-            {"id": "last", "agent": "sleep", "params": nap, "after": ["fan"]},
+            {"id": "last", "agent": "sleep", "params": {"seconds": 1.0}, "after": ["fan"]},
         ],
     }
     with sync_playwright() as playwright:
@@ -363,17 +402,19 @@ def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Pa
             problems: list[str] = []
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
-            run = served.submit(dag)  # the browser is up first: the page loads while "first" runs
+            run = served.submit(dag)
             page.goto(f"{served.url}/runs/{run['run_id']}?token={TOKEN}")
             page.wait_for_selector("body[data-ready=true]")
             page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+            page.wait_for_selector('[data-node="first"][data-status="running"]', state="attached", timeout=15_000)
             assert page.get_attribute('[data-node="last"]', "data-status") == "pending"
+            gate.touch()  # the rest of the run happens while the page watches
             for node, status in (("last", "running"), ("last", "succeeded")):
                 page.wait_for_selector(
                     f'[data-node="{node}"][data-status="{status}"]', state="attached", timeout=15_000
                 )
             assert page.evaluate("window.__sameDocument") is True
-            assert page.inner_text("#status") == "succeeded"
+            expect(page.locator("#status")).to_have_text("succeeded")
             assert page.get_attribute('[data-node="fan"]', "data-status") == "succeeded"
             assert "×3" in (page.text_content('[data-node="fan"]') or "")
             page.click('[data-node="first"] rect:last-of-type')
@@ -381,7 +422,7 @@ def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Pa
             link = page.get_attribute("#details a", "href")
             worker = served.http.get(f"/api/runs/{run['run_id']}").json()["nodes"]["first"]["worker"]
             assert link == f"{FLOWER}/worker/{quote(worker, safe='')}"
-            assert '"slept": 2.5' in page.inner_text("#details")
+            expect(page.locator("#details")).to_contain_text('"gate": "open"')
             page.screenshot(path=str(tmp_path / "run-page.png"))
             page.goto(f"{served.url}/")  # the run list, with the cookie the first visit set
             row = page.wait_for_selector(f'tr[data-run="{run["run_id"]}"]')

@@ -111,3 +111,15 @@ def gated(call: AgentCall) -> dict[str, Any]:
     if not Path(call.params["gate"]).exists():
         raise RuntimeError("the gate is closed")
     return {"upstream": call.upstream}
+
+
+@agent("waiter", timeout=60.0)
+def waiter(call: AgentCall) -> dict[str, str]:
+    """Return once the file ``params["gate"]`` exists (a test opens it when it is ready to watch)."""
+    gate = Path(call.params["gate"])
+    deadline = time.monotonic() + 30
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} never appeared")
+        time.sleep(0.02)
+    return {"gate": "open"}

@@ -246,10 +246,16 @@ function listen() {
   };
 }
 
-async function post(action) {
-  const body = await getJSON(`/api/runs/${encodeURIComponent(runId)}/${action}`, { method: "POST" });
-  if (action === "retry") location.assign(`/runs/${encodeURIComponent(body.run_id)}`);
-  else { doc = body; header(); }
+async function post(action, button) {
+  button.disabled = true; // one click, one request: a second retry would start a second run
+  try {
+    const body = await getJSON(`/api/runs/${encodeURIComponent(runId)}/${action}`, { method: "POST" });
+    if (action === "retry") location.assign(`/runs/${encodeURIComponent(body.run_id)}`);
+    else { doc = body; header(); }
+  } catch (error) {
+    document.getElementById("message").textContent = error.message;
+    header();
+  }
 }
 
 async function main() {
@@ -262,8 +268,10 @@ async function main() {
     draw(dag);
     header();
     document.body.dataset.ready = "true";
-    document.getElementById("cancel").onclick = () => post("cancel");
-    document.getElementById("retry").onclick = () => post("retry");
+    for (const action of ["cancel", "retry"]) {
+      const button = document.getElementById(action);
+      button.onclick = () => post(action, button);
+    }
     if (!TERMINAL.has(doc.status)) listen();
   } catch (error) {
     document.querySelector("main").textContent = error.message;
