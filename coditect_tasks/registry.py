@@ -102,14 +102,15 @@ class Registry:
         return dict(sorted(table.items()))
 
 
-def agents_document(settings: Any) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every agent with its live workers, queue depth and breaker: ``agents --json`` and ``GET /api/agents``."""
+def agents_document(settings: Any, declared: Any = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every agent with its live workers, queue depth and breaker: ``agents --json`` and ``GET /api/agents``.
+    ``declared``: the agents the settings' modules declare, if loaded already."""
     from .agents import load_agents
     from .broker import queue_depths
     from .dag.engine import engine_for
     from .resilience.breaker import breaker_states
 
-    declared = load_agents(settings.agent_modules)
+    declared = load_agents(settings.agent_modules) if declared is None else declared
     registry = Registry(engine_for(settings.state_url).client)  # the process's pool, not one per call
     table = registry.by_agent(declared)
     depths = queue_depths(settings.require_broker(), [keys.agent_queue(name) for name in table])

@@ -116,12 +116,14 @@ def agents_cmd(
 ) -> None:
     """Show every agent with its live workers and queue depth."""
     from .. import broker
+    from ..agents import load_agents
     from ..registry import agents_document
 
     config = settings()
+    declared = load_agents(config.agent_modules)  # a module that does not load is the first thing to say
     broker_url = config.require_broker()
     broker.ping(config.state_url, config.connect_timeout)
-    data = agents_document(config)
+    data = agents_document(config, declared)
     if as_json:
         emit_json(data)
         return

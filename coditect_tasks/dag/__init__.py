@@ -1,10 +1,6 @@
 """DAGs of agent calls: the model (``spec``), validation and planning (``plan``),
 run state over Lua scripts (``engine``) and the run handle (``run``). Executing a
-node is the worker's side (``coditect_tasks.worker``)."""
+node is the worker's side (``coditect_tasks.worker``).
 
-from __future__ import annotations
-
-from .plan import Plan, validate
-from .spec import Dag, Node
-
-__all__ = ["Dag", "Node", "Plan", "validate"]
+Nothing is imported here: ``spec`` alone (what every CLI command loads) must not pull in
+networkx, which ``plan`` needs and which costs a fifth of a second to import."""
