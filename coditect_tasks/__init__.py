@@ -19,6 +19,7 @@ if _typing.TYPE_CHECKING:
     from .dag.spec import Dag, Node
     from .errors import CoditectError
     from .settings import Settings
+    from .state import lock
 
 _HOMES = {
     "Agent": ".agents",
@@ -32,6 +33,7 @@ _HOMES = {
     "Dag": ".dag.spec",
     "Node": ".dag.spec",
     "CoditectError": ".errors",
+    "lock": ".state",
     "Settings": ".settings",
 }
 
@@ -47,6 +49,7 @@ __all__ = [
     "agent",
     "create_app",
     "load_agents",
+    "lock",
     "submit",
 ]
 

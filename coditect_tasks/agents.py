@@ -30,7 +30,9 @@ class AgentCall:
     """What one agent invocation receives.
 
     ``upstream`` maps each direct predecessor's id to its result; ``attempt`` is
-    1 on the first try and grows with every retry of the same call.
+    1 on the first try and grows with every retry of the same call. ``artifacts`` writes
+    files of this attempt to S3 (``artifacts.put(name, data)`` returns the object's URL) when
+    ``CODITECT_ARTIFACTS_URL`` is set.
     """
 
     params: dict[str, Any]
@@ -39,6 +41,7 @@ class AgentCall:
     task_id: str | None = None
     run_id: str | None = None
     node_id: str | None = None
+    artifacts: Any = None
 
 
 AgentFn = Callable[[AgentCall], Any]

@@ -19,6 +19,8 @@ caller needs, not just a message.
     │   └── DagTooLargeError   over a configured size limit (nodes, document bytes)
     ├── RunNotFoundError       no live state and no history for a run id (exit 2)
     ├── RunStateError          the run's state does not allow that (retry a running run) (exit 1)
+    ├── LockTimeoutError       a lock still held by another after the wait
+    └── StaleFenceError        a write carrying an older fencing token than one already seen
     └── LoadReportError        a load test ended without Locust's statistics (exit 1)
 """
 
@@ -153,6 +155,27 @@ class RunStateError(CoditectError):
         self.run_id = run_id
         self.problem = problem
         super().__init__(f"run {run_id}: {problem}")
+
+
+class LockTimeoutError(CoditectError):
+    """``lock(name, wait=…)`` gave up: another holder kept the lock for the whole wait."""
+
+    def __init__(self, name: str, wait: float) -> None:
+        self.name = name
+        self.wait = wait
+        super().__init__(f"lock {name!r} still held by another after {wait:g} s")
+
+
+class StaleFenceError(CoditectError):
+    """A write whose fencing token is older than one that already wrote there: its holder's lease
+    ran out (a pause, a partition) and someone else holds the lock now, so the write is refused."""
+
+    def __init__(self, target: str, token: int | None, newest: int) -> None:
+        self.target = target
+        self.token = token
+        self.newest = newest
+        given = "no fencing token" if token is None else f"fencing token {token}"
+        super().__init__(f"{target}: refused a write with {given}; token {newest} has written there since")
 
 
 class LoadReportError(CoditectError):

@@ -154,6 +154,14 @@ def follow(task_id: str) -> str:
     return f"{FOLLOW_PREFIX}{task_id}"
 
 
+#: STRING ``<owner>|<token>`` of a held lock (``state/lock.py``), expiring with its lease.
+LOCK_PREFIX = f"{PREFIX}lock:"
+#: STRING counter of a lock's fencing tokens: never expires, so a token is never handed out twice.
+FENCE_PREFIX = f"{PREFIX}fence:"
+#: HASH ``value`` (JSON), ``fence`` (the newest token that wrote it) of one shared state key.
+STATE_PREFIX = f"{PREFIX}state:"
+
+
 def reserved(hostname: str) -> str:
     """SET of "run|node" whose message this worker has received but not yet begun."""
     return f"{RESERVED_PREFIX}{hostname}"

@@ -60,6 +60,10 @@ class Settings:
     api_token: str | None = dataclasses.field(default=None, repr=False)
     #: Flower's address, for the run page to link each node's worker there.
     flower_url: str | None = None
+    #: ``s3://bucket/prefix`` where node results over ``artifact_threshold`` bytes go (by reference).
+    artifacts_url: str | None = None
+    #: Bytes of a node result (as JSON) above which it is stored in ``artifacts_url``, not in Redis.
+    artifact_threshold: int = 256 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +112,8 @@ class Settings:
             health_file=Path(health) if (health := get("CODITECT_HEALTH_FILE")) else None,
             api_token=get("CODITECT_API_TOKEN"),
             flower_url=_check_url("CODITECT_FLOWER_URL", get("CODITECT_FLOWER_URL"), frozenset({"http", "https"})),
+            artifacts_url=_check_url("CODITECT_ARTIFACTS_URL", get("CODITECT_ARTIFACTS_URL"), frozenset({"s3"})),
+            artifact_threshold=_whole(get, "CODITECT_ARTIFACT_THRESHOLD", cls.artifact_threshold),
         )
 
     @property
@@ -170,6 +176,9 @@ class Settings:
         env["CODITECT_LIVE_RETENTION"] = str(self.live_retention)
         env["CODITECT_SHUTDOWN_GRACE"] = str(self.shutdown_grace)
         env["CODITECT_EMBEDDED_FSYNC"] = self.embedded_fsync
+        if self.artifacts_url:
+            env["CODITECT_ARTIFACTS_URL"] = self.artifacts_url
+        env["CODITECT_ARTIFACT_THRESHOLD"] = str(self.artifact_threshold)
         return env
 
     def dag_limits(self) -> dict[str, int]:

@@ -29,6 +29,7 @@ from ..dag.engine import Engine, Follow, Next, Taken, engine_for
 from ..dag.message import template_key
 from ..observability import logs, tracing
 from ..resilience.breaker import breaker_for
+from ..state.artifacts import ArtifactStore, NodeArtifacts, store_for
 from .attempt import Attempt, policy_for
 
 #: Engine id of foreach item k of node N: ``N#k`` (node ids cannot hold ``#``).
@@ -98,20 +99,24 @@ def _attempt(
     logs.bind(attempt=taken.token)
     policy = policy_for(spec, taken.record.get("retries"))
     attempt = Attempt(engine, run_id, node_id, taken.token, policy, number=taken.retried + 1)
+    store = store_for(task.app.settings)
     with tracing.node_span(spec.name, run_id, node_id, taken.token, taken.parent_span, taken.link_spans) as span:
         if item is None and taken.record["foreach"]:
-            _fan_out(task, attempt, taken)
+            _fan_out(task, attempt, taken, store)
             return None
         params = taken.record["params"]
         if item is not None:
             params = {**params, "item": taken.items}
+        upstream = taken.upstream if store is None else {k: store.resolve(v) for k, v in taken.upstream.items()}
+        path = f"{item['node']}/items/{item['index']}" if item else node_id  # an S3 key, where '#' would not do
         call = AgentCall(
             params,
-            taken.upstream,
+            upstream,
             attempt=taken.token,
             task_id=task_id,
             run_id=run_id,
             node_id=item["node"] if item else node_id,
+            artifacts=NodeArtifacts(store, run_id, path, taken.token),
         )
         try:
             if item is not None:
@@ -129,6 +134,8 @@ def _attempt(
             return None
         except _Retried:
             return None
+        if store is not None:  # a large result goes to S3; Redis and every downstream message hold a reference
+            result = store.offload(result, run_id, path, taken.token, task.app.settings.artifact_threshold)
         return attempt.succeed(result, tracing.traceparent(span), follow())[1]
 
 
@@ -164,7 +171,7 @@ def _soft_limit(task: Task, spec: Agent) -> float:
     return float(limits[1]) if limits[1] else spec.soft_limit
 
 
-def _fan_out(task: Task, attempt: Attempt, taken: Taken) -> None:
+def _fan_out(task: Task, attempt: Attempt, taken: Taken, store: ArtifactStore | None) -> None:
     """Hand the node's items to the engine, one message each; an empty list succeeds at once.
 
     Every item's message is the node's own (its time limits), and its attempts follow the
@@ -172,6 +179,8 @@ def _fan_out(task: Task, attempt: Attempt, taken: Taken) -> None:
     """
     record = taken.record
     values = record["items"] if record["items"] is not None else taken.items
+    if store is not None:
+        values = store.resolve(values)  # a source result kept in S3
     if not isinstance(values, list):
         attempt.fail(f"foreach source result is {type(values).__name__}, not a list")
         return

@@ -123,3 +123,16 @@ def waiter(call: AgentCall) -> dict[str, str]:
             raise TimeoutError(f"{gate} never appeared")
         time.sleep(0.02)
     return {"gate": "open"}
+
+
+@agent("blob")
+def blob(call: AgentCall) -> str:
+    """Return a string of ``params["bytes"]`` bytes: a result too large for Redis."""
+    return "x" * int(call.params["bytes"])
+
+
+@agent("measure")
+def measure(call: AgentCall) -> dict[str, Any]:
+    """Return the length of each upstream result (as the agent received it) and the URL of a note it wrote."""
+    lengths = {node: len(value) for node, value in call.upstream.items()}
+    return {"lengths": lengths, "note": call.artifacts.put("notes.txt", f"measured {lengths}")}
