@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, NoBrokerError
+from .keys import MAX_RESULT_BYTES
 
 BROKER_SCHEMES = frozenset({"redis", "rediss", "amqp", "amqps", "pyamqp"})
 REDIS_SCHEMES = frozenset({"redis", "rediss"})
@@ -113,7 +114,9 @@ class Settings:
             api_token=get("CODITECT_API_TOKEN"),
             flower_url=_check_url("CODITECT_FLOWER_URL", get("CODITECT_FLOWER_URL"), frozenset({"http", "https"})),
             artifacts_url=_check_url("CODITECT_ARTIFACTS_URL", get("CODITECT_ARTIFACTS_URL"), frozenset({"s3"})),
-            artifact_threshold=_whole(get, "CODITECT_ARTIFACT_THRESHOLD", cls.artifact_threshold),
+            artifact_threshold=_whole(
+                get, "CODITECT_ARTIFACT_THRESHOLD", cls.artifact_threshold, maximum=MAX_RESULT_BYTES
+            ),
         )
 
     @property
@@ -194,12 +197,16 @@ class Settings:
         return int(logging.getLevelName(self.log_level))
 
 
-def _whole(get: Callable[[str], str | None], name: str, default: int, minimum: int = 1) -> int:
-    """A whole number of at least ``minimum`` from variable ``name``, else ``default``."""
+def _whole(
+    get: Callable[[str], str | None], name: str, default: int, minimum: int = 1, maximum: int | None = None
+) -> int:
+    """A whole number of at least ``minimum`` (at most ``maximum``) from variable ``name``, else ``default``."""
     text = get(name) or str(default)
     if not text.isdigit() or int(text) < minimum:
         kind = "positive whole number" if minimum == 1 else f"whole number ≥ {minimum}"
         raise ConfigError(name, f"{text!r} is not a {kind}")
+    if maximum is not None and int(text) > maximum:
+        raise ConfigError(name, f"{text} is over {maximum}, the most a result in Redis may be")
     return int(text)
 
 

@@ -25,7 +25,7 @@ test process (Celery's ``celery.contrib.testing.worker``), serving every agent y
 The worker runs agents in a thread of the test process: what an agent does is what it does in
 production, but time limits are not enforced there (only a process pool can stop a call), and
 failover needs real worker processes (see ``tests/integration`` of this project for those).
-Each test starts with no runs in Redis.
+Each test starts with nothing of earlier tests in Redis (runs, breakers, locks, state).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 import redis
 
+from . import keys
 from .app import CoditectApp, create_app
 from .dag.run import DagRun, submit
 from .dag.spec import Dag
@@ -49,9 +50,12 @@ class Harness:
 
     settings: Settings
     app: CoditectApp
+    submitted: list[DagRun] = dataclasses.field(default_factory=list)
 
     def submit(self, dag: Dag) -> DagRun:
-        return submit(dag, self.app)
+        run = submit(dag, self.app)
+        self.submitted.append(run)
+        return run
 
     def run(self, dag: Dag, timeout: float = 30, expect: str | None = "succeeded") -> DagRun:
         """Submit ``dag`` and wait for it to end; with ``expect``, fail the test unless it ends so."""
@@ -80,30 +84,46 @@ def coditect_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSe
 def coditect_worker(
     coditect_redis: RedisServer, coditect_agent_modules: Sequence[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CoditectApp]:
-    """A worker in this process serving every declared agent's queue, for the session."""
+    """A worker in this process serving every declared agent's queue, for the session. Its
+    settings are the environment's (``CODITECT_ARTIFACTS_URL`` and the rest) pointed at the
+    embedded Redis, and exported, so an agent's ``lock()``, ``state`` and artifacts reach it too."""
     from celery.contrib.testing.worker import start_worker
 
-    settings = Settings(
+    settings = dataclasses.replace(
+        Settings.from_env(),
         home=tmp_path_factory.mktemp("coditect-home"),
         broker_url=coditect_redis.url,
+        result_backend=None,
+        redis_url=None,
         agent_modules=tuple(coditect_agent_modules),
         log_level="WARNING",
     )
     app = create_app(settings)
     queues = [agent.queue for agent in app.agents.values()]
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, queues=queues, loglevel="WARNING"):
-        yield app
-    app.close()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.environment().items():
+            patch.setenv(name, value)
+        try:
+            with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, queues=queues):
+                yield app
+        finally:
+            app.close()
 
 
 @pytest.fixture
 def coditect(coditect_worker: CoditectApp) -> Iterator[Harness]:
-    """A ``Harness`` with no runs in Redis (the worker's queues and registration stay)."""
-    client = redis.Redis.from_url(coditect_worker.settings.state_url)
-    for key in client.scan_iter("coditect:run*"):
-        client.delete(key)
+    """A ``Harness`` on a Redis holding nothing of earlier tests (runs, breakers, locks, state):
+    only the worker's queues and registration stay. Runs it submitted are cancelled at the end."""
+    client = redis.Redis.from_url(coditect_worker.settings.state_url, decode_responses=True)
+    for key in client.scan_iter(f"{keys.PREFIX}*"):
+        if not key.startswith((keys.WORKER_PREFIX, keys.WORKERS)):
+            client.delete(key)
+    harness = Harness(coditect_worker.settings, coditect_worker)
+    yield harness
+    for run in harness.submitted:
+        run.cancel()
+        run.wait(10)  # a run the test left behind must not hold the worker's threads in the next test
     client.close()
-    yield Harness(coditect_worker.settings, coditect_worker)
 
 
 __all__ = ["Harness", "coditect", "coditect_agent_modules", "coditect_redis", "coditect_worker"]

@@ -68,8 +68,8 @@ class Lock:
     def __init__(self, name: str, ttl: float, wait: float | None = None, settings: Any = None) -> None:
         if not name or len(name) > 256 or not name.isprintable():
             raise ValueError(f"a lock name is 1 to 256 printable characters, not {name!r}")
-        if ttl <= 0:
-            raise ValueError(f"a lock's ttl is a positive number of seconds, not {ttl!r}")
+        if not ttl >= 0.001:
+            raise ValueError(f"a lock's ttl is at least 0.001 s, not {ttl!r}")
         self.name = name
         self.ttl = ttl
         self.wait = wait

@@ -12,6 +12,8 @@ directly (its node has already been routed). Whatever is recorded goes through t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 import socket
@@ -107,23 +109,23 @@ def _attempt(
         params = taken.record["params"]
         if item is not None:
             params = {**params, "item": taken.items}
-        upstream = taken.upstream if store is None else {k: store.resolve(v) for k, v in taken.upstream.items()}
         path = f"{item['node']}/items/{item['index']}" if item else node_id  # an S3 key, where '#' would not do
         call = AgentCall(
             params,
-            upstream,
+            taken.upstream,
             attempt=taken.token,
             task_id=task_id,
             run_id=run_id,
             node_id=item["node"] if item else node_id,
             artifacts=NodeArtifacts(store, run_id, path, taken.token),
         )
+        fn = spec.fn if store is None else _through(store, engine, spec.fn, (run_id, path, taken.token), task)
         try:
             if item is not None:
-                result = _call(task, spec, attempt, call, spec.fn)
+                result = _call(task, spec, attempt, call, fn)
             else:
                 breaker = breaker_for(state_url, spec.name, spec.breaker_failures, spec.breaker_reset, taken.breaker)
-                result = _call(task, spec, attempt, call, lambda c: breaker.call(spec.fn, c))
+                result = _call(task, spec, attempt, call, lambda c: breaker.call(fn, c))
         except pybreaker.CircuitBreakerError:
             fallback = taken.record.get("fallback") or spec.fallback
             if not (fallback and attempt.reroute(fallback, template_key(fallback, taken.record["timeout"]))):
@@ -134,9 +136,29 @@ def _attempt(
             return None
         except _Retried:
             return None
-        if store is not None:  # a large result goes to S3; Redis and every downstream message hold a reference
-            result = store.offload(result, run_id, path, taken.token, task.app.settings.artifact_threshold)
         return attempt.succeed(result, tracing.traceparent(span), follow())[1]
+
+
+def _through(store: ArtifactStore, engine: Engine, fn: Any, where: tuple[str, str, int], task: Task) -> Any:
+    """``fn`` with its predecessors' results in S3 fetched first, and its own result put there if
+    large: inside the attempt's lease, and an S3 error is the call's error (retried by policy)."""
+    run_id, path, token = where
+
+    def call_through(call: AgentCall) -> Any:
+        runs = _writers(engine, run_id)
+        upstream = {node: store.resolve(value, runs, node) for node, value in call.upstream.items()}
+        result = fn(dataclasses.replace(call, upstream=upstream))
+        # a large result goes to S3; Redis and every downstream message hold a reference
+        return store.offload(result, run_id, path, token, task.app.settings.artifact_threshold)
+
+    return call_through
+
+
+def _writers(engine: Engine, run_id: str) -> set[str]:
+    """The runs whose S3 results this run may read: itself, and the run it retries (whose
+    succeeded nodes it reuses, references included)."""
+    parent = engine.client.hget(keys.run_prefix(run_id) + "run", "parent")
+    return {run_id, str(parent)} if parent else {run_id}
 
 
 def _call(task: Task, spec: Agent, attempt: Attempt, call: AgentCall, fn: Any) -> Any:
@@ -179,8 +201,16 @@ def _fan_out(task: Task, attempt: Attempt, taken: Taken, store: ArtifactStore | 
     """
     record = taken.record
     values = record["items"] if record["items"] is not None else taken.items
-    if store is not None:
-        values = store.resolve(values)  # a source result kept in S3
+    if store is not None and record["items"] is None:  # a source result kept in S3 (never a literal list)
+        try:
+            values = store.resolve(values, _writers(attempt.engine, attempt.run_id), None)
+        except Exception as exc:
+            attempt.fail(f"foreach source in S3: {type(exc).__name__}: {exc}")
+            return
+        size = len(json.dumps(values, separators=(",", ":")).encode())
+        if size > keys.MAX_RESULT_BYTES:  # each item is stored with its message: they must fit where results do
+            attempt.fail(f"foreach items are {size} bytes, over the limit of {keys.MAX_RESULT_BYTES}")
+            return
     if not isinstance(values, list):
         attempt.fail(f"foreach source result is {type(values).__name__}, not a list")
         return
