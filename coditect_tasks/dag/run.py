@@ -266,7 +266,8 @@ def list_runs(app: Any, limit: int = 20, before: str | None = None) -> list[dict
         # a run's score is taken a moment after its submitted_at: a second's slack, then the exact cut below
         newest = str(datetime.fromisoformat(str(cutoff)).timestamp() + 1)
     found: dict[str, dict[str, Any]] = {}
-    run_ids = [str(r) for r in client.zrevrangebyscore(keys.RUNS, newest, "-inf", start=0, num=limit)]
+    # twice the page: runs in the second of slack above the cut are dropped below, the page stays full
+    run_ids = [str(r) for r in client.zrevrangebyscore(keys.RUNS, newest, "-inf", start=0, num=2 * limit)]
     with client.pipeline(transaction=False) as pipe:
         for run_id in run_ids:
             pipe.hmget(keys.run_prefix(run_id) + "run", "name", "status", "submitted_at", "finished_at")
