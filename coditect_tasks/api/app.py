@@ -78,6 +78,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
     )
     streams = aioredis.Redis(connection_pool=pool)
     guard = Guard(settings.api_token, address)
+    pages = _pages(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -222,11 +223,11 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> Response:
-        return guard.page(request) or _page("index.html", settings)
+        return guard.page(request) or HTMLResponse(pages["index.html"])
 
     @api.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(request: Request, run_id: str) -> Response:
-        return guard.page(request) or _page("run.html", settings)
+        return guard.page(request) or HTMLResponse(pages["run.html"])
 
     api.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return api
@@ -243,6 +244,7 @@ async def _sse(
         yield {"id": event.id, "data": json.dumps(event.to_json(), separators=(",", ":"))}
 
 
-def _page(name: str, settings: Settings) -> HTMLResponse:
-    text = (STATIC / name).read_text()
-    return HTMLResponse(text.replace("@@FLOWER_URL@@", html.escape(settings.flower_url or "", quote=True)))
+def _pages(settings: Settings) -> dict[str, str]:
+    """The two pages, read once, with the Flower address filled in."""
+    flower = html.escape(settings.flower_url or "", quote=True)
+    return {name: (STATIC / name).read_text().replace("@@FLOWER_URL@@", flower) for name in ("index.html", "run.html")}

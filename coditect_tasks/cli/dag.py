@@ -77,10 +77,7 @@ def dag_submit(
     app = _app()
     run = submit(dag, app)
     if not wait:
-        if as_json:
-            emit_json(run.status())
-        else:
-            out.print(run.id)
+        _started(run, as_json)
         return
     if as_json:
         run.wait(timeout)
@@ -88,6 +85,14 @@ def dag_submit(
         err.print(f"run {run.id} ({dag.name}) submitted")
         _follow(run, len(dag.nodes), timeout)
     _finish(run.status(), as_json)
+
+
+def _started(run: DagRun, as_json: bool) -> None:
+    """A run started without --wait: its document for machines, its id for people."""
+    if as_json:
+        emit_json(run.status())
+    else:
+        out.print(run.id)
 
 
 def _follow(run: DagRun, total: int, timeout: float | None) -> None:
@@ -199,10 +204,7 @@ def dag_retry(
 
     run = DagRun(run_id, _app()).retry()
     if not wait:
-        if as_json:
-            emit_json(run.status())
-        else:
-            out.print(run.id)
+        _started(run, as_json)
         return
     err.print(f"run {run.id} retries {run_id}")
     run.wait()

@@ -132,9 +132,7 @@ def run_entries(client: redis.Redis, run_id: str) -> list[tuple[str, dict[str, A
     found: list[tuple[str, dict[str, Any]]] = []
     start = _start(*client.hmget(keys.run_prefix(run_id) + "run", "first_event", "status"))
     while start is not None:
-        page: Any = client.xrange(keys.HISTORY, start, "+", count=PAGE)
-        found.extend((str(eid), dict(f)) for eid, f in page if f.get("run") == run_id)
-        start = "(" + str(page[-1][0]) if len(page) == PAGE else None
+        start = _keep(client.xrange(keys.HISTORY, start, "+", count=PAGE), run_id, found)
     return found
 
 
@@ -142,10 +140,14 @@ async def run_entries_async(client: aioredis.Redis, run_id: str) -> list[tuple[s
     found: list[tuple[str, dict[str, Any]]] = []
     start = _start(*await client.hmget(keys.run_prefix(run_id) + "run", "first_event", "status"))
     while start is not None:
-        page: Any = await client.xrange(keys.HISTORY, start, "+", count=PAGE)
-        found.extend((str(eid), dict(f)) for eid, f in page if f.get("run") == run_id)
-        start = "(" + str(page[-1][0]) if len(page) == PAGE else None
+        start = _keep(await client.xrange(keys.HISTORY, start, "+", count=PAGE), run_id, found)
     return found
+
+
+def _keep(page: Any, run_id: str, found: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """Add the run's entries of one XRANGE page to ``found``; where the next page starts (None: done)."""
+    found.extend((str(eid), dict(f)) for eid, f in page if f.get("run") == run_id)
+    return "(" + str(page[-1][0]) if len(page) == PAGE else None
 
 
 def _start(first_event: Any, status: Any) -> str | None:

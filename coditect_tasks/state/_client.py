@@ -7,10 +7,15 @@ from typing import Any
 import redis
 
 
-def client_for(settings: Any = None) -> redis.Redis:
-    from ..dag.engine import engine_for
+def settings_for(settings: Any = None) -> Any:
+    """``settings`` if given, else the environment's (attached to a running embedded stack)."""
     from ..embedded import attach
     from ..settings import Settings
 
-    found = settings if settings is not None else attach(Settings.from_env())
-    return engine_for(found.state_url).client
+    return settings if settings is not None else attach(Settings.from_env())
+
+
+def client_for(settings: Any = None) -> redis.Redis:
+    from ..dag.engine import engine_for
+
+    return engine_for(settings_for(settings).state_url).client

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, StaleFenceError
+from ._client import settings_for
 
 #: Bytes read per chunk while fetching an object (spooled to disk past ``SPOOL_BYTES``).
 CHUNK = 1024 * 1024
@@ -173,10 +174,7 @@ def store_for(settings: Any) -> ArtifactStore | None:
 
 
 def _store(settings: Any) -> ArtifactStore:
-    from ..embedded import attach
-    from ..settings import Settings
-
-    store = store_for(settings if settings is not None else attach(Settings.from_env()))
+    store = store_for(settings_for(settings))
     if store is None:
         raise ConfigError("CODITECT_ARTIFACTS_URL", "not set: there is nowhere to keep artifacts")
     return store
