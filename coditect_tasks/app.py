@@ -72,5 +72,13 @@ def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) ->
         worker_redirect_stdouts=False,
         enable_utc=True,
     )
+    if settings.outbox:
+        app.conf.update(
+            # RabbitMQ: replicated queues that survive a broker node, and a publish returns only
+            # once the broker has the message (the outbox drops an entry only then)
+            task_create_missing_queue_type="quorum",
+            task_default_queue_type="quorum",
+            broker_transport_options={"confirm_publish": True},
+        )
     install(app, dict(declared))
     return app

@@ -143,6 +143,17 @@ REAPED_AT = f"{PREFIX}reaped_at"
 #: ZSET of worker hostnames that hold reserved node messages, scored by first reservation.
 RESERVERS = f"{PREFIX}reservers"
 
+#: LIST of "<queue>\n<message envelope>" the engine wrote for a broker it cannot push to from Lua
+#: (RabbitMQ): workers drain it there (``worker/outbox.py``), in the order written.
+OUTBOX = f"{PREFIX}outbox"
+#: Prefix of LIST ``<prefix><worker>``: the outbox entries that worker is publishing right now;
+#: moved back to ``OUTBOX`` if it dies before the broker confirmed them (reclaim.lua).
+OUTBOX_HELD_PREFIX = f"{PREFIX}outbox:held:"
+
+
+def outbox_held(hostname: str) -> str:
+    return f"{OUTBOX_HELD_PREFIX}{hostname}"
+
 
 #: Prefix of STRING ``<prefix><task id>``: "run|node|task id" of the node a pool process runs on
 #: message ``<task id>`` after finishing that message's own node (see ``FOLLOW_SECONDS``), so the
@@ -225,6 +236,8 @@ def lua_prelude() -> str:
         "METRICS": METRICS,
         "FRONTIER": FRONTIER,
         "RESERVERS": RESERVERS,
+        "OUTBOX": OUTBOX,
+        "OUTBOX_HELD_PREFIX": OUTBOX_HELD_PREFIX,
         "REAPED_AT": REAPED_AT,
         "REAP_GAP_SECONDS": REAP_GAP_SECONDS,
         "WORKER_PREFIX": WORKER_PREFIX,

@@ -128,6 +128,12 @@ class Settings:
         """These settings pointed at ``url`` (the embedded Redis) for every Redis role."""
         return dataclasses.replace(self, broker_url=url, result_backend=None, redis_url=None)
 
+    @property
+    def outbox(self) -> bool:
+        """True when the broker is not Redis (RabbitMQ): the engine's Lua scripts cannot publish
+        to it, so node messages go through the outbox in the state Redis (``worker/outbox.py``)."""
+        return self.broker_url is not None and urlsplit(self.broker_url).scheme not in REDIS_SCHEMES
+
     def require_broker(self) -> str:
         if self.broker_url is None:
             raise NoBrokerError(str(self.home))

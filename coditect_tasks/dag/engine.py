@@ -57,6 +57,7 @@ def _load_scripts() -> dict[str, str]:
             "reserve",
             "reclaim",
             "roots",
+            "outbox",
         )
     }
 
@@ -145,6 +146,7 @@ class Engine:
         trace: str = "",
         reused: dict[str, str] | None = None,
         parent: str = "",
+        outbox: bool = False,
     ) -> None:
         """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing.
 
@@ -152,7 +154,7 @@ class Engine:
         reaper goes on with them if this process stops). ``trace`` is the traceparent of the
         run's root span. A retry of run ``parent`` passes ``reused``: node → result (JSON) of
         the nodes that succeeded there; they start succeeded, and the run begins at the nodes
-        whose every predecessor is among them.
+        whose every predecessor is among them. ``outbox``: a broker Lua cannot reach (RabbitMQ).
         """
         reused = reused or {}
         if not self._no_eviction_checked:  # once per process: run state must never be evicted
@@ -192,12 +194,11 @@ class Engine:
         roots = [n for n in plan.order if n not in reused and not pending[n]]
         if not roots:  # every node reused: the run would never end
             raise ValueError(f"run {run_id}: nothing to run, every node is reused")
+        fields: dict[Any, Any] = {"trace": trace, "parent": parent, **({"outbox": 1} if outbox else {})}
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
                 if self.client.hget(p + "run", "status") is None:  # else an earlier try got through
-                    self._write_run(
-                        run_id, plan, templates, descs, params, pending, submitted, trace, roots, reused, parent
-                    )
+                    self._write_run(run_id, plan, templates, descs, params, pending, submitted, fields, roots, reused)
         if len(roots) > keys.ROOT_SLICE:
             try:
                 while int(self._call("roots", run_id)) > 0:
@@ -214,10 +215,9 @@ class Engine:
         params: dict[Any, Any],
         pending: dict[Any, Any],
         submitted: str,
-        trace: str,
+        fields: dict[Any, Any],
         roots: list[str],
         reused: dict[str, str],
-        parent: str,
     ) -> None:
         p = keys.run_prefix(run_id)
         dag = plan.dag
@@ -232,8 +232,7 @@ class Engine:
                     "remaining": len(dag.nodes) - len(reused),
                     "running": 0,
                     "dag": json.dumps(dag.to_json()),
-                    "trace": trace,
-                    "parent": parent,
+                    **fields,
                 },
             )
             pipe.hset(p + "node", mapping=descs)
@@ -345,6 +344,15 @@ class Engine:
             if not self.client.exists(keys.worker(str(host))):
                 count += int(self._call("reclaim", "", str(host), grace))
         return count
+
+    def take_outbox(self, hostname: str, published: int, limit: int) -> list[str]:
+        """Worker ``hostname``'s outbox entries to publish, newest first: it drops the ``published``
+        oldest it held (the broker confirmed them) and takes up to ``limit`` more."""
+        return [str(entry) for entry in self._call("outbox", "", hostname, published, limit)]
+
+    def await_outbox(self, hostname: str, seconds: int) -> None:
+        """Block up to ``seconds`` until an entry is in the outbox; worker ``hostname`` then holds it."""
+        self.client.blmove(keys.OUTBOX, keys.outbox_held(hostname), seconds, "RIGHT", "LEFT")
 
     def retire(self, run_id: str, retention: float) -> bool:
         """The run's history is written: let its live state expire in ``retention`` seconds (0: now).

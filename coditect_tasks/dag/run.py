@@ -14,10 +14,10 @@ from typing import Any
 
 from .. import keys
 from ..agents import Agent
-from ..errors import ConfigError, RunNotFoundError, RunStateError
+from ..errors import RunNotFoundError, RunStateError
 from ..observability import tracing
 from ..registry import Registry
-from ..settings import REDIS_SCHEMES, Settings
+from ..settings import Settings
 from ..status import TERMINAL, NodeStatus, RunStatus, public
 from .engine import Engine, engine_for
 from .message import message_template, template_key
@@ -164,8 +164,6 @@ def submit(dag: Dag, app: Any = None, reused: dict[str, str] | None = None, pare
 
         app = create_app(attach(Settings.from_env()))
     settings: Settings = app.settings
-    if settings.require_broker().split(":", 1)[0] not in REDIS_SCHEMES:
-        raise ConfigError("CODITECT_BROKER_URL", "DAG runs need a Redis broker (RabbitMQ is not supported yet)")
     known = set(app.agents) | set(_live_agents(app))
     plan = validate(dag, known, **settings.dag_limits())
     run_id = uuid.uuid4().hex
@@ -185,7 +183,9 @@ def submit(dag: Dag, app: Any = None, reused: dict[str, str] | None = None, pare
                         app, run_id, known, node.timeout, trace
                     )
             node_templates[node.id] = template_key(node.agent, node.timeout)
-        engine_for(settings.state_url).submit(run_id, plan, templates, node_templates, trace, reused, parent)
+        engine_for(settings.state_url).submit(
+            run_id, plan, templates, node_templates, trace, reused, parent, outbox=settings.outbox
+        )
     return DagRun(run_id, app)
 
 

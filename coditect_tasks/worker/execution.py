@@ -68,7 +68,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     ttl = math.ceil((hard or spec.timeout) + keys.LEASE_SECONDS)  # the follow note outlasts the hard limit
 
     def follow() -> Follow | None:
-        if time.monotonic() >= until:
+        if time.monotonic() >= until or task.app.settings.outbox:  # RabbitMQ's queues are not in Redis
             return None
         return Follow(spec.queue, spec.task_name, _limit(hard), _limit(soft), worker, breaker, via, ttl, until)
 

@@ -21,6 +21,7 @@ from .. import keys
 from ..dag.engine import Engine, engine_for
 from ..registry import BEAT_INTERVAL, TTL, Registry, WorkerInfo
 from . import health, shutdown
+from .outbox import Drainer
 from .reservations import Reservations
 
 #: Seconds between looks for node attempts whose lease expired (see resilience/lease.py).
@@ -48,6 +49,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._app: Any = None
         self._quiet_until = 0.0
         self._reservations: Reservations | None = None
+        self._drainer: Drainer | None = None
 
     def start(self, parent: Any) -> None:
         app = parent.app
@@ -75,6 +77,8 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         except redis.RedisError as exc:  # its notes are then refused: the queued-node check covers them
             log.warning("could not clear the noted messages: %s", exc)
         self._reservations.start()
+        if app.settings.outbox:  # RabbitMQ: the engine's messages go out through this worker too
+            self._drainer = Drainer(app, Engine(shared.client, shared.url, outage_seconds=1.0), parent.hostname).start()
         health.BEACON.ready = True  # before the first write, and before the registry says "consuming"
         if app.settings.health_file is not None:
             health.BEACON.start(app.settings.health_file, parent.hostname, shutdown.DRAINING)
@@ -82,7 +86,8 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         shutdown.install(app, parent.hostname)
         self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
         self._thread.start()
-        signals.task_received.connect(self._on_received, weak=False, dispatch_uid=f"coditect-{id(self)}")
+        if not app.settings.outbox:  # RabbitMQ redelivers what a dead consumer held: no notes needed
+            signals.task_received.connect(self._on_received, weak=False, dispatch_uid=f"coditect-{id(self)}")
 
     def _run(self) -> None:
         ticks = 0
@@ -133,6 +138,9 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         if self._reservations is not None:
             self._reservations.stop()  # writes what is pending; a late write is refused once the next start forgets
             self._reservations = None
+        if self._drainer is not None:
+            self._drainer.stop()  # what it holds unpublished goes back to the outbox once it is gone
+            self._drainer = None
         if self._thread is not None:
             self._thread.join(timeout=BEAT_INTERVAL + 1)
             self._thread = None

@@ -168,15 +168,23 @@ end
 -- Publish a ready node's Celery message straight onto its agent's queue, atomically with its
 -- state change: no window in which a ready node is known but not queued. seq numbers the node's
 -- messages (only the newest may begin it), order is its place among every message the engine
--- put on its queue (header ORDER_HEADER).
+-- put on its queue (header ORDER_HEADER). A run on a broker Lua cannot reach (RabbitMQ: the
+-- run's 'outbox' field) gets its messages written to the outbox in the same script instead,
+-- which workers drain to the broker (at least once: a duplicate is dropped by take's checks);
+-- the broker redelivers what a dead consumer held, so such a node needs no watch.
 local function push(r)
   local seq = redis.call('HINCRBY', SEQ, r.node, 1)
   local order = redis.call('HINCRBY', PUSHED, r.desc.q, 1)
   redis.call('HSET', ORDER, r.node, order)
   set_status(r.node, 'queued', r.desc)
   local tid = RUN_ID .. ':' .. r.node .. ':' .. seq
-  redis.call('LPUSH', r.desc.q, fill(r.parts, {NODE = r.node, ORDER = order, TID = tid}))
-  watch(r.node, QUEUED_CHECK_SECONDS)
+  local message = fill(r.parts, {NODE = r.node, ORDER = order, TID = tid})
+  if redis.call('HGET', RUN, 'outbox') == '1' then
+    redis.call('LPUSH', OUTBOX, r.desc.q .. '\n' .. message)
+  else
+    redis.call('LPUSH', r.desc.q, message)
+    watch(r.node, QUEUED_CHECK_SECONDS)
+  end
   record(r.node, 'queued')
 end
 
