@@ -151,3 +151,12 @@ def test_entries_a_dead_drainer_held_are_published_again_and_a_duplicate_runs_no
     wait_for(lambda: _depth(rabbitmq.url, "agents.counted") == 0, 10, "both copies to be delivered")
     assert log.read_text().splitlines() == ["- 1"]  # two copies published, one execution
     assert run.status()["nodes"]["once"]["attempts"] == 1
+
+
+def test_a_plain_agent_call_retries_after_its_backoff_on_quorum_queues(
+    amqp_app: CoditectApp, amqp_workers: object
+) -> None:
+    amqp_workers(["flaky"])  # type: ignore[operator]
+    # the retries are Celery countdowns: on quorum queues, its native delayed delivery
+    result = amqp_app.tasks["agents.flaky"].apply_async(kwargs={"params": {"fail_times": 2}})
+    assert result.get(timeout=30) == {"attempt": 3}
