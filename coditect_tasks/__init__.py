@@ -15,7 +15,9 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from .agents import Agent, AgentCall, agent, load_agents
     from .app import CoditectApp, create_app
-    from .dag.run import DagRun, submit
+    from .async_client import AsyncClient, AsyncRun
+    from .client import Client, submit
+    from .dag.run import DagRun
     from .dag.spec import Dag, Node
     from .errors import CoditectError
     from .settings import Settings
@@ -29,7 +31,10 @@ _HOMES = {
     "CoditectApp": ".app",
     "create_app": ".app",
     "DagRun": ".dag.run",
-    "submit": ".dag.run",
+    "submit": ".client",
+    "Client": ".client",
+    "AsyncClient": ".async_client",
+    "AsyncRun": ".async_client",
     "Dag": ".dag.spec",
     "Node": ".dag.spec",
     "CoditectError": ".errors",
@@ -40,6 +45,9 @@ _HOMES = {
 __all__ = [
     "Agent",
     "AgentCall",
+    "AsyncClient",
+    "AsyncRun",
+    "Client",
     "CoditectApp",
     "CoditectError",
     "Dag",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from celery import chain, group
+from celery import chain, chord, group
 
 from .app import CoditectApp, create_app
 from .broker import redis_client
@@ -118,6 +118,35 @@ def dag_dispatch_seconds(app: CoditectApp, timeout: float) -> float:
     return (datetime.fromisoformat(started) - submitted).total_seconds()
 
 
+def submit_milliseconds(app: CoditectApp, runs: int, timeout: float) -> tuple[list[float], list[float]]:
+    """Submit of a 4-node noop diamond through one long-lived app and pool (what a ``Client`` holds)
+    against plain Celery's ``chain(a, chord([b, c], d)).apply_async()``, interleaved; each side's
+    calls in milliseconds. Both kinds of work run to the end before the next measurement."""
+    noop = app.tasks["agents.noop"]
+    dag = Dag("diamond")
+    dag.node("a", "noop")
+    dag.node("b", "noop", after=["a"])
+    dag.node("c", "noop", after=["a"])
+    dag.node("d", "noop", after=["b", "c"])
+    plain: list[float] = []
+    ours: list[float] = []
+    handles, results = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        results.append(chain(noop.si(), chord([noop.si(), noop.si()], noop.si())).apply_async())
+        plain.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        handles.append(submit(dag, app))
+        ours.append((time.perf_counter() - started) * 1000)
+    for result in results:
+        result.get(timeout=timeout, disable_sync_subtasks=False)
+        result.forget()
+    for run in handles:
+        if run.wait(timeout) != "succeeded":
+            raise RuntimeError(f"benchmark run {run.id} did not succeed")
+    return plain, ours
+
+
 def memory_per_1000_in_flight(settings: Settings, nodes: int = 10_000) -> dict[str, float]:
     """Bytes of Redis memory per 1,000 queued, unfinished nodes: a fan-out run vs a plain
     Celery group of noop tasks with results, on a private Redis that no worker drains
@@ -205,6 +234,8 @@ def run_engine_bench(
     ours_dispatch: list[float] = []
     plain_capacity: list[float] = []
     ours_capacity: list[float] = []
+    plain_submit: list[float] = []
+    ours_submit: list[float] = []
     for rep in range(repeats):
         on_step(f"repetition {rep + 1}/{repeats}: validate {10_000} nodes")
         validations.append(validate_seconds())
@@ -220,6 +251,10 @@ def run_engine_bench(
         for _ in range(dispatches):
             plain_dispatch.append(celery_dispatch_seconds(app, timeout) * 1000)
             ours_dispatch.append(dag_dispatch_seconds(app, timeout) * 1000)
+        on_step(f"repetition {rep + 1}/{repeats}: submit of {diamonds} diamonds, one at a time")
+        plain, ours = submit_milliseconds(app, diamonds, timeout)
+        plain_submit.extend(plain)
+        ours_submit.extend(ours)
         on_step(f"repetition {rep + 1}/{repeats}: capacity, {diamonds} diamond runs at once")
         plain_capacity.append(celery_capacity(app, default_dag(), diamonds, timeout))
         ours_capacity.append(dag_capacity(app, default_dag(), diamonds, timeout))
@@ -250,6 +285,13 @@ def run_engine_bench(
             "celery_p99_ms": round(percentile(plain_dispatch, 99), 3),
             "coditect_p50_ms": round(percentile(ours_dispatch, 50), 3),
             "coditect_p99_ms": round(percentile(ours_dispatch, 99), 3),
+        },
+        "submit": {
+            "calls": len(ours_submit),
+            "celery_p50_ms": round(percentile(plain_submit, 50), 3),
+            "celery_p99_ms": round(percentile(plain_submit, 99), 3),
+            "coditect_p50_ms": round(percentile(ours_submit, 50), 3),
+            "coditect_p99_ms": round(percentile(ours_submit, 99), 3),
         },
         "capacity": {
             "runs": diamonds,

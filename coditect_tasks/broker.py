@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -23,9 +24,10 @@ from .settings import REDIS_SCHEMES, safe_url
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 
 
-def outlast_outages(seconds: float) -> tenacity.Retrying:
-    """Retry transient Redis errors with jittered exponential backoff for up to ``seconds``."""
-    return tenacity.Retrying(
+def outlast_outages(seconds: float, retrying: type[tenacity.BaseRetrying] = tenacity.Retrying) -> Any:
+    """Retry transient Redis errors with jittered exponential backoff for up to ``seconds``
+    (``retrying``: ``tenacity.AsyncRetrying`` on an event loop)."""
+    return retrying(
         retry=tenacity.retry_if_exception_type(TRANSIENT),
         wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
         stop=tenacity.stop_after_delay(seconds),

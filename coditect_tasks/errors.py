@@ -13,6 +13,10 @@ caller needs, not just a message.
     ├── BrokerUnreachableError the broker or state Redis does not answer (exit 3)
     ├── EmbeddedStackError     the local Redis or workers failed to start (exit 3)
     ├── WorkflowError          a workflow did not succeed (exit 1)
+    │   └── RunFailedError     a run's result asked for: it failed or was cancelled (``failed`` nodes)
+    ├── RunTimeoutError        a run did not end within the time a caller waited (also a TimeoutError)
+    ├── InvalidIdempotencyKeyError  not a string of 1 to 256 characters (exit 2)
+    ├── IdempotencyConflictError    a key an earlier run holds, given with another DAG (exit 2)
     ├── DagError               a DAG file or object that cannot run (exit 2)
     │   ├── MalformedDagError  unreadable YAML/JSON or wrong field types
     │   ├── CycleError         ``cycle`` lists the nodes of one cycle, in order
@@ -107,6 +111,45 @@ class WorkflowError(CoditectError):
     """A workflow ended in a state other than succeeded."""
 
     exit_code = 1
+
+
+class RunFailedError(WorkflowError):
+    """Run ``run_id`` ended ``state`` (failed or cancelled); ``failed``: node → its error."""
+
+    def __init__(self, run_id: str, state: str, failed: dict[str, str | None]) -> None:
+        self.run_id = run_id
+        self.state = state
+        self.failed = failed
+        nodes = ", ".join(f"{node} ({error})" if error else node for node, error in failed.items())
+        super().__init__(f"run {run_id} {state}" + (f": {nodes}" if nodes else ""))
+
+
+class RunTimeoutError(CoditectError, TimeoutError):
+    """Run ``run_id`` was still ``state`` when the caller stopped waiting."""
+
+    def __init__(self, run_id: str, state: str, seconds: float) -> None:
+        self.run_id = run_id
+        self.state = state
+        super().__init__(f"run {run_id} still {state} after {seconds:g} s")
+
+
+class InvalidIdempotencyKeyError(CoditectError):
+    exit_code = 2
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"idempotency key {problem}")
+
+
+class IdempotencyConflictError(CoditectError):
+    """Idempotency ``key`` was given to run ``run_id`` with another DAG: a submit of this DAG under
+    it would be a different run, which the key exists to prevent."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, run_id: str) -> None:
+        self.key = key
+        self.run_id = run_id
+        super().__init__(f"idempotency key {key!r} already started run {run_id} with a different DAG")
 
 
 class DagError(CoditectError):

@@ -173,6 +173,11 @@ FENCE_PREFIX = f"{PREFIX}fence:"
 STATE_PREFIX = f"{PREFIX}state:"
 
 
+def idempotency(key: str) -> str:
+    """STRING "<run id> <DAG digest>": the run a submit with idempotency ``key`` started (expiring)."""
+    return f"{PREFIX}idempotency:{key}"
+
+
 def reserved(hostname: str) -> str:
     """SET of "run|node" whose message this worker has received but not yet begun."""
     return f"{RESERVED_PREFIX}{hostname}"

@@ -51,6 +51,8 @@ class Settings:
     max_foreach_items: int = 10_000
     #: Seconds a finished run's live state stays in Redis once its history is recorded (0: none).
     live_retention: int = 600
+    #: Seconds an idempotency key keeps naming the run it started (a repeat within it returns that run).
+    idempotency_retention: int = 24 * 3600
     #: Seconds a worker told to stop (SIGTERM) lets running nodes finish before it hands them off.
     shutdown_grace: int = 30
     #: The embedded Redis's AOF fsync policy (``FSYNC_POLICIES``).
@@ -108,6 +110,7 @@ class Settings:
             max_params_bytes=_whole(get, "CODITECT_MAX_PARAMS_BYTES", cls.max_params_bytes),
             max_foreach_items=_whole(get, "CODITECT_MAX_FOREACH_ITEMS", cls.max_foreach_items),
             live_retention=_whole(get, "CODITECT_LIVE_RETENTION", cls.live_retention, minimum=0),
+            idempotency_retention=_whole(get, "CODITECT_IDEMPOTENCY_RETENTION", cls.idempotency_retention),
             embedded_fsync=fsync,
             shutdown_grace=_whole(get, "CODITECT_SHUTDOWN_GRACE", cls.shutdown_grace, minimum=0),
             health_file=Path(health) if (health := get("CODITECT_HEALTH_FILE")) else None,
@@ -183,6 +186,7 @@ class Settings:
         env["CODITECT_MAX_PARAMS_BYTES"] = str(self.max_params_bytes)
         env["CODITECT_MAX_FOREACH_ITEMS"] = str(self.max_foreach_items)
         env["CODITECT_LIVE_RETENTION"] = str(self.live_retention)
+        env["CODITECT_IDEMPOTENCY_RETENTION"] = str(self.idempotency_retention)
         env["CODITECT_SHUTDOWN_GRACE"] = str(self.shutdown_grace)
         env["CODITECT_EMBEDDED_FSYNC"] = self.embedded_fsync
         if self.artifacts_url:

@@ -74,6 +74,13 @@ def bench(
         f"{d['coditect_p50_ms']:.2f} / {d['coditect_p99_ms']:.2f}",
         f"{d['celery_p50_ms'] / d['coditect_p50_ms']:.2f}",
     )
+    sub = report["submit"]
+    view.add_row(
+        f"submit a 4-node diamond: ms (p50 / p99, {sub['calls']} calls)",
+        f"{sub['celery_p50_ms']:.2f} / {sub['celery_p99_ms']:.2f}",
+        f"{sub['coditect_p50_ms']:.2f} / {sub['coditect_p99_ms']:.2f}",
+        f"{sub['celery_p50_ms'] / sub['coditect_p50_ms']:.2f}",
+    )
     cap = report["capacity"]
     view.add_row(
         f"capacity: diamond runs/s ({cap['runs']} at once)",

@@ -25,8 +25,7 @@ import redis
 
 from .. import keys
 from ..broker import outlast_outages, redis_client, require_noeviction
-from ..status import RunStatus
-from .plan import Plan
+from .submission import RunWrite
 
 log = logging.getLogger(__name__)
 
@@ -137,123 +136,33 @@ class Engine:
                 return self.scripts[name](args=[run_id, now(), *args, *extra])
         raise AssertionError("unreachable: tenacity re-raises")
 
-    def submit(
-        self,
-        run_id: str,
-        plan: Plan,
-        templates: dict[str, str],
-        node_templates: dict[str, str],
-        trace: str = "",
-        reused: dict[str, str] | None = None,
-        parent: str = "",
-        outbox: bool = False,
-    ) -> None:
-        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing.
+    def submit(self, write: RunWrite) -> str:
+        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing. Returns
+        the run that holds the submission: ``write``'s, or the earlier run of its idempotency key.
 
         Roots past the first ``ROOT_SLICE`` are queued after it, a slice per script call (the
-        reaper goes on with them if this process stops). ``trace`` is the traceparent of the
-        run's root span. A retry of run ``parent`` passes ``reused``: node → result (JSON) of
-        the nodes that succeeded there; they start succeeded, and the run begins at the nodes
-        whose every predecessor is among them. ``outbox``: a broker Lua cannot reach (RabbitMQ).
+        reaper goes on with them if this process stops).
         """
-        reused = reused or {}
         if not self._no_eviction_checked:  # once per process: run state must never be evicted
             require_noeviction(self.client, self.url)
             self._no_eviction_checked = True
-        p = keys.run_prefix(run_id)
-        dag = plan.dag
-        submitted = now()
-        descs: dict[Any, Any] = {}
-        params: dict[Any, Any] = {}
-        pending: dict[Any, Any] = {}
-        for node_id, node in dag.nodes.items():
-            desc: dict[str, Any] = {
-                "q": keys.agent_queue(node.agent),
-                "t": node_templates[node_id],
-                "s": plan.succs[node_id],
-                "p": plan.preds[node_id],
-            }
-            if node.foreach is not None:
-                desc["x"] = 1
-            if isinstance(node.foreach, str):
-                desc["f"] = node.foreach
-            descs[node_id] = json.dumps(desc, separators=(",", ":"))
-            params[node_id] = json.dumps(
-                {
-                    "agent": node.agent,
-                    "params": node.params,
-                    "items": node.foreach if isinstance(node.foreach, list) else None,
-                    "foreach": node.foreach is not None,
-                    "retries": node.retries,
-                    "timeout": node.timeout,
-                    "fallback": node.fallback,
-                },
-                separators=(",", ":"),
-            )
-            pending[node_id] = sum(1 for pred in plan.preds[node_id] if pred not in reused)
-        roots = [n for n in plan.order if n not in reused and not pending[n]]
-        if not roots:  # every node reused: the run would never end
-            raise ValueError(f"run {run_id}: nothing to run, every node is reused")
-        fields: dict[Any, Any] = {"trace": trace, "parent": parent, **({"outbox": 1} if outbox else {})}
+        p = keys.run_prefix(write.run_id)
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
-                if self.client.hget(p + "run", "status") is None:  # else an earlier try got through
-                    self._write_run(run_id, plan, templates, descs, params, pending, submitted, fields, roots, reused)
-        if len(roots) > keys.ROOT_SLICE:
+                if self.client.hget(p + "run", "status") is not None:
+                    break  # an earlier try got through
+                with self.client.pipeline(transaction=True) as pipe:
+                    self.scripts["submit"](args=write.queue(pipe), client=pipe)
+                    held = write.started(pipe.execute()[-1])
+                if held != write.run_id:
+                    return held
+        if write.later:
             try:
-                while int(self._call("roots", run_id)) > 0:
+                while int(self._call("roots", write.run_id)) > 0:
                     pass  # one slice per call: other clients reach Redis in between
             except redis.RedisError as exc:  # the run exists: the reaper queues the rest
-                log.warning("run %s: the reaper will queue the rest of its roots (%s)", run_id, exc)
-
-    def _write_run(
-        self,
-        run_id: str,
-        plan: Plan,
-        templates: dict[str, str],
-        descs: dict[Any, Any],
-        params: dict[Any, Any],
-        pending: dict[Any, Any],
-        submitted: str,
-        fields: dict[Any, Any],
-        roots: list[str],
-        reused: dict[str, str],
-    ) -> None:
-        p = keys.run_prefix(run_id)
-        dag = plan.dag
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                p + "run",
-                mapping={
-                    "name": dag.name,
-                    "status": RunStatus.SUBMITTING.value,
-                    "submitted_at": submitted,
-                    "total": len(dag.nodes),
-                    "remaining": len(dag.nodes) - len(reused),
-                    "running": 0,
-                    "dag": json.dumps(dag.to_json()),
-                    **fields,
-                },
-            )
-            pipe.hset(p + "node", mapping=descs)
-            pipe.hset(p + "params", mapping=params)
-            if waiting := {node: count for node, count in pending.items() if count and node not in reused}:
-                pipe.hset(p + "pending", mapping=waiting)  # only successors are counted down
-                pipe.hset(p + "waiting", mapping=waiting)  # no predecessor runs yet
-            pipe.hset(p + "status", mapping={n: "succeeded" if n in reused else "pending" for n in dag.nodes})
-            if reused:
-                pipe.hset(p + "result", mapping=dict[Any, Any](reused))
-                pipe.hset(p + "finished", mapping=dict.fromkeys(reused, submitted))
-            pipe.hset(p + "tpl", mapping=dict[Any, Any](templates))
-            stamp = datetime.now(UTC).timestamp()
-            pipe.zadd(keys.RUNS, {run_id: stamp})
-            if later := roots[keys.ROOT_SLICE :]:
-                pipe.rpush(p + "unpushed", *later)
-                # the reaper's turn (a skewed clock only moves it: slices never overlap)
-                pipe.zadd(keys.SUBMITTING, {run_id: stamp + keys.SUBMIT_STALL_SECONDS})
-            args: list[str | int] = [run_id, submitted, len(reused), *reused, *roots[: keys.ROOT_SLICE]]
-            self.scripts["submit"](args=args, client=pipe)
-            pipe.execute()
+                log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
+        return write.run_id
 
     def begin(self, run_id: str, node_id: str, worker: str, task_id: str, breaker: str = "") -> Taken | None:
         """Take a node for a new attempt from the message ``task_id``, or None if it must not run

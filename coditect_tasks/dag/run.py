@@ -9,20 +9,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from .. import keys
 from ..agents import Agent
-from ..errors import RunNotFoundError, RunStateError
+from ..errors import RunFailedError, RunNotFoundError, RunStateError, RunTimeoutError
 from ..observability import tracing
 from ..registry import Registry
 from ..settings import Settings
 from ..status import TERMINAL, NodeStatus, RunStatus, public
-from .engine import Engine, engine_for
+from .engine import Engine, engine_for, now
+from .events import Event, follow
 from .message import message_template, template_key
 from .plan import validate
 from .spec import Dag
+from .submission import Idempotency, RunWrite, prepare
 
 NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error", "routed")
 
@@ -30,13 +33,15 @@ NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", 
 class DagRun:
     """A handle on one submitted run: poll it, wait for it, read it, cancel it."""
 
-    def __init__(self, run_id: str, app: Any) -> None:
+    def __init__(self, run_id: str, app: Any, engine: Engine | None = None) -> None:
         self.id = run_id
         self.app = app
+        self._engine = engine
 
     @property
     def engine(self) -> Engine:
-        return engine_for(self.app.settings.state_url)
+        """The pool of the client that made this handle, else the process's."""
+        return self._engine or engine_for(self.app.settings.state_url)
 
     def __repr__(self) -> str:
         return f"<DagRun {self.id}>"
@@ -52,7 +57,7 @@ class DagRun:
         """The full run document (see the README's run JSON)."""
         live = read_live(self.engine, self.id)
         if live is not None:
-            add_stall_warnings(self.app, live)
+            add_stall_warnings(self.engine, live)
             return live
         from ..history.store import HistoryStore
 
@@ -125,6 +130,18 @@ class DagRun:
         """Results of the nodes that succeeded, by node id."""
         return {nid: n["result"] for nid, n in self.status()["nodes"].items() if n["status"] == NodeStatus.SUCCEEDED}
 
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Results by node once the run succeeds; ``RunFailedError`` (with its failed nodes and their
+        errors) if it fails or is cancelled; ``RunTimeoutError`` if it has not ended within ``timeout`` s."""
+        return outcome(self.id, self.wait(timeout), self.status(), timeout)
+
+    def events(self, after: str | None = None) -> Iterator[Event]:
+        """The run's transitions as they happen (those so far first, or those after id ``after``),
+        ending with its terminal event."""
+        from ..history.store import HistoryStore
+
+        return follow(self.engine.client, HistoryStore.from_settings(self.app.settings), self.id, after)
+
     def retry(self) -> DagRun:
         """A new run of this run's DAG, for a run that failed or was cancelled: nodes that succeeded
         here start succeeded with their results (they do not run again); the rest run afresh.
@@ -142,7 +159,8 @@ class DagRun:
         if running := [nid for nid, node in doc["nodes"].items() if node["status"] == NodeStatus.RUNNING]:
             # a cancel lets running nodes finish: retrying now would run them twice at once
             raise RunStateError(self.id, f"node(s) {', '.join(running[:5])} still run; retry once they end")
-        return submit(Dag.from_json(self.definition(), source=f"run {self.id}"), self.app, reused, self.id)
+        dag = Dag.from_json(self.definition(), source=f"run {self.id}")
+        return submit(dag, self.app, reused, self.id, engine=self._engine)
 
     def cancel(self) -> bool:
         """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
@@ -152,45 +170,82 @@ class DagRun:
         return done
 
 
-def submit(dag: Dag, app: Any = None, reused: dict[str, str] | None = None, parent: str = "") -> DagRun:
-    """Validate ``dag`` and start it; ``DagError`` (nothing enqueued) if it cannot run.
+def outcome(run_id: str, state: str, doc: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """What ``result`` gives for a run in ``state`` with document ``doc``: its results, or an error."""
+    if state == RunStatus.SUCCEEDED:
+        return {nid: n["result"] for nid, n in doc["nodes"].items() if n["status"] == NodeStatus.SUCCEEDED}
+    if state not in TERMINAL:
+        raise RunTimeoutError(run_id, state, timeout or 0.0)
+    failed = {nid: n["error"] for nid, n in doc["nodes"].items() if n["status"] == NodeStatus.FAILED}
+    raise RunFailedError(run_id, state, failed)
 
-    ``app`` defaults to one built from the environment (``CODITECT_*``). ``reused`` and
-    ``parent`` are a retry's (``DagRun.retry``).
-    """
-    if app is None:
-        from ..app import create_app
-        from ..embedded import attach
 
-        app = create_app(attach(Settings.from_env()))
+def submit(
+    dag: Dag,
+    app: Any,
+    reused: dict[str, str] | None = None,
+    parent: str = "",
+    *,
+    idempotency_key: str | None = None,
+    engine: Engine | None = None,
+) -> DagRun:
+    """Validate ``dag`` and start it on ``app``'s stack; ``DagError`` (nothing enqueued) if it cannot
+    run. With ``idempotency_key``, a repeat of an earlier submit (same key, same DAG) returns that
+    run. ``reused`` and ``parent`` are a retry's (``DagRun.retry``); ``engine``: the caller's pool."""
     settings: Settings = app.settings
-    known = set(app.agents) | set(_live_agents(app))
-    plan = validate(dag, known, **settings.dag_limits())
-    run_id = uuid.uuid4().hex
+    engine = engine or engine_for(settings.state_url)
+    idem = idempotency(dag, settings, idempotency_key)
+    if idem is not None and (held := idem.holder(engine.client.get(idem.redis_key))):
+        return DagRun(held, app, engine)
+    live: list[str] = _live_agents(engine) if needs_registry(dag, app) else []
     tracing.setup_tracing("coditect-producer")
     with tracing.run_span(dag.name, len(dag.nodes)) as span:
-        span.set_attribute("coditect.run_id", run_id)
-        trace = tracing.traceparent(span)
-        templates: dict[str, str] = {}
-        node_templates: dict[str, str] = {}
-        for node in dag.nodes.values():
-            spec = app.agents.get(node.agent)
-            fallback = node.fallback or (spec.fallback if spec else None)
-            for name in (node.agent, fallback):
-                if name is not None and template_key(name, node.timeout) not in templates:
-                    known = app.agents.get(name) or _remote_agent(name)
-                    templates[template_key(name, node.timeout)] = message_template(
-                        app, run_id, known, node.timeout, trace
-                    )
-            node_templates[node.id] = template_key(node.agent, node.timeout)
-        engine_for(settings.state_url).submit(
-            run_id, plan, templates, node_templates, trace, reused, parent, outbox=settings.outbox
-        )
-    return DagRun(run_id, app)
+        write = prepare_run(dag, app, live, span, reused, parent, idem)
+        return DagRun(engine.submit(write), app, engine)
 
 
-def _live_agents(app: Any) -> list[str]:
-    return list(Registry(engine_for(app.settings.state_url).client).by_agent())
+def idempotency(dag: Dag, settings: Settings, key: object) -> Idempotency | None:
+    """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), or None without a key."""
+    return None if key is None else Idempotency.of(key, dag.to_json(), settings.idempotency_retention)
+
+
+def needs_registry(dag: Dag, app: Any) -> bool:
+    """Whether ``dag`` names an agent ``app`` does not declare (only a remote worker might serve it)."""
+    return any(name not in app.agents for node in dag.nodes.values() for name in (node.agent, node.fallback) if name)
+
+
+def prepare_run(
+    dag: Dag,
+    app: Any,
+    live: list[str],
+    span: Any,
+    reused: dict[str, str] | None = None,
+    parent: str = "",
+    idem: Idempotency | None = None,
+) -> RunWrite:
+    """Validate and plan ``dag`` against the agents ``app`` declares and ``live`` ones, and build
+    its run's writes under the run's root ``span``."""
+    settings: Settings = app.settings
+    plan = validate(dag, set(app.agents) | set(live), **settings.dag_limits())
+    run_id = uuid.uuid4().hex
+    span.set_attribute("coditect.run_id", run_id)
+    trace = tracing.traceparent(span)
+    templates: dict[str, str] = {}
+    node_templates: dict[str, str] = {}
+    for node in dag.nodes.values():
+        spec = app.agents.get(node.agent)
+        fallback = node.fallback or (spec.fallback if spec else None)
+        for name in (node.agent, fallback):
+            if name is not None and template_key(name, node.timeout) not in templates:
+                known = app.agents.get(name) or _remote_agent(name)
+                templates[template_key(name, node.timeout)] = message_template(app, run_id, known, node.timeout, trace)
+        node_templates[node.id] = template_key(node.agent, node.timeout)
+    fields = {"trace": trace, "parent": parent, **({"outbox": 1} if settings.outbox else {})}
+    return prepare(run_id, plan, templates, node_templates, now(), fields, reused, idem)
+
+
+def _live_agents(engine: Engine) -> list[str]:
+    return list(Registry(engine.client).by_agent())
 
 
 def _remote_agent(name: str) -> Any:
@@ -200,12 +255,22 @@ def _remote_agent(name: str) -> Any:
 
 def read_live(engine: Engine, run_id: str) -> dict[str, Any] | None:
     """The run document from Redis, or None if its live state is gone."""
-    p = keys.run_prefix(run_id)
     with engine.client.pipeline(transaction=False) as pipe:
-        pipe.hgetall(p + "run")
-        for field in NODE_FIELDS:
-            pipe.hgetall(p + field)
-        run, *tables = pipe.execute()
+        return live_document(run_id, queue_live_reads(pipe, run_id).execute())
+
+
+def queue_live_reads(pipe: Any, run_id: str) -> Any:
+    """Queue on ``pipe`` (sync or asyncio) the reads ``live_document`` needs."""
+    p = keys.run_prefix(run_id)
+    pipe.hgetall(p + "run")
+    for field in NODE_FIELDS:
+        pipe.hgetall(p + field)
+    return pipe
+
+
+def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
+    """The run document from the replies of ``queue_live_reads``; None if the live state is gone."""
+    run, *tables = replies
     if not run or "dag" not in run:
         return None
     by_field = dict(zip(NODE_FIELDS, tables, strict=True))
@@ -242,27 +307,32 @@ def read_live(engine: Engine, run_id: str) -> dict[str, Any] | None:
     }
 
 
-def add_stall_warnings(app: Any, doc: dict[str, Any]) -> None:
+def add_stall_warnings(engine: Engine, doc: dict[str, Any]) -> None:
     """Name every queued node whose agent has no live worker: the run is stalled there."""
-    if doc["status"] in TERMINAL:
-        return
-    live = Registry(engine_for(app.settings.state_url).client).by_agent()
+    if doc["status"] not in TERMINAL:
+        stall_warnings(doc, Registry(engine.client).by_agent())
+
+
+def stall_warnings(doc: dict[str, Any], live: dict[str, Any]) -> None:
+    """Add to ``doc``'s warnings every queued node whose agent has no worker in ``live`` (agent → workers)."""
     for nid, node in doc["nodes"].items():
         if node["status"] == NodeStatus.QUEUED and not live.get(node["agent"]):
             doc["warnings"].append(f"node {nid!r} waits for agent {node['agent']!r}, which has no live worker")
 
 
-def list_runs(app: Any, limit: int = 20, before: str | None = None) -> list[dict[str, Any]]:
+def list_runs(
+    app: Any, limit: int = 20, before: str | None = None, engine: Engine | None = None
+) -> list[dict[str, Any]]:
     """Newest runs first: live ones from Redis, the rest from the history. With ``before`` (a run
     id), the runs submitted before that one: the next page."""
     from ..history.store import HistoryStore
 
-    client = engine_for(app.settings.state_url).client
+    client = (engine or engine_for(app.settings.state_url)).client
     cutoff: str | None = None
     newest = "+inf"
     if before is not None:
         live = client.hget(keys.run_prefix(before) + "run", "submitted_at")
-        cutoff = str(live) if live is not None else DagRun(before, app).status()["submitted_at"]
+        cutoff = str(live) if live is not None else DagRun(before, app, engine).status()["submitted_at"]
         # a run's score is taken a moment after its submitted_at: a second's slack, then the exact cut below
         newest = str(datetime.fromisoformat(str(cutoff)).timestamp() + 1)
     found: dict[str, dict[str, Any]] = {}

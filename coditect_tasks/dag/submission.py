@@ -1,0 +1,175 @@
+"""One run's submission, prepared once, then written by the sync engine or the asyncio client.
+
+Preparing (descriptions, params, counters, roots) is pure; ``RunWrite.queue`` puts the writes
+on a pipeline of either kind (redis-py's sync and asyncio pipelines queue commands alike), and
+the submit script that ends the MULTI/EXEC starts the run, or refuses it when an earlier run
+holds its idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import keys
+from ..errors import IdempotencyConflictError, InvalidIdempotencyKeyError
+from ..status import RunStatus
+from .plan import Plan
+
+#: Characters an idempotency key may have at most.
+MAX_KEY_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A caller's idempotency key, the digest of the DAG it was given with, and how long it holds."""
+
+    key: str
+    digest: str
+    seconds: int
+
+    @classmethod
+    def of(cls, key: object, dag_json: dict[str, Any], seconds: int) -> Idempotency:
+        """``InvalidIdempotencyKeyError`` for a key that is not a string of 1 to 256 characters."""
+        if not isinstance(key, str):
+            raise InvalidIdempotencyKeyError(f"must be a string, not {type(key).__name__}")
+        if not key.strip():
+            raise InvalidIdempotencyKeyError("must not be empty")
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidIdempotencyKeyError(f"has {len(key)} characters; at most {MAX_KEY_LENGTH} are allowed")
+        canonical = json.dumps(dag_json, sort_keys=True, separators=(",", ":"))
+        return cls(key, hashlib.sha256(canonical.encode()).hexdigest(), seconds)
+
+    @property
+    def redis_key(self) -> str:
+        return keys.idempotency(self.key)
+
+    def holder(self, held: Any) -> str | None:
+        """The run id that ``held`` (the key's value, "<run id> <digest>") names for the same DAG;
+        None if the key is free; ``IdempotencyConflictError`` if it was taken with another DAG."""
+        if held is None:
+            return None
+        run_id, _, digest = str(held).partition(" ")
+        if digest != self.digest:
+            raise IdempotencyConflictError(self.key, run_id)
+        return run_id
+
+
+@dataclass
+class RunWrite:
+    """Everything one run's submit writes, ready to queue on a pipeline."""
+
+    run_id: str
+    run: dict[str, Any]
+    hashes: dict[str, dict[str, Any]]
+    roots: list[str]
+    reused: list[str]
+    submitted: str
+    idempotency: Idempotency | None = None
+    later: list[str] = field(default_factory=list)
+
+    def queue(self, pipe: Any) -> list[Any]:
+        """Queue the writes on ``pipe`` (sync or asyncio); return the submit script's arguments."""
+        p = keys.run_prefix(self.run_id)
+        pipe.hset(p + "run", mapping=self.run)
+        for suffix, mapping in self.hashes.items():
+            if mapping:
+                pipe.hset(p + suffix, mapping=mapping)
+        stamp = datetime.now(UTC).timestamp()
+        pipe.zadd(keys.RUNS, {self.run_id: stamp})
+        if self.later:
+            pipe.rpush(p + "unpushed", *self.later)
+            # the reaper's turn (a skewed clock only moves it: slices never overlap)
+            pipe.zadd(keys.SUBMITTING, {self.run_id: stamp + keys.SUBMIT_STALL_SECONDS})
+        idem = self.idempotency
+        head = [idem.redis_key, idem.digest, idem.seconds] if idem else ["", "", 0]
+        return [self.run_id, self.submitted, *head, len(self.reused), *self.reused, *self.roots]
+
+    def started(self, reply: Any) -> str:
+        """The run the submit script's ``reply`` says holds this submission: this one, or the
+        earlier run of the same idempotency key (``IdempotencyConflictError`` for another DAG)."""
+        if self.idempotency is not None and isinstance(reply, (str, bytes)):
+            return self.idempotency.holder(reply.decode() if isinstance(reply, bytes) else reply) or self.run_id
+        return self.run_id
+
+
+def prepare(
+    run_id: str,
+    plan: Plan,
+    templates: dict[str, str],
+    node_templates: dict[str, str],
+    submitted: str,
+    fields: dict[str, Any],
+    reused: dict[str, str] | None = None,
+    idempotency: Idempotency | None = None,
+) -> RunWrite:
+    """The writes of run ``run_id``. ``fields`` go into its run hash (trace, parent, outbox). A
+    retry passes ``reused``: node → result (JSON) of the nodes that succeeded in its parent; they
+    start succeeded, and the run begins at the nodes whose every predecessor is among them."""
+    reused = reused or {}
+    dag = plan.dag
+    descs: dict[str, str] = {}
+    params: dict[str, str] = {}
+    pending: dict[str, int] = {}
+    for node_id, node in dag.nodes.items():
+        desc: dict[str, Any] = {
+            "q": keys.agent_queue(node.agent),
+            "t": node_templates[node_id],
+            "s": plan.succs[node_id],
+            "p": plan.preds[node_id],
+        }
+        if node.foreach is not None:
+            desc["x"] = 1
+        if isinstance(node.foreach, str):
+            desc["f"] = node.foreach
+        descs[node_id] = json.dumps(desc, separators=(",", ":"))
+        params[node_id] = json.dumps(
+            {
+                "agent": node.agent,
+                "params": node.params,
+                "items": node.foreach if isinstance(node.foreach, list) else None,
+                "foreach": node.foreach is not None,
+                "retries": node.retries,
+                "timeout": node.timeout,
+                "fallback": node.fallback,
+            },
+            separators=(",", ":"),
+        )
+        pending[node_id] = sum(1 for pred in plan.preds[node_id] if pred not in reused)
+    roots = [n for n in plan.order if n not in reused and not pending[n]]
+    if not roots:  # every node reused: the run would never end
+        raise ValueError(f"run {run_id}: nothing to run, every node is reused")
+    waiting = {node: count for node, count in pending.items() if count and node not in reused}
+    run = {
+        "name": dag.name,
+        "status": RunStatus.SUBMITTING.value,
+        "submitted_at": submitted,
+        "total": len(dag.nodes),
+        "remaining": len(dag.nodes) - len(reused),
+        "running": 0,
+        "dag": json.dumps(dag.to_json()),
+        **fields,
+    }
+    hashes: dict[str, dict[str, Any]] = {
+        "node": descs,
+        "params": params,
+        "pending": waiting,  # only successors are counted down
+        "waiting": dict(waiting),  # no predecessor runs yet
+        "status": {n: "succeeded" if n in reused else "pending" for n in dag.nodes},
+        "result": dict(reused),
+        "finished": dict.fromkeys(reused, submitted),
+        "tpl": dict(templates),
+    }
+    return RunWrite(
+        run_id,
+        run,
+        hashes,
+        roots[: keys.ROOT_SLICE],
+        list(reused),
+        submitted,
+        idempotency,
+        roots[keys.ROOT_SLICE :],
+    )

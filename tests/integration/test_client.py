@@ -1,0 +1,240 @@
+"""The orchestrator's clients on real processes: ``Client``, ``AsyncClient``, idempotent submit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+from coditect_tasks import AsyncClient, Client, Dag, keys
+from coditect_tasks.broker import MAX_CONNECTIONS
+from coditect_tasks.errors import (
+    IdempotencyConflictError,
+    InvalidIdempotencyKeyError,
+    RunFailedError,
+    RunNotFoundError,
+    RunTimeoutError,
+)
+from coditect_tasks.settings import Settings
+
+from ..conftest import ROOT, SUPPORT_ENV, WorkerFactory, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def diamond(name: str = "diamond") -> Dag:
+    dag = Dag(name)
+    dag.node("a", "echo", params={"n": 1})
+    dag.node("b", "echo", after=["a"])
+    dag.node("c", "echo", after=["a"])
+    dag.node("d", "echo", after=["b", "c"])
+    return dag
+
+
+def _connections(settings: Settings) -> int:
+    """This process's open TCP connections to the state Redis (the workers' are not ours)."""
+    port = int(settings.state_url.rsplit(":", 1)[1].split("/")[0])
+    return sum(1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port)
+
+
+def test_one_client_submits_reads_waits_follows_and_gives_its_connections_back(
+    settings: Settings, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(["echo", "fragile"], concurrency=2, extra_env=SUPPORT_ENV)
+    before = _connections(settings)
+    with Client(settings) as client:
+        run = client.submit(diamond())
+        results = run.result(timeout=30)
+        assert set(results) == {"a", "b", "c", "d"}
+        assert set(results["d"]["upstream"]) == {"b", "c"}
+        assert client.get(run.id).status() == run.status()
+        with pytest.raises(RunNotFoundError):
+            client.get("no-such-run")
+        events = list(run.events())
+        assert (events[0].node, events[0].status) == (None, "running")
+        assert (events[-1].node, events[-1].status) == (None, "succeeded") and events[-1].terminal
+        assert [e.status for e in events if e.node == "d"] == ["queued", "running", "succeeded"]
+        assert [e.id for e in events] == sorted({e.id for e in events}, key=lambda i: tuple(map(int, i.split("-"))))
+
+        broken = Dag("broken")
+        broken.node("ok", "echo")
+        broken.node("bad", "fragile", after=["ok"])
+        failing = client.submit(broken)
+        with pytest.raises(RunFailedError) as failed:
+            failing.result(timeout=30)
+        assert failed.value.state == "failed"
+        assert list(failed.value.failed) == ["bad"] and "fragile is down" in str(failed.value.failed["bad"])
+        assert [r["run_id"] for r in client.runs(status="failed")] == [failing.id]
+        assert [r["run_id"] for r in client.runs(limit=2)] == [failing.id, run.id]
+        with pytest.raises(ValueError, match="not one of"):
+            client.runs(status="exploded")
+        assert _connections(settings) <= before + 10  # one bounded pool, whatever the calls
+    wait_for(lambda: _connections(settings) <= before, 5, "the closed client's connections to go")
+
+
+def test_module_level_submit_reuses_one_client_per_process(settings: Settings) -> None:
+    script = """
+import os, sys
+import redis
+import coditect_tasks
+from coditect_tasks import Dag, client as c
+dag = Dag("one-liner")
+dag.node("a", "noop")
+coditect_tasks.submit(dag)
+probe = redis.Redis.from_url(os.environ["CODITECT_BROKER_URL"])
+fds, clients = len(os.listdir("/proc/self/fd")), probe.info("clients")["connected_clients"]
+ids = {coditect_tasks.submit(dag).id for _ in range(300)}
+print(len(ids), len(os.listdir("/proc/self/fd")) - fds,
+      probe.info("clients")["connected_clients"] - clients, c.default_client() is c.default_client())
+"""
+    env = {**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    runs, fds, clients, same = done.stdout.split()
+    assert int(runs) == 300
+    assert int(fds) <= 5 and int(clients) <= 5, done.stdout
+    assert same == "True"
+
+
+def test_a_repeated_submit_with_a_key_returns_the_first_run_and_bad_keys_change_nothing(settings: Settings) -> None:
+    with Client(settings) as client:
+        first = client.submit(diamond(), idempotency_key="order-42")
+        again = client.submit(diamond(), idempotency_key="order-42")
+        assert again.id == first.id
+        with pytest.raises(IdempotencyConflictError) as conflict:
+            client.submit(diamond("another"), idempotency_key="order-42")
+        assert conflict.value.run_id == first.id
+        written = client.engine.client.zcard(keys.RUNS)
+        for bad, problem in (("", "must not be empty"), ("k" * 257, "at most 256"), (42, "must be a string")):
+            with pytest.raises(InvalidIdempotencyKeyError, match=problem):
+                client.submit(diamond(), idempotency_key=bad)  # type: ignore[arg-type]
+        assert client.engine.client.zcard(keys.RUNS) == written == 1
+        assert client.engine.client.ttl(keys.idempotency("order-42")) > 24 * 3600 - 60
+
+
+RACER = """
+import sys
+from coditect_tasks import Client, Dag
+dag = Dag("raced")
+dag.node("a", "noop")
+with Client() as client:
+    print("ready", flush=True)
+    sys.stdin.readline()  # go
+    for i in range(int(sys.argv[1])):
+        print(f"key-{i}", client.submit(dag, idempotency_key=f"key-{i}").id, flush=True)
+"""
+
+
+def test_two_processes_racing_on_the_same_keys_make_one_run_per_key(settings: Settings) -> None:
+    keys_count = 200
+    env = {**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)}
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(keys_count)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for racer in racers:
+        assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+    for racer in racers:
+        assert racer.stdin is not None
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
+    outputs = [dict(line.split() for line in racer.communicate(timeout=120)[0].splitlines()) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers)
+    assert outputs[0] == outputs[1]  # both were told the same run for every key
+    client = redis.Redis.from_url(settings.state_url, decode_responses=True)
+    assert client.zcard(keys.RUNS) == keys_count
+    assert set(client.zrange(keys.RUNS, 0, -1)) == set(outputs[0].values())
+
+
+def test_an_orchestrator_killed_after_submit_and_restarted_with_its_keys_starts_nothing_new(
+    settings: Settings,
+) -> None:
+    env = {**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)}
+    killed = subprocess.Popen(
+        [sys.executable, "-c", RACER.replace("sys.stdin.readline()", "pass"), "20"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert killed.stdout is not None
+    lines = [killed.stdout.readline() for _ in range(21)][1:]
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    first = dict(line.split() for line in lines)
+    restarted = subprocess.run(
+        [sys.executable, "-c", RACER.replace("sys.stdin.readline()", "pass"), "20"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    again = dict(line.split() for line in restarted.stdout.splitlines()[1:])
+    assert again == first
+    assert redis.Redis.from_url(settings.state_url).zcard(keys.RUNS) == 20
+
+
+def test_one_event_loop_awaits_two_hundred_runs_and_short_ones_return_while_long_ones_run(
+    settings: Settings, worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    worker_factory(["waiter"], concurrency=4, extra_env=SUPPORT_ENV)
+    worker_factory(["echo", "fragile"], concurrency=2, extra_env=SUPPORT_ENV)
+    gate = tmp_path / "gate"
+    long_dag = Dag("long")
+    long_dag.node("w", "waiter", params={"gate": str(gate)})
+
+    baseline = _connections(settings)
+
+    async def scenario() -> None:
+        async with AsyncClient(settings) as client:
+            longs = await asyncio.gather(*(client.submit(long_dag) for _ in range(4)))
+            shorts = await asyncio.gather(*(client.submit(diamond()) for _ in range(196)))
+            long_waits = [asyncio.create_task(run.wait(60)) for run in longs]
+            started = time.monotonic()
+            states = await asyncio.wait_for(asyncio.gather(*(run.wait(60) for run in shorts)), 60)
+            print(f"196 short runs awaited at once: all back {time.monotonic() - started:.2f} s after the waits began")
+            assert set(states) == {"succeeded"}
+            assert not any(task.done() for task in long_waits)  # the long runs still run
+            assert [await run.state() for run in longs] == ["running"] * 4
+            gate.touch()
+            assert set(await asyncio.gather(*long_waits)) == {"succeeded"}
+            assert _connections(settings) - baseline <= MAX_CONNECTIONS + 1  # the bounded pool and one subscription
+
+            run = shorts[0]
+            assert set(await run.result()) == {"a", "b", "c", "d"}
+            assert (await run.status())["status"] == "succeeded"
+            seen = [(e.node, e.status) async for e in run.events()]
+            assert seen[0] == (None, "running") and seen[-1] == (None, "succeeded")
+            assert (await client.get(run.id)).id == run.id
+            with pytest.raises(RunNotFoundError):
+                await client.get("no-such-run")
+
+            broken = Dag("broken")
+            broken.node("bad", "fragile")
+            with pytest.raises(RunFailedError):
+                await (await client.submit(broken)).result(30)
+            gate.unlink()
+            stuck = await client.submit(long_dag)
+            with pytest.raises(RunTimeoutError):
+                await stuck.result(0.2)
+            assert await stuck.cancel()
+            assert await stuck.wait(10) == "cancelled"
+            gate.touch()  # its running node returns and is dropped
+            again = await client.submit(diamond(), idempotency_key="async-key")
+            assert (await client.submit(diamond(), idempotency_key="async-key")).id == again.id
+
+    asyncio.run(scenario())
+    assert _connections(settings) <= baseline
