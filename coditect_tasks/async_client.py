@@ -24,7 +24,7 @@ from .dag.engine import SCRIPTS, now
 from .dag.events import Event, follow_async
 from .dag.run import idempotency, live_document, needs_registry, outcome, prepare_run, queue_live_reads, stall_warnings
 from .dag.spec import Dag
-from .dag.submission import RunWrite
+from .dag.submission import MISSING, RunWrite
 from .errors import EvictingRedisError, RunNotFoundError
 from .observability import tracing
 from .settings import Settings, safe_url
@@ -125,13 +125,16 @@ class AsyncClient:
                 raise EvictingRedisError(safe_url(self.settings.state_url), policy)
             self._no_eviction_checked = True
         p = keys.run_prefix(write.run_id)
+        script, number = self._scripts["submit"], 0
         async for attempt in outlast_outages(120.0, tenacity.AsyncRetrying):
             with attempt:
-                if await self.redis.hget(p + "run", "status") is not None:
+                number += 1
+                if number > 1 and await self.redis.hget(p + "run", "status") is not None:
                     break  # an earlier try got through
                 async with self.redis.pipeline(transaction=True) as pipe:
-                    await self._scripts["submit"](args=write.queue(pipe), client=pipe)
-                    held = write.started((await pipe.execute())[-1])
+                    args = write.queue(pipe, script.sha)
+                    reply = write.script_reply(await pipe.execute(raise_on_error=False))
+                held = write.started(await script(args=args) if reply is MISSING else reply)
                 if held != write.run_id:
                     return held
         while write.later and int(await self._scripts["roots"](args=[write.run_id, now()])) > 0:

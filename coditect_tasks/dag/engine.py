@@ -25,7 +25,7 @@ import redis
 
 from .. import keys
 from ..broker import outlast_outages, redis_client, require_noeviction
-from .submission import RunWrite
+from .submission import MISSING, RunWrite
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +147,15 @@ class Engine:
             require_noeviction(self.client, self.url)
             self._no_eviction_checked = True
         p = keys.run_prefix(write.run_id)
-        for attempt in outlast_outages(self.outage_seconds):
+        script = self.scripts["submit"]
+        for number, attempt in enumerate(outlast_outages(self.outage_seconds)):
             with attempt:
-                if self.client.hget(p + "run", "status") is not None:
+                if number and self.client.hget(p + "run", "status") is not None:
                     break  # an earlier try got through
                 with self.client.pipeline(transaction=True) as pipe:
-                    self.scripts["submit"](args=write.queue(pipe), client=pipe)
-                    held = write.started(pipe.execute()[-1])
+                    args = write.queue(pipe, script.sha)
+                    reply = write.script_reply(pipe.execute(raise_on_error=False))
+                held = write.started(script(args=args) if reply is MISSING else reply)
                 if held != write.run_id:
                     return held
         if write.later:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from .. import keys
 from ..errors import IdempotencyConflictError, InvalidIdempotencyKeyError
 from ..status import RunStatus
@@ -21,6 +23,8 @@ from .plan import Plan
 
 #: Characters an idempotency key may have at most.
 MAX_KEY_LENGTH = 256
+#: ``script_reply`` when Redis had not loaded the submit script.
+MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,10 @@ class RunWrite:
     idempotency: Idempotency | None = None
     later: list[str] = field(default_factory=list)
 
-    def queue(self, pipe: Any) -> list[Any]:
-        """Queue the writes on ``pipe`` (sync or asyncio); return the submit script's arguments."""
+    def queue(self, pipe: Any, sha: str) -> list[Any]:
+        """Queue the writes on ``pipe`` (sync or asyncio), then the submit script (``sha``) by its
+        digest; return the script's arguments. Nothing is asked beyond the one MULTI/EXEC: a Redis
+        that lost its scripts answers NOSCRIPT (``script_reply``), and the script then runs alone."""
         p = keys.run_prefix(self.run_id)
         pipe.hset(p + "run", mapping=self.run)
         for suffix, mapping in self.hashes.items():
@@ -86,7 +92,19 @@ class RunWrite:
             pipe.zadd(keys.SUBMITTING, {self.run_id: stamp + keys.SUBMIT_STALL_SECONDS})
         idem = self.idempotency
         head = [idem.redis_key, idem.digest, idem.seconds] if idem else ["", "", 0]
-        return [self.run_id, self.submitted, *head, len(self.reused), *self.reused, *self.roots]
+        args = [self.run_id, self.submitted, *head, len(self.reused), *self.reused, *self.roots]
+        pipe.evalsha(sha, 0, *args)
+        return args
+
+    @staticmethod
+    def script_reply(replies: list[Any]) -> Any:
+        """The submit script's reply among the transaction's ``replies`` (executed with
+        ``raise_on_error=False``); ``MISSING`` if Redis did not have the script (load it, run it
+        alone: the writes are in and wait for it); any other error raised."""
+        for reply in replies:
+            if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                raise reply
+        return MISSING if isinstance(replies[-1], NoScriptError) else replies[-1]
 
     def started(self, reply: Any) -> str:
         """The run the submit script's ``reply`` says holds this submission: this one, or the

@@ -238,3 +238,63 @@ def test_one_event_loop_awaits_two_hundred_runs_and_short_ones_return_while_long
 
     asyncio.run(scenario())
     assert _connections(settings) <= baseline
+
+
+def test_a_submit_after_redis_lost_its_scripts_still_starts_the_run_once(settings: Settings) -> None:
+    with Client(settings) as client:
+        client.submit(diamond())  # the script is loaded now
+        client.engine.client.script_flush()  # as a restarted Redis without them
+        run = client.submit(diamond(), idempotency_key="after-flush")
+        assert run.state() == "running"
+        assert client.engine.client.hget(keys.run_prefix(run.id) + "status", "a") == "queued"
+        assert client.engine.client.zcard(keys.RUNS) == 2
+
+        async def again() -> str:
+            async with AsyncClient(settings) as aclient:
+                await aclient.redis.script_flush()
+                return (await aclient.submit(diamond("async-after-flush"))).id
+
+        started = asyncio.run(again())
+        assert client.get(started).state() == "running"
+
+
+def test_the_example_asyncio_service_submits_once_per_key_and_streams_a_runs_events(
+    settings: Settings, worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    import httpx
+
+    from coditect_tasks.redis_server import free_port, stop_process
+
+    worker_factory(["emit", "echo"], concurrency=2)
+    port = free_port()
+    env = {**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "uvicorn", "examples.orchestrator_service:app", "--port", str(port)]
+    with open(tmp_path / "service.log", "wb") as log:
+        service = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 30, "the example service to listen")
+        body, headers = {"files": ["api.py", "db.py"]}, {"idempotency-key": "pr-1234"}
+        run_id = httpx.post(f"{base}/reviews", json=body, headers=headers).json()["run_id"]
+        assert httpx.post(f"{base}/reviews", json=body, headers=headers).json()["run_id"] == run_id
+        other = httpx.post(f"{base}/reviews", json={"files": ["x.py"]}, headers=headers)
+        assert other.status_code == 422 and "different DAG" in other.json()["detail"]
+        with httpx.stream("GET", f"{base}/reviews/{run_id}/events", timeout=30) as stream:
+            kinds = [line.removeprefix("event: ") for line in stream.iter_lines() if line.startswith("event: ")]
+        assert kinds[0] == "running" and kinds[-1] == "succeeded"
+        assert kinds.count("succeeded") == 4  # plan, code, review, the run
+        done = httpx.get(f"{base}/reviews/{run_id}", params={"wait": 10}).json()
+        assert done["status"] == "succeeded"
+        assert [item["params"]["item"] for item in done["results"]["code"]] == ["api.py", "db.py"]
+        assert httpx.get(f"{base}/reviews/nope").status_code == 404
+    finally:
+        stop_process(service, 10)
