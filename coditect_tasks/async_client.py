@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 import tenacity
 
 from . import keys
 from .broker import MAX_CONNECTIONS, POOL_WAIT_SECONDS, outlast_outages
-from .dag.engine import SCRIPTS, now
+from .dag.engine import OUTAGE_SECONDS, SCRIPTS, now
 from .dag.events import Event, follow_async
 from .dag.run import idempotency, live_document, needs_registry, outcome, prepare_run, queue_live_reads, stall_warnings
 from .dag.spec import Dag
@@ -32,6 +34,8 @@ from .status import TERMINAL, public
 
 #: Seconds between a waiting run's state checks, in case its announcement was missed.
 RECHECK_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class AsyncClient:
@@ -78,7 +82,8 @@ class AsyncClient:
         return run
 
     async def runs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """As ``Client.runs`` (it reads the history database too: in a worker thread)."""
+        """As ``Client.runs``, in a worker thread: the listing reads the history database too (over
+        the process's shared sync pool, ``engine_for``)."""
         from .client import list_runs
         from .dag.engine import engine_for
 
@@ -126,24 +131,34 @@ class AsyncClient:
             self._no_eviction_checked = True
         p = keys.run_prefix(write.run_id)
         script, number = self._scripts["submit"], 0
-        async for attempt in outlast_outages(120.0, tenacity.AsyncRetrying):
+        async for attempt in outlast_outages(OUTAGE_SECONDS, tenacity.AsyncRetrying):
             with attempt:
                 number += 1
-                if number > 1 and await self.redis.hget(p + "run", "status") is not None:
+                status = await self.redis.hget(p + "run", "status") if number > 1 else None
+                if status == "submitting":  # an earlier try wrote the run, its script never ran
+                    reply = await script(args=write.script_args())
+                elif status is not None:
                     break  # an earlier try got through
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    args = write.queue(pipe, script.sha)
-                    reply = write.script_reply(await pipe.execute(raise_on_error=False))
-                held = write.started(await script(args=args) if reply is MISSING else reply)
+                else:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        write.queue(pipe, script.sha)
+                        reply = write.script_reply(await pipe.execute(raise_on_error=False))
+                    if reply is MISSING:  # a Redis without the script: the writes are in, it runs alone
+                        reply = await script(args=write.script_args())
+                held = write.started(reply)
                 if held != write.run_id:
                     return held
-        while write.later and int(await self._scripts["roots"](args=[write.run_id, now()])) > 0:
-            pass  # one slice per call, as Engine.submit queues them
+        try:
+            while write.later and int(await self._scripts["roots"](args=[write.run_id, now()])) > 0:
+                pass  # one slice per call, as Engine.submit queues them
+        except redis.RedisError as exc:  # the run exists: the reaper queues the rest
+            log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
         return write.run_id
 
 
 class AsyncRun:
-    """A handle on one run for coroutines: as ``DagRun``, every method awaitable."""
+    """A handle on one run for coroutines: ``DagRun``'s state, status, wait, result, cancel and
+    events, each awaitable (``Client`` has the rest: retry, progress, definition)."""
 
     def __init__(self, run_id: str, client: AsyncClient) -> None:
         self.id = run_id
@@ -198,24 +213,29 @@ class _Waits:
         self._futures: dict[str, set[asyncio.Future[None]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
+        self._closed = False
         self._prefix, _, self._suffix = keys.run_channel("*").partition("*")
 
     async def wait(self, run: AsyncRun, timeout: float | None) -> str:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+
+        def left() -> float:
+            return RECHECK_SECONDS if deadline is None else min(RECHECK_SECONDS, deadline - loop.time())
+
         while True:
-            await self._listening()  # subscribed before the state is read: no announcement slips by
+            # subscribed before the state is read, so no announcement slips by; a subscription that
+            # cannot be had in time leaves the recheck to find the end
+            with contextlib.suppress(TimeoutError, ConnectionError, redis.RedisError):
+                await asyncio.wait_for(self._listening(), max(left(), 0.001))
             future: asyncio.Future[None] = loop.create_future()
             self._futures.setdefault(run.id, set()).add(future)
             try:
                 state = await run.state()
-                if state in TERMINAL:
-                    return state
-                left = RECHECK_SECONDS if deadline is None else min(RECHECK_SECONDS, deadline - loop.time())
-                if left <= 0:
+                if state in TERMINAL or left() <= 0:
                     return state
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(future, left)
+                    await asyncio.wait_for(future, left())
             finally:
                 waiting = self._futures.get(run.id, set())
                 waiting.discard(future)
@@ -223,9 +243,12 @@ class _Waits:
                     self._futures.pop(run.id, None)
 
     async def _listening(self) -> None:
+        if self._closed:
+            raise RuntimeError("this AsyncClient is closed")
         if self._listener is None or self._listener.done():
-            self._ready = asyncio.get_running_loop().create_future()
-            self._listener = asyncio.create_task(self._listen(self._ready), name="coditect-waits")
+            ready = self._ready = asyncio.get_running_loop().create_future()
+            ready.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: never "never retrieved"
+            self._listener = asyncio.create_task(self._listen(ready), name="coditect-waits")
         assert self._ready is not None
         await asyncio.shield(self._ready)
 
@@ -237,18 +260,25 @@ class _Waits:
                 if message["type"] == "psubscribe" and not ready.done():
                     ready.set_result(None)
                 elif message["type"] == "pmessage":
-                    run_id = str(message["channel"])[len(self._prefix) : -len(self._suffix)]
-                    for future in self._futures.pop(run_id, ()):
-                        if not future.done():
-                            future.set_result(None)
+                    self._wake(str(message["channel"])[len(self._prefix) : -len(self._suffix)])
         except Exception as exc:  # a dropped connection: the next wait subscribes again
-            if not ready.done():
-                ready.set_exception(exc)
+            log.warning("the runs' end subscription dropped (%s); waits subscribe again", exc)
         finally:
+            if not ready.done():
+                ready.set_exception(ConnectionError("the runs' end subscription ended"))
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+    def _wake(self, run_id: str) -> None:
+        for future in self._futures.pop(run_id, ()):
+            if not future.done():
+                future.set_result(None)
 
     async def close(self) -> None:
+        """End the subscription; waits still pending raise ``RuntimeError`` (the client is closed)."""
+        self._closed = True
+        for run_id in list(self._futures):
+            self._wake(run_id)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -33,7 +33,8 @@ class Client:
 
         self.settings = settings or attach(Settings.from_env())
         self.app = create_app(self.settings)
-        self.engine = Engine(redis_client(self.settings.state_url), self.settings.state_url)
+        url = self.settings.state_url
+        self.engine = Engine(redis_client(url, timeout=self.settings.connect_timeout), url)
 
     def submit(self, dag: Dag, *, idempotency_key: str | None = None) -> DagRun:
         """Validate and start ``dag`` (``DagError``: nothing enqueued). With ``idempotency_key``, at

@@ -144,7 +144,7 @@ REAPED_AT = f"{PREFIX}reaped_at"
 RESERVERS = f"{PREFIX}reservers"
 
 #: LIST of "<queue>\n<message envelope>" the engine wrote for a broker it cannot push to from Lua
-#: (RabbitMQ): workers drain it there (``worker/outbox.py``), in the order written.
+#: (RabbitMQ): workers drain it there (``worker/outbox.py``), oldest first.
 OUTBOX = f"{PREFIX}outbox"
 #: Prefix of LIST ``<prefix><worker>``: the outbox entries that worker is publishing right now;
 #: moved back to ``OUTBOX`` if it dies before the broker confirmed them (reclaim.lua).

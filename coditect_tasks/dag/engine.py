@@ -29,6 +29,9 @@ from .submission import MISSING, RunWrite
 
 log = logging.getLogger(__name__)
 
+#: Seconds a caller's engine call waits out a Redis outage (a restart, a failover) before it fails.
+OUTAGE_SECONDS = 120.0
+
 
 def now() -> str:
     """ISO-8601 UTC timestamp with microseconds: the only time format we store."""
@@ -120,7 +123,7 @@ class Engine:
     are idempotent or fenced, so repeating one whose reply was lost is safe.
     """
 
-    def __init__(self, client: redis.Redis, url: str = "redis://", outage_seconds: float = 120.0) -> None:
+    def __init__(self, client: redis.Redis, url: str = "redis://", outage_seconds: float = OUTAGE_SECONDS) -> None:
         self.client = client
         self.url = url
         self.outage_seconds = outage_seconds
@@ -150,12 +153,18 @@ class Engine:
         script = self.scripts["submit"]
         for number, attempt in enumerate(outlast_outages(self.outage_seconds)):
             with attempt:
-                if number and self.client.hget(p + "run", "status") is not None:
+                status = self.client.hget(p + "run", "status") if number else None
+                if status == "submitting":  # an earlier try wrote the run, its script never ran
+                    reply = script(args=write.script_args())
+                elif status is not None:
                     break  # an earlier try got through
-                with self.client.pipeline(transaction=True) as pipe:
-                    args = write.queue(pipe, script.sha)
-                    reply = write.script_reply(pipe.execute(raise_on_error=False))
-                held = write.started(script(args=args) if reply is MISSING else reply)
+                else:
+                    with self.client.pipeline(transaction=True) as pipe:
+                        write.queue(pipe, script.sha)
+                        reply = write.script_reply(pipe.execute(raise_on_error=False))
+                    if reply is MISSING:  # a Redis without the script: the writes are in, it runs alone
+                        reply = script(args=write.script_args())
+                held = write.started(reply)
                 if held != write.run_id:
                     return held
         if write.later:
@@ -258,8 +267,9 @@ class Engine:
 
     def take_outbox(self, hostname: str, published: int, limit: int) -> list[str]:
         """Worker ``hostname``'s outbox entries to publish, newest first: it drops the ``published``
-        oldest it held (the broker confirmed them) and takes up to ``limit`` more."""
-        return [str(entry) for entry in self._call("outbox", "", hostname, published, limit)]
+        oldest it held (the broker confirmed them) and takes more until it holds ``limit``. One
+        try, never repeated (outbox.lua): on an error the caller publishes what it holds again."""
+        return [str(entry) for entry in self.scripts["outbox"](args=["", now(), hostname, published, limit])]
 
     def await_outbox(self, hostname: str, seconds: int) -> None:
         """Block up to ``seconds`` until an entry is in the outbox; worker ``hostname`` then holds it."""

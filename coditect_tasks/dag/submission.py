@@ -90,11 +90,14 @@ class RunWrite:
             pipe.rpush(p + "unpushed", *self.later)
             # the reaper's turn (a skewed clock only moves it: slices never overlap)
             pipe.zadd(keys.SUBMITTING, {self.run_id: stamp + keys.SUBMIT_STALL_SECONDS})
-        idem = self.idempotency
-        head = [idem.redis_key, idem.digest, idem.seconds] if idem else ["", "", 0]
-        args = [self.run_id, self.submitted, *head, len(self.reused), *self.reused, *self.roots]
+        args = self.script_args()
         pipe.evalsha(sha, 0, *args)
         return args
+
+    def script_args(self) -> list[Any]:
+        idem = self.idempotency
+        head = [idem.redis_key, idem.digest, idem.seconds] if idem else ["", "", 0]
+        return [self.run_id, self.submitted, *head, len(self.reused), *self.reused, *self.roots]
 
     @staticmethod
     def script_reply(replies: list[Any]) -> Any:

@@ -75,6 +75,11 @@ class PlatformCollector(Collector):
             "Finished runs whose history is not written yet: their live state stays in Redis until it is.",
             value=float(self.state.zcard(keys.UNRECORDED)),
         )
+        yield GaugeMetricFamily(
+            "coditect_outbox_entries",
+            "Node messages waiting in the outbox for a worker to publish them (RabbitMQ brokers only).",
+            value=float(self.state.llen(keys.OUTBOX)),
+        )
 
     def _agent_gauges(self, agents: list[str], live: Mapping[str, Sequence[object]]) -> Iterator[Metric]:
         depths = queue_depths(self.broker_url, [keys.agent_queue(agent) for agent in agents])

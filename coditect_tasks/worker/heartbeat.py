@@ -77,7 +77,9 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         except redis.RedisError as exc:  # its notes are then refused: the queued-node check covers them
             log.warning("could not clear the noted messages: %s", exc)
         self._reservations.start()
-        if app.settings.outbox:  # RabbitMQ: the engine's messages go out through this worker too
+        if app.settings.outbox and (self._drainer is None or not self._drainer.alive):
+            # RabbitMQ: the engine's messages go out through this worker too; one drainer for the
+            # worker's life (a consumer restart keeps it), so two never share its held entries
             self._drainer = Drainer(app, Engine(shared.client, shared.url, outage_seconds=1.0), parent.hostname).start()
         health.BEACON.ready = True  # before the first write, and before the registry says "consuming"
         if app.settings.health_file is not None:
@@ -138,9 +140,6 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         if self._reservations is not None:
             self._reservations.stop()  # writes what is pending; a late write is refused once the next start forgets
             self._reservations = None
-        if self._drainer is not None:
-            self._drainer.stop()  # what it holds unpublished goes back to the outbox once it is gone
-            self._drainer = None
         if self._thread is not None:
             self._thread.join(timeout=BEAT_INTERVAL + 1)
             self._thread = None
@@ -152,3 +151,6 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
 
     def shutdown(self, parent: Any) -> None:
         self.stop(parent)
+        if self._drainer is not None:
+            self._drainer.stop()  # what it holds unpublished goes back to the outbox once it is gone
+            self._drainer = None

@@ -11,6 +11,7 @@ copy is harmless, because ``begin`` drops a stale or duplicate message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -18,7 +19,6 @@ from typing import Any
 
 import redis
 from kombu.entity import Queue
-from kombu.exceptions import KombuError
 
 from ..dag.engine import Engine
 
@@ -26,6 +26,8 @@ from ..dag.engine import Engine
 BATCH = 200
 #: Seconds one wait for a new entry blocks (how soon a stopping drainer notices).
 WAIT_SECONDS = 1
+#: Seconds a publish waits for the broker's confirm before it counts as failed (and goes again).
+CONFIRM_SECONDS = 30.0
 #: Reconnects and republishes before a batch is given up for now (it stays held: tried again).
 PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2.0}
 
@@ -52,6 +54,10 @@ class Drainer:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         with self._app.connection_for_write() as connection:
             producer = connection.Producer()
@@ -66,27 +72,35 @@ class Drainer:
                     for entry in reversed(held):  # oldest first
                         self._publish(producer, entry)
                     published = len(held)
-                except (redis.RedisError, KombuError, OSError) as exc:
-                    log.warning("outbox: publishing failed, the entries stay held and go again: %s", exc)
+                except Exception:  # a broker or Redis outage, a refused declare: the entries stay held
+                    log.exception("outbox: publishing failed; the held entries go again")
                     published = 0
-                    self._stop.wait(0.5)
+                    self._stop.wait(1.0)
+            with contextlib.suppress(redis.RedisError):
+                self._engine.take_outbox(self._hostname, published, 0)  # drop what was confirmed
 
     def _publish(self, producer: Any, entry: str) -> None:
         name, _, raw = entry.partition("\n")
-        envelope = json.loads(raw)
+        try:
+            envelope = json.loads(raw)
+            body, headers = envelope["body"], envelope["headers"]
+        except (ValueError, KeyError, TypeError):
+            log.error("outbox: dropped an entry that is not a node message: %.200r", entry)
+            return
         queue = self._queue(name)
         producer.publish(
-            envelope["body"],
+            body,
             exchange=queue.exchange,
             routing_key=queue.routing_key,
             declare=[queue],
-            headers=envelope["headers"],
-            content_type=envelope["content-type"],
-            content_encoding=envelope["content-encoding"],
+            headers=headers,
+            content_type=envelope.get("content-type", "application/json"),
+            content_encoding=envelope.get("content-encoding", "utf-8"),
             delivery_mode=2,
-            correlation_id=envelope["properties"].get("correlation_id"),
+            correlation_id=envelope.get("properties", {}).get("correlation_id"),
             retry=True,
             retry_policy=PUBLISH_RETRY,
+            confirm_timeout=CONFIRM_SECONDS,
         )
 
     def _queue(self, name: str) -> Queue:

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from coditect_tasks import AsyncClient, Client, Dag, keys
+from coditect_tasks.app import CoditectApp
 from coditect_tasks.broker import MAX_CONNECTIONS
 from coditect_tasks.errors import (
     IdempotencyConflictError,
@@ -160,31 +161,43 @@ def test_two_processes_racing_on_the_same_keys_make_one_run_per_key(settings: Se
     assert set(client.zrange(keys.RUNS, 0, -1)) == set(outputs[0].values())
 
 
-def test_an_orchestrator_killed_after_submit_and_restarted_with_its_keys_starts_nothing_new(
+def test_an_orchestrator_killed_mid_submits_and_restarted_with_its_keys_makes_one_run_per_key(
     settings: Settings,
 ) -> None:
     env = {**os.environ, **settings.environment(), "PYTHONPATH": str(ROOT)}
-    killed = subprocess.Popen(
-        [sys.executable, "-c", RACER.replace("sys.stdin.readline()", "pass"), "20"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    go = RACER.replace("sys.stdin.readline()", "pass")
+    killed = subprocess.Popen([sys.executable, "-c", go, "40"], env=env, stdout=subprocess.PIPE, text=True)
     assert killed.stdout is not None
-    lines = [killed.stdout.readline() for _ in range(21)][1:]
-    killed.send_signal(signal.SIGKILL)
+    lines = [killed.stdout.readline() for _ in range(11)][1:]  # ready, then 10 submits returned
+    killed.send_signal(signal.SIGKILL)  # while it submits the next ones
     killed.wait()
     first = dict(line.split() for line in lines)
-    restarted = subprocess.run(
-        [sys.executable, "-c", RACER.replace("sys.stdin.readline()", "pass"), "20"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    restarted = subprocess.run([sys.executable, "-c", go, "40"], env=env, capture_output=True, text=True, timeout=60)
     again = dict(line.split() for line in restarted.stdout.splitlines()[1:])
-    assert again == first
-    assert redis.Redis.from_url(settings.state_url).zcard(keys.RUNS) == 20
+    assert {key: again[key] for key in first} == first  # the ten it was told of: the same runs
+    assert redis.Redis.from_url(settings.state_url).zcard(keys.RUNS) == 40  # and no key made two
+
+
+def test_a_submit_refused_in_the_script_leaves_nothing_of_its_run(app: CoditectApp) -> None:
+    """The race's losing side, made deterministic: the key is taken between the check and the write."""
+    from coditect_tasks.dag.engine import engine_for
+    from coditect_tasks.dag.run import idempotency, prepare_run
+    from coditect_tasks.observability import tracing
+
+    engine = engine_for(app.settings.state_url)
+    dag = diamond()
+    idem = idempotency(dag, app.settings, "taken")
+    assert idem is not None
+    engine.client.set(idem.redis_key, f"winner {idem.digest}")
+    with tracing.run_span(dag.name, len(dag.nodes)) as span:
+        write = prepare_run(dag, app, [], span, idem=idem)
+    assert engine.submit(write) == "winner"
+    assert engine.client.keys(keys.run_prefix(write.run_id) + "*") == []
+    assert engine.client.zscore(keys.RUNS, write.run_id) is None
+    assert engine.client.get(idem.redis_key) == f"winner {idem.digest}"
+    engine.client.set(idem.redis_key, "winner another-digest")
+    with pytest.raises(IdempotencyConflictError):
+        engine.submit(write)
 
 
 def test_one_event_loop_awaits_two_hundred_runs_and_short_ones_return_while_long_ones_run(
@@ -202,6 +215,7 @@ def test_one_event_loop_awaits_two_hundred_runs_and_short_ones_return_while_long
         async with AsyncClient(settings) as client:
             longs = await asyncio.gather(*(client.submit(long_dag) for _ in range(4)))
             shorts = await asyncio.gather(*(client.submit(diamond()) for _ in range(196)))
+            patterns = await client.redis.pubsub_numpat()  # the workers' own (kombu's broadcasts)
             long_waits = [asyncio.create_task(run.wait(60)) for run in longs]
             started = time.monotonic()
             states = await asyncio.wait_for(asyncio.gather(*(run.wait(60) for run in shorts)), 60)
@@ -209,6 +223,7 @@ def test_one_event_loop_awaits_two_hundred_runs_and_short_ones_return_while_long
             assert set(states) == {"succeeded"}
             assert not any(task.done() for task in long_waits)  # the long runs still run
             assert [await run.state() for run in longs] == ["running"] * 4
+            assert await client.redis.pubsub_numpat() == patterns + 1  # every wait on one subscription
             gate.touch()
             assert set(await asyncio.gather(*long_waits)) == {"succeeded"}
             assert _connections(settings) - baseline <= MAX_CONNECTIONS + 1  # the bounded pool and one subscription

@@ -20,8 +20,8 @@ end
 for _, member in ipairs(redis.call('SMEMBERS', RESERVED_PREFIX .. host)) do
   pcall(reclaim, member)
 end
--- outbox entries it was publishing when it died go back, oldest last out (published again: at
--- least once; a copy the broker had confirmed is dropped by take's checks)
+-- outbox entries it was publishing when it died go back, to be published first (again: at least
+-- once; a copy the broker had confirmed is dropped by take's checks)
 while redis.call('LMOVE', OUTBOX_HELD_PREFIX .. host, OUTBOX, 'LEFT', 'RIGHT') do end
 redis.call('DEL', RESERVED_PREFIX .. host)
 redis.call('ZREM', RESERVERS, host)
