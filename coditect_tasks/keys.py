@@ -110,6 +110,12 @@ RUN_HASHES = (
     "unpushed",  # LIST of the roots not queued yet, while a submit queues them in slices (ROOT_SLICE)
 )
 
+#: The node hashes a run's document is read from (with its ``run`` hash).
+NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error", "routed")
+#: Run hashes only a running run needs: a retired run drops them at once and keeps the rest (what
+#: its document is read from) for its retention window.
+SPENT_HASHES = tuple(h for h in RUN_HASHES if h != "run" and h not in NODE_FIELDS)
+
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
 #: Fields: ``runs_submitted``, ``runs|<status>``, ``attempts|<agent>``, ``nodes|<agent>|<outcome>``,
 #: ``failovers|<agent>``, ``duration|<agent>|<le>`` (one histogram bucket, not cumulative),
@@ -252,6 +258,7 @@ def lua_prelude() -> str:
         "EVENTS_CHANNEL": EVENTS_CHANNEL,
         "AGENT_QUEUE_PREFIX": AGENT_QUEUE_PREFIX,
         "RUN_HASHES": RUN_HASHES,
+        "SPENT_HASHES": SPENT_HASHES,
         "LEASE_SECONDS": LEASE_SECONDS,
         "MAX_RESULT_BYTES": MAX_RESULT_BYTES,
         "QUEUED_CHECK_SECONDS": QUEUED_CHECK_SECONDS,

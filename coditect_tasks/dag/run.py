@@ -27,7 +27,7 @@ from .plan import validate
 from .spec import Dag
 from .submission import Idempotency, RunWrite, prepare
 
-NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error", "routed")
+NODE_FIELDS = keys.NODE_FIELDS
 
 
 class DagRun:

@@ -1,5 +1,6 @@
 -- The recorder has written the history of finished run ARGV[1]: its live state expires in
 -- ARGV[3] seconds (0: now), and the run index forgets it then; reads go to the history after.
+-- Until then it keeps only what the run document is read from.
 -- Also drops from the index, at most 100 at a time, the retired runs whose time has come.
 -- Returns 1, or 0 if the run has not ended (nothing changes).
 local retention = tonumber(ARGV[3])
@@ -13,6 +14,11 @@ redis.call('ZREM', UNRECORDED, RUN_ID)
 local phases = redis.call('HVALS', PHASE)
 for _, field in ipairs(phases) do redis.call('HINCRBY', FRONTIER, field, -1) end
 redis.call('DEL', PHASE)
+-- What only a running run needs (messages, descriptions, counters) goes now, unless a node of a
+-- cancelled run still runs (its completion reads them); reads need only the run document's hashes.
+if tonumber(redis.call('HGET', RUN, 'running') or '0') <= 0 then
+  for _, suffix in ipairs(SPENT_HASHES) do redis.call('DEL', P .. suffix) end
+end
 if retention <= 0 then
   for _, suffix in ipairs(RUN_HASHES) do redis.call('DEL', P .. suffix) end
   redis.call('ZREM', RUNS, RUN_ID)
