@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
 from ..conftest import ROOT, SUPPORT_ENV, SUPPORT_MODULES, wait_for
+from .test_resilience import failover_after_sigkill
 
 pytestmark = pytest.mark.integration
 
@@ -111,23 +111,8 @@ def test_a_dag_with_a_fan_out_runs_on_rabbitmq_through_the_outbox(
 def test_a_sigkilled_workers_node_runs_again_elsewhere_within_ten_seconds_on_rabbitmq(
     amqp_app: CoditectApp, amqp_workers: object
 ) -> None:
-    pool = {w.hostname: w for w in (amqp_workers(["sleep", "echo"]), amqp_workers(["sleep", "echo"]))}  # type: ignore[operator]
-    dag = Dag("failover")
-    dag.node("long", "sleep", params={"seconds": 2})
-    dag.node("after", "echo", after=["long"])
-    run = submit(dag, amqp_app)
-    wait_for(lambda: run.status()["nodes"]["long"]["status"] == "running", 20, "the node to start")
-    victim = run.status()["nodes"]["long"]["worker"]
-    pool[victim].kill(group=True)
-    killed = time.monotonic()
-    wait_for(lambda: run.status()["nodes"]["long"]["attempts"] == 2, 15, "the node to run again")
-    recovery = time.monotonic() - killed
-    print(f"failover on RabbitMQ: node running again {recovery:.2f} s after SIGKILL of its worker")
-    assert recovery < 10
-    assert run.wait(30) == "succeeded"
-    node = run.status()["nodes"]["long"]
-    assert node["worker"] != victim
-    assert node["attempts"] == 2
+    workers = [amqp_workers(["sleep", "echo"]), amqp_workers(["sleep", "echo"])]  # type: ignore[operator]
+    failover_after_sigkill(amqp_app, workers, "RabbitMQ")
 
 
 def test_entries_a_dead_drainer_held_are_published_again_and_a_duplicate_runs_nothing_twice(

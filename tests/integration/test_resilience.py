@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.dag.engine import engine_for
+from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.settings import Settings
 
 from ..conftest import SUPPORT_ENV, WorkerFactory, run_cli, wait_for
@@ -24,7 +27,14 @@ def _workers(factory: WorkerFactory, agents: list[str], **kwargs: object) -> obj
 def test_a_sigkilled_workers_node_runs_again_elsewhere_within_ten_seconds(
     app: CoditectApp, worker_factory: WorkerFactory
 ) -> None:
-    pool = {w.hostname: w for w in (worker_factory(["sleep", "echo"]), worker_factory(["sleep", "echo"]))}
+    node = failover_after_sigkill(app, [worker_factory(["sleep", "echo"]), worker_factory(["sleep", "echo"])], "Redis")
+    assert "lease expired" in node["error"]
+
+
+def failover_after_sigkill(app: CoditectApp, workers: Sequence[WorkerProcess], broker: str) -> dict[str, Any]:
+    """SIGKILL the worker running a 2 s node: it must run again on another within 10 s and the run
+    succeed. Returns the node's final record (shared by the Redis and RabbitMQ tests)."""
+    pool = {w.hostname: w for w in workers}
     dag = Dag("failover")
     dag.node("long", "sleep", params={"seconds": 2})
     dag.node("after", "echo", after=["long"])
@@ -35,13 +45,13 @@ def test_a_sigkilled_workers_node_runs_again_elsewhere_within_ten_seconds(
     killed = time.monotonic()
     wait_for(lambda: run.status()["nodes"]["long"]["attempts"] == 2, 15, "the node to run again")
     recovery = time.monotonic() - killed
-    print(f"failover: node running again {recovery:.2f} s after SIGKILL of its worker")
+    print(f"failover on {broker}: node running again {recovery:.2f} s after SIGKILL of its worker")
     assert recovery < 10
     assert run.wait(30) == "succeeded"
-    node = run.status()["nodes"]["long"]
+    node: dict[str, Any] = run.status()["nodes"]["long"]
     assert node["worker"] != victim
     assert node["attempts"] == 2
-    assert "lease expired" in node["error"]
+    return node
 
 
 def test_an_open_breaker_sends_nodes_to_the_fallback_until_a_probe_closes_it(
