@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import subprocess
 import sys
@@ -28,6 +29,17 @@ pytest_plugins = ["coditect_tasks.testing"]  # the plugin users get; tests/integ
 SUPPORT_MODULES = "workers.examples,tests.support.agents"
 #: What a worker needs in its environment to serve them.
 SUPPORT_ENV = {"CODITECT_AGENT_MODULES": SUPPORT_MODULES}
+
+
+@pytest.fixture(autouse=True)
+def _finalize_what_the_test_left() -> Iterator[None]:
+    """Run the garbage collector at each test's end, so what a test left behind (closed loops,
+    sockets) is finalized here and not at a random allocation in a later test. CPython 3.11's AST
+    constructor keeps one recursion count per interpreter: a finalizer that formats a traceback
+    (which parses source) while pytest parses a failing test's file raises SystemError, and pytest
+    turns that one failure into an INTERNALERROR that ends the whole run."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
-"""What a load test costs the stack over time: Redis memory and keys, worker memory and files.
+"""What a load test costs the stack over time: Redis memory and keys, worker memory and files, CPU.
 
 A leak hides behind a passing latency figure. ``Sampler`` reads Redis (``INFO memory``,
-``DBSIZE``) and every local worker pool (its main process and pool children, through
-psutil: RSS, open file descriptors) every few seconds; ``write_timeline`` puts the samples
+``DBSIZE``, ``INFO cpu``) and every local worker pool (its main process and pool children,
+through psutil: RSS, open file descriptors, CPU time) every few seconds, and the machine's
+busy CPU, so a latency that drifts can be put beside what takes the cores; ``write_timeline`` puts the samples
 beside Locust's latency columns, ``write_plot`` draws them, and ``growth`` is the slope test
 the load command fails on.
 """
@@ -13,6 +14,7 @@ import csv
 import html
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -32,6 +34,11 @@ class Sample:
     redis_keys: int
     worker_rss: int  # bytes, every local worker process (pool children included)
     worker_fds: int
+    # Cores busy since the previous sample (0 on the first): Redis with its AOF-rewrite
+    # children, every local worker process, the whole machine.
+    redis_cpu: float = 0.0
+    worker_cpu: float = 0.0
+    host_cpu: float = 0.0
 
 
 class Sampler:
@@ -42,6 +49,8 @@ class Sampler:
         self.every = every
         self.samples: list[Sample] = []
         self._last = -every
+        self._cpu: dict[str, float] = {}  # source -> CPU seconds at the previous sample
+        self._cpu_at = 0.0
 
     def tick(self, elapsed: float) -> None:
         if elapsed - self._last >= self.every:
@@ -50,19 +59,48 @@ class Sampler:
 
     def sample(self) -> Sample:
         rss = fds = 0
+        cpu: dict[str, float] = {}
         for process in _worker_processes(self.client):
             try:
                 rss += process.memory_info().rss
                 fds += process.num_fds()
+                times = process.cpu_times()
+                cpu[f"pid:{process.pid}"] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue  # a pool child replaced between listing and reading
+        used = self.client.info("cpu")
+        cpu["redis"] = sum(
+            float(used[k]) for k in ("used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children")
+        )
+        host = psutil.cpu_times()
+        cpu["host"] = sum(host) - host.idle - getattr(host, "iowait", 0.0)
+        now = time.monotonic()
+        cores = self._cores(cpu, now)
         return Sample(
             at=time.time(),
             redis_bytes=int(self.client.info("memory")["used_memory"]),
             redis_keys=int(self.client.dbsize()),
             worker_rss=rss,
             worker_fds=fds,
+            redis_cpu=cores("redis"),
+            worker_cpu=cores("pid:"),
+            host_cpu=cores("host"),
         )
+
+    def _cores(self, cpu: dict[str, float], now: float) -> Callable[[str], float]:
+        """Cores busy per source since the previous sample; a process new since then counts
+        from its start (its whole CPU time)."""
+        previous, elapsed = self._cpu, now - self._cpu_at
+        self._cpu, self._cpu_at = cpu, now
+        first = not previous
+
+        def cores(prefix: str) -> float:
+            if first or elapsed <= 0:
+                return 0.0
+            spent = sum(v - previous.get(k, 0.0) for k, v in cpu.items() if k.startswith(prefix))
+            return round(max(spent, 0.0) / elapsed, 3)
+
+        return cores
 
 
 def _worker_processes(client: redis.Redis) -> list[psutil.Process]:
@@ -180,6 +218,9 @@ def write_plot(samples: list[Sample], title: str, path: Path) -> None:
         ("Redis keys", [float(s.redis_keys) for s in samples]),
         ("Worker RSS (MB)", [s.worker_rss / 1e6 for s in samples]),
         ("Worker open files", [float(s.worker_fds) for s in samples]),
+        ("Redis CPU (cores)", [s.redis_cpu for s in samples]),
+        ("Worker CPU (cores)", [s.worker_cpu for s in samples]),
+        ("Machine CPU (cores busy)", [s.host_cpu for s in samples]),
     ]
     seconds = [s.at - samples[0].at for s in samples] if samples else []
     body = "".join(_chart(name, seconds, values) for name, values in charts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psutil
 import pytest
 
 from coditect_tasks.load.report import read_stats
@@ -35,10 +36,16 @@ def test_a_short_steady_load_reports_every_run_and_its_dispatch(
     usage = report["resources"]  # sampled beside the latency: Redis memory and keys, worker RSS and files
     assert usage["samples"] >= 2 and usage["growing"] == []
     timeline = Path(usage["timeline"]).read_text().splitlines()
-    assert timeline[0].startswith("at,redis_bytes,redis_keys,worker_rss,worker_fds,requests_per_s")
-    first = dict(zip(timeline[0].split(","), timeline[1].split(","), strict=True))
+    assert timeline[0].startswith(
+        "at,redis_bytes,redis_keys,worker_rss,worker_fds,redis_cpu,worker_cpu,host_cpu,requests_per_s"
+    )
+    rows = [dict(zip(timeline[0].split(","), row.split(","), strict=True)) for row in timeline[1:]]
+    first = rows[0]
     assert int(first["redis_bytes"]) > 0 and int(first["worker_rss"]) > 10_000_000 and int(first["worker_fds"]) > 0
-    assert Path(usage["plot"]).read_text().count("<polyline") == 4
+    # CPU in cores since the previous sample: the workers and Redis did work, the machine was busy
+    assert max(float(r["worker_cpu"]) for r in rows) > 0.01 and max(float(r["redis_cpu"]) for r in rows) > 0.001
+    assert all(float(r["host_cpu"]) <= psutil.cpu_count() for r in rows) and max(float(r["host_cpu"]) for r in rows) > 0
+    assert Path(usage["plot"]).read_text().count("<polyline") == 7
 
 
 def test_compare_runs_plain_celery_beside_the_platform_on_the_same_stack(

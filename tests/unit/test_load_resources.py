@@ -52,11 +52,13 @@ def test_the_timeline_puts_resources_beside_latency_and_the_plot_draws_them(tmp_
     samples = _samples([5e6, 6e6, 7e6])
     write_timeline(samples, history, tmp_path / "timeline.csv")
     rows = (tmp_path / "timeline.csv").read_text().splitlines()
-    assert rows[0] == "at,redis_bytes,redis_keys,worker_rss,worker_fds,requests_per_s,p50_ms,p95_ms,p99_ms"
+    assert rows[0] == (
+        "at,redis_bytes,redis_keys,worker_rss,worker_fds,redis_cpu,worker_cpu,host_cpu,requests_per_s,p50_ms,p95_ms,p99_ms"
+    )
     assert rows[1].endswith(",9.5,12,17,19") and rows[3].endswith(",10.5,22,27,29")
     write_plot(samples, "steady", tmp_path / "resources.html")
     page = (tmp_path / "resources.html").read_text()
-    assert page.count("<polyline") == 4 and "Redis used_memory (MB)" in page
+    assert page.count("<polyline") == 7 and "Redis used_memory (MB)" in page and "Worker CPU (cores)" in page
 
 
 def _history(path: Path, rates: list[float]) -> None:
