@@ -139,7 +139,13 @@ def test_a_worker_killed_mid_foreach_re_runs_only_the_items_it_held(
     dag.node("fan", "counted", params={"log": str(log), "seconds": 6}, foreach=["a", "b", "c", "d"])
     run = submit(dag, test_app)
     workers = keys.run_prefix(run.id) + "worker"
-    wait_for(lambda: len(registry.client.hgetall(workers)) == 5, 30, "all four items to run")  # the node and its items
+    # All four items running (the node and its items hold a worker each) and each past its first line:
+    # an item counted as held must have left its line before the kill, or it would re-run unseen.
+    wait_for(
+        lambda: len(registry.client.hgetall(workers)) == 5 and log.exists() and len(log.read_text().splitlines()) == 4,
+        30,
+        "all four items to run",
+    )
     held = [f for f, host in registry.client.hgetall(workers).items() if "#" in f and host == doomed.hostname]
     os.killpg(doomed.pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -149,6 +155,7 @@ def test_a_worker_killed_mid_foreach_re_runs_only_the_items_it_held(
         f"a worker holding {len(held)} of 4 foreach items SIGKILLed: {len(executions)} item executions, "
         f"run done {time.monotonic() - killed:.1f} s after the kill"
     )
-    assert held and len(run.results()["fan"]) == 4
-    assert len(executions) == 4 + len(held)  # only the items the dead worker held ran again
-    assert survivor.pid and list(registry.client.hgetall(workers)) == ["fan"]  # the items' own state is gone
+    assert held and len(run.results()["fan"]) == 4, held
+    assert len(executions) == 4 + len(held), (held, executions)  # only the items the dead worker held ran again
+    left = list(registry.client.hgetall(workers))
+    assert survivor.pid and left == ["fan"], left  # the items' own state is gone
