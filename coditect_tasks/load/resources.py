@@ -1,10 +1,10 @@
 """What a load test costs the stack over time: Redis memory and keys, worker memory and files, CPU.
 
 A leak hides behind a passing latency figure. ``Sampler`` reads Redis (``INFO memory``,
-``DBSIZE``, ``INFO cpu``) and every local worker pool (its main process and pool children,
-through psutil: RSS, open file descriptors, CPU time) every few seconds, and the machine's
-busy CPU, so a latency that drifts can be put beside what takes the cores; ``write_timeline`` puts the samples
-beside Locust's latency columns, ``write_plot`` draws them, and ``growth`` is the slope test
+``DBSIZE``, ``INFO cpu``), every local worker pool (its main process and pool children,
+through psutil: RSS, open file descriptors, CPU time) and the machine's busy CPU every few
+seconds, so a latency that drifts can be put beside what takes the cores; ``write_timeline``
+puts the samples beside Locust's latency columns, ``write_plot`` draws them, and ``growth`` is the slope test
 the load command fails on.
 """
 
@@ -72,8 +72,8 @@ class Sampler:
         cpu["redis"] = sum(
             float(used[k]) for k in ("used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children")
         )
-        host = psutil.cpu_times()
-        cpu["host"] = sum(host) - host.idle - getattr(host, "iowait", 0.0)
+        host = psutil.cpu_times()  # busy: what the kernel ran (guest time is inside user already)
+        cpu["host"] = sum(getattr(host, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq"))
         now = time.monotonic()
         cores = self._cores(cpu, now)
         return Sample(
