@@ -44,7 +44,7 @@ def load(
     from .. import broker
     from ..embedded import attach
     from ..load import resources, runner
-    from ..load.report import read_failures, read_stats, write_comparison
+    from ..load.report import drift, read_failures, read_stats, write_comparison
     from ..load.scenario import default_dag, scenario
 
     plan = scenario(name, scale, rate)
@@ -95,6 +95,7 @@ def load(
         **{kind: f.to_json() for kind, f in figures.items()},
         "failures": failures,
         "resources": usage,
+        "drift": {kind: drift(outcome.prefix, kind) for kind in figures},
         "reports": {"csv": str(outcome.prefix) + "_stats.csv", "html": str(outcome.html), "log": str(outcome.log)},
     }
     failed = bool(usage["growing"]) or any(
@@ -131,6 +132,12 @@ def load(
         out.print(view)
         for failure in failures:
             out.print(f"[red]{failure['occurrences']}×[/red] {failure['error']}", markup=True, highlight=False)
+        for kind, moved in report["drift"].items():
+            if moved:
+                out.print(
+                    f"{kind} p99: {moved['first_ms']:g} ms over the first {moved['window_s']} s, "
+                    f"{moved['last_ms']:g} ms over the last ({moved['ratio']:g}×)"
+                )
         for name in usage["growing"]:
             out.print(f"[red]{name} still grows in the second half[/red] (over {GROWTH_LIMIT:.0%})", markup=True)
         out.print(f"reports: {outcome.html}, {usage['plot']} and {usage['timeline']}")

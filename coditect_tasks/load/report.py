@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import html
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,23 @@ def read_failures(prefix: Path) -> list[dict[str, Any]]:
         return []
     with path.open(newline="") as handle:
         return [{"error": row["Error"], "occurrences": int(row["Occurrences"])} for row in csv.DictReader(handle)]
+
+
+def drift(prefix: Path, kind: str, column: str = "99%") -> dict[str, float] | None:
+    """How a latency held up over the run: the median of Locust's windowed ``column`` (its last
+    10 s) over the run's first sixth against its last sixth (for the hour's soak: the first 10
+    minutes against the last 10, issue 19's bar being a ratio of at most 1.2). None when either
+    sixth has fewer than 5 values."""
+    points = _history(prefix, kind, column)
+    if not points:
+        return None
+    window = points[-1][0] / 6
+    first = [y for x, y in points if x < window]
+    last = [y for x, y in points if x > points[-1][0] - window]
+    if len(first) < 5 or len(last) < 5 or statistics.median(first) <= 0:
+        return None
+    early, late = statistics.median(first), statistics.median(last)
+    return {"window_s": round(window), "first_ms": early, "last_ms": late, "ratio": round(late / early, 2)}
 
 
 #: Line colours of the systems in the comparison plot.

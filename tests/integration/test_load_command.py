@@ -33,6 +33,7 @@ def test_a_short_steady_load_reports_every_run_and_its_dispatch(
     csv = Path(report["reports"]["csv"])
     assert csv.is_relative_to(settings.home / "load") and Path(report["reports"]["html"]).stat().st_size > 0
     assert read_stats(csv.with_name("locust"))["run"].requests == report["run"]["requests"]
+    assert set(report["drift"]) == {"dispatch", "run"}  # p99, first sixth of the run against the last
     usage = report["resources"]  # sampled beside the latency: Redis memory and keys, worker RSS and files
     assert usage["samples"] >= 2 and usage["growing"] == []
     timeline = Path(usage["timeline"]).read_text().splitlines()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from coditect_tasks.load.report import drift
 from coditect_tasks.load.resources import Sample, growth, per_run_held, still_rising, write_plot, write_timeline
 
 
@@ -86,3 +87,16 @@ def test_redis_is_judged_per_run_held_so_a_faster_stack_is_not_a_leak(tmp_path: 
     ended = [sum(rates[: 5 * i]) for i in range(seconds // 5)]  # plus 20 kB kept for every run ever ended
     leak = [Sample(s.at, s.redis_bytes + int(20_000 * e), 0, 0, 0) for s, e in zip(plateau, ended, strict=True)]
     assert still_rising(per_run_held(leak, tmp_path / "h.csv", window), "redis_bytes", 0.10)
+
+
+def test_drift_compares_the_windowed_p99_of_the_first_and_last_sixth(tmp_path: Path) -> None:
+    # 600 s of Locust history: dispatch p99 20 ms for the first 100 s, 30 ms in the middle, 25 ms for the last 100 s.
+    lines = ["Timestamp,Type,Name,99%"]
+    for second in range(601):
+        p99 = 20 if second < 100 else 25 if second > 500 else 30
+        lines += [f"{1000 + second},dispatch,soak/diamond,{p99}", f"{1000 + second},run,soak/diamond,N/A"]
+    (tmp_path / "locust_stats_history.csv").write_text("\n".join(lines) + "\n")
+    moved = drift(tmp_path / "locust", "dispatch")
+    assert moved == {"window_s": 100, "first_ms": 20.0, "last_ms": 25.0, "ratio": 1.25}
+    assert drift(tmp_path / "locust", "run") is None  # no value to judge
+    assert drift(tmp_path / "absent", "dispatch") is None
