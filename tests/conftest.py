@@ -31,6 +31,13 @@ SUPPORT_MODULES = "workers.examples,tests.support.agents"
 SUPPORT_ENV = {"CODITECT_AGENT_MODULES": SUPPORT_MODULES}
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection imported out of the collector's reach (``gc.freeze``), so the
+    collection after each test scans only what tests made since."""
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _finalize_what_the_test_left() -> Iterator[None]:
     """Run the garbage collector at each test's end, so what a test left behind (closed loops,
