@@ -4,8 +4,8 @@ A leak hides behind a passing latency figure. ``Sampler`` reads Redis (``INFO me
 ``DBSIZE``, ``INFO cpu``), every local worker pool (its main process and pool children,
 through psutil: RSS, open file descriptors, CPU time) and the machine's busy CPU every few
 seconds, so a latency that drifts can be put beside what takes the cores; ``write_timeline``
-puts the samples beside Locust's latency columns, ``write_plot`` draws them, and ``growth`` is the slope test
-the load command fails on.
+puts the samples beside Locust's latency columns, ``write_plot`` draws them, and ``growth`` is
+the slope test the load command fails on.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import csv
 import html
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -65,7 +64,7 @@ class Sampler:
                 rss += process.memory_info().rss
                 fds += process.num_fds()
                 times = process.cpu_times()
-                cpu[f"pid:{process.pid}"] = times.user + times.system
+                cpu[f"worker:{process.pid}"] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue  # a pool child replaced between listing and reading
         used = self.client.info("cpu")
@@ -74,33 +73,31 @@ class Sampler:
         )
         host = psutil.cpu_times()  # busy: what the kernel ran (guest time is inside user already)
         cpu["host"] = sum(getattr(host, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq"))
-        now = time.monotonic()
-        cores = self._cores(cpu, now)
+        cores = self._cores(cpu)
         return Sample(
             at=time.time(),
             redis_bytes=int(self.client.info("memory")["used_memory"]),
             redis_keys=int(self.client.dbsize()),
             worker_rss=rss,
             worker_fds=fds,
-            redis_cpu=cores("redis"),
-            worker_cpu=cores("pid:"),
-            host_cpu=cores("host"),
+            redis_cpu=cores["redis"],
+            worker_cpu=cores["worker"],
+            host_cpu=cores["host"],
         )
 
-    def _cores(self, cpu: dict[str, float], now: float) -> Callable[[str], float]:
-        """Cores busy per source since the previous sample; a process new since then counts
-        from its start (its whole CPU time)."""
+    def _cores(self, cpu: dict[str, float]) -> dict[str, float]:
+        """Cores busy since the previous sample, by source (``redis``, ``host``, and ``worker``
+        summing every ``worker:<pid>``); a process new since then counts from its start (its
+        whole CPU time). All 0 on the first sample."""
+        now = time.monotonic()
         previous, elapsed = self._cpu, now - self._cpu_at
         self._cpu, self._cpu_at = cpu, now
-        first = not previous
-
-        def cores(prefix: str) -> float:
-            if first or elapsed <= 0:
-                return 0.0
-            spent = sum(v - previous.get(k, 0.0) for k, v in cpu.items() if k.startswith(prefix))
-            return round(max(spent, 0.0) / elapsed, 3)
-
-        return cores
+        busy = {"redis": 0.0, "worker": 0.0, "host": 0.0}
+        if not previous or elapsed <= 0:
+            return busy
+        for source, seconds in cpu.items():
+            busy[source.partition(":")[0]] += seconds - previous.get(source, 0.0)
+        return {name: round(max(spent, 0.0) / elapsed, 3) for name, spent in busy.items()}
 
 
 def _worker_processes(client: redis.Redis) -> list[psutil.Process]:
