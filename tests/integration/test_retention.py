@@ -93,6 +93,32 @@ def test_live_state_outlasts_a_stopped_recorder_then_expires_after_the_retention
     app.close()
 
 
+def test_a_retired_run_is_deleted_when_its_window_ends_even_if_redis_has_not_expired_it(
+    settings: Settings, worker_factory: WorkerFactory, registry: Registry
+) -> None:
+    """Redis expires keys by sampling and may keep expired ones in memory for a while, then free
+    them in a burst; the recorder's next retirement deletes a run whose window is over instead."""
+    app = create_app(dataclasses.replace(settings, live_retention=1))
+    worker_factory(AGENTS, concurrency=2)
+    recorder = Recorder(registry.client, HistoryStore.from_settings(app.settings), retention=1)
+    first = submit(_one_node("first"), app)
+    assert first.wait(30) == "succeeded"
+    recorder.drain()
+    retained = _live_keys(registry.client, first)
+    assert retained
+    for key in retained:  # as if Redis had not got round to expiring them yet
+        registry.client.persist(key)
+    wait_for(lambda: registry.client.zcount(keys.RETIRED, "-inf", registry.client.time()[0]) == 1, 10, "its window")
+    second = submit(_one_node("second"), app)
+    assert second.wait(30) == "succeeded"
+    recorder.drain()
+    assert _live_keys(registry.client, first) == []
+    assert registry.client.zscore(keys.RUNS, first.id) is None
+    assert registry.client.zrange(keys.RETIRED, 0, -1) == [second.id]
+    assert first.status()["status"] == "succeeded"  # from the history
+    app.close()
+
+
 def test_a_burst_of_runs_leaves_redis_where_it_started(
     app0: CoditectApp, worker_factory: WorkerFactory, registry: Registry
 ) -> None:

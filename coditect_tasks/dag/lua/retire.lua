@@ -1,7 +1,8 @@
 -- The recorder has written the history of finished run ARGV[1]: its live state expires in
 -- ARGV[3] seconds (0: now), and the run index forgets it then; reads go to the history after.
 -- Until then it keeps only what the run document is read from.
--- Also drops from the index, at most 100 at a time, the retired runs whose time has come.
+-- Also deletes, at most 100 at a time, the retired runs whose time has come, and drops them from
+-- the index.
 -- Returns 1, or 0 if the run has not ended (nothing changes).
 local retention = tonumber(ARGV[3])
 local rs = redis.call('HGET', RUN, 'status')
@@ -26,7 +27,14 @@ else
   for _, suffix in ipairs(RUN_HASHES) do redis.call('EXPIRE', P .. suffix, math.ceil(retention)) end
   redis.call('ZADD', RETIRED, now + retention, RUN_ID)
 end
+-- They are deleted here, not left to their keys' expiry (which stays, for when no recorder calls
+-- again): Redis expires keys by sampling, lets up to a tenth of them wait in memory expired, and
+-- then frees them in bursts; under steady load, the deletions here keep pace with the retirements.
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', RETIRED, '-inf', now, 'LIMIT', 0, 100)) do
+  use_run(gone)
+  local names = {}
+  for i, suffix in ipairs(RUN_HASHES) do names[i] = P .. suffix end
+  redis.call('DEL', unpack(names))
   redis.call('ZREM', RUNS, gone)
   redis.call('ZREM', RETIRED, gone)
 end
