@@ -280,6 +280,10 @@ class Engine:
         False if the run has not ended."""
         return int(self._call("retire", run_id, retention)) == 1
 
+    def delete_retired(self) -> None:
+        """Delete the retired runs whose retention window has ended (``retire`` does too)."""
+        self._call("retire", "", 0)
+
     def reroute(self, run_id: str, node_id: str, token: int, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback); False if no template or stale."""
         if not self.client.hexists(keys.run_prefix(run_id) + "tpl", template):

@@ -73,6 +73,8 @@ class Recorder:
             count = self._read(">", block_ms if total == 0 else None)
             total += count
             if count == 0:
+                if total == 0:  # idle: no retirement deletes the retired runs whose window ended
+                    self.engine.delete_retired()
                 return total
 
     def _read(self, start: str, block_ms: int | None) -> int:

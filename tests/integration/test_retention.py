@@ -97,7 +97,8 @@ def test_a_retired_run_is_deleted_when_its_window_ends_even_if_redis_has_not_exp
     settings: Settings, worker_factory: WorkerFactory, registry: Registry
 ) -> None:
     """Redis expires keys by sampling and may keep expired ones in memory for a while, then free
-    them in a burst; the recorder's next retirement deletes a run whose window is over instead."""
+    them in a burst; the recorder's next retirement, or the recorder idling, deletes a run whose
+    window is over instead."""
     app = create_app(dataclasses.replace(settings, live_retention=1))
     worker_factory(AGENTS, concurrency=2)
     recorder = Recorder(registry.client, HistoryStore.from_settings(app.settings), retention=1)
@@ -116,6 +117,13 @@ def test_a_retired_run_is_deleted_when_its_window_ends_even_if_redis_has_not_exp
     assert registry.client.zscore(keys.RUNS, first.id) is None
     assert registry.client.zrange(keys.RETIRED, 0, -1) == [second.id]
     assert first.status()["status"] == "succeeded"  # from the history
+    # no run ends after the second: the idle recorder deletes it once its window is over
+    for key in _live_keys(registry.client, second):
+        registry.client.persist(key)
+    wait_for(lambda: registry.client.zcount(keys.RETIRED, "-inf", registry.client.time()[0]) == 1, 10, "its window")
+    assert recorder.drain() == 0
+    assert _live_keys(registry.client, second) == []
+    assert registry.client.zcard(keys.RETIRED) == 0
     app.close()
 
 

@@ -2,30 +2,33 @@
 -- ARGV[3] seconds (0: now), and the run index forgets it then; reads go to the history after.
 -- Until then it keeps only what the run document is read from.
 -- Also deletes, at most 100 at a time, the retired runs whose time has come, and drops them from
--- the index.
+-- the index; with ARGV[1] empty it does only that (the recorder calls so while idle, so the
+-- last runs before a pause leave on time too).
 -- Returns 1, or 0 if the run has not ended (nothing changes).
 local retention = tonumber(ARGV[3])
-local rs = redis.call('HGET', RUN, 'status')
-if rs == 'running' or rs == 'failing' or rs == 'submitting' then return 0 end
 local now = server_now()
-redis.call('ZREM', UNRECORDED, RUN_ID)
--- A node may still run after its run ended (cancelled, or failed by a sibling): its count in the
--- frontier goes now, with the hash that remembers it, so an attempt that ends later (or a state
--- that expires) leaves no demand behind for an autoscaler to chase.
-local phases = redis.call('HVALS', PHASE)
-for _, field in ipairs(phases) do redis.call('HINCRBY', FRONTIER, field, -1) end
-redis.call('DEL', PHASE)
--- What only a running run needs (messages, descriptions, counters) goes now, unless a node of a
--- cancelled run still runs (its completion reads them); reads need only the run document's hashes.
-if tonumber(redis.call('HGET', RUN, 'running') or '0') <= 0 then
-  for _, suffix in ipairs(SPENT_HASHES) do redis.call('DEL', P .. suffix) end
-end
-if retention <= 0 then
-  for _, suffix in ipairs(RUN_HASHES) do redis.call('DEL', P .. suffix) end
-  redis.call('ZREM', RUNS, RUN_ID)
-else
-  for _, suffix in ipairs(RUN_HASHES) do redis.call('EXPIRE', P .. suffix, math.ceil(retention)) end
-  redis.call('ZADD', RETIRED, now + retention, RUN_ID)
+if RUN_ID ~= '' then
+  local rs = redis.call('HGET', RUN, 'status')
+  if rs == 'running' or rs == 'failing' or rs == 'submitting' then return 0 end
+  redis.call('ZREM', UNRECORDED, RUN_ID)
+  -- A node may still run after its run ended (cancelled, or failed by a sibling): its count in the
+  -- frontier goes now, with the hash that remembers it, so an attempt that ends later (or a state
+  -- that expires) leaves no demand behind for an autoscaler to chase.
+  local phases = redis.call('HVALS', PHASE)
+  for _, field in ipairs(phases) do redis.call('HINCRBY', FRONTIER, field, -1) end
+  redis.call('DEL', PHASE)
+  -- What only a running run needs (messages, descriptions, counters) goes now, unless a node of a
+  -- cancelled run still runs (its completion reads them); reads need only the run document's hashes.
+  if tonumber(redis.call('HGET', RUN, 'running') or '0') <= 0 then
+    for _, suffix in ipairs(SPENT_HASHES) do redis.call('DEL', P .. suffix) end
+  end
+  if retention <= 0 then
+    for _, suffix in ipairs(RUN_HASHES) do redis.call('DEL', P .. suffix) end
+    redis.call('ZREM', RUNS, RUN_ID)
+  else
+    for _, suffix in ipairs(RUN_HASHES) do redis.call('EXPIRE', P .. suffix, math.ceil(retention)) end
+    redis.call('ZADD', RETIRED, now + retention, RUN_ID)
+  end
 end
 -- They are deleted here, not left to their keys' expiry (which stays, for when no recorder calls
 -- again): Redis expires keys by sampling, lets up to a tenth of them wait in memory expired, and
