@@ -1,10 +1,11 @@
 """Issue 19's burst figure: finished runs leave Redis after the retention window and still read the same.
 
 An embedded stack (real redis-server, one local worker pool, the recorder) with a short
-``CODITECT_LIVE_RETENTION``: ``--runs`` diamond runs are submitted at once and awaited, each
-run's document is read while it is live, then, once the window is over, Redis's keys and memory
-are compared with before the burst and every document, now read from the history, with its live
-one. Exits 1 if more than 36 keys or 4 MB stay behind, or a document differs.
+``CODITECT_LIVE_RETENTION``: ``--runs`` runs of the soak's diamond (``load.scenario.default_dag``)
+are submitted at once and awaited, each run's document is read while it is live, then, once the
+window is over, Redis's keys and memory are compared with before the burst and every document,
+now read from the history, with its live one. Exits 1 if more than 36 keys or 4 MB stay behind,
+or a document differs.
 
     python examples/bench_retention.py [--runs 2000] [--retention 60]
 """
@@ -19,18 +20,10 @@ from pathlib import Path
 
 import redis
 
-from coditect_tasks import Client, Dag, keys
+from coditect_tasks import Client, keys
 from coditect_tasks.embedded import LocalStack
+from coditect_tasks.load.scenario import default_dag
 from coditect_tasks.settings import Settings
-
-
-def diamond(name: str) -> Dag:
-    dag = Dag(name)
-    dag.node("plan", "noop")
-    dag.node("left", "noop", after=["plan"])
-    dag.node("right", "noop", after=["plan"])
-    dag.node("join", "echo", after=["left", "right"])
-    return dag
 
 
 def settled(state: redis.Redis, timeout: float) -> tuple[int, int]:
@@ -54,10 +47,10 @@ def main() -> None:
             stack.start()
             state = redis.Redis.from_url(stack.settings.state_url, decode_responses=True)
             with Client(stack.settings) as client:
-                client.submit(diamond("warm")).result(60)  # queues, counters and scripts exist now
+                client.submit(default_dag()).result(60)  # queues, counters and scripts exist now
                 keys_before, memory_before = settled(state, args.retention + 60)
                 started = time.monotonic()
-                runs = [client.submit(diamond(f"burst{i}")) for i in range(args.runs)]
+                runs = [client.submit(default_dag()) for _ in range(args.runs)]
                 for run in runs:
                     run.result(300)
                 live = {run.id: run.status() for run in runs}

@@ -7,6 +7,12 @@
 -- Returns 1, or 0 if the run has not ended (nothing changes).
 local retention = tonumber(ARGV[3])
 local now = server_now()
+-- Delete every key of the run use_run points at.
+local function delete_run()
+  local names = {}
+  for i, suffix in ipairs(RUN_HASHES) do names[i] = P .. suffix end
+  redis.call('DEL', unpack(names))
+end
 if RUN_ID ~= '' then
   local rs = redis.call('HGET', RUN, 'status')
   if rs == 'running' or rs == 'failing' or rs == 'submitting' then return 0 end
@@ -23,7 +29,7 @@ if RUN_ID ~= '' then
     for _, suffix in ipairs(SPENT_HASHES) do redis.call('DEL', P .. suffix) end
   end
   if retention <= 0 then
-    for _, suffix in ipairs(RUN_HASHES) do redis.call('DEL', P .. suffix) end
+    delete_run()
     redis.call('ZREM', RUNS, RUN_ID)
   else
     for _, suffix in ipairs(RUN_HASHES) do redis.call('EXPIRE', P .. suffix, math.ceil(retention)) end
@@ -35,9 +41,7 @@ end
 -- then frees them in bursts; under steady load, the deletions here keep pace with the retirements.
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', RETIRED, '-inf', now, 'LIMIT', 0, 100)) do
   use_run(gone)
-  local names = {}
-  for i, suffix in ipairs(RUN_HASHES) do names[i] = P .. suffix end
-  redis.call('DEL', unpack(names))
+  delete_run()
   redis.call('ZREM', RUNS, gone)
   redis.call('ZREM', RETIRED, gone)
 end
