@@ -1,7 +1,8 @@
 # One gate: `make check` runs lint, types and the README's test command, as CI does.
+# `make test-unit` is the edit-test loop: the unit tests only, in well under a minute.
 PY := .venv/bin/python
 
-.PHONY: check lint test bench lock
+.PHONY: check lint test test-unit bench lock
 
 check: lint test
 
@@ -12,6 +13,9 @@ lint:
 
 test:
 	$(PY) -m pytest --cov --cov-fail-under=80
+
+test-unit:
+	$(PY) -m pytest tests/unit
 
 bench:
 	.venv/bin/coditect-tasks bench
