@@ -15,9 +15,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from .agents import Agent, AgentCall, agent, load_agents
     from .app import CoditectApp, create_app
-    from .async_client import AsyncClient, AsyncRun
-    from .client import Client, submit
-    from .dag.run import DagRun
+    from .client import AsyncClient, AsyncRun, Client, DagRun, submit
     from .dag.spec import Dag, Node
     from .errors import CoditectError
     from .settings import Settings
@@ -30,11 +28,11 @@ _HOMES = {
     "load_agents": ".agents",
     "CoditectApp": ".app",
     "create_app": ".app",
-    "DagRun": ".dag.run",
+    "DagRun": ".client",
     "submit": ".client",
     "Client": ".client",
-    "AsyncClient": ".async_client",
-    "AsyncRun": ".async_client",
+    "AsyncClient": ".client",
+    "AsyncRun": ".client",
     "Dag": ".dag.spec",
     "Node": ".dag.spec",
     "CoditectError": ".errors",
@@ -63,6 +61,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> _typing.Any:
+    if name == "__version__":  # the installed distribution's, so it cannot drift from pyproject.toml
+        from importlib.metadata import version
+
+        globals()[name] = value = version("coditect-tasks")
+        return value
     if name == "celery":
         from .app import app_from_env
         from .errors import CoditectError

@@ -18,9 +18,9 @@ from typing import Any
 from celery import chain, group
 
 from .app import CoditectApp, create_app
-from .broker import redis_client
+from .client import submit
+from .connection import redis_client
 from .dag.plan import validate
-from .dag.run import submit
 from .dag.spec import Dag
 from .redis_server import RedisServer
 from .settings import Settings

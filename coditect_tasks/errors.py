@@ -5,27 +5,28 @@ message as one line and exits with its ``exit_code``. Exceptions carry the data 
 caller needs, not just a message.
 
     CoditectError
-    ├── ConfigError            bad CODITECT_* variable or option (exit 2)
-    │   ├── NoBrokerError      nothing configured and no embedded stack running
-    │   └── EvictingRedisError a Redis whose maxmemory-policy may evict run state
-    ├── UnknownAgentError      an agent name nobody declared (exit 2)
-    ├── AgentDeclarationError  an @agent declaration that cannot work (exit 2)
-    ├── BrokerUnreachableError the broker or state Redis does not answer (exit 3)
-    ├── EmbeddedStackError     the local Redis or workers failed to start (exit 3)
-    ├── WorkflowError          a workflow did not succeed (exit 1)
-    │   └── RunFailedError     a run's result asked for: it failed or was cancelled (``failed`` nodes)
-    ├── RunTimeoutError        a run did not end within the time a caller waited (also a TimeoutError)
+    ├── ConfigError                 bad CODITECT_* variable or option (exit 2)
+    │   ├── NoBrokerError           nothing configured and no embedded stack running
+    │   └── EvictingRedisError      a Redis whose maxmemory-policy may evict run state
+    ├── InvalidArgumentError        an argument out of its range (also a ValueError) (exit 2)
+    ├── UnknownAgentError           an agent name nobody declared (exit 2)
+    ├── AgentDeclarationError       an @agent declaration that cannot work (exit 2)
+    ├── BrokerUnreachableError      the broker or state Redis does not answer (exit 3)
+    ├── EmbeddedStackError          the local Redis or workers failed to start (exit 3)
+    ├── WorkflowError               a workflow did not succeed (exit 1)
+    │   └── RunFailedError          a run's result asked for: it failed or was cancelled (``failed`` nodes)
+    ├── RunTimeoutError             a run did not end within the time a caller waited (also a TimeoutError)
     ├── InvalidIdempotencyKeyError  not a string of 1 to 256 characters (exit 2)
     ├── IdempotencyConflictError    a key an earlier run holds, given with another DAG (exit 2)
-    ├── DagError               a DAG file or object that cannot run (exit 2)
-    │   ├── MalformedDagError  unreadable YAML/JSON or wrong field types
-    │   ├── CycleError         ``cycle`` lists the nodes of one cycle, in order
-    │   └── DagTooLargeError   over a configured size limit (nodes, document bytes)
-    ├── RunNotFoundError       no live state and no history for a run id (exit 2)
-    ├── RunStateError          the run's state does not allow that (retry a running run) (exit 1)
-    ├── LockTimeoutError       a lock still held by another after the wait
-    └── StaleFenceError        a write carrying an older fencing token than one already seen
-    └── LoadReportError        a load test ended without Locust's statistics (exit 1)
+    ├── DagError                    a DAG file or object that cannot run (exit 2)
+    │   ├── MalformedDagError       unreadable YAML/JSON or wrong field types
+    │   ├── CycleError              ``cycle`` lists the nodes of one cycle, in order
+    │   └── DagTooLargeError        over a configured size limit (nodes, document bytes)
+    ├── RunNotFoundError            no live state and no history for a run id (exit 2)
+    ├── RunStateError               the run's state does not allow that (retry a running run) (exit 1)
+    ├── LockTimeoutError            a lock still held by another after the wait
+    ├── StaleFenceError             a write carrying an older fencing token than one already seen
+    └── LoadReportError             a load test ended without Locust's statistics (exit 1)
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ class EvictingRedisError(ConfigError):
             "maxmemory-policy",
             f"{url} evicts keys ({policy!r}); coditect-tasks needs 'noeviction' so that no running work is lost",
         )
+
+
+class InvalidArgumentError(CoditectError, ValueError):
+    """A call's argument out of its range (a lock name, a limit, a status filter); also a
+    ``ValueError``, as Python's own calls raise for one."""
+
+    exit_code = 2
 
 
 class UnknownAgentError(CoditectError):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from .status import NodeStatus, RunStatus
+
 PREFIX = "coditect:"
 
 #: SET of worker hostnames that have announced themselves (pruned lazily).
@@ -162,13 +164,13 @@ def outbox_held(hostname: str) -> str:
 
 
 #: Prefix of STRING ``<prefix><task id>``: "run|node|task id" of the node a pool process runs on
-#: message ``<task id>`` after finishing that message's own node (see ``FOLLOW_SECONDS``), so the
+#: message ``<task id>`` after finishing that message's own node (see ``TAKE_NEXT_SECONDS``), so the
 #: main process, which knows only the message, can end it after a hard time limit or a shutdown.
-FOLLOW_PREFIX = f"{PREFIX}follow:"
+TAKEN_AFTER_PREFIX = f"{PREFIX}taken-after:"
 
 
-def follow(task_id: str) -> str:
-    return f"{FOLLOW_PREFIX}{task_id}"
+def taken_after(task_id: str) -> str:
+    return f"{TAKEN_AFTER_PREFIX}{task_id}"
 
 
 #: STRING ``<owner>|<token>`` of a held lock (``state/lock.py``), expiring with its lease.
@@ -223,14 +225,14 @@ HISTORY_MAX_ENTRIES = 1_000_000
 #: Seconds after its message began during which a pool process that finished a node takes the next
 #: message of its queue itself, in the same script (at most a tenth of the message's soft limit):
 #: one round trip per node instead of the consumer's four. Its slot goes back to Celery after that.
-FOLLOW_SECONDS = 0.25
+TAKE_NEXT_SECONDS = 0.25
 #: Roots queued per script call: a run with more is queued in slices, each its own call, so that no
 #: script holds Redis for long (100,000 roots in one ran past Redis's 5 s busy-script limit).
 ROOT_SLICE = 2_000
 #: Seconds without a slice after which the reaper goes on queueing a run's roots itself.
 SUBMIT_STALL_SECONDS = 10.0
-#: Messages one follow looks at at most (stale ones are dropped, as ``begin`` drops them).
-FOLLOW_TRIES = 4
+#: Messages one take-next looks at at most (stale ones are dropped, as ``begin`` drops them).
+TAKE_NEXT_TRIES = 4
 #: Upper bounds (s) of the node and run duration histograms; an observation lands in the first that holds it.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -266,17 +268,19 @@ def lua_prelude() -> str:
         "UNRECORDED": UNRECORDED,
         "RETIRED": RETIRED,
         "HISTORY_CAP": HISTORY_CAP,
-        "FOLLOW_PREFIX": FOLLOW_PREFIX,
+        "TAKEN_AFTER_PREFIX": TAKEN_AFTER_PREFIX,
         "SUBMITTING": SUBMITTING,
         "ROOT_SLICE": ROOT_SLICE,
         "SUBMIT_STALL_SECONDS": SUBMIT_STALL_SECONDS,
-        "FOLLOW_TRIES": FOLLOW_TRIES,
+        "TAKE_NEXT_TRIES": TAKE_NEXT_TRIES,
         "HISTORY_MAX_ENTRIES": HISTORY_MAX_ENTRIES,
         "DURATION_BUCKETS": DURATION_BUCKETS,
     }
     lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]
     for name, value in values.items():
         lines.append(f"local {name} = {_lua(value)}")
+    for table, statuses in (("RUN_STATUS", RunStatus), ("NODE_STATUS", NodeStatus)):  # status.py's enums
+        lines.append(f"local {table} = {{{', '.join(f'{s.name} = {_lua(s.value)}' for s in statuses)}}}")
     # One variable per run hash (RUN, STATUS, …, TRACE), pointed at a run by use_run(run_id).
     names = [suffix.upper() for suffix in RUN_HASHES]
     lines.append(f"local RUN_ID, P, {', '.join(names)}")

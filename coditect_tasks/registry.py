@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
 from . import keys
-from .broker import redis_client
+from .broker import queue_depths
+from .connection import redis_client
+from .resilience.breaker import breaker_states
+from .steps import Ask, Step, Steps, drive
 
 #: Seconds a registration lives without a heartbeat.
 TTL = 6
@@ -60,6 +63,11 @@ class Registry:
         self.client = client
         self.ttl = ttl
 
+    @property
+    def redis(self) -> redis.Redis:
+        """The client, by the name every step transport gives it (``steps.Ask``)."""
+        return self.client
+
     @classmethod
     def from_url(cls, url: str) -> Registry:
         return cls(redis_client(url))
@@ -84,14 +92,11 @@ class Registry:
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers, sorted by hostname; forgets those whose key expired."""
-        hostnames = sorted(str(h) for h in self.client.smembers(keys.WORKERS))
-        if not hostnames:
-            return []
-        values = self.client.mget([keys.worker(h) for h in hostnames])
-        gone = [h for h, v in zip(hostnames, values, strict=True) if v is None]
-        if gone:
-            self.client.srem(keys.WORKERS, *gone)
-        return [WorkerInfo.from_json(json.loads(v)) for v in values if v is not None]
+        return [WorkerInfo.from_json(w) for w in drive(live_workers(), self._perform)]
+
+    def _perform(self, step: Step) -> Any:
+        assert isinstance(step, Ask), step  # the registry's reads ask Redis only
+        return step.call(self)
 
     def by_agent(self, agents: Iterable[str] = ()) -> dict[str, list[WorkerInfo]]:
         """Live workers per agent name, including agents only remote workers serve."""
@@ -102,19 +107,27 @@ class Registry:
         return dict(sorted(table.items()))
 
 
-def agents_document(settings: Any, declared: Any = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every agent with its live workers, queue depth and breaker: ``agents --json`` and ``GET /api/agents``.
-    ``declared``: the agents the settings' modules declare, if loaded already."""
-    from .agents import load_agents
-    from .broker import queue_depths
-    from .dag.engine import engine_for
-    from .resilience.breaker import breaker_states
+def live_workers() -> Steps[list[dict[str, Any]]]:
+    """The live workers' registrations (``WorkerInfo`` JSON), sorted by hostname; those whose
+    registration expired are forgotten. Steps: the sync registry and every client read it so."""
+    hostnames = sorted(str(h) for h in (yield Ask(lambda t: t.redis.smembers(keys.WORKERS))))
+    if not hostnames:
+        return []
+    values = yield Ask(lambda t: t.redis.mget([keys.worker(h) for h in hostnames]))
+    if gone := [h for h, v in zip(hostnames, values, strict=True) if v is None]:
+        yield Ask(lambda t: t.redis.srem(keys.WORKERS, *gone))
+    return [json.loads(v) for v in values if v is not None]
 
-    declared = load_agents(settings.agent_modules) if declared is None else declared
-    registry = Registry(engine_for(settings.state_url).client)  # the process's pool, not one per call
+
+def agents_document(
+    client: redis.Redis, settings: Any, declared: Mapping[str, Any]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every agent (the ``declared`` ones and those only remote workers serve) with its live
+    workers, queue depth and breaker: ``agents --json``, ``GET /api/agents``, ``Client.agents``."""
+    registry = Registry(client)
     table = registry.by_agent(declared)
     depths = queue_depths(settings.require_broker(), [keys.agent_queue(name) for name in table])
-    breakers = breaker_states(registry.client, table)
+    breakers = breaker_states(client, table)
     return {
         "agents": {
             name: {

@@ -38,7 +38,7 @@ import redis
 
 from . import keys
 from .app import CoditectApp, create_app
-from .dag.run import DagRun, submit
+from .client import DagRun, submit
 from .dag.spec import Dag
 from .redis_server import RedisServer
 from .settings import DEFAULT_AGENT_MODULES, Settings

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import create_app
-from coditect_tasks.broker import redis_client
+from coditect_tasks.connection import redis_client
 from coditect_tasks.embedded import LocalStack, WorkerProcess
 from coditect_tasks.settings import Settings
 

@@ -22,8 +22,8 @@ import redis
 
 from coditect_tasks.app import create_app
 from coditect_tasks.bench import fanout
-from coditect_tasks.broker import redis_client
-from coditect_tasks.dag.run import submit
+from coditect_tasks.client import submit
+from coditect_tasks.connection import redis_client
 from coditect_tasks.dag.spec import Dag
 from coditect_tasks.redis_server import RedisServer
 from coditect_tasks.settings import Settings

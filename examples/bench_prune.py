@@ -23,7 +23,7 @@ from coditect_tasks.history.store import HistoryStore
 def fill(store: HistoryStore, runs: int) -> None:
     finished = (datetime.now(UTC) - timedelta(days=40)).isoformat(timespec="microseconds")
     batch = 5_000
-    with store.engine.begin() as conn:
+    with store.db.begin() as conn:
         for start in range(0, runs, batch):
             ids = [f"run{i:08d}" for i in range(start, min(start + batch, runs))]
             conn.execute(

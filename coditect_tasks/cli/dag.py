@@ -19,21 +19,21 @@ from ..status import TERMINAL
 from .context import clip, coloured, emit_json, err, out, settings
 
 if TYPE_CHECKING:
-    from ..app import CoditectApp
+    from ..client import Client, DagRun
     from ..dag.plan import Plan
-    from ..dag.run import DagRun
 
 dag_cli = typer.Typer(help="Validate, submit, inspect and cancel DAG runs.", no_args_is_help=True)
 EXIT_BY_STATUS = {"succeeded": 0, "running": 0, "failed": 1, "cancelled": 1}
 
 
-def _app() -> CoditectApp:
+def _client() -> Client:
+    """The command's client (imported here: ``dag validate`` must not pay for Celery and Redis)."""
     from .. import broker
-    from ..app import create_app
+    from ..client import Client
 
     config = settings()
     broker.ping(config.state_url, config.connect_timeout)
-    return create_app(config)
+    return Client(config)
 
 
 def _load(path: Path | str) -> Dag:
@@ -71,11 +71,8 @@ def dag_submit(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Validate and start a run; with --wait, follow it to the end."""
-    from ..dag.run import submit
-
     dag = _load(file)
-    app = _app()
-    run = submit(dag, app)
+    run = _client().submit(dag)
     if not wait:
         _started(run, as_json)
         return
@@ -152,9 +149,7 @@ def dag_status(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a run and its nodes (from the live state, else from the history)."""
-    from ..dag.run import DagRun
-
-    _finish(DagRun(run_id, _app()).status(), as_json)
+    _finish(_client().get(run_id).status(), as_json)
 
 
 @dag_cli.command("list")
@@ -163,9 +158,7 @@ def dag_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List recent runs (live and recorded)."""
-    from ..dag.run import list_runs
-
-    runs = list_runs(_app(), limit)
+    runs = _client().runs(limit=limit)
     if as_json:
         emit_json({"runs": runs})
         return
@@ -182,9 +175,7 @@ def dag_list(
 @dag_cli.command("cancel")
 def dag_cancel(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
     """Cancel a run: start nothing new, revoke what is queued; it ends cancelled."""
-    from ..dag.run import DagRun
-
-    run = DagRun(run_id, _app())
+    run = _client().get(run_id)
     if run.cancel():
         out.print(f"run {run_id} cancelled")
         return
@@ -200,9 +191,7 @@ def dag_retry(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run a failed or cancelled run again as a new run: its succeeded nodes keep their results."""
-    from ..dag.run import DagRun
-
-    run = DagRun(run_id, _app()).retry()
+    run = _client().get(run_id).retry()
     if not wait:
         _started(run, as_json)
         return
@@ -218,14 +207,8 @@ def dag_events(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line (JSON Lines).")] = False,
 ) -> None:
     """Print the run's transitions from its start, then live, until it ends."""
-    from ..dag.events import follow
-    from ..dag.run import DagRun
-    from ..history.store import HistoryStore
-
-    app = _app()
-    run = DagRun(run_id, app)
-    run.state()  # RunNotFoundError before anything is printed
-    for event in follow(run.engine.client, HistoryStore.from_settings(app.settings), run_id, after):
+    run = _client().get(run_id)  # RunNotFoundError before anything is printed
+    for event in run.events(after):
         if as_json:
             sys.stdout.write(json.dumps(event.to_json()) + "\n")
             sys.stdout.flush()
@@ -240,13 +223,12 @@ def dag_events(
 def dag_graph(target: Annotated[str, typer.Argument(help="A DAG file, or a run id (states coloured).")]) -> None:
     """Print the DAG as a Mermaid flowchart."""
     from ..dag.graph import mermaid
-    from ..dag.run import DagRun
 
     if Path(target).exists():
         dag = _load(target)
         _validate(dag)
         sys.stdout.write(mermaid(dag.to_json()))
         return
-    run = DagRun(target, _app())
+    run = _client().get(target)
     doc = run.status()
     sys.stdout.write(mermaid(run.definition(), {nid: n["status"] for nid, n in doc["nodes"].items()}))

@@ -41,7 +41,7 @@ def load(
 
     Locust's CSV and HTML reports go under CODITECT_HOME/load/. Exit code 1 if any run failed.
     """
-    from .. import broker
+    from ..connection import redis_client
     from ..embedded import attach
     from ..load import resources, runner
     from ..load.report import drift, read_failures, read_stats, write_comparison
@@ -66,7 +66,7 @@ def load(
                 temporary_stack(config, agents, "load", workers=1, concurrency=concurrency, recorder=True)
             )
             target = stack.settings
-        client = cleanup.enter_context(broker.redis_client(target.state_url))
+        client = cleanup.enter_context(redis_client(target.state_url))
         columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
         outcomes, samplers = {}, {}
         with Progress(*columns, console=err, disable=as_json) as progress:

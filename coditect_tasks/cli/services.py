@@ -22,15 +22,14 @@ def exporter(
 
     from .. import broker
     from ..agents import load_agents
+    from ..connection import redis_client
     from ..observability.metrics import PlatformCollector
 
     config = settings()
     broker.ping(config.state_url, config.connect_timeout)
     registry = CollectorRegistry()
     registry.register(
-        PlatformCollector(
-            broker.redis_client(config.state_url), config.require_broker(), load_agents(config.agent_modules)
-        )
+        PlatformCollector(redis_client(config.state_url), config.require_broker(), load_agents(config.agent_modules))
     )
     stop_on_sigterm()
     try:
@@ -63,6 +62,7 @@ def flower(
 def recorder() -> None:
     """Record run history from Redis into the database, in the foreground until SIGTERM."""
     from .. import broker
+    from ..connection import redis_client
     from ..history.recorder import Recorder
     from ..history.store import HistoryStore
     from ..observability import logs
@@ -71,9 +71,7 @@ def recorder() -> None:
     if logs.log_file():
         logs.configure_logging(config.log_level, file=logs.log_file())
     broker.ping(config.state_url, config.connect_timeout)
-    rec = Recorder(
-        broker.redis_client(config.state_url), HistoryStore.from_settings(config), retention=config.live_retention
-    )
+    rec = Recorder(redis_client(config.state_url), HistoryStore.from_settings(config), retention=config.live_retention)
     stop_on_sigterm()
     err.print(f"recording history into {safe_url(config.history_url)}")
     try:
@@ -95,7 +93,7 @@ def serve(
     import uvicorn
 
     from .. import broker
-    from ..api.app import create_api
+    from ..api.routes import create_api
     from ..api.security import check_bind
 
     config = settings()

@@ -35,6 +35,7 @@ def worker(
     from .. import broker
     from ..agents import load_agents, select
     from ..app import create_app
+    from ..connection import require_noeviction
     from ..observability import signals as observability_signals
     from ..registry import Registry
 
@@ -50,7 +51,7 @@ def worker(
     node_name = worker_name(hostname, [a.name for a in chosen])
     registry = Registry.from_url(config.state_url)
     try:
-        broker.require_noeviction(registry.client, config.state_url)
+        require_noeviction(registry.client, config.state_url)
         if registry.is_live(node_name):
             raise ConfigError(
                 "--hostname", f"a worker named {node_name!r} is already live; give this pool its own name"
@@ -117,13 +118,14 @@ def agents_cmd(
     """Show every agent with its live workers and queue depth."""
     from .. import broker
     from ..agents import load_agents
-    from ..registry import agents_document
+    from ..client import Client
 
     config = settings()
-    declared = load_agents(config.agent_modules)  # a module that does not load is the first thing to say
+    load_agents(config.agent_modules)  # a module that does not load is the first thing to say
     broker_url = config.require_broker()
     broker.ping(config.state_url, config.connect_timeout)
-    data = agents_document(config, declared)
+    with Client(config) as client:
+        data = client.agents()
     if as_json:
         emit_json(data)
         return

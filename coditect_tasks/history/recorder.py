@@ -26,7 +26,7 @@ import redis
 from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
 from .. import keys
-from ..dag.engine import Engine
+from ..engine.transitions import Engine
 from ..status import TERMINAL
 from .store import HistoryStore
 

@@ -30,7 +30,7 @@ from ..settings import Settings
 from ..status import TERMINAL, NodeStatus, RunStatus
 from .models import Base, NodeRecord, RunRecord, Transition
 
-_ENGINES: dict[str, Engine] = {}
+_DATABASES: dict[str, Engine] = {}  # SQLAlchemy engines by URL
 
 
 def _write_ahead_log(connection: Any, record: Any) -> None:
@@ -71,18 +71,18 @@ class HistoryStore:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = _ENGINES.get(url)
+        engine = _DATABASES.get(url)
         if engine is None:
-            engine = _ENGINES[url] = create_engine(url, pool_pre_ping=True)
+            engine = _DATABASES[url] = create_engine(url, pool_pre_ping=True)
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _write_ahead_log)
             Base.metadata.create_all(engine)
             _upgrade(engine)
-        self.engine = engine
+        self.db = engine
 
     def close(self) -> None:
         """Close the pooled connections of this URL (the next use opens new ones)."""
-        self.engine.dispose()
+        self.db.dispose()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HistoryStore:
@@ -95,7 +95,7 @@ class HistoryStore:
         Returns how many entries were new.
         """
         entries = list(entries)
-        with self.engine.begin() as conn:
+        with self.db.begin() as conn:
             seen: set[str] = set()
             for chunk in _chunks([e[0] for e in entries]):
                 seen.update(conn.scalars(select(Transition.stream_id).where(Transition.stream_id.in_(chunk))))
@@ -112,7 +112,7 @@ class HistoryStore:
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """The run document as recorded, or None."""
-        with Session(self.engine) as session:
+        with Session(self.db) as session:
             run = session.get(RunRecord, run_id)
             if run is None:
                 return None
@@ -149,7 +149,7 @@ class HistoryStore:
         old = select(RunRecord.run_id).where(
             RunRecord.finished_at < finished_before, RunRecord.status.in_([str(s) for s in TERMINAL])
         )
-        with Session(self.engine) as session, session.begin():
+        with Session(self.db) as session, session.begin():
             session.execute(delete(Transition).where(Transition.run_id.in_(old)))
             session.execute(delete(NodeRecord).where(NodeRecord.run_id.in_(old)))
             gone = cast(CursorResult[Any], session.execute(delete(RunRecord).where(RunRecord.run_id.in_(old))))
@@ -157,7 +157,7 @@ class HistoryStore:
 
     def transitions(self, run_id: str) -> list[dict[str, Any]]:
         """The run's recorded transitions in stream order, as the history stream held them."""
-        with Session(self.engine) as session:
+        with Session(self.db) as session:
             rows = session.scalars(select(Transition).where(Transition.run_id == run_id)).all()
             return [
                 {
@@ -174,7 +174,7 @@ class HistoryStore:
             ]
 
     def dag(self, run_id: str) -> str | None:
-        with Session(self.engine) as session:
+        with Session(self.db) as session:
             run = session.get(RunRecord, run_id)
             return run.dag if run is not None else None
 
@@ -183,7 +183,7 @@ class HistoryStore:
         query = select(RunRecord).order_by(RunRecord.submitted_at.desc()).limit(limit)
         if before is not None:
             query = query.where(RunRecord.submitted_at < before)
-        with Session(self.engine) as session:
+        with Session(self.db) as session:
             rows = session.scalars(query).all()
             return [
                 {

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import broker
 from ..agents import load_agents
+from ..connection import redis_client
 from ..dag.plan import Plan, validate
 from ..dag.spec import Dag
 from ..embedded import attach
@@ -41,7 +42,7 @@ def validate_dag(dag: Dag, settings: Settings) -> Plan:
     target = attach(settings)
     if not target.embedded:
         broker.ping(target.state_url, target.connect_timeout)
-        client = broker.redis_client(target.state_url)
+        client = redis_client(target.state_url)
         try:
             known |= set(Registry(client).by_agent())
         finally:

@@ -16,73 +16,21 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple
 
 import gevent
-import gevent.event
 import gevent.pool
-import redis
 from locust import User, task
 
 from .. import keys
-from ..dag.run import DagRun, submit
+from ..client import Client, DagRun
 from ..dag.spec import Dag
 from ..status import TERMINAL
 from .canvas import canvas
 
 #: Seconds a run may take before the load test counts it as failed.
 RUN_TIMEOUT = 300.0
-#: Seconds between checks on a run in case its end announcement was missed.
-RECHECK_SECONDS = 5.0
-_PREFIX, _SUFFIX = keys.run_channel("\0").split("\0")
 
 
 class RunFailed(Exception):
     """A run that did not succeed; Locust groups failures by this message."""
-
-
-class RunWatcher:
-    """One pattern subscription per Locust process tells every waiting user when its
-    run ends, instead of one pub/sub connection per run in flight."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._ended: dict[str, float] = {}  # run id → perf_counter() when its end was announced
-        self._waiters: dict[str, gevent.event.Event] = {}
-        self._greenlet = gevent.spawn(self._listen)
-
-    def _listen(self) -> None:
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            try:
-                pubsub.psubscribe(keys.run_channel("*"))
-                for message in pubsub.listen():
-                    self._announce(str(message["channel"]).removeprefix(_PREFIX).removesuffix(_SUFFIX))
-            except redis.RedisError:
-                gevent.sleep(0.5)  # the broker restarts: subscribe again (waiters re-check meanwhile)
-            finally:
-                pubsub.close()
-
-    def _announce(self, run_id: str) -> None:
-        now = time.perf_counter()
-        self._ended[run_id] = now
-        if len(self._ended) > 10_000:  # runs nobody here waits for (other clients of a shared broker)
-            self._ended = {r: t for r, t in self._ended.items() if now - t < 60 or r in self._waiters}
-        if (waiter := self._waiters.get(run_id)) is not None:
-            waiter.set()
-
-    def wait(self, run: DagRun, timeout: float) -> tuple[str, float]:
-        """(final state, perf_counter() at its end) of ``run``; ``running`` after ``timeout`` s."""
-        deadline = time.perf_counter() + timeout
-        waiter = self._waiters[run.id] = gevent.event.Event()
-        try:
-            while True:
-                if run.id in self._ended:
-                    return run.state(), self._ended.pop(run.id)
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    return run.state(), time.perf_counter()
-                if not waiter.wait(min(left, RECHECK_SECONDS)) and (state := run.state()) in TERMINAL:
-                    return state, time.perf_counter()  # its announcement was missed
-        finally:
-            del self._waiters[run.id]
 
 
 class Outcome(NamedTuple):
@@ -164,27 +112,23 @@ class RunUser(User):
 
 
 class DagUser(RunUser):
-    """Submits ``dag`` through ``coditect_tasks.submit``."""
+    """Submits ``dag`` through the app's ``Client``, whose waits share one subscription to every
+    run's end (not one pub/sub connection per run in flight)."""
 
     abstract = True
-    _watcher: ClassVar[RunWatcher | None] = None
-
-    @classmethod
-    def watcher(cls) -> RunWatcher:
-        if DagUser._watcher is None:
-            DagUser._watcher = RunWatcher(redis.Redis.from_url(cls.app.settings.state_url, decode_responses=True))
-        return DagUser._watcher
 
     def one_run(self) -> Outcome:
         submitted = datetime.now(UTC)
         started = time.perf_counter()
-        run = submit(self.dag, self.app)
-        state, ended = self.watcher().wait(run, RUN_TIMEOUT)
+        client = Client.of(self.app)
+        run = client.submit(self.dag)
+        state = run.wait(RUN_TIMEOUT)
+        ended = time.perf_counter()
         error = None
         if state != "succeeded":
             error = f"run {state if state in TERMINAL else 'timed out'}: {_first_error(run)}"
         # the run's own end time, not when this greenlet got round to noticing it
-        finished = run.engine.client.hget(keys.run_prefix(run.id) + "run", "finished_at")
+        finished = client.redis.hget(keys.run_prefix(run.id) + "run", "finished_at")
         seconds = (_utc(str(finished)) - submitted).total_seconds() if finished else ended - started
         return Outcome(seconds, run.dispatch_seconds(), error)
 

@@ -15,7 +15,7 @@ import pybreaker
 import redis
 
 from .. import keys
-from ..broker import outlast_outages
+from ..connection import outlast_outages
 
 _BREAKERS: dict[tuple[int, str, str], pybreaker.CircuitBreaker] = {}
 

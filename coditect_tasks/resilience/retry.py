@@ -10,6 +10,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import InvalidArgumentError
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -29,9 +31,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+            raise InvalidArgumentError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.backoff < 0 or self.backoff_max < 0:
-            raise ValueError("backoff and backoff_max must not be negative")
+            raise InvalidArgumentError("backoff and backoff_max must not be negative")
 
     @classmethod
     def retries(

@@ -16,6 +16,6 @@ def settings_for(settings: Any = None) -> Any:
 
 
 def client_for(settings: Any = None) -> redis.Redis:
-    from ..dag.engine import engine_for
+    from ..engine.transitions import engine_for
 
     return engine_for(settings_for(settings).state_url).client

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, StaleFenceError
+from ..errors import ConfigError, InvalidArgumentError, StaleFenceError
 from ._client import settings_for
 
 #: Bytes read per chunk while fetching an object (spooled to disk past ``SPOOL_BYTES``).
@@ -194,4 +194,6 @@ def get(name: str, *, settings: Any = None) -> bytes | None:
 
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not NAME.match(name) or ".." in name.split("/") or "//" in name:
-        raise ValueError(f"an artifact name is 1 to 512 of A-Z a-z 0-9 . _ - /, relative, without '..': {name!r}")
+        raise InvalidArgumentError(
+            f"an artifact name is 1 to 512 of A-Z a-z 0-9 . _ - /, relative, without '..': {name!r}"
+        )

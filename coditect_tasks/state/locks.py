@@ -18,7 +18,7 @@ import redis
 import tenacity
 
 from .. import keys
-from ..errors import LockTimeoutError
+from ..errors import InvalidArgumentError, LockTimeoutError
 from ._client import client_for
 
 #: Take the lock if free: (1, token) with a new fencing token, else (0, 0).
@@ -67,9 +67,9 @@ class Lock:
 
     def __init__(self, name: str, ttl: float, wait: float | None = None, settings: Any = None) -> None:
         if not name or len(name) > 256 or not name.isprintable():
-            raise ValueError(f"a lock name is 1 to 256 printable characters, not {name!r}")
+            raise InvalidArgumentError(f"a lock name is 1 to 256 printable characters, not {name!r}")
         if not ttl >= 0.001:
-            raise ValueError(f"a lock's ttl is at least 0.001 s, not {ttl!r}")
+            raise InvalidArgumentError(f"a lock's ttl is at least 0.001 s, not {ttl!r}")
         self.name = name
         self.ttl = ttl
         self.wait = wait

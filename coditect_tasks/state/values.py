@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from .. import keys
-from ..errors import StaleFenceError
+from ..errors import InvalidArgumentError, StaleFenceError
 from ._client import client_for
 
 #: Bytes of one value at most, as JSON (what one node result may be).
@@ -28,7 +28,7 @@ return {1, ''}
 
 def _key(name: str) -> str:
     if not isinstance(name, str) or not name or len(name) > 512 or not name.isprintable():
-        raise ValueError(f"a state key is 1 to 512 printable characters, not {name!r}")
+        raise InvalidArgumentError(f"a state key is 1 to 512 printable characters, not {name!r}")
     return keys.STATE_PREFIX + name
 
 
@@ -38,7 +38,7 @@ def put(name: str, value: Any, *, fence: int | None = None, settings: Any = None
     key = _key(name)
     text = json.dumps(value, allow_nan=False)
     if len(text.encode()) > MAX_VALUE_BYTES:
-        raise ValueError(f"state {name!r}: the value is {len(text.encode())} bytes, over {MAX_VALUE_BYTES}")
+        raise InvalidArgumentError(f"state {name!r}: the value is {len(text.encode())} bytes, over {MAX_VALUE_BYTES}")
     done, newest = client_for(settings).eval(PUT, 1, key, text, "" if fence is None else int(fence))
     if not int(done):
         raise StaleFenceError(f"state {name!r}", fence, int(newest))

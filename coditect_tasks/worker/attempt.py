@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import keys
 from ..agents import Agent
-from ..dag.engine import Engine, Follow, Next
+from ..engine.transitions import Engine, Next, TakeNext
 from ..resilience.lease import LeaseKeeper
 from ..resilience.retry import RetryPolicy
 
@@ -48,11 +48,11 @@ class Attempt:
     def renew(self, seconds: float) -> bool:
         return self.engine.renew(self.run_id, self.node_id, self.token, seconds)
 
-    def succeed(self, result: Any, span: str = "", follow: Follow | None = None) -> tuple[bool, Next | None]:
+    def succeed(self, result: Any, span: str = "", take_next: TakeNext | None = None) -> tuple[bool, Next | None]:
         """Record ``result`` (or fail the node if it is not JSON or too large); ``span`` is
-        the attempt's traceparent, under which its successors' spans hang. With ``follow``, the
+        the attempt's traceparent, under which its successors' spans hang. With ``take_next``, the
         next node taken from the queue comes back too."""
-        return self.engine.succeed(self.run_id, self.node_id, self.token, result, span, follow)
+        return self.engine.succeed(self.run_id, self.node_id, self.token, result, span, take_next)
 
     def fail(self, error: str) -> bool:
         return self.engine.fail(self.run_id, self.node_id, self.token, error)

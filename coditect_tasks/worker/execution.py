@@ -27,8 +27,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from .. import keys
 from ..agents import Agent, AgentCall
-from ..dag.engine import Engine, Follow, Next, Taken, engine_for
-from ..dag.message import template_key
+from ..engine.message import template_key
+from ..engine.transitions import Engine, Next, Taken, TakeNext, engine_for
 from ..observability import logs, tracing
 from ..resilience.breaker import breaker_for
 from ..state.artifacts import ArtifactStore, NodeArtifacts, store_for
@@ -53,37 +53,37 @@ class _Failed(Exception):
 def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     """Run one node (or foreach item) attempt: begin (fenced), call the agent or fan out, record.
 
-    Then, while the follow budget lasts, each success also takes the next message of the agent's
-    queue in the same script (``Follow``), and this process runs that node the same way.
+    Then, while the take-next budget lasts, each success also takes the next message of the agent's
+    queue in the same script (``TakeNext``), and this process runs that node the same way.
     """
-    started = time.monotonic()  # the follow budget counts from the message's start, as its limits do
+    started = time.monotonic()  # the take-next budget counts from the message's start, as its limits do
     engine = engine_for(task.app.settings.state_url)
     worker = str(task.request.hostname or socket.gethostname())
     task_id = via = str(task.request.id)
     breaker = keys.breaker_prefix(spec.name)
     # a node goes through its agent's breaker, whose state begin reads in the same round trip
     taken = engine.begin(run_id, node_id, worker, task_id, "" if ITEM_ID.match(node_id) else breaker)
-    until = started + min(keys.FOLLOW_SECONDS, _soft_limit(task, spec) / 10)
+    until = started + min(keys.TAKE_NEXT_SECONDS, _soft_limit(task, spec) / 10)
     hard, soft = getattr(task.request, "timelimit", None) or (None, None)
-    ttl = math.ceil((hard or spec.timeout) + keys.LEASE_SECONDS)  # the follow note outlasts the hard limit
+    ttl = math.ceil((hard or spec.timeout) + keys.LEASE_SECONDS)  # the taken-after note outlasts the hard limit
 
-    def follow() -> Follow | None:
+    def take_next() -> TakeNext | None:
         if time.monotonic() >= until or task.app.settings.outbox:  # RabbitMQ's queues are not in Redis
             return None
-        return Follow(spec.queue, spec.task_name, _limit(hard), _limit(soft), worker, breaker, via, ttl, until)
+        return TakeNext(spec.queue, spec.task_name, _limit(hard), _limit(soft), worker, breaker, via, ttl, until)
 
-    followed = False
+    took_next = False
     try:
         while taken is not None:
-            after = _attempt(task, spec, engine, (run_id, node_id, task_id), taken, follow)
+            after = _attempt(task, spec, engine, (run_id, node_id, task_id), taken, take_next)
             if after is None:
                 return
-            followed = True
+            took_next = True
             run_id, node_id, task_id, taken = after.run_id, after.node_id, after.task_id, after.taken
             logs.bind_message(task_id, run_id, node_id)
     finally:
-        if followed:
-            engine.unfollow(via)
+        if took_next:
+            engine.forget_taken(via)
 
 
 def _attempt(
@@ -92,7 +92,7 @@ def _attempt(
     engine: Engine,
     ids: tuple[str, str, str],
     taken: Taken,
-    follow: Callable[[], Follow | None],
+    take_next: Callable[[], TakeNext | None],
 ) -> Next | None:
     """One begun attempt of node ``ids`` (run, node, message task id); the next node taken, if any."""
     run_id, node_id, task_id = ids
@@ -136,7 +136,7 @@ def _attempt(
             return None
         except _Retried:
             return None
-        return attempt.succeed(result, tracing.traceparent(span), follow())[1]
+        return attempt.succeed(result, tracing.traceparent(span), take_next())[1]
 
 
 def _through(store: ArtifactStore, engine: Engine, fn: Any, where: tuple[str, str, int], task: Task) -> Any:
@@ -183,7 +183,7 @@ def _call(task: Task, spec: Agent, attempt: Attempt, call: AgentCall, fn: Any) -
 
 
 def _limit(seconds: float | None) -> str:
-    """A time limit as ``follow`` compares it with a message's ('' for none)."""
+    """A time limit as ``take_next`` compares it with a message's ('' for none)."""
     return "" if seconds is None else repr(float(seconds))
 
 
@@ -229,12 +229,12 @@ def on_hard_timeout(app: Celery, task_id: str, kwargs: dict[str, Any], seconds: 
 
     Runs in the worker's main process, which knows the message, not the attempt token: the
     attempt is named by its message's task id, or is the node the process took after finishing
-    the message's own (``Follow``). A stale attempt (its node already runs elsewhere) names no
+    the message's own (``TakeNext``). A stale attempt (its node already runs elsewhere) names no
     running attempt, so it fails nothing.
     """
     run_id, node_id = kwargs.get("run_id"), kwargs.get("node_id")
     if run_id and node_id:
         engine = engine_for(app.settings.state_url)
         why = f"hard time limit of {seconds:g} s exceeded"
-        if not engine.fail_from_message(run_id, node_id, task_id, why) and (followed := engine.followed(task_id)):
-            engine.fail_from_message(*followed, why)  # the node the process took after the message's own
+        if not engine.fail_from_message(run_id, node_id, task_id, why) and (taken := engine.taken_after(task_id)):
+            engine.fail_from_message(*taken, why)  # the node the process took after the message's own

@@ -18,7 +18,7 @@ import redis
 from celery import bootsteps, signals
 
 from .. import keys
-from ..dag.engine import Engine, engine_for
+from ..engine.transitions import Engine, engine_for
 from ..registry import BEAT_INTERVAL, TTL, Registry, WorkerInfo
 from . import health, shutdown
 from .outbox import Drainer

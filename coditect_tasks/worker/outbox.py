@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from kombu.entity import Queue
 
-from ..dag.engine import Engine
+from ..engine.transitions import Engine
 
 #: Entries one drainer takes per script call.
 BATCH = 200

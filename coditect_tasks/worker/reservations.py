@@ -19,7 +19,7 @@ from collections import deque
 import redis
 
 from .. import keys
-from ..dag.engine import Engine
+from ..engine.transitions import Engine
 
 #: Most nodes noted in one script call.
 BATCH = 500

@@ -22,7 +22,7 @@ import redis
 from celery import Celery, signals
 from celery.worker import state
 
-from ..dag.engine import Engine, engine_for
+from ..engine.transitions import Engine, engine_for
 
 #: Set once the worker was told to stop: it is no longer ready (``health``).
 DRAINING = threading.Event()
@@ -79,8 +79,8 @@ def _hand_off(app: Celery, hostname: str, requests: list[Any]) -> bool:
             continue
         try:
             ended = engine.hand_off(run_id, node_id, hostname, request.id)
-            if not ended and (followed := engine.followed(request.id)):
-                run_id, node_id, message = followed  # the node the process took after the message's own
+            if not ended and (taken := engine.taken_after(request.id)):
+                run_id, node_id, message = taken  # the node the process took after the message's own
                 ended = engine.hand_off(run_id, node_id, hostname, message)
             if ended:
                 handed = True

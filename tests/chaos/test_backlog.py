@@ -12,7 +12,7 @@ import pytest
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
-from coditect_tasks.dag.engine import engine_for
+from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.registry import Registry
 
 from ..conftest import SUPPORT_ENV, WorkerFactory

@@ -15,7 +15,7 @@ import pytest
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
-from coditect_tasks.dag.run import DagRun
+from coditect_tasks.client import DagRun
 from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.redis_server import RedisServer
 from coditect_tasks.registry import Registry

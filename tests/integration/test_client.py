@@ -16,7 +16,7 @@ import redis
 
 from coditect_tasks import AsyncClient, Client, Dag, keys
 from coditect_tasks.app import CoditectApp
-from coditect_tasks.broker import MAX_CONNECTIONS
+from coditect_tasks.connection import MAX_CONNECTIONS
 from coditect_tasks.errors import (
     IdempotencyConflictError,
     InvalidIdempotencyKeyError,
@@ -113,12 +113,12 @@ def test_a_repeated_submit_with_a_key_returns_the_first_run_and_bad_keys_change_
         with pytest.raises(IdempotencyConflictError) as conflict:
             client.submit(diamond("another"), idempotency_key="order-42")
         assert conflict.value.run_id == first.id
-        written = client.engine.client.zcard(keys.RUNS)
+        written = client.redis.zcard(keys.RUNS)
         for bad, problem in (("", "must not be empty"), ("k" * 257, "at most 256"), (42, "must be a string")):
             with pytest.raises(InvalidIdempotencyKeyError, match=problem):
                 client.submit(diamond(), idempotency_key=bad)  # type: ignore[arg-type]
-        assert client.engine.client.zcard(keys.RUNS) == written == 1
-        assert client.engine.client.ttl(keys.idempotency("order-42")) > 24 * 3600 - 60
+        assert client.redis.zcard(keys.RUNS) == written == 1
+        assert client.redis.ttl(keys.idempotency("order-42")) > 24 * 3600 - 60
 
 
 RACER = """
@@ -180,24 +180,22 @@ def test_an_orchestrator_killed_mid_submits_and_restarted_with_its_keys_makes_on
 
 def test_a_submit_refused_in_the_script_leaves_nothing_of_its_run(app: CoditectApp) -> None:
     """The race's losing side, made deterministic: the key is taken between the check and the write."""
-    from coditect_tasks.dag.engine import engine_for
-    from coditect_tasks.dag.run import idempotency, prepare_run
     from coditect_tasks.observability import tracing
 
-    engine = engine_for(app.settings.state_url)
+    client = Client.of(app)
     dag = diamond()
-    idem = idempotency(dag, app.settings, "taken")
+    idem = client.core.idempotency(dag, "taken")
     assert idem is not None
-    engine.client.set(idem.redis_key, f"winner {idem.digest}")
+    client.redis.set(idem.redis_key, f"winner {idem.digest}")
     with tracing.run_span(dag.name, len(dag.nodes)) as span:
-        write = prepare_run(dag, app, [], span, idem=idem)
-    assert engine.submit(write) == "winner"
-    assert engine.client.keys(keys.run_prefix(write.run_id) + "*") == []
-    assert engine.client.zscore(keys.RUNS, write.run_id) is None
-    assert engine.client.get(idem.redis_key) == f"winner {idem.digest}"
-    engine.client.set(idem.redis_key, "winner another-digest")
+        write = client.core.prepare(dag, [], span, idem=idem)
+    assert client.drive(client.core.write(write)) == "winner"
+    assert client.redis.keys(keys.run_prefix(write.run_id) + "*") == []
+    assert client.redis.zscore(keys.RUNS, write.run_id) is None
+    assert client.redis.get(idem.redis_key) == f"winner {idem.digest}"
+    client.redis.set(idem.redis_key, "winner another-digest")
     with pytest.raises(IdempotencyConflictError):
-        engine.submit(write)
+        client.drive(client.core.write(write))
 
 
 def test_one_event_loop_awaits_two_hundred_runs_and_short_ones_return_while_long_ones_run(
@@ -258,11 +256,11 @@ def test_one_event_loop_awaits_two_hundred_runs_and_short_ones_return_while_long
 def test_a_submit_after_redis_lost_its_scripts_still_starts_the_run_once(settings: Settings) -> None:
     with Client(settings) as client:
         client.submit(diamond())  # the script is loaded now
-        client.engine.client.script_flush()  # as a restarted Redis without them
+        client.redis.script_flush()  # as a restarted Redis without them
         run = client.submit(diamond(), idempotency_key="after-flush")
         assert run.state() == "running"
-        assert client.engine.client.hget(keys.run_prefix(run.id) + "status", "a") == "queued"
-        assert client.engine.client.zcard(keys.RUNS) == 2
+        assert client.redis.hget(keys.run_prefix(run.id) + "status", "a") == "queued"
+        assert client.redis.zcard(keys.RUNS) == 2
 
         async def again() -> str:
             async with AsyncClient(settings) as aclient:

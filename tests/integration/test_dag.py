@@ -13,8 +13,8 @@ import redis
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
-from coditect_tasks.dag.engine import engine_for
-from coditect_tasks.dag.run import DagRun
+from coditect_tasks.client import Client, DagRun
+from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.errors import CycleError, DagError, RunNotFoundError
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.redis_server import RedisServer
@@ -176,7 +176,7 @@ def test_history_outlives_the_live_state(
     assert recorder.drain() > 0
     client = engine_for(app.settings.state_url).client
     client.delete(*client.keys(f"coditect:run:{run.id}:*"))
-    recorded = DagRun(run.id, app).status()
+    recorded = DagRun(run.id, Client.of(app)).status()
     assert recorded == live
     result = run_cli(
         ["dag", "status", run.id, "--json"],
@@ -185,7 +185,7 @@ def test_history_outlives_the_live_state(
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == live
     with pytest.raises(RunNotFoundError):
-        DagRun("no-such-run", app).status()
+        DagRun("no-such-run", Client.of(app)).status()
 
 
 def test_the_recorder_loses_nothing_when_it_dies_before_committing(

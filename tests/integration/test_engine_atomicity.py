@@ -12,8 +12,8 @@ import redis
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.bench import fanout
-from coditect_tasks.dag.engine import Engine, engine_for
-from coditect_tasks.dag.run import DagRun
+from coditect_tasks.client import Client, DagRun
+from coditect_tasks.engine.transitions import Engine, engine_for
 from coditect_tasks.registry import Registry
 
 
@@ -61,19 +61,16 @@ def test_one_broken_run_does_not_stop_the_reaper_for_the_others(app: CoditectApp
 def _submit_stopping_after_its_transaction(app: CoditectApp, n: int, monkeypatch: pytest.MonkeyPatch) -> str:
     """Submit n roots from a process that stops right after its transaction, before the second
     slice; the run's id."""
-    engine = engine_for(app.settings.state_url)
-    real = type(engine)._call
+    client = Client.of(app)
 
-    def stop_before_the_second_slice(self: Engine, name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "roots":
-            raise KeyboardInterrupt
-        return real(self, name, *args, **kwargs)
+    def stop_before_the_second_slice(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(type(engine), "_call", stop_before_the_second_slice)
+    monkeypatch.setitem(client.scripts, "roots", stop_before_the_second_slice)
     with pytest.raises(KeyboardInterrupt):
         submit(fanout(n), app)
     monkeypatch.undo()
-    (run_id,) = engine.client.zrange(keys.SUBMITTING, 0, -1)
+    (run_id,) = client.redis.zrange(keys.SUBMITTING, 0, -1)
     return str(run_id)
 
 
@@ -115,7 +112,7 @@ def test_cancelling_a_run_whose_roots_are_still_being_queued_drops_the_rest(
 ) -> None:
     engine = engine_for(app.settings.state_url)
     run_id = _submit_stopping_after_its_transaction(app, keys.ROOT_SLICE + 10, monkeypatch)
-    run = DagRun(run_id, app)
+    run = DagRun(run_id, Client.of(app))
     assert run.cancel()
     assert run.status()["status"] == "cancelled"
     assert set(registry.client.hvals(keys.run_prefix(run_id) + "status")) == {"cancelled"}

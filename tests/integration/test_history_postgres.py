@@ -15,8 +15,8 @@ import pytest
 
 from coditect_tasks import Dag, submit
 from coditect_tasks.app import create_app
-from coditect_tasks.dag.engine import engine_for
-from coditect_tasks.dag.run import DagRun
+from coditect_tasks.client import Client, DagRun
+from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.history.store import HistoryStore
 from coditect_tasks.redis_server import free_port
@@ -89,7 +89,7 @@ def test_runs_are_recorded_in_postgresql_and_read_back_after_the_live_state_is_g
     assert recorder.drain() >= 8  # run + 2 nodes × (queued, running, succeeded) + run end
     client = engine_for(app.settings.state_url).client
     client.delete(*client.keys(f"coditect:run:{run.id}:*"))
-    assert DagRun(run.id, app).status() == live
+    assert DagRun(run.id, Client.of(app)).status() == live
     with HistoryStore(postgres_url).engine.connect() as conn:
         transitions = conn.exec_driver_sql(
             "SELECT node_id, status FROM coditect_transitions WHERE run_id = %(r)s ORDER BY stream_id", {"r": run.id}

@@ -17,8 +17,8 @@ from kombu import Connection
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
-from coditect_tasks.dag.engine import engine_for
 from coditect_tasks.embedded import WorkerProcess
+from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.rabbitmq_server import RabbitServer, rabbitmq_installed
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings

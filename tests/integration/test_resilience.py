@@ -11,8 +11,8 @@ import pytest
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
-from coditect_tasks.dag.engine import engine_for
 from coditect_tasks.embedded import WorkerProcess
+from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.settings import Settings
 
 from ..conftest import SUPPORT_ENV, WorkerFactory, run_cli, wait_for

@@ -17,7 +17,7 @@ import redis
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
-from coditect_tasks.dag.run import DagRun, list_runs
+from coditect_tasks.client import Client, DagRun
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.history.store import HistoryStore
 from coditect_tasks.registry import Registry
@@ -73,7 +73,7 @@ def test_a_recorded_run_leaves_redis_and_reads_the_same_from_the_history(
         assert run.state() == live[run.id]["status"]
     assert registry.client.zcard(keys.UNRECORDED) == 0
     assert registry.client.zcard(keys.RUNS) == 0
-    assert {r["run_id"] for r in list_runs(app0, 10)} == {run.id for run in runs}
+    assert {r["run_id"] for r in Client.of(app0).runs(limit=10)} == {run.id for run in runs}
     assert runs[2].results()["blob"] == "z" * (keys.HISTORY_CAP * 3)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
-from coditect_tasks.dag.engine import Engine, engine_for
+from coditect_tasks.engine.transitions import Engine, engine_for
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 

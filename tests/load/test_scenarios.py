@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from coditect_tasks import keys
-from coditect_tasks.broker import redis_client
+from coditect_tasks.connection import redis_client
 from coditect_tasks.load.report import read_stats
 from coditect_tasks.load.scenario import Scenario, scenario
 from coditect_tasks.settings import Settings

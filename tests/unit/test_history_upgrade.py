@@ -24,7 +24,7 @@ def test_an_old_history_database_gains_parent_run_id_and_keeps_its_runs(tmp_path
         db.executescript(OLD_SCHEMA)
     store = HistoryStore(f"sqlite:///{path}")
     try:
-        assert "parent_run_id" in {c["name"] for c in inspect(store.engine).get_columns("coditect_runs")}
+        assert "parent_run_id" in {c["name"] for c in inspect(store.db).get_columns("coditect_runs")}
         doc = store.run("old")
         assert doc is not None
         assert (doc["name"], doc["status"], doc["parent_run_id"]) == ("before", "succeeded", None)

@@ -6,14 +6,44 @@ import re
 from pathlib import Path
 
 from coditect_tasks import keys
-from coditect_tasks.dag.engine import SCRIPTS
+from coditect_tasks.engine.scripts import SCRIPTS
+from coditect_tasks.status import NodeStatus, RunStatus
 
-LUA = Path(keys.__file__).parent / "dag" / "lua"
+LUA = Path(keys.__file__).parent / "engine" / "lua"
+SCRIPT_FILES = sorted(LUA.glob("*.lua"))
+STATUSES = {s.value for s in (*RunStatus, *NodeStatus)}
+
+
+def test_the_scripts_are_where_the_checks_look() -> None:
+    assert {path.stem for path in SCRIPT_FILES} == {*SCRIPTS, "common"}
+
+
+def test_no_script_spells_a_status() -> None:
+    """Statuses come from status.py's enums, rendered into the prelude as RUN_STATUS and NODE_STATUS."""
+    literal = re.compile(r"['\"](" + "|".join(sorted(STATUSES)) + r")['\"]")
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in SCRIPT_FILES
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert not found, "a status spelled in Lua instead of RUN_STATUS/NODE_STATUS:\n" + "\n".join(found)
+
+
+def test_every_status_a_script_names_exists() -> None:
+    """A misspelt ``NODE_STATUS.QUEUD`` would be nil in Lua, silently."""
+    known = {"RUN_STATUS": {s.name for s in RunStatus}, "NODE_STATUS": {s.name for s in NodeStatus}}
+    used = {
+        (table, name)
+        for path in SCRIPT_FILES
+        for table, name in re.findall(r"\b(RUN_STATUS|NODE_STATUS)\.(\w+)", path.read_text())
+    }
+    assert used and not [f"{table}.{name}" for table, name in used if name not in known[table]]
 
 
 def test_no_script_spells_a_key_name_or_a_run_hash() -> None:
     found = []
-    for path in sorted(LUA.glob("*.lua")):
+    for path in SCRIPT_FILES:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("--", 1)[0]
             if keys.PREFIX in code or re.search(r"P \.\. '", code) or f"'{keys.AGENT_QUEUE_PREFIX}" in code:
@@ -25,7 +55,7 @@ def test_no_script_defines_a_constant_python_also_defines() -> None:
     names = set(re.findall(r"^local (\w+) =", keys.lua_prelude(), flags=re.M))
     redefined = [
         f"{path.name}: {name}"
-        for path in sorted(LUA.glob("*.lua"))
+        for path in SCRIPT_FILES
         for name in re.findall(r"^local (\w+) =", path.read_text(), flags=re.M)
         if name in names
     ]

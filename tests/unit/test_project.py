@@ -16,6 +16,12 @@ def test_public_api_is_exactly_what_all_lists() -> None:
     assert public - modules == set(coditect_tasks.__all__)
 
 
+def test_the_version_is_the_installed_distributions() -> None:
+    import tomllib
+
+    assert coditect_tasks.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)\n```", readme, flags=re.S)

@@ -5,7 +5,7 @@
 -- queued by roots.lua). A key an earlier run holds refuses this one: its hashes go, and the
 -- key's value ('<run id> <digest>') comes back, so two racing submits with one key make one run.
 -- Idempotent: a retried submit whose first try got through changes nothing.
-if redis.call('HGET', RUN, 'status') ~= 'submitting' then return 0 end
+if redis.call('HGET', RUN, 'status') ~= RUN_STATUS.SUBMITTING then return 0 end
 local idem = ARGV[3]
 if idem ~= '' then
   local held = redis.call('GET', idem)
@@ -17,14 +17,14 @@ if idem ~= '' then
   end
   redis.call('SET', idem, RUN_ID .. ' ' .. ARGV[4], 'EX', tonumber(ARGV[5]))
 end
-redis.call('HSET', RUN, 'status', 'running')
+redis.call('HSET', RUN, 'status', RUN_STATUS.RUNNING)
 count('runs_submitted')
 redis.call('HSET', RUN, 't0', server_now())
 -- where the run's entries begin in the history stream: a follower reads from there (dag/events.py)
-redis.call('HSET', RUN, 'first_event', record('', 'running'))
+redis.call('HSET', RUN, 'first_event', record('', RUN_STATUS.RUNNING))
 local reused = tonumber(ARGV[6])
 for i = 7, 6 + reused do
-  record(ARGV[i], 'succeeded', {'attempt', 0, 'result', string.sub(redis.call('HGET', RESULT, ARGV[i]), 1, HISTORY_CAP)})
+  record(ARGV[i], NODE_STATUS.SUCCEEDED, {'attempt', 0, 'result', string.sub(redis.call('HGET', RESULT, ARGV[i]), 1, HISTORY_CAP)})
 end
 for i = 7 + reused, #ARGV do enqueue(ARGV[i]) end
 return #ARGV - 6 - reused

@@ -3,7 +3,7 @@
 -- its successors and enqueues those now ready. A foreach item records its result; the last
 -- one completes its node with every item's result, in order. With ARGV[7..14] (queue, task name,
 -- hard and soft limits, worker, breaker prefix, running message id, seconds) the process then
--- takes the next message of its queue (follow, common.lua). Returns {1, ready[, {run, node, task id}, take's reply]} or {0}
+-- takes the next message of its queue (take_next, common.lua). Returns {1, ready[, {run, node, task id}, take's reply]} or {0}
 -- if stale.
 local node, token, result, span = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
@@ -24,7 +24,7 @@ local function completed()
   if live and bytes > MAX_RESULT_BYTES then
     -- the items' results would not fit in the node's: fail it now, before they pile up in Redis
     settle(node, token, nil)
-    close_item(node, 'succeeded')
+    close_item(node, NODE_STATUS.SUCCEEDED)
     fail_node(parent, ptoken, 'result is over ' .. bytes - 1 .. ' bytes with item ' .. string.match(node, '#(%d+)$')
               .. ', over the limit of ' .. MAX_RESULT_BYTES)
     return {1, 0}
@@ -40,7 +40,7 @@ local function completed()
     if #whole <= MAX_RESULT_BYTES then plan = plan_completion(parent) end
   end
   settle(node, token, nil)
-  close_item(node, 'succeeded')
+  close_item(node, NODE_STATUS.SUCCEEDED)
   redis.call('HSET', RESULT, node, result)
   redis.call('HSET', FANOUT, parent .. '|done', done, parent .. '|bytes', bytes)
   if not whole then
@@ -64,7 +64,7 @@ end
 
 local reply = completed()
 if reply[1] == 1 and (ARGV[7] or '') ~= '' then
-  local next_ids, taken = follow(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
+  local next_ids, taken = take_next(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
                                  tonumber(ARGV[14]))
   if next_ids then reply[3], reply[4] = next_ids, taken end
 end

@@ -6,7 +6,7 @@ local node, worker, task_id = ARGV[3], ARGV[4], ARGV[5]
 if redis.call('HGET', TASK, node) ~= task_id then return 0 end
 local token = redis.call('HGET', ATTEMPTS, node)
 if not fenced(node, token) or redis.call('HEXISTS', FANOUT, node) == 1 then return 0 end
-if redis.call('HGET', RUN, 'status') == 'running' then
+if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
   requeue(node, token, 'handed off: worker ' .. worker .. ' shut down before the attempt ended')
 elseif settle(node, token, nil) then
   skip_settled(node)

@@ -55,10 +55,10 @@ local function tally(node, phase, desc)
   end
 end
 
--- Every node status is written here (the submit writes 'pending'), so the frontier follows it.
+-- Every node status is written here (the submit writes pending), so the frontier follows it.
 local function set_status(node, st, desc)
   redis.call('HSET', STATUS, node, st)
-  if st == 'queued' or (st == 'running' and redis.call('HEXISTS', FANOUT, node) == 0) then
+  if st == NODE_STATUS.QUEUED or (st == NODE_STATUS.RUNNING and redis.call('HEXISTS', FANOUT, node) == 0) then
     tally(node, 'demand', desc)
   else
     tally(node, nil)
@@ -68,7 +68,7 @@ end
 -- Node (described by desc) began running: each pending successor waits on one predecessor fewer.
 local function started(desc)
   for _, succ in ipairs(desc.s) do
-    if redis.call('HINCRBY', WAITING, succ, -1) == 0 and redis.call('HGET', STATUS, succ) == 'pending' then
+    if redis.call('HINCRBY', WAITING, succ, -1) == 0 and redis.call('HGET', STATUS, succ) == NODE_STATUS.PENDING then
       tally(succ, 'upcoming')
     end
   end
@@ -176,7 +176,7 @@ local function push(r)
   local seq = redis.call('HINCRBY', SEQ, r.node, 1)
   local order = redis.call('HINCRBY', PUSHED, r.desc.q, 1)
   redis.call('HSET', ORDER, r.node, order)
-  set_status(r.node, 'queued', r.desc)
+  set_status(r.node, NODE_STATUS.QUEUED, r.desc)
   local tid = RUN_ID .. ':' .. r.node .. ':' .. seq
   local message = fill(r.parts, {NODE = r.node, ORDER = order, TID = tid})
   if redis.call('HGET', RUN, 'outbox') == '1' then
@@ -185,7 +185,7 @@ local function push(r)
     redis.call('LPUSH', r.desc.q, message)
     watch(r.node, QUEUED_CHECK_SECONDS)
   end
-  record(r.node, 'queued')
+  record(r.node, NODE_STATUS.QUEUED)
 end
 
 local function enqueue(node)
@@ -198,9 +198,9 @@ end
 -- the run's next slice `next_in` seconds from now unless another call comes first. Returns the
 -- roots still to queue.
 local function push_roots(next_in)
-  if redis.call('HGET', RUN, 'status') == 'running' then
+  if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
     for _, root in ipairs(redis.call('LPOP', UNPUSHED, ROOT_SLICE) or {}) do
-      if redis.call('HGET', STATUS, root) == 'pending' then enqueue(root) end
+      if redis.call('HGET', STATUS, root) == NODE_STATUS.PENDING then enqueue(root) end
     end
   else
     redis.call('DEL', UNPUSHED)
@@ -235,7 +235,7 @@ end
 local function finish()
   local rs = redis.call('HGET', RUN, 'status')
   local final
-  if rs == 'running' then final = 'succeeded' elseif rs == 'failing' then final = 'failed' else return end
+  if rs == RUN_STATUS.RUNNING then final = RUN_STATUS.SUCCEEDED elseif rs == RUN_STATUS.FAILING then final = RUN_STATUS.FAILED else return end
   redis.call('HSET', RUN, 'status', final, 'finished_at', NOW)
   count('runs|' .. final)
   observe('run_duration', 'run_duration_sum', redis.call('HGET', RUN, 't0'))
@@ -245,7 +245,7 @@ local function finish()
 end
 
 local function fenced(node, token)
-  return redis.call('HGET', STATUS, node) == 'running' and redis.call('HGET', ATTEMPTS, node) == token
+  return redis.call('HGET', STATUS, node) == NODE_STATUS.RUNNING and redis.call('HGET', ATTEMPTS, node) == token
 end
 
 -- Foreach item ends with `status`: one fewer of its node's items is queued or running.
@@ -258,11 +258,11 @@ end
 -- queued or running any more.
 local function close_parent(parent)
   local token = redis.call('HGET', ATTEMPTS, parent)
-  if not fenced(parent, token) or redis.call('HGET', RUN, 'status') == 'running' then return end
+  if not fenced(parent, token) or redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then return end
   if tonumber(redis.call('HGET', FANOUT, parent .. '|open')) > 0 then return end
-  redis.call('HINCRBY', RUN, 'running', -1)
-  set_status(parent, 'skipped')
-  record(parent, 'skipped')
+  redis.call('HINCRBY', RUN, 'active', -1)
+  set_status(parent, NODE_STATUS.SKIPPED)
+  record(parent, NODE_STATUS.SKIPPED)
   if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
 end
 
@@ -275,13 +275,13 @@ local function skip_unstarted()
     local id, st = all[i], all[i + 1]
     local parent = parent_of(id)
     if parent then
-      if st == 'queued' then
-        close_item(id, 'skipped')
+      if st == NODE_STATUS.QUEUED then
+        close_item(id, NODE_STATUS.SKIPPED)
         parents[parent] = true
       end
-    elseif st == 'pending' or st == 'queued' then
-      set_status(id, 'skipped')
-      record(id, 'skipped')
+    elseif st == NODE_STATUS.PENDING or st == NODE_STATUS.QUEUED then
+      set_status(id, NODE_STATUS.SKIPPED)
+      record(id, NODE_STATUS.SKIPPED)
       redis.call('HINCRBY', RUN, 'remaining', -1)
     end
   end
@@ -302,7 +302,7 @@ end
 
 -- Whether node waits for its message to be taken, in a run that still starts nodes.
 local function queued_in_live_run(node)
-  return redis.call('HGET', STATUS, node) == 'queued' and redis.call('HGET', RUN, 'status') == 'running'
+  return redis.call('HGET', STATUS, node) == NODE_STATUS.QUEUED and redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING
 end
 
 -- End the running attempt `token` of node: drop its lease, count its outcome under the agent
@@ -314,8 +314,8 @@ local function settle(node, token, outcome)
   release(node, token)
   if not desc.item then
     if outcome then observe_end(node, agent_of(desc), outcome) end
-    redis.call('HINCRBY', RUN, 'running', -1)
-    if outcome ~= 'succeeded' then stopped(desc) end
+    redis.call('HINCRBY', RUN, 'active', -1)
+    if outcome ~= NODE_STATUS.SUCCEEDED then stopped(desc) end
   end
   return desc
 end
@@ -324,12 +324,12 @@ end
 local function skip_settled(node)
   local parent = parent_of(node)
   if parent then
-    close_item(node, 'skipped')
+    close_item(node, NODE_STATUS.SKIPPED)
     close_parent(parent)
     return
   end
-  set_status(node, 'skipped')
-  record(node, 'skipped')
+  set_status(node, NODE_STATUS.SKIPPED)
+  record(node, NODE_STATUS.SKIPPED)
   if redis.call('HINCRBY', RUN, 'remaining', -1) == 0 then finish() end
 end
 
@@ -344,7 +344,7 @@ end
 -- messages of those it is the last predecessor of.
 local function plan_completion(node)
   local plan = {succs = {}, ready = {}}
-  if redis.call('HGET', RUN, 'status') == 'running' then
+  if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
     plan.succs = desc_of(node).s
     for _, succ in ipairs(plan.succs) do
       if tonumber(redis.call('HGET', PENDING, succ)) == 1 then plan.ready[#plan.ready + 1] = ready(succ) end
@@ -356,13 +356,13 @@ end
 -- Node succeeded in attempt token with JSON result (span: its traceparent, for its successors'
 -- spans to hang under): record it, count down its successors, queue the ones plan found ready.
 local function complete_node(node, token, result, span, plan)
-  settle(node, token, 'succeeded')
+  settle(node, token, NODE_STATUS.SUCCEEDED)
   if span and span ~= '' then redis.call('HSET', TRACE, node, span) end
-  set_status(node, 'succeeded')
+  set_status(node, NODE_STATUS.SUCCEEDED)
   redis.call('HSET', RESULT, node, result)
   redis.call('HSET', FINISHED, node, NOW)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
-  record(node, 'succeeded', {'attempt', token, 'result', string.sub(result, 1, HISTORY_CAP)})
+  record(node, NODE_STATUS.SUCCEEDED, {'attempt', token, 'result', string.sub(result, 1, HISTORY_CAP)})
   for _, succ in ipairs(plan.succs) do redis.call('HINCRBY', PENDING, succ, -1) end
   for _, r in ipairs(plan.ready) do push(r) end
   if remaining == 0 then finish() end
@@ -371,14 +371,14 @@ end
 -- Node failed for good in attempt token: the run starts nothing new and ends failed once its
 -- running nodes are done.
 local function fail_node(node, token, err)
-  settle(node, token, 'failed')
-  set_status(node, 'failed')
+  settle(node, token, NODE_STATUS.FAILED)
+  set_status(node, NODE_STATUS.FAILED)
   redis.call('HSET', ERROR, node, err)
   redis.call('HSET', FINISHED, node, NOW)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
-  record(node, 'failed', {'attempt', token, 'error', string.sub(err, 1, HISTORY_CAP)})
-  if redis.call('HGET', RUN, 'status') == 'running' then
-    redis.call('HSET', RUN, 'status', 'failing', 'error', 'node ' .. node .. ' failed: ' .. err)
+  record(node, NODE_STATUS.FAILED, {'attempt', token, 'error', string.sub(err, 1, HISTORY_CAP)})
+  if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
+    redis.call('HSET', RUN, 'status', RUN_STATUS.FAILING, 'error', 'node ' .. node .. ' failed: ' .. err)
     remaining = skip_unstarted()
   end
   if remaining == 0 then finish() end
@@ -397,7 +397,7 @@ end
 -- predecessor that finished last (it let this node start), else the run's root span.
 local function take(node, worker, task_id, breaker)
   local st = redis.call('HGET', STATUS, node)
-  local desc = (st == 'queued' or st == 'running') and desc_of(node)
+  local desc = (st == NODE_STATUS.QUEUED or st == NODE_STATUS.RUNNING) and desc_of(node)
   redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)  -- this worker holds it no more
   if not desc then return {0, st or 'missing'} end
   if string.match(task_id, ':(%d+)$') ~= (redis.call('HGET', SEQ, node) or '') then
@@ -405,14 +405,14 @@ local function take(node, worker, task_id, breaker)
     return {0, 'stale'}
   end
   local previous = redis.call('HGET', ATTEMPTS, node) or '0'
-  if st == 'running' and redis.call('HEXISTS', FANOUT, node) == 1 then
+  if st == NODE_STATUS.RUNNING and redis.call('HEXISTS', FANOUT, node) == 1 then
     count('duplicates|' .. agent_of(desc))  -- a foreach node runs on in its items
     return {0, 'duplicate'}
   end
   -- (A begin repeated after its reply was lost is dropped too: its node runs again once the lease
   -- lapses, a few seconds later. Telling it apart from a redelivery of the same message to the same
   -- worker is not possible here, and that one must not run twice.)
-  if st == 'running' then
+  if st == NODE_STATUS.RUNNING then
     local expiry = redis.call('ZSCORE', LEASES, lease_member(node, previous))
     if expiry and tonumber(expiry) > server_now() then
       count('duplicates|' .. agent_of(desc))
@@ -421,24 +421,24 @@ local function take(node, worker, task_id, breaker)
   end
   local rs = redis.call('HGET', RUN, 'status')
   unwatch(node)
-  if rs ~= 'running' then
-    if rs == 'failing' and st == 'running' then
+  if rs ~= RUN_STATUS.RUNNING then
+    if rs == RUN_STATUS.FAILING and st == NODE_STATUS.RUNNING then
       -- a redelivery after its worker died: the failed run will not start it again
       if settle(node, previous, nil) then skip_settled(node) end
-    elseif rs == 'failing' then
+    elseif rs == RUN_STATUS.FAILING then
       skip_settled(node)  -- queued after the run began to fail: it will not start now
     end
     return {0, rs or 'missing'}
   end
-  if st == 'running' then release(node, previous) elseif not desc.item then redis.call('HINCRBY', RUN, 'running', 1) end
+  if st == NODE_STATUS.RUNNING then release(node, previous) elseif not desc.item then redis.call('HINCRBY', RUN, 'active', 1) end
   local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
-  set_status(node, 'running', desc)
-  if st == 'queued' then started(desc) end
+  set_status(node, NODE_STATUS.RUNNING, desc)
+  if st == NODE_STATUS.QUEUED then started(desc) end
   redis.call('HSET', STARTED, node, NOW)
   redis.call('HSET', WORKER, node, worker)
   redis.call('HSET', TASK, node, task_id)
   redis.call('HSET', T0, node, server_now())
-  record(node, 'running', {'attempt', token, 'worker', worker})
+  record(node, NODE_STATUS.RUNNING, {'attempt', token, 'worker', worker})
   if not desc.item then count('attempts|' .. agent_of(desc)) end
   redis.call('ZADD', LEASES, server_now() + LEASE_SECONDS, lease_member(node, token))
   local parts = {}
@@ -471,7 +471,7 @@ end
 -- and unacked record, then begin). Only the engine's own messages for the same task with the same
 -- time limits (`hard`, `soft`: '' for none) are taken; any other message is put back where it
 -- was and the process returns to Celery. A stale or duplicate message is dropped, as begin drops
--- it. The node taken is noted under the running message's id `via` (FOLLOW_PREFIX, for `ttl`
+-- it. The node taken is noted under the running message's id `via` (TAKEN_AFTER_PREFIX, for `ttl`
 -- seconds) for the main process's hard-time-limit and shutdown paths. Returns {run, node, task
 -- id} and take's reply, or nil.
 local function same_limit(value, want)
@@ -479,8 +479,8 @@ local function same_limit(value, want)
   return type(value) == 'number' and value == tonumber(want)
 end
 
-local function follow(queue, task, hard, soft, worker, breaker, via, ttl)
-  for _ = 1, FOLLOW_TRIES do
+local function take_next(queue, task, hard, soft, worker, breaker, via, ttl)
+  for _ = 1, TAKE_NEXT_TRIES do
     local raw = redis.call('RPOP', queue)
     if not raw then return nil end
     local ok, env = pcall(cjson.decode, raw)
@@ -503,7 +503,7 @@ local function follow(queue, task, hard, soft, worker, breaker, via, ttl)
       return nil
     end
     if reply[1] == 1 then
-      redis.call('SET', FOLLOW_PREFIX .. via, run .. '|' .. node .. '|' .. task_id, 'EX', ttl)
+      redis.call('SET', TAKEN_AFTER_PREFIX .. via, run .. '|' .. node .. '|' .. task_id, 'EX', ttl)
       return {run, node, task_id}, reply
     end
   end

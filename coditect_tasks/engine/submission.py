@@ -17,9 +17,9 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .. import keys
-from ..errors import IdempotencyConflictError, InvalidIdempotencyKeyError
+from ..dag.plan import Plan
+from ..errors import IdempotencyConflictError, InvalidArgumentError, InvalidIdempotencyKeyError
 from ..status import RunStatus
-from .plan import Plan
 
 #: Characters an idempotency key may have at most.
 MAX_KEY_LENGTH = 256
@@ -162,7 +162,7 @@ def prepare(
         pending[node_id] = sum(1 for pred in plan.preds[node_id] if pred not in reused)
     roots = [n for n in plan.order if n not in reused and not pending[n]]
     if not roots:  # every node reused: the run would never end
-        raise ValueError(f"run {run_id}: nothing to run, every node is reused")
+        raise InvalidArgumentError(f"run {run_id}: nothing to run, every node is reused")
     waiting = {node: count for node, count in pending.items() if count and node not in reused}
     run = {
         "name": dag.name,
@@ -170,7 +170,7 @@ def prepare(
         "submitted_at": submitted,
         "total": len(dag.nodes),
         "remaining": len(dag.nodes) - len(reused),
-        "running": 0,
+        "active": 0,  # nodes running now (the run hash's counter; a status is never a field name)
         "dag": json.dumps(dag.to_json()),
         **fields,
     }

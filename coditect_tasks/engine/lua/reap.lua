@@ -96,7 +96,7 @@ local function check_lease(member)
   if run_id then use_run(run_id) end
   if not (run_id and fenced(node, token)) then
     redis.call('ZREM', LEASES, member)
-  elseif redis.call('HGET', RUN, 'status') == 'running' then
+  elseif redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
     requeue(node, token, 'lease expired: attempt ' .. token .. ' lost its worker')
     out[#out + 1] = member
   else

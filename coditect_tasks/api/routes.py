@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from importlib import metadata, resources
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -22,10 +21,9 @@ from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..app import create_app
-from ..dag.events import follow_async, order, terminal_id
-from ..dag.run import DagRun, list_runs, submit
+from ..client import AsyncClient, AsyncRun, Client, DagRun
 from ..dag.spec import Dag
+from ..engine.events import order
 from ..errors import (
     BrokerUnreachableError,
     CoditectError,
@@ -35,8 +33,6 @@ from ..errors import (
     RunStateError,
     UnknownAgentError,
 )
-from ..history.store import HistoryStore
-from ..registry import agents_document
 from ..settings import Settings
 from ..status import TERMINAL
 from . import schemas
@@ -68,15 +64,11 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
-    """The ASGI application over ``settings`` (one Celery app and one asyncio Redis pool) for a
-    server listening on ``address``."""
-    app = create_app(settings)
-    store = HistoryStore.from_settings(settings)
+    """The ASGI application over ``settings`` for a server listening on ``address``: one client
+    for the handlers (run in FastAPI's thread pool) and one asyncio client for the event streams."""
+    client = Client(settings)
     # every open event stream holds one connection (its subscription): the next waits, never fails
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.state_url, decode_responses=True, max_connections=MAX_STREAMS, timeout=None
-    )
-    streams = aioredis.Redis(connection_pool=pool)
+    streams = AsyncClient(settings, max_connections=MAX_STREAMS, pool_timeout=None, history=client.history())
     guard = Guard(settings.api_token, address)
     pages = _pages(settings)
 
@@ -84,7 +76,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         yield
         await streams.aclose()
-        app.close()
+        client.close()
 
     api = FastAPI(
         title="coditect-tasks",
@@ -111,7 +103,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         return JSONResponse({"error": problems}, status_code=422)
 
     def run_of(run_id: str) -> DagRun:
-        return DagRun(run_id, app)
+        return DagRun(run_id, client)
 
     @api.post(
         "/api/runs",
@@ -141,14 +133,14 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         except UnicodeDecodeError as exc:
             raise DagError("request body", f"not UTF-8: {exc}") from None
         dag = Dag.from_text(text, source=DAG_MEDIA[media], max_bytes=settings.max_dag_bytes)
-        return JSONResponse(submit(dag, app).status(), status_code=201)
+        return JSONResponse(client.submit(dag).status(), status_code=201)
 
     @api.get("/api/runs", dependencies=[Depends(guard.api)], response_model=schemas.RunList)
     def get_runs(
         limit: int = Query(20, ge=1, le=500), before: str | None = Query(None, description="A run id: older runs.")
     ) -> JSONResponse:
         """Recent runs, newest first; pass the last ``run_id`` as ``before`` for the next page."""
-        return JSONResponse({"runs": list_runs(app, limit, before)})
+        return JSONResponse({"runs": client.runs(limit=limit, before=before)})
 
     @api.get(
         "/api/runs/{run_id}",
@@ -211,15 +203,15 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
             except ValueError:
                 return JSONResponse({"error": f"Last-Event-ID {last_event_id!r} is not an event id"}, 422)
             if state in TERMINAL:
-                last = terminal_id(run_of(run_id).engine.client, store, run_id)
+                last = run_of(run_id).terminal_event()
                 if last is None or after >= order(last):
                     return Response(status_code=204)
-        return EventSourceResponse(_sse(streams, store, run_id, last_event_id), ping=15)
+        return EventSourceResponse(_sse(streams, run_id, last_event_id), ping=15)
 
     @api.get("/api/agents", dependencies=[Depends(guard.api)], response_model=schemas.Agents)
     def get_agents() -> JSONResponse:
         """Agents with their live workers, queue depths and breakers."""
-        return JSONResponse(agents_document(settings))
+        return JSONResponse(client.agents())
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> Response:
@@ -237,10 +229,8 @@ async def _body(request: Request) -> bytes:
     return await request.body()
 
 
-async def _sse(
-    client: aioredis.Redis, store: HistoryStore, run_id: str, after: str | None
-) -> AsyncIterator[dict[str, str]]:
-    async for event in follow_async(client, store, run_id, after):
+async def _sse(client: AsyncClient, run_id: str, after: str | None) -> AsyncIterator[dict[str, str]]:
+    async for event in AsyncRun(run_id, client).events(after):
         yield {"id": event.id, "data": json.dumps(event.to_json(), separators=(",", ":"))}
 
 

@@ -7,7 +7,7 @@
 -- node has fanned out already, or the run no longer starts nodes.
 local node, token = ARGV[3], ARGV[4]
 if not fenced(node, token) or redis.call('HEXISTS', FANOUT, node) == 1 then return 0 end
-if redis.call('HGET', RUN, 'status') ~= 'running' then
+if redis.call('HGET', RUN, 'status') ~= RUN_STATUS.RUNNING then
   settle(node, token, nil)
   skip_settled(node)
   return 0

@@ -18,14 +18,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import redis
 
 from .. import keys
-from ..broker import outlast_outages, redis_client, require_noeviction
-from .submission import MISSING, RunWrite
+from ..connection import outlast_outages, redis_client
+from .scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
 
@@ -38,38 +37,9 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _load_scripts() -> dict[str, str]:
-    folder = resources.files(__package__) / "lua"
-    common = keys.lua_prelude() + (folder / "common.lua").read_text()
-    return {
-        name: common + "\n" + (folder / f"{name}.lua").read_text()
-        for name in (
-            "submit",
-            "begin",
-            "complete",
-            "fail",
-            "fanout",
-            "handoff",
-            "retire",
-            "retry",
-            "cancel",
-            "renew",
-            "reap",
-            "reroute",
-            "reserve",
-            "reclaim",
-            "roots",
-            "outbox",
-        )
-    }
-
-
-SCRIPTS = _load_scripts()
-
-
 @dataclass(frozen=True)
-class Follow:
-    """What ``succeed`` needs to take the next message of a pool process's queue itself (``follow``
+class TakeNext:
+    """What ``succeed`` needs to take the next message of a pool process's queue itself (``take_next``
     in common.lua): only the engine's messages for ``task`` with the time limits ``hard`` and
     ``soft`` ('' for none), begun for ``worker`` with ``breaker``, noted under ``via`` (the running
     message's id) for ``ttl`` seconds; asked only until ``until`` (``time.monotonic()``), so a
@@ -108,7 +78,7 @@ class Taken:
 
 @dataclass(frozen=True)
 class Next:
-    """The node a process took after finishing one (``Engine.succeed`` with ``Follow``)."""
+    """The node a process took after finishing one (``Engine.succeed`` with ``TakeNext``)."""
 
     run_id: str
     node_id: str
@@ -127,7 +97,6 @@ class Engine:
         self.client = client
         self.url = url
         self.outage_seconds = outage_seconds
-        self._no_eviction_checked = False
         self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
 
     def _call(self, name: str, run_id: str, *args: Any, more: Sequence[Any] = (), until: float = 0.0) -> Any:
@@ -138,42 +107,6 @@ class Engine:
                 extra = more if time.monotonic() < until else ()
                 return self.scripts[name](args=[run_id, now(), *args, *extra])
         raise AssertionError("unreachable: tenacity re-raises")
-
-    def submit(self, write: RunWrite) -> str:
-        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing. Returns
-        the run that holds the submission: ``write``'s, or the earlier run of its idempotency key.
-
-        Roots past the first ``ROOT_SLICE`` are queued after it, a slice per script call (the
-        reaper goes on with them if this process stops).
-        """
-        if not self._no_eviction_checked:  # once per process: run state must never be evicted
-            require_noeviction(self.client, self.url)
-            self._no_eviction_checked = True
-        p = keys.run_prefix(write.run_id)
-        script = self.scripts["submit"]
-        for number, attempt in enumerate(outlast_outages(self.outage_seconds)):
-            with attempt:
-                status = self.client.hget(p + "run", "status") if number else None
-                if status == "submitting":  # an earlier try wrote the run, its script never ran
-                    reply = script(args=write.script_args())
-                elif status is not None:
-                    break  # an earlier try got through
-                else:
-                    with self.client.pipeline(transaction=True) as pipe:
-                        write.queue(pipe, script.sha)
-                        reply = write.script_reply(pipe.execute(raise_on_error=False))
-                    if reply is MISSING:  # a Redis without the script: the writes are in, it runs alone
-                        reply = script(args=write.script_args())
-                held = write.started(reply)
-                if held != write.run_id:
-                    return held
-        if write.later:
-            try:
-                while int(self._call("roots", write.run_id)) > 0:
-                    pass  # one slice per call: other clients reach Redis in between
-            except redis.RedisError as exc:  # the run exists: the reaper queues the rest
-                log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
-        return write.run_id
 
     def begin(self, run_id: str, node_id: str, worker: str, task_id: str, breaker: str = "") -> Taken | None:
         """Take a node for a new attempt from the message ``task_id``, or None if it must not run
@@ -193,19 +126,19 @@ class Engine:
         return int(self._call("complete", run_id, node_id, token, result_json, span)[0]) == 1
 
     def succeed(
-        self, run_id: str, node_id: str, token: int, result: Any, span: str = "", follow: Follow | None = None
+        self, run_id: str, node_id: str, token: int, result: Any, span: str = "", take_next: TakeNext | None = None
     ) -> tuple[bool, Next | None]:
         """Complete with ``result``, or fail the node if it is not JSON or too large; with
-        ``follow``, then take the next message of the process's queue in the same script.
+        ``take_next``, then take the next message of the process's queue in the same script.
 
         ``span`` is the attempt's traceparent: its successors' spans hang under it.
         """
         encoded, problem = encode_result(result)
         if problem:
             return self.fail(run_id, node_id, token, problem), None
-        more, until = (follow.args(), follow.until) if follow else ((), 0.0)
+        more, until = (take_next.args(), take_next.until) if take_next else ((), 0.0)
         reply = self._call("complete", run_id, node_id, token, encoded, span, more=more, until=until)
-        taken = _taken(reply[3], follow.breaker) if follow and len(reply) > 3 else None
+        taken = _taken(reply[3], take_next.breaker) if take_next and len(reply) > 3 else None
         if taken is None:
             return int(reply[0]) == 1, None
         run, node, task = (str(_text(v)) for v in reply[2])
@@ -224,18 +157,18 @@ class Engine:
     def renew(self, run_id: str, node_id: str, token: int, seconds: float) -> bool:
         return int(self._call("renew", run_id, node_id, token, seconds)) == 1
 
-    def followed(self, task_id: str) -> tuple[str, str, str] | None:
+    def taken_after(self, task_id: str) -> tuple[str, str, str] | None:
         """(run, node, task id) of the node a pool process took after finishing message
-        ``task_id``'s own (``Follow``), if it took one."""
-        value = self.client.get(keys.follow(task_id))
+        ``task_id``'s own (``TakeNext``), if it took one."""
+        value = self.client.get(keys.taken_after(task_id))
         if not value:
             return None
         run_id, node_id, message = str(value).split("|", 2)
         return run_id, node_id, message
 
-    def unfollow(self, task_id: str) -> None:
+    def forget_taken(self, task_id: str) -> None:
         """Message ``task_id`` is done: forget which node its process took after its own."""
-        self.client.delete(keys.follow(task_id))
+        self.client.delete(keys.taken_after(task_id))
 
     def hand_off(self, run_id: str, node_id: str, worker: str, task_id: str) -> bool:
         """Queue the node again now: ``worker`` is shutting down while its attempt from message

@@ -6,7 +6,7 @@ local node, token = ARGV[3], ARGV[4]
 if not fenced(node, token) or redis.call('HEXISTS', TPL, ARGV[7]) == 0 then return 0 end
 -- the attempt that ends here counts under its own agent, not the fallback
 local desc = settle(node, token, 'rerouted')
-if redis.call('HGET', RUN, 'status') ~= 'running' then
+if redis.call('HGET', RUN, 'status') ~= RUN_STATUS.RUNNING then
   skip_settled(node)
   return 0
 end

@@ -10,7 +10,7 @@ local kept = 0
 for i = 5, #ARGV - 2, 3 do
   local run_id, node, task_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   use_run(run_id)
-  if redis.call('HGET', STATUS, node) == 'queued'
+  if redis.call('HGET', STATUS, node) == NODE_STATUS.QUEUED
      and string.match(task_id, ':(%d+)$') == (redis.call('HGET', SEQ, node) or '') then
     redis.call('SADD', set, run_id .. '|' .. node)
     kept = kept + 1

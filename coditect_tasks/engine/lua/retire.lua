@@ -15,7 +15,7 @@ local function delete_run()
 end
 if RUN_ID ~= '' then
   local rs = redis.call('HGET', RUN, 'status')
-  if rs == 'running' or rs == 'failing' or rs == 'submitting' then return 0 end
+  if rs == RUN_STATUS.RUNNING or rs == RUN_STATUS.FAILING or rs == RUN_STATUS.SUBMITTING then return 0 end
   redis.call('ZREM', UNRECORDED, RUN_ID)
   -- A node may still run after its run ended (cancelled, or failed by a sibling): its count in the
   -- frontier goes now, with the hash that remembers it, so an attempt that ends later (or a state
@@ -25,7 +25,7 @@ if RUN_ID ~= '' then
   redis.call('DEL', PHASE)
   -- What only a running run needs (messages, descriptions, counters) goes now, unless a node of a
   -- cancelled run still runs (its completion reads them); reads need only the run document's hashes.
-  if tonumber(redis.call('HGET', RUN, 'running') or '0') <= 0 then
+  if tonumber(redis.call('HGET', RUN, 'active') or '0') <= 0 then
     for _, suffix in ipairs(SPENT_HASHES) do redis.call('DEL', P .. suffix) end
   end
   if retention <= 0 then

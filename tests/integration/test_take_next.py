@@ -1,4 +1,4 @@
-"""A pool process that finishes a node takes the next message of its queue itself (``Follow``):
+"""A pool process that finishes a node takes the next message of its queue itself (``TakeNext``):
 what it takes and what it leaves, the count of Celery tasks that a fan-out costs, and a hard
 time limit of a node taken that way. Real Redis and real worker processes."""
 
@@ -11,8 +11,8 @@ import time
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.bench import fanout
-from coditect_tasks.dag.engine import Engine, Follow, engine_for
-from coditect_tasks.dag.run import DagRun
+from coditect_tasks.client import DagRun
+from coditect_tasks.engine.transitions import Engine, TakeNext, engine_for
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
@@ -37,21 +37,21 @@ def _first(engine: Engine, run: DagRun, node: str) -> str:
     return task_id
 
 
-def _follow(app: CoditectApp, task_id: str, timeout: float | None = None) -> Follow:
+def _take_next(app: CoditectApp, task_id: str, timeout: float | None = None) -> TakeNext:
     hard, soft = (repr(float(limit)) for limit in app.agents["echo"].limits(timeout))
     breaker = keys.breaker_prefix("echo")
-    return Follow(QUEUE, QUEUE, hard, soft, "w1", breaker, task_id, 60, time.monotonic() + 60)
+    return TakeNext(QUEUE, QUEUE, hard, soft, "w1", breaker, task_id, 60, time.monotonic() + 60)
 
 
 def test_a_success_takes_the_oldest_message_of_its_queue_and_notes_it(app: CoditectApp) -> None:
     run = _roots(app, ("a", None), ("b", None), ("c", None))
     engine = engine_for(app.settings.state_url)
     via = _first(engine, run, "a")
-    ok, after = engine.succeed(run.id, "a", 1, {"a": 1}, follow=_follow(app, via))
+    ok, after = engine.succeed(run.id, "a", 1, {"a": 1}, take_next=_take_next(app, via))
     assert ok and after is not None
     assert (after.run_id, after.node_id, after.task_id) == (run.id, "b", f"{run.id}:b:1")
     assert after.taken.token == 1 and after.taken.breaker is not None
-    assert engine.followed(via) == (run.id, "b", f"{run.id}:b:1")
+    assert engine.taken_after(via) == (run.id, "b", f"{run.id}:b:1")
     assert engine.client.llen(QUEUE) == 1  # c waits for the consumer or the next follow
     nodes = run.status()["nodes"]
     assert [nodes[n]["status"] for n in "abc"] == ["succeeded", "running", "queued"]
@@ -63,31 +63,31 @@ def test_other_time_limits_or_a_plain_call_stay_where_they_were(app: CoditectApp
     engine = engine_for(app.settings.state_url)
     via = _first(engine, run, "a")
     before = engine.client.lrange(QUEUE, 0, -1)  # t (the oldest), u, v
-    ok, after = engine.succeed(run.id, "a", 1, None, follow=_follow(app, via))
+    ok, after = engine.succeed(run.id, "a", 1, None, take_next=_take_next(app, via))
     assert ok and after is None  # t's message carries other time limits: Celery runs it
     assert engine.client.lrange(QUEUE, 0, -1) == before  # back at the oldest end, the rest in order
     via = _first(engine, run, "t")
     app.send_task(QUEUE, kwargs={"params": {"plain": True}}, queue=QUEUE)
     engine.client.lmove(QUEUE, QUEUE, "LEFT", "RIGHT")  # the plain call is now the oldest, before u and v
     before = engine.client.lrange(QUEUE, 0, -1)
-    ok, after = engine.succeed(run.id, "t", 1, None, follow=_follow(app, via, timeout=5.0))
+    ok, after = engine.succeed(run.id, "t", 1, None, take_next=_take_next(app, via, timeout=5.0))
     assert ok and after is None  # a plain call needs Celery's task machinery
     assert engine.client.lrange(QUEUE, 0, -1) == before
     assert [run.status()["nodes"][n]["status"] for n in "tuv"] == ["succeeded", "queued", "queued"]
 
 
-def test_a_follow_drops_a_message_that_must_not_run_and_crosses_runs(app: CoditectApp) -> None:
+def test_a_take_next_drops_a_message_that_must_not_run_and_crosses_runs(app: CoditectApp) -> None:
     first = _roots(app, ("a", None), ("b", None))
     second = _roots(app, ("x", None))
     engine = engine_for(app.settings.state_url)
     via = _first(engine, first, "a")
     assert first.cancel()  # b will never run: its message is dropped, as begin drops it
-    ok, after = engine.succeed(first.id, "a", 1, None, follow=_follow(app, via))
+    ok, after = engine.succeed(first.id, "a", 1, None, take_next=_take_next(app, via))
     assert ok and after is not None and (after.run_id, after.node_id) == (second.id, "x")
     assert engine.client.llen(QUEUE) == 0
     assert first.status()["nodes"]["b"]["status"] == "cancelled"
     assert second.status()["nodes"]["x"] == {**second.status()["nodes"]["x"], "status": "running", "worker": "w1"}
-    assert engine.followed(via) == (second.id, "x", after.task_id)
+    assert engine.taken_after(via) == (second.id, "x", after.task_id)
 
 
 def test_a_fan_out_needs_fewer_celery_tasks_than_nodes(

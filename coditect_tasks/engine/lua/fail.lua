@@ -16,7 +16,7 @@ if not parent then
 end
 local ptoken = redis.call('HGET', ATTEMPTS, parent)
 settle(node, token, nil)
-close_item(node, 'failed')
+close_item(node, NODE_STATUS.FAILED)
 redis.call('HSET', ERROR, node, err)
 if fenced(parent, ptoken) then
   fail_node(parent, ptoken, 'item ' .. string.match(node, '#(%d+)$') .. ': ' .. err)

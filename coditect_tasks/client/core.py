@@ -1,0 +1,405 @@
+"""What a client does, with no I/O: every behaviour written once, for the sync and asyncio transports.
+
+Each operation (submit, state, status, wait, cancel, retry, the event stream, the run listing) is
+a generator of *steps*: it yields what it needs done (a Redis call, a blocking call, a wait) and
+is sent the reply. ``sync.Client`` and ``aio.AsyncClient`` only run those steps: redis-py's sync
+and asyncio clients name their commands alike, so one step serves both; the asyncio transport
+awaits what comes back and runs blocking calls (the history database, Celery's control) in a
+thread. So cancel revokes, the recheck interval, the registry read and the document are the same
+on both, because there is only one of each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from .. import keys
+from ..agents import Agent
+from ..connection import TRANSIENT, check_noeviction
+from ..dag.plan import validate
+from ..dag.spec import Dag
+from ..engine.events import PAGE, Cursor, Event, entries_page, entries_start
+from ..engine.message import message_template, template_key
+from ..engine.submission import MISSING, Idempotency, RunWrite, prepare
+from ..engine.transitions import now
+from ..errors import (
+    InvalidArgumentError,
+    RunNotFoundError,
+)
+from ..observability import tracing
+from ..registry import live_workers
+from ..settings import Settings
+from ..status import TERMINAL, RunStatus, public
+from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe
+from .document import live_document, live_reads, outcome, retry_plan, run_rows, stall_warnings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a waiting caller's checks on a run, in case its announcement was missed (a
+#: dropped subscription): waits and event streams are woken by pub/sub, never by this.
+RECHECK_SECONDS = 5.0
+#: The run states ``runs(status=…)`` filters on.
+STATES = tuple(s.value for s in (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED))
+#: The scripts a client calls (the rest are the workers').
+CLIENT_SCRIPTS = ("submit", "roots", "cancel")
+
+
+class History(Protocol):
+    """The reads a client makes of the durable history (``history.store.HistoryStore``)."""
+
+    def run(self, run_id: str) -> dict[str, Any] | None: ...
+    def dag(self, run_id: str) -> str | None: ...
+    def runs(self, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]: ...
+    def transitions(self, run_id: str) -> list[dict[str, Any]]: ...
+
+
+class Deadline:
+    """A wait's end (None: none), and how long the next pause may be."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.end = None if timeout is None else time.monotonic() + timeout
+
+    def left(self) -> float:
+        return RECHECK_SECONDS if self.end is None else min(RECHECK_SECONDS, self.end - time.monotonic())
+
+    def over(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+
+def channel_run(channel: str) -> str:
+    """The run id of a run's end channel (``keys.run_channel``)."""
+    prefix, _, suffix = keys.run_channel("\0").partition("\0")
+    return channel.removeprefix(prefix).removesuffix(suffix)
+
+
+class Core:
+    """The operations of one client over one app (which builds node messages without I/O) and the
+    history it reads once a run's live state has gone."""
+
+    def __init__(self, app: Any, history: Callable[[], History], outage_seconds: float) -> None:
+        self.app = app
+        self.settings: Settings = app.settings
+        self.history = history
+        self.outage_seconds = outage_seconds
+        self._no_eviction_checked = False
+
+    # --- submitting ---
+
+    def submit(
+        self, dag: Dag, key: object = None, reused: dict[str, str] | None = None, parent: str = ""
+    ) -> Steps[str]:
+        """Validate ``dag`` and start it (``DagError``: nothing enqueued); the id of the run that
+        holds the submission (an earlier run of the same idempotency key, or the new one)."""
+        idem = self.idempotency(dag, key)
+        if idem is not None and (held := idem.holder((yield Ask(lambda t: t.redis.get(idem.redis_key))))):
+            return held
+        live = list((yield from self.live_agents())) if self.needs_registry(dag) else []
+        tracing.setup_tracing("coditect-producer")
+        with tracing.run_span(dag.name, len(dag.nodes)) as span:
+            write = self.prepare(dag, live, span, reused, parent, idem)
+            return (yield from self.write(write))
+
+    def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
+        """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), None without a key."""
+        return None if key is None else Idempotency.of(key, dag.to_json(), self.settings.idempotency_retention)
+
+    def needs_registry(self, dag: Dag) -> bool:
+        """Whether ``dag`` names an agent the app does not declare (only a remote worker might serve it)."""
+        agents = self.app.agents
+        return any(name not in agents for node in dag.nodes.values() for name in (node.agent, node.fallback) if name)
+
+    def prepare(
+        self,
+        dag: Dag,
+        live: Iterable[str],
+        span: Any,
+        reused: dict[str, str] | None = None,
+        parent: str = "",
+        idem: Idempotency | None = None,
+    ) -> RunWrite:
+        """Validate and plan ``dag`` against the agents the app declares and ``live`` ones, and
+        build its run's writes under the run's root ``span``."""
+        app, settings = self.app, self.settings
+        plan = validate(dag, set(app.agents) | set(live), **settings.dag_limits())
+        run_id = uuid.uuid4().hex
+        span.set_attribute("coditect.run_id", run_id)
+        trace = tracing.traceparent(span)
+        templates: dict[str, str] = {}
+        node_templates: dict[str, str] = {}
+        for node in dag.nodes.values():
+            spec = app.agents.get(node.agent)
+            fallback = node.fallback or (spec.fallback if spec else None)
+            for name in (node.agent, fallback):
+                if name is not None and template_key(name, node.timeout) not in templates:
+                    known = app.agents.get(name) or Agent(name=name, fn=lambda call: None)  # remote: defaults
+                    templates[template_key(name, node.timeout)] = message_template(
+                        app, run_id, known, node.timeout, trace
+                    )
+            node_templates[node.id] = template_key(node.agent, node.timeout)
+        fields = {"trace": trace, "parent": parent, **({"outbox": 1} if settings.outbox else {})}
+        return prepare(run_id, plan, templates, node_templates, now(), fields, reused, idem)
+
+    def write(self, write: RunWrite) -> Steps[str]:
+        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing; the run that
+        holds the submission. Roots past the first ``ROOT_SLICE`` are queued after it, a slice per
+        script call (the reaper goes on with them if this process stops)."""
+        if not self._no_eviction_checked:  # once per client: run state must never be evicted
+            check_noeviction((yield Ask(lambda t: t.redis.info("memory"))), self.settings.state_url)
+            self._no_eviction_checked = True
+        held = yield Outlast(lambda number: self._write_once(write, number), self.outage_seconds)
+        if held != write.run_id or not write.later:
+            return str(held)
+        try:
+            while int((yield Ask(lambda t: t.scripts["roots"](args=[write.run_id, now()])))) > 0:
+                pass  # one slice per call: other clients reach Redis in between
+        except TRANSIENT as exc:  # the run exists: the reaper queues the rest
+            log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
+        return write.run_id
+
+    def _write_once(self, write: RunWrite, number: int) -> Steps[str]:
+        """One try of the submit transaction; a repeat first reads what an earlier try left."""
+        status = (
+            (yield Ask(lambda t: t.redis.hget(keys.run_prefix(write.run_id) + "run", "status"))) if number else None
+        )
+        if status == RunStatus.SUBMITTING:  # an earlier try wrote the run, its script never ran
+            reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
+        elif status is not None:
+            return write.run_id  # an earlier try got through
+        else:
+            replies = yield Ask(lambda t: _transaction(t, write))
+            reply = write.script_reply(replies)
+            if reply is MISSING:  # a Redis without the script: the writes are in, it runs alone
+                reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
+        return write.started(reply)
+
+    # --- reading ---
+
+    def state(self, run_id: str) -> Steps[str]:
+        """The run's status alone (cheap): running, succeeded, failed or cancelled."""
+        status = yield Ask(lambda t: t.redis.hget(keys.run_prefix(run_id) + "run", "status"))
+        if status is None:
+            return str((yield from self.status(run_id))["status"])
+        return public(str(status))
+
+    def status(self, run_id: str) -> Steps[dict[str, Any]]:
+        """The full run document (the README's run JSON): live from Redis, else from the history."""
+        live = live_document(run_id, (yield Ask(lambda t: live_reads(t, run_id))))
+        if live is not None:
+            if live["status"] not in TERMINAL:
+                stall_warnings(live, (yield from self.live_agents()))
+            return live
+        found = yield Block(lambda: self.history().run(run_id))
+        if found is None:
+            raise RunNotFoundError(run_id)
+        return dict(found)
+
+    def progress(self, run_id: str) -> Steps[tuple[int, str]]:
+        """(nodes in a terminal state, run state), cheaply, for progress bars."""
+        key = keys.run_prefix(run_id) + "run"
+        total, remaining, status = yield Ask(lambda t: t.redis.hmget(key, "total", "remaining", "status"))
+        if total is None:
+            doc = yield from self.status(run_id)
+            return len(doc["nodes"]), str(doc["status"])
+        return int(total) - int(remaining), public(str(status))
+
+    def dispatch_seconds(self, run_id: str) -> Steps[float | None]:
+        """Seconds from submit to the first node running (None if none ran): how long the platform
+        took to get the run going, queueing included."""
+        p = keys.run_prefix(run_id)
+        submitted, started = yield Ask(
+            lambda t: t.redis.pipeline(False).hget(p + "run", "submitted_at").hvals(p + "started").execute()
+        )
+        if submitted is None:
+            doc = yield from self.status(run_id)
+            submitted, started = doc["submitted_at"], [n["started_at"] for n in doc["nodes"].values()]
+        stamps = [datetime.fromisoformat(s) for s in started if s]
+        if not stamps:
+            return None
+        return (min(stamps) - datetime.fromisoformat(submitted)).total_seconds()
+
+    def definition(self, run_id: str) -> Steps[dict[str, Any]]:
+        """The DAG as submitted (JSON form)."""
+        text = yield Ask(lambda t: t.redis.hget(keys.run_prefix(run_id) + "run", "dag"))
+        if text is None:
+            text = yield Block(lambda: self.history().dag(run_id))
+            if text is None:
+                raise RunNotFoundError(run_id)
+        data: dict[str, Any] = json.loads(text)
+        return data
+
+    def wait(self, run_id: str, timeout: float | None) -> Steps[str]:
+        """Until the run is terminal or ``timeout`` seconds pass; its state. Woken by the run's end
+        announcement; a check every ``RECHECK_SECONDS`` guards against a missed one."""
+        deadline = Deadline(timeout)
+        ticket = yield Listen(run_id, max(deadline.left(), 0.001))
+        while True:
+            state = yield from self.state(run_id)
+            if state in TERMINAL or deadline.over():
+                return state
+            yield Pause(ticket, deadline.left())
+
+    def result(self, run_id: str, timeout: float | None) -> Steps[dict[str, Any]]:
+        """Results by node once the run succeeds; ``RunFailedError`` (its failed nodes and their
+        errors) if it fails or is cancelled; ``RunTimeoutError`` if not over within ``timeout`` s."""
+        state = yield from self.wait(run_id, timeout)
+        return outcome(run_id, state, (yield from self.status(run_id)), timeout)
+
+    # --- changing ---
+
+    def cancel(self, run_id: str) -> Steps[bool]:
+        """Stop starting nodes and revoke the queued ones; the run ends ``cancelled``. False if it
+        was over already."""
+        reply = yield Outlast(lambda _: _ask(lambda t: t.scripts["cancel"](args=[run_id, now()])), self.outage_seconds)
+        if int(reply[0]) != 1:
+            return False
+        if queued := [str(task) for task in reply[1:]]:
+            yield Block(lambda: self.app.control.revoke(queued))
+        return True
+
+    def retry(self, run_id: str) -> Steps[str]:
+        """A new run of a failed or cancelled run's DAG: nodes that succeeded start succeeded with
+        their results; the rest run afresh. ``RunStateError`` for a run that succeeded or runs."""
+        doc = yield from self.status(run_id)
+        reused = retry_plan(run_id, doc)
+        dag = Dag.from_json((yield from self.definition(run_id)), source=f"run {run_id}")
+        return (yield from self.submit(dag, None, reused, run_id))
+
+    # --- listings ---
+
+    def runs(
+        self, status: str | None = None, limit: int = 50, before: str | None = None
+    ) -> Steps[list[dict[str, Any]]]:
+        """The ``limit`` newest runs (live and recorded), in ``status`` only if given; ``before``
+        (a run id): those submitted before it, the next page."""
+        if status is not None and status not in STATES:
+            raise InvalidArgumentError(f"status {status!r} is not one of {', '.join(STATES)}")
+        if limit < 1:
+            raise InvalidArgumentError(f"limit must be at least 1, not {limit}")
+        found: list[dict[str, Any]] = []
+        while len(found) < limit:
+            page = yield from self._page(limit, before)
+            found.extend(row for row in page if status is None or row["status"] == status)
+            if len(page) < limit:
+                break
+            before = page[-1]["run_id"]
+        return found[:limit]
+
+    def _page(self, limit: int, before: str | None) -> Steps[list[dict[str, Any]]]:
+        """Newest runs first: live ones from Redis, the rest from the history."""
+        cutoff: str | None = None
+        newest = "+inf"
+        if before is not None:
+            live = yield Ask(lambda t: t.redis.hget(keys.run_prefix(before) + "run", "submitted_at"))
+            cutoff = str(live) if live is not None else (yield from self.status(before))["submitted_at"]
+            # a run's score is taken a moment after its submitted_at: a second's slack, then the exact cut below
+            newest = str(datetime.fromisoformat(str(cutoff)).timestamp() + 1)
+        # twice the page: runs in the second of slack above the cut are dropped below, the page stays full
+        run_ids = [
+            str(r)
+            for r in (yield Ask(lambda t: t.redis.zrevrangebyscore(keys.RUNS, newest, "-inf", start=0, num=2 * limit)))
+        ]
+        replies = yield Ask(lambda t: run_rows(t, run_ids))
+        found: dict[str, dict[str, Any]] = {}
+        for run_id, (name, status, submitted, finished) in zip(run_ids, replies, strict=True):
+            if status is not None:
+                found[run_id] = {
+                    "run_id": run_id,
+                    "name": name,
+                    "submitted_at": submitted,
+                    "finished_at": finished,
+                    "status": public(status),
+                }
+        for row in (yield Block(lambda: self.history().runs(limit, before=cutoff))):
+            found.setdefault(row["run_id"], row)
+        rows = [r for r in found.values() if cutoff is None or (r["submitted_at"] or "") < cutoff]
+        return sorted(rows, key=lambda r: r["submitted_at"] or "", reverse=True)[:limit]
+
+    def live_agents(self) -> Steps[dict[str, list[str]]]:
+        """Agent → hostnames of its live workers."""
+        table: dict[str, list[str]] = {}
+        for worker in (yield from live_workers()):
+            for name in worker["agents"]:
+                table.setdefault(name, []).append(worker["hostname"])
+        return table
+
+    # --- the event stream ---
+
+    def events(self, run_id: str, after: str | None = None) -> Generator[Step | Event, Any, None]:
+        """The run's transitions after id ``after`` (all without it), ending with its terminal event.
+
+        Every transition is an entry of the history stream, which the recorder moves into the
+        database: so what happened so far is in the database, the stream, or both. Subscribed to
+        the run's events channel first (from its confirmation on, the engine publishes each new
+        transition there with its count ``n``), this reads the stream from the run's first entry,
+        then the database, merges by id, and goes on with the channel; an id seen twice counts
+        once. A message whose count skips one, or a silence after which the run's count is ahead,
+        makes it read both again; a run that ended without its last event found ends it too."""
+        cursor = Cursor(after)
+        subscription = yield Subscribe(keys.events_channel(run_id))
+        for event in cursor.replay(
+            (yield from self._entries(run_id)), (yield Block(lambda: self.history().transitions(run_id)))
+        ):
+            yield event
+        while not cursor.done:
+            message = yield Receive(subscription, RECHECK_SECONDS)
+            taken: list[Event] | None = []
+            if message is not None and message["type"] == "message":
+                taken = cursor.live(str(message["data"]))
+                if taken is None:
+                    stream = yield from self._entries(run_id)
+                    taken = cursor.replay(
+                        stream, (yield Block(lambda: self.history().transitions(run_id))), cursor.missed
+                    )
+            elif message is None:
+                count, status = yield Ask(_counted(run_id))
+                if cursor.behind(count) or status is None or status in TERMINAL:
+                    stream = yield from self._entries(run_id)
+                    taken = cursor.replay(stream, (yield Block(lambda: self.history().transitions(run_id))))
+                    cursor.done = cursor.done or status is None or status in TERMINAL
+            for event in taken or []:
+                yield event
+
+    def terminal_event(self, run_id: str) -> Steps[str | None]:
+        """The id of the run's terminal event, if it has one yet."""
+        stream = yield from self._entries(run_id)
+        events = Cursor().replay(stream, (yield Block(lambda: self.history().transitions(run_id))))
+        return next((e.id for e in events if e.terminal), None)
+
+    def _entries(self, run_id: str) -> Steps[list[tuple[str, dict[str, Any]]]]:
+        """The history stream's entries of one run (those the recorder has not taken yet), read from
+        the run's first entry on, not from the stream's start: the stream holds every run's."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        first, status = yield Ask(lambda t: t.redis.hmget(keys.run_prefix(run_id) + "run", "first_event", "status"))
+        start = entries_start(first, status)
+        while start is not None:
+            page = yield Ask(_history_page(start))
+            start = entries_page(page, run_id, found)
+        return found
+
+
+def _counted(run_id: str) -> Callable[[Any], Any]:
+    """The run's count of events and its status."""
+    return lambda t: t.redis.hmget(keys.run_prefix(run_id) + "run", "events", "status")
+
+
+def _history_page(start: str) -> Callable[[Any], Any]:
+    """One page of the history stream from ``start``."""
+    return lambda t: t.redis.xrange(keys.HISTORY, start, "+", count=PAGE)
+
+
+def _ask(call: Callable[[Any], Any]) -> Steps[Any]:
+    """One ``Ask`` as an operation of its own (what ``Outlast`` repeats)."""
+    return (yield Ask(call))
+
+
+def _transaction(transport: Any, write: RunWrite) -> Any:
+    """The submit's MULTI/EXEC on ``transport``'s Redis, run with ``raise_on_error=False``."""
+    pipe = transport.redis.pipeline(transaction=True)
+    write.queue(pipe, transport.scripts["submit"].sha)
+    return pipe.execute(raise_on_error=False)

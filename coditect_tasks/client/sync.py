@@ -1,0 +1,339 @@
+"""``Client`` and ``DagRun``: the sync transport of the client core, and the module-level ``submit``.
+
+A client is built once (its Celery app, which builds node messages without I/O, and one bounded
+Redis connection pool) and shared by every thread of the process; each call borrows a connection
+and gives it back. Waits share one pattern subscription to every run's end, listened to in one
+thread, so a thousand threads (or Locust's greenlets) waiting on runs hold one connection. The
+module-level ``submit(dag)`` is the README's one-liner over one such client per process, built
+on first use: never an app or a connection per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, TypeVar
+
+import redis
+
+from .. import keys
+from ..app import CoditectApp, create_app
+from ..connection import outlast_outages, redis_client
+from ..dag.spec import Dag
+from ..embedded import attach
+from ..engine.events import Event
+from ..engine.scripts import SCRIPTS
+from ..engine.transitions import OUTAGE_SECONDS, engine_for
+from ..history.store import HistoryStore
+from ..registry import agents_document
+from ..settings import Settings
+from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, advance
+from .core import CLIENT_SCRIPTS, Core, History, channel_run
+from .document import outcome, results
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Client:
+    """Submit DAGs; read, wait for, cancel, retry and stream runs; list runs and agents.
+    Thread-safe; ``close()`` (or ``with``) gives back its connections.
+
+    ``history``: what reads the durable history once a run's live state has gone (default: the
+    ``HistoryStore`` of the settings, opened on first use).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, history: History | None = None) -> None:
+        settings = settings or attach(Settings.from_env())
+        self._setup(create_app(settings), redis_client(settings.state_url, timeout=settings.connect_timeout), history)
+        self._waits = _Waits(self.redis)
+        self._owned = True
+
+    @classmethod
+    def of(cls, app: CoditectApp) -> Client:
+        """The client over ``app`` (one per app and process), on this process's pool and
+        subscription for its state Redis: what ``submit(dag, app)`` uses."""
+        with _LOCK:
+            held = app.__dict__.get("_coditect_client")
+            if held is None or held[0] != os.getpid():
+                client = cls.__new__(cls)
+                client._setup(app, engine_for(app.settings.state_url).client, None)
+                client._waits = _Waits.shared(app.settings.state_url, client.redis)
+                client._owned = False
+                held = app.__dict__["_coditect_client"] = (os.getpid(), client)
+            return held[1]
+
+    def _setup(self, app: CoditectApp, client: redis.Redis, history: History | None) -> None:
+        self.app = app
+        self.settings: Settings = app.settings
+        self.redis = client
+        self.scripts = {name: client.register_script(SCRIPTS[name]) for name in CLIENT_SCRIPTS}
+        self._history = history
+        self.core = Core(app, self.history, OUTAGE_SECONDS)
+
+    def history(self) -> History:
+        if self._history is None:
+            self._history = HistoryStore.from_settings(self.settings)
+        return self._history
+
+    def submit(self, dag: Dag, *, idempotency_key: str | None = None) -> DagRun:
+        """Validate and start ``dag`` (``DagError``: nothing enqueued). With ``idempotency_key``, at
+        most once per key within ``CODITECT_IDEMPOTENCY_RETENTION``: a repeat with the same DAG
+        returns the first run, one with another DAG raises ``IdempotencyConflictError``."""
+        return DagRun(self.drive(self.core.submit(dag, idempotency_key)), self)
+
+    def get(self, run_id: str) -> DagRun:
+        """The handle of run ``run_id``; ``RunNotFoundError`` if neither Redis nor the history knows it."""
+        run = DagRun(run_id, self)
+        run.state()
+        return run
+
+    def runs(self, status: str | None = None, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
+        """The newest runs (live and recorded), ``status`` only if given; at most ``limit``;
+        ``before`` (a run id): the page after it."""
+        return self.drive(self.core.runs(status, limit, before))
+
+    def agents(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every agent with its live workers, queue depth and breaker (``agents --json``)."""
+        return agents_document(self.redis, self.settings, self.app.agents)
+
+    def close(self) -> None:
+        """Give back every connection; the client is unusable after."""
+        if self._owned:
+            self._waits.close()
+            self.redis.connection_pool.disconnect()
+            self.app.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the transport ---
+
+    def drive(self, steps: Steps[T]) -> T:
+        """Run one operation of the core to its end."""
+        it = self.iterate(steps)
+        while True:
+            try:
+                next(it)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]  # the operation's result
+            raise AssertionError("an operation that returns a value yielded an event")
+
+    def iterate(self, steps: Any) -> Any:
+        """Run an operation, giving out the events it yields; returns what it returns."""
+        cleanups: list[Callable[[], Any]] = []
+        reply: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                going, item = advance(steps, reply, error)
+                if not going:
+                    return item
+                reply, error = None, None
+                if isinstance(item, Event):
+                    yield item
+                    continue
+                try:
+                    reply = self._perform(item, cleanups)
+                except Exception as exc:  # thrown back into the operation, which may handle it
+                    error = exc
+        finally:
+            steps.close()
+            for cleanup in reversed(cleanups):
+                with contextlib.suppress(Exception):
+                    cleanup()
+
+    def _perform(self, step: Step, cleanups: list[Callable[[], Any]]) -> Any:
+        if isinstance(step, Ask):
+            return step.call(self)
+        if isinstance(step, Block):
+            return step.call()
+        if isinstance(step, Outlast):
+            for number, attempt in enumerate(outlast_outages(step.seconds)):
+                with attempt:
+                    return self.drive(step.steps(number))
+            raise AssertionError("unreachable: tenacity re-raises")
+        if isinstance(step, Listen):
+            ticket = self._waits.listen(step.run_id, step.seconds)
+            cleanups.append(lambda: self._waits.release(ticket))
+            return ticket
+        if isinstance(step, Pause):
+            return self._waits.pause(step.ticket, step.seconds)
+        if isinstance(step, Subscribe):
+            pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
+            cleanups.append(pubsub.close)
+            pubsub.subscribe(step.channel)
+            while (message := pubsub.get_message(timeout=5.0)) is None or message["type"] != "subscribe":
+                pass  # from its confirmation on, nothing published there can pass us by
+            return pubsub
+        if isinstance(step, Receive):
+            return step.subscription.get_message(timeout=step.seconds)
+        raise TypeError(f"not a step: {step!r}")
+
+
+class DagRun:
+    """A handle on one run: read it, wait for it, cancel or retry it, stream its events."""
+
+    def __init__(self, run_id: str, client: Client) -> None:
+        self.id = run_id
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"<DagRun {self.id}>"
+
+    def state(self) -> str:
+        """The run's status alone (cheap): running, succeeded, failed or cancelled."""
+        return self.client.drive(self.client.core.state(self.id))
+
+    def status(self) -> dict[str, Any]:
+        """The full run document (see the README's run JSON)."""
+        return self.client.drive(self.client.core.status(self.id))
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run is terminal or ``timeout`` seconds pass; return its state."""
+        return self.client.drive(self.client.core.wait(self.id, timeout))
+
+    def progress(self) -> tuple[int, str]:
+        """(nodes in a terminal state, run state), cheaply, for progress bars."""
+        return self.client.drive(self.client.core.progress(self.id))
+
+    def dispatch_seconds(self) -> float | None:
+        """Seconds from submit to the first node running (None if none ran)."""
+        return self.client.drive(self.client.core.dispatch_seconds(self.id))
+
+    def definition(self) -> dict[str, Any]:
+        """The DAG as submitted (JSON form)."""
+        return self.client.drive(self.client.core.definition(self.id))
+
+    def results(self) -> dict[str, Any]:
+        """Results of the nodes that succeeded, by node id."""
+        return results(self.status())
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Results by node once the run succeeds; ``RunFailedError`` (with its failed nodes and their
+        errors) if it fails or is cancelled; ``RunTimeoutError`` if it has not ended within ``timeout`` s."""
+        return outcome(self.id, self.wait(timeout), self.status(), timeout)
+
+    def events(self, after: str | None = None) -> Iterator[Event]:
+        """The run's transitions as they happen (those so far first, or those after id ``after``),
+        ending with its terminal event."""
+        return self.client.iterate(self.client.core.events(self.id, after))  # type: ignore[no-any-return]
+
+    def terminal_event(self) -> str | None:
+        """The id of the run's terminal event, if it has one yet."""
+        return self.client.drive(self.client.core.terminal_event(self.id))
+
+    def retry(self) -> DagRun:
+        """A new run of this run's DAG, for a run that failed or was cancelled: nodes that succeeded
+        here start succeeded with their results (they do not run again); the rest run afresh.
+        ``RunStateError`` for a run that succeeded or has not ended."""
+        return DagRun(self.client.drive(self.client.core.retry(self.id)), self.client)
+
+    def cancel(self) -> bool:
+        """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
+        return self.client.drive(self.client.core.cancel(self.id))
+
+
+class _Waits:
+    """One pattern subscription to every run's end channel, listened to in a daemon thread that
+    wakes the waits of each run announced. A dropped connection is subscribed again; meanwhile
+    waits fall back on their rechecks."""
+
+    _SHARED: ClassVar[dict[tuple[int, str], _Waits]] = {}
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[threading.Event]] = {}
+        self._ready = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    @classmethod
+    def shared(cls, url: str, client: redis.Redis) -> _Waits:
+        """This process's waits on the state Redis at ``url``."""
+        with _LOCK:
+            return cls._SHARED.setdefault((os.getpid(), url), cls(client))
+
+    def listen(self, run_id: str, seconds: float) -> tuple[str, threading.Event]:
+        """A ticket woken when ``run_id`` ends; waits up to ``seconds`` for the subscription."""
+        with self._lock:
+            if self._closed.is_set():
+                raise RuntimeError("this Client is closed")
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid, self._ready = os.getpid(), threading.Event()
+                self._thread = threading.Thread(target=self._listen, name="coditect-waits", daemon=True)
+                self._thread.start()
+            event = threading.Event()
+            self._waiting.setdefault(run_id, set()).add(event)
+        self._ready.wait(seconds)
+        return run_id, event
+
+    def pause(self, ticket: tuple[str, threading.Event], seconds: float) -> None:
+        ticket[1].wait(max(seconds, 0.0))
+        ticket[1].clear()
+
+    def release(self, ticket: tuple[str, threading.Event]) -> None:
+        run_id, event = ticket
+        with self._lock:
+            waiting = self._waiting.get(run_id, set())
+            waiting.discard(event)
+            if not waiting:
+                self._waiting.pop(run_id, None)
+
+    def _listen(self) -> None:
+        while not self._closed.is_set():
+            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            try:
+                pubsub.psubscribe(keys.run_channel("*"))
+                while not self._closed.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "psubscribe":
+                        self._ready.set()
+                    elif message["type"] == "pmessage":
+                        self._wake(channel_run(str(message["channel"])))
+            except redis.RedisError as exc:
+                log.warning("the runs' end subscription dropped (%s); subscribing again", exc)
+                self._ready.clear()
+                self._closed.wait(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    pubsub.close()
+
+    def _wake(self, run_id: str) -> None:
+        with self._lock:
+            for event in self._waiting.get(run_id, ()):
+                event.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+
+_LOCK = threading.RLock()
+_DEFAULT: tuple[int, Client] | None = None
+
+
+def default_client() -> Client:
+    """This process's client from the ``CODITECT_*`` settings, built on first use (again in a fork)."""
+    global _DEFAULT
+    with _LOCK:
+        if _DEFAULT is None or _DEFAULT[0] != os.getpid():
+            _DEFAULT = (os.getpid(), Client())
+        return _DEFAULT[1]
+
+
+def submit(dag: Dag, app: CoditectApp | None = None, *, idempotency_key: str | None = None) -> DagRun:
+    """Submit ``dag`` through this process's client (``app``: through that app's client instead)."""
+    client = default_client() if app is None else Client.of(app)
+    return client.submit(dag, idempotency_key=idempotency_key)

@@ -1,0 +1,73 @@
+"""Connections to the state Redis: bounded pools, outages waited out, eviction refused.
+
+Every process reaches run state through one pool per URL (``redis_client``); a call that meets
+a restart or a failover is repeated with backoff (``outlast_outages``) for as long as the caller
+allows, because every engine script is idempotent or fenced.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+import tenacity
+
+from .errors import EvictingRedisError
+from .settings import safe_url
+
+log = logging.getLogger(__name__)
+
+#: Redis errors worth waiting out: a restart, a failover, a blip in the network.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+
+
+def outlast_outages(seconds: float, retrying: type[tenacity.BaseRetrying] = tenacity.Retrying) -> Any:
+    """Retry transient Redis errors with jittered exponential backoff for up to ``seconds``
+    (``retrying``: ``tenacity.AsyncRetrying`` on an event loop)."""
+    return retrying(
+        retry=tenacity.retry_if_exception_type(TRANSIENT),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
+        stop=tenacity.stop_after_delay(seconds),
+        before_sleep=lambda state: log.warning(
+            "Redis unavailable (%s); retrying", state.outcome.exception() if state.outcome else "?"
+        ),
+        reraise=True,
+    )
+
+
+#: Connections one client may open; more concurrent callers wait for one to come free.
+MAX_CONNECTIONS = 100
+#: Seconds a caller waits for a free connection before an error.
+POOL_WAIT_SECONDS = 30.0
+
+
+def redis_client(url: str, timeout: float = 5.0) -> redis.Redis:
+    """A client for the state Redis whose socket operations never hang forever.
+
+    Its pool blocks instead of failing when all connections are busy, so a producer
+    with hundreds of threads or greenlets submitting at once queues for a connection
+    rather than meeting ``Too many connections``.
+    """
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        decode_responses=True,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def require_noeviction(client: redis.Redis, url: str) -> None:
+    """``EvictingRedisError`` unless Redis at ``url`` refuses writes when full instead of evicting keys."""
+    check_noeviction(client.info("memory"), url)
+
+
+def check_noeviction(memory: dict[str, Any], url: str) -> None:
+    """``EvictingRedisError`` unless ``memory`` (Redis's ``INFO memory``, which managed services
+    allow where ``CONFIG GET`` is disabled) says it refuses writes when full."""
+    policy = str(memory.get("maxmemory_policy", "noeviction"))
+    if policy != "noeviction":
+        raise EvictingRedisError(safe_url(url), policy)
