@@ -27,7 +27,7 @@ def stubborn(call: AgentCall) -> dict[str, float]:
 
 @agent("steadfast", timeout=2.0, soft_timeout=1.5)
 def steadfast(call: AgentCall) -> dict[str, float]:
-    """As stubborn, with a soft limit long enough for a process to take the next node (FOLLOW_SECONDS)."""
+    """As stubborn, with a soft limit long enough for a process to take the next node (TAKE_NEXT_SECONDS)."""
     return _outlast_soft_limit(float(call.params.get("seconds", 0)))
 
 

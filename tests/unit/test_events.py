@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from coditect_tasks.dag.events import Cursor, order
+from coditect_tasks.engine.events import Cursor, order
 
 
 def entry(eid: str, node: str, status: str) -> tuple[str, dict[str, str]]:
