@@ -26,6 +26,7 @@ from ..dag.plan import validate
 from ..dag.spec import Dag
 from ..engine.events import PAGE, Cursor, Event, entries_page, entries_start
 from ..engine.message import message_template, template_key
+from ..engine.scripts import named
 from ..engine.submission import MISSING, Idempotency, RunWrite, prepare
 from ..engine.transitions import now
 from ..errors import (
@@ -255,10 +256,12 @@ class Core:
     def cancel(self, run_id: str) -> Steps[bool]:
         """Stop starting nodes and revoke the queued ones; the run ends ``cancelled``. False if it
         was over already."""
-        reply = yield Outlast(lambda _: _ask(lambda t: t.scripts["cancel"](args=[run_id, now()])), self.outage_seconds)
-        if int(reply[0]) != 1:
+        reply = named(
+            (yield Outlast(lambda _: _ask(lambda t: t.scripts["cancel"](args=[run_id, now()])), self.outage_seconds))
+        )
+        if reply["ok"] != 1:
             return False
-        if queued := [str(task) for task in reply[1:]]:
+        if queued := list(reply["queued"] or ()):
             yield Block(lambda: self.app.control.revoke(queued))
         return True
 

@@ -302,8 +302,11 @@ class _Waits:
                     elif message["type"] == "pmessage":
                         self._wake(channel_run(str(message["channel"])))
             except redis.RedisError as exc:
-                log.warning("the runs' end subscription dropped (%s); subscribing again", exc)
                 self._ready.clear()
+                with self._lock:
+                    if not self._waiting:  # nobody waits: end here; the next wait starts a listener again
+                        return
+                log.warning("the runs' end subscription dropped (%s); subscribing again", exc)
                 self._closed.wait(0.5)
             finally:
                 with contextlib.suppress(Exception):

@@ -6,14 +6,21 @@ statuses, limits), so no constant lives in two languages.
 
 from __future__ import annotations
 
+import json
 from importlib import resources
+from typing import Any
 
 from .. import keys
+
+#: The shared functions, by concern, in the order they build on each other (Lua locals must be
+#: defined before use): helpers, the frontier and metrics, the history, queueing, attempts,
+#: take-next.
+COMMON = ("base", "frontier", "history", "queueing", "attempts", "take_next")
 
 
 def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__) / "lua"
-    common = keys.lua_prelude() + (folder / "common.lua").read_text()
+    common = keys.lua_prelude() + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in COMMON)
     return {
         name: common + "\n" + (folder / f"{name}.lua").read_text()
         for name in (
@@ -38,3 +45,10 @@ def _load_scripts() -> dict[str, str]:
 
 
 SCRIPTS = _load_scripts()
+
+
+def named(reply: str | bytes) -> dict[str, Any]:
+    """A script's named reply (a table it returned as ``cjson.encode``): every reply of more than
+    two values is one, decoded here. An empty list comes back as ``{}`` (cjson cannot tell)."""
+    decoded: dict[str, Any] = json.loads(reply)
+    return decoded

@@ -24,7 +24,7 @@ import redis
 
 from .. import keys
 from ..connection import outlast_outages, redis_client
-from .scripts import SCRIPTS
+from .scripts import SCRIPTS, named
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Engine:
         """Take a node for a new attempt from the message ``task_id``, or None if it must not run
         (finished, cancelled, superseded, or its current attempt is alive: a duplicate message).
         With ``breaker`` (``keys.breaker_prefix``) it also reads that breaker's state."""
-        return _taken(self._call("begin", run_id, node_id, worker, task_id, breaker), breaker)
+        return _taken(named(self._call("begin", run_id, node_id, worker, task_id, breaker)), breaker)
 
     def fan_out(self, run_id: str, node_id: str, token: int, record: dict[str, Any], items: list[Any]) -> bool:
         """Queue one message per item of foreach node ``node_id`` (attempt ``token``, at least one
@@ -123,7 +123,7 @@ class Engine:
         return int(self._call("fanout", run_id, node_id, token, shared, *encoded)) == 1
 
     def complete(self, run_id: str, node_id: str, token: int, result_json: str, span: str = "") -> bool:
-        return int(self._call("complete", run_id, node_id, token, result_json, span)[0]) == 1
+        return bool(named(self._call("complete", run_id, node_id, token, result_json, span))["ok"] == 1)
 
     def succeed(
         self, run_id: str, node_id: str, token: int, result: Any, span: str = "", take_next: TakeNext | None = None
@@ -137,12 +137,11 @@ class Engine:
         if problem:
             return self.fail(run_id, node_id, token, problem), None
         more, until = (take_next.args(), take_next.until) if take_next else ((), 0.0)
-        reply = self._call("complete", run_id, node_id, token, encoded, span, more=more, until=until)
-        taken = _taken(reply[3], take_next.breaker) if take_next and len(reply) > 3 else None
+        reply = named(self._call("complete", run_id, node_id, token, encoded, span, more=more, until=until))
+        taken = _taken(reply["taken"], take_next.breaker) if take_next and "taken" in reply else None
         if taken is None:
-            return int(reply[0]) == 1, None
-        run, node, task = (str(_text(v)) for v in reply[2])
-        return True, Next(run, node, task, taken)
+            return reply["ok"] == 1, None
+        return True, Next(reply["next"]["run"], reply["next"]["node"], reply["next"]["task"], taken)
 
     def fail(self, run_id: str, node_id: str, token: int, error: str) -> bool:
         return int(self._call("fail", run_id, node_id, token, error)) == 1
@@ -223,13 +222,6 @@ class Engine:
             return False
         return int(self._call("reroute", run_id, node_id, token, agent, keys.agent_queue(agent), template)) == 1
 
-    def cancel(self, run_id: str) -> tuple[bool, list[str]]:
-        """Cancel; returns whether it took effect and the task ids still queued (to revoke)."""
-        reply = self._call("cancel", run_id)
-        if int(reply[0]) != 1:
-            return False, []
-        return True, [str(t) for t in reply[1:]]
-
 
 _ENGINES: dict[tuple[int, str], Engine] = {}
 
@@ -244,24 +236,20 @@ def engine_for(state_url: str) -> Engine:
     return engine
 
 
-def _taken(reply: Any, breaker: str) -> Taken | None:
-    """``take``'s reply (common.lua) as a ``Taken``, or None if the node must not run."""
-    if int(reply[0]) != 1:
+def _taken(reply: dict[str, Any], breaker: str) -> Taken | None:
+    """``take``'s named reply (common.lua) as a ``Taken``, or None if the node must not run."""
+    if reply["ok"] != 1:
         return None
     return Taken(
-        int(reply[1]),
-        json.loads(reply[2]),
-        json.loads(reply[3]),
-        json.loads(reply[4]) if reply[4] else None,
-        str(_text(reply[5]) or ""),
-        str(_text(reply[6]) or "[]"),
-        int(reply[7]),
-        (_text(reply[8]), _text(reply[9])) if breaker and len(reply) > 9 else None,
+        int(reply["token"]),
+        json.loads(reply["record"]),
+        json.loads(reply["upstream"]),
+        json.loads(reply["items"]) if reply["items"] else None,
+        str(reply["parent"] or ""),
+        str(reply["links"] or "[]"),
+        int(reply["retried"]),
+        (reply.get("breaker") or None, reply.get("failures") or None) if breaker else None,
     )
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
 
 
 def encode_result(result: Any) -> tuple[str, str | None]:

@@ -44,7 +44,7 @@ def test_cancelling_a_fanned_out_run_ends_it_and_its_node(app: CoditectApp, regi
     assert run.status()["nodes"]["p"]["status"] == "cancelled"
     engine.complete(run.id, "p#0", item.token, "1")  # a running item finishes after the cancel
     assert run.status()["nodes"]["p"] == {**run.status()["nodes"]["p"], "status": "cancelled", "result": None}
-    assert registry.client.hget(keys.run_prefix(run.id) + "run", "running") == "0"
+    assert registry.client.hget(keys.run_prefix(run.id) + "run", "active") == "0"
 
 
 def test_a_wide_fan_out_is_quick_and_its_items_do_not_carry_the_list(app: CoditectApp, registry: Registry) -> None:

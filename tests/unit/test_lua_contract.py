@@ -6,16 +6,19 @@ import re
 from pathlib import Path
 
 from coditect_tasks import keys
-from coditect_tasks.engine.scripts import SCRIPTS
+from coditect_tasks.engine.scripts import COMMON, SCRIPTS
 from coditect_tasks.status import NodeStatus, RunStatus
 
 LUA = Path(keys.__file__).parent / "engine" / "lua"
-SCRIPT_FILES = sorted(LUA.glob("*.lua"))
+SCRIPT_FILES = sorted(LUA.rglob("*.lua"))
 STATUSES = {s.value for s in (*RunStatus, *NodeStatus)}
 
 
 def test_the_scripts_are_where_the_checks_look() -> None:
-    assert {path.stem for path in SCRIPT_FILES} == {*SCRIPTS, "common"}
+    assert {path.relative_to(LUA).as_posix() for path in SCRIPT_FILES} == {
+        *(f"{name}.lua" for name in SCRIPTS),
+        *(f"common/{part}.lua" for part in COMMON),
+    }
 
 
 def test_no_script_spells_a_status() -> None:

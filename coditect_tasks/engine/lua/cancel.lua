@@ -1,11 +1,11 @@
 -- Cancel the run: it ends now; nodes not yet running become cancelled, and so do foreach nodes
--- that have fanned out (their running items finish, their queued ones never start). Returns
--- {1, task ids of queued node messages to revoke...} or {0, current status}.
+-- that have fanned out (their running items finish, their queued ones never start). Returns as
+-- JSON {ok = 1, queued = the task ids of queued node messages to revoke} or {ok = 0, status}.
 local rs = redis.call('HGET', RUN, 'status')
-if rs ~= RUN_STATUS.RUNNING and rs ~= RUN_STATUS.FAILING then return {0, rs or 'missing'} end
+if rs ~= RUN_STATUS.RUNNING and rs ~= RUN_STATUS.FAILING then return cjson.encode({ok = 0, status = rs or 'missing'}) end
 redis.call('HSET', RUN, 'status', RUN_STATUS.CANCELLED, 'finished_at', NOW)
 count('runs|cancelled')
-local out = {1}
+local queued = {}
 local all = redis.call('HGETALL', STATUS)
 for i = 1, #all, 2 do
   local id, st = all[i], all[i + 1]
@@ -18,11 +18,11 @@ for i = 1, #all, 2 do
     redis.call('HINCRBY', RUN, 'remaining', -1)
     record(id, NODE_STATUS.CANCELLED)
     if st == NODE_STATUS.QUEUED then
-      out[#out + 1] = RUN_ID .. ':' .. id .. ':' .. (redis.call('HGET', SEQ, id) or '1')
+      queued[#queued + 1] = RUN_ID .. ':' .. id .. ':' .. (redis.call('HGET', SEQ, id) or '1')
     end
   end
 end
 record('', RUN_STATUS.CANCELLED)
 announce(RUN_STATUS.CANCELLED)
 ended()
-return out
+return cjson.encode({ok = 1, queued = queued})

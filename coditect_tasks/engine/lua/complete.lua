@@ -3,17 +3,17 @@
 -- its successors and enqueues those now ready. A foreach item records its result; the last
 -- one completes its node with every item's result, in order. With ARGV[7..14] (queue, task name,
 -- hard and soft limits, worker, breaker prefix, running message id, seconds) the process then
--- takes the next message of its queue (take_next, common.lua). Returns {1, ready[, {run, node, task id}, take's reply]} or {0}
--- if stale.
+-- takes the next message of its queue (take_next, common.lua). Returns as JSON {ok = 1, ready (how
+-- many successors it queued)[, next = {run, node, task}, taken = take's reply]}, or {ok = 0} if stale.
 local node, token, result, span = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 local function completed()
-  if not fenced(node, token) then return {0} end
+  if not fenced(node, token) then return {ok = 0} end
   local parent = parent_of(node)
   if not parent then
     local plan = plan_completion(node)
     complete_node(node, token, result, span, plan)
-    return {1, #plan.ready}
+    return {ok = 1, ready = #plan.ready}
   end
   -- read everything first: the node's whole result if this is its last item, and what it makes ready
   local n = tonumber(redis.call('HGET', FANOUT, parent))
@@ -27,7 +27,7 @@ local function completed()
     close_item(node, NODE_STATUS.SUCCEEDED)
     fail_node(parent, ptoken, 'result is over ' .. bytes - 1 .. ' bytes with item ' .. string.match(node, '#(%d+)$')
               .. ', over the limit of ' .. MAX_RESULT_BYTES)
-    return {1, 0}
+    return {ok = 1, ready = 0}
   end
   local whole, plan
   if done == n and live then
@@ -45,7 +45,7 @@ local function completed()
   redis.call('HSET', FANOUT, parent .. '|done', done, parent .. '|bytes', bytes)
   if not whole then
     close_parent(parent)
-    return {1, 0}
+    return {ok = 1, ready = 0}
   end
   -- the node's result holds them now: the items' own state can go, 1,000 fields per command
   local items = {}
@@ -56,16 +56,16 @@ local function completed()
   redis.call('HDEL', ITEMS, parent .. '|record')
   if plan then
     complete_node(parent, ptoken, whole, span, plan)
-    return {1, #plan.ready}
+    return {ok = 1, ready = #plan.ready}
   end
   fail_node(parent, ptoken, 'result is ' .. #whole .. ' bytes, over the limit of ' .. MAX_RESULT_BYTES)
-  return {1, 0}
+  return {ok = 1, ready = 0}
 end
 
 local reply = completed()
-if reply[1] == 1 and (ARGV[7] or '') ~= '' then
+if reply.ok == 1 and (ARGV[7] or '') ~= '' then
   local next_ids, taken = take_next(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
                                  tonumber(ARGV[14]))
-  if next_ids then reply[3], reply[4] = next_ids, taken end
+  if next_ids then reply.next, reply.taken = next_ids, taken end
 end
-return reply
+return cjson.encode(reply)

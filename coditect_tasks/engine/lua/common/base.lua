@@ -1,0 +1,38 @@
+-- Shared helpers of every engine script, after the constants keys.py generates (key names,
+-- leases, caps). ARGV[1] is the run id (empty for scripts that span runs), ARGV[2] the
+-- caller's ISO-8601 UTC timestamp; a script's own arguments start at ARGV[3]. Keys are
+-- derived from the run id.
+local NOW = ARGV[2]
+use_run(ARGV[1])
+
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+
+local function count(name)
+  redis.call('HINCRBY', METRICS, name, 1)
+end
+
+-- Item k of a foreach node N is the pseudo-node 'N#k' in the run's hashes (node ids cannot hold
+-- '#'): its own message, seq, lease, attempts and retries, as a node has. Items leave the run's
+-- counters (remaining, running, metrics) and its history to their node, which they complete.
+local function parent_of(node)
+  return string.match(node, '^(.+)#%d+$')
+end
+
+-- A node's description: queue q, template t, successors s, predecessors p, foreach x/f. An
+-- item's is its node's, with no successors.
+local function desc_of(node)
+  local parent = parent_of(node)
+  if parent then
+    local d = cjson.decode(redis.call('HGET', NODE, parent))
+    return {q = d.q, t = d.t, s = {}, p = d.p, item = true}
+  end
+  return cjson.decode(redis.call('HGET', NODE, node))
+end
+
+-- The agent a description's messages go to (its queue is 'agents.<name>'; a fallback reroutes it).
+local function agent_of(desc)
+  return string.sub(desc.q, #AGENT_QUEUE_PREFIX + 1)
+end
