@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, NoBrokerError
@@ -29,98 +30,138 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FSYNC_POLICIES = ("always", "everysec")
 
 
+Parse = Callable[[str, str], Any]
+
+
+def setting(default: Any, parse: Parse, *, exported: bool = True, secret: bool = False) -> Any:
+    """A settings field: its default, how its variable (``CODITECT_`` + the field's name in upper
+    case) is read, and whether ``environment()`` passes it on to other processes."""
+    return dataclasses.field(
+        default=default, repr=not secret, metadata={"parse": parse, "exported": exported and not secret}
+    )
+
+
+def env_name(field: str) -> str:
+    """The environment variable of settings field ``field``."""
+    return f"CODITECT_{field.upper()}"
+
+
+def _url(schemes: frozenset[str]) -> Parse:
+    return lambda name, text: _check_url(name, text, schemes)
+
+
+def _database(name: str, text: str) -> str:
+    _check_database_url(text)
+    return text
+
+
+def _modules(name: str, text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def _choice(options: tuple[str, ...], upper: bool = False) -> Parse:
+    def parse(name: str, text: str) -> str:
+        value = text.upper() if upper else text
+        if value not in options:
+            raise ConfigError(name, f"{value!r} is not one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _seconds(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(name, f"{text!r} is not a number of seconds") from None
+
+
+def _whole(minimum: int = 1, maximum: int | None = None) -> Parse:
+    """A whole number of at least ``minimum`` (at most ``maximum``)."""
+
+    def parse(name: str, text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            kind = "positive whole number" if minimum == 1 else f"whole number ≥ {minimum}"
+            raise ConfigError(name, f"{text!r} is not a {kind}")
+        if maximum is not None and int(text) > maximum:
+            raise ConfigError(name, f"{text} is over {maximum}, the most a result in Redis may be")
+        return int(text)
+
+    return parse
+
+
+def _text(name: str, text: str) -> str:
+    return text
+
+
+def _path(name: str, text: str) -> Path:
+    return Path(text)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything a process of coditect-tasks needs to find its peers.
+    """Everything a process of coditect-tasks needs to find its peers. Each field is one
+    ``CODITECT_<FIELD>`` variable, declared once here with its default and its parser.
 
     ``broker_url`` is ``None`` when nothing is configured: the CLI then starts
     (``up``, ``demo``) or attaches to (everything else) the embedded Redis.
     """
 
-    home: Path = Path(".coditect")
-    broker_url: str | None = None
-    result_backend: str | None = None
-    redis_url: str | None = None
-    database_url: str | None = None
-    agent_modules: tuple[str, ...] = DEFAULT_AGENT_MODULES
-    log_level: str = "INFO"
-    connect_timeout: float = 8.0
-    max_nodes: int = 20_000
-    max_dag_bytes: int = 16 * 1024 * 1024
-    max_params_bytes: int = 1024 * 1024
-    max_foreach_items: int = 10_000
+    #: Folder of the embedded stack (its Redis, logs, the SQLite history).
+    home: Path = setting(Path(".coditect"), _path)
+    #: Celery broker: Redis or RabbitMQ (none: the embedded Redis).
+    broker_url: str | None = setting(None, _url(BROKER_SCHEMES))
+    #: Celery result backend (none: the state Redis).
+    result_backend: str | None = setting(None, _url(REDIS_SCHEMES))
+    #: The Redis of run state and the registry (none: a Redis broker).
+    redis_url: str | None = setting(None, _url(REDIS_SCHEMES))
+    #: SQLAlchemy URL of the run history (none: SQLite under ``home``).
+    database_url: str | None = setting(None, _database)
+    #: Python modules whose ``@agent`` declarations are loaded, comma-separated.
+    agent_modules: tuple[str, ...] = setting(DEFAULT_AGENT_MODULES, _modules)
+    #: Log level (``LOG_LEVELS``).
+    log_level: str = setting("INFO", _choice(LOG_LEVELS, upper=True))
+    #: Seconds to wait for the broker and Redis to answer before a clear error.
+    connect_timeout: float = setting(8.0, _seconds)
+    #: Nodes a DAG may have at most.
+    max_nodes: int = setting(20_000, _whole())
+    #: Bytes a DAG document may have at most.
+    max_dag_bytes: int = setting(16 * 1024 * 1024, _whole())
+    #: Bytes of one node's params (JSON) at most.
+    max_params_bytes: int = setting(1024 * 1024, _whole())
+    #: Items one foreach node may fan out to at most.
+    max_foreach_items: int = setting(10_000, _whole())
     #: Seconds a finished run's live state stays in Redis once its history is recorded (0: none).
-    live_retention: int = 600
+    live_retention: int = setting(600, _whole(minimum=0))
     #: Seconds an idempotency key keeps naming the run it started (a repeat within it returns that run).
-    idempotency_retention: int = 24 * 3600
+    idempotency_retention: int = setting(24 * 3600, _whole())
     #: Seconds a worker told to stop (SIGTERM) lets running nodes finish before it hands them off.
-    shutdown_grace: int = 30
+    shutdown_grace: int = setting(30, _whole(minimum=0))
     #: The embedded Redis's AOF fsync policy (``FSYNC_POLICIES``).
-    embedded_fsync: str = "always"
+    embedded_fsync: str = setting("always", _choice(FSYNC_POLICIES))
     #: File a worker beats for its liveness and readiness probes (``coditect-tasks health``); none if unset.
-    health_file: Path | None = None
+    health_file: Path | None = setting(None, _path, exported=False)
     #: Bearer token every ``serve`` request must carry (none: open, loopback only). Never printed.
-    api_token: str | None = dataclasses.field(default=None, repr=False)
+    api_token: str | None = setting(None, _text, secret=True)
     #: Flower's address, for the run page to link each node's worker there.
-    flower_url: str | None = None
+    flower_url: str | None = setting(None, _url(frozenset({"http", "https"})), exported=False)
     #: ``s3://bucket/prefix`` where node results over ``artifact_threshold`` bytes go (by reference).
-    artifacts_url: str | None = None
+    artifacts_url: str | None = setting(None, _url(frozenset({"s3"})))
     #: Bytes of a node result (as JSON) above which it is stored in ``artifacts_url``, not in Redis.
-    artifact_threshold: int = 256 * 1024
+    artifact_threshold: int = setting(256 * 1024, _whole(maximum=MAX_RESULT_BYTES))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate the ``CODITECT_*`` variables; raise ``ConfigError``."""
+        """Read and validate the ``CODITECT_*`` variables; raise ``ConfigError``. An empty
+        variable is an unset one."""
         env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        broker = _check_url("CODITECT_BROKER_URL", get("CODITECT_BROKER_URL"), BROKER_SCHEMES)
-        backend = _check_url("CODITECT_RESULT_BACKEND", get("CODITECT_RESULT_BACKEND"), REDIS_SCHEMES)
-        redis_url = _check_url("CODITECT_REDIS_URL", get("CODITECT_REDIS_URL"), REDIS_SCHEMES)
-        database = get("CODITECT_DATABASE_URL")
-        if database is not None:
-            _check_database_url(database)
-        modules = get("CODITECT_AGENT_MODULES")
-        agent_modules = tuple(m.strip() for m in modules.split(",") if m.strip()) if modules else DEFAULT_AGENT_MODULES
-        log_level = (get("CODITECT_LOG_LEVEL") or "INFO").upper()
-        if log_level not in LOG_LEVELS:
-            raise ConfigError("CODITECT_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-        fsync = get("CODITECT_EMBEDDED_FSYNC") or "always"
-        if fsync not in FSYNC_POLICIES:
-            raise ConfigError("CODITECT_EMBEDDED_FSYNC", f"{fsync!r} is not one of {', '.join(FSYNC_POLICIES)}")
-        timeout_text = get("CODITECT_CONNECT_TIMEOUT") or "8"
-        try:
-            timeout = float(timeout_text)
-        except ValueError:
-            raise ConfigError("CODITECT_CONNECT_TIMEOUT", f"{timeout_text!r} is not a number of seconds") from None
-        return cls(
-            home=Path(get("CODITECT_HOME") or ".coditect"),
-            broker_url=broker,
-            result_backend=backend,
-            redis_url=redis_url,
-            database_url=database,
-            agent_modules=agent_modules,
-            log_level=log_level,
-            connect_timeout=timeout,
-            max_nodes=_whole(get, "CODITECT_MAX_NODES", cls.max_nodes),
-            max_dag_bytes=_whole(get, "CODITECT_MAX_DAG_BYTES", cls.max_dag_bytes),
-            max_params_bytes=_whole(get, "CODITECT_MAX_PARAMS_BYTES", cls.max_params_bytes),
-            max_foreach_items=_whole(get, "CODITECT_MAX_FOREACH_ITEMS", cls.max_foreach_items),
-            live_retention=_whole(get, "CODITECT_LIVE_RETENTION", cls.live_retention, minimum=0),
-            idempotency_retention=_whole(get, "CODITECT_IDEMPOTENCY_RETENTION", cls.idempotency_retention),
-            embedded_fsync=fsync,
-            shutdown_grace=_whole(get, "CODITECT_SHUTDOWN_GRACE", cls.shutdown_grace, minimum=0),
-            health_file=Path(health) if (health := get("CODITECT_HEALTH_FILE")) else None,
-            api_token=get("CODITECT_API_TOKEN"),
-            flower_url=_check_url("CODITECT_FLOWER_URL", get("CODITECT_FLOWER_URL"), frozenset({"http", "https"})),
-            artifacts_url=_check_url("CODITECT_ARTIFACTS_URL", get("CODITECT_ARTIFACTS_URL"), frozenset({"s3"})),
-            artifact_threshold=_whole(
-                get, "CODITECT_ARTIFACT_THRESHOLD", cls.artifact_threshold, maximum=MAX_RESULT_BYTES
-            ),
-        )
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = env_name(field.name)
+            text = env.get(name, "").strip()
+            if text:
+                values[field.name] = field.metadata["parse"](name, text)
+        return cls(**values)
 
     @property
     def embedded(self) -> bool:
@@ -168,30 +209,12 @@ class Settings:
         return self.database_url or f"sqlite:///{(self.home / 'history.db').resolve()}"
 
     def environment(self) -> dict[str, str]:
-        """The variables another process needs to reach the same stack."""
-        env = {"CODITECT_HOME": str(self.home.resolve())}
-        if self.broker_url:
-            env["CODITECT_BROKER_URL"] = self.broker_url
-        if self.result_backend:
-            env["CODITECT_RESULT_BACKEND"] = self.result_backend
-        if self.redis_url:
-            env["CODITECT_REDIS_URL"] = self.redis_url
-        if self.database_url:
-            env["CODITECT_DATABASE_URL"] = self.database_url
-        env["CODITECT_AGENT_MODULES"] = ",".join(self.agent_modules)
-        env["CODITECT_LOG_LEVEL"] = self.log_level
-        env["CODITECT_CONNECT_TIMEOUT"] = f"{self.connect_timeout:g}"
-        env["CODITECT_MAX_NODES"] = str(self.max_nodes)
-        env["CODITECT_MAX_DAG_BYTES"] = str(self.max_dag_bytes)
-        env["CODITECT_MAX_PARAMS_BYTES"] = str(self.max_params_bytes)
-        env["CODITECT_MAX_FOREACH_ITEMS"] = str(self.max_foreach_items)
-        env["CODITECT_LIVE_RETENTION"] = str(self.live_retention)
-        env["CODITECT_IDEMPOTENCY_RETENTION"] = str(self.idempotency_retention)
-        env["CODITECT_SHUTDOWN_GRACE"] = str(self.shutdown_grace)
-        env["CODITECT_EMBEDDED_FSYNC"] = self.embedded_fsync
-        if self.artifacts_url:
-            env["CODITECT_ARTIFACTS_URL"] = self.artifacts_url
-        env["CODITECT_ARTIFACT_THRESHOLD"] = str(self.artifact_threshold)
+        """The variables another process needs to reach the same stack (no secret among them)."""
+        env = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.metadata["exported"] and value is not None:
+                env[env_name(field.name)] = _shown(value)
         return env
 
     def dag_limits(self) -> dict[str, int]:
@@ -207,17 +230,13 @@ class Settings:
         return int(logging.getLevelName(self.log_level))
 
 
-def _whole(
-    get: Callable[[str], str | None], name: str, default: int, minimum: int = 1, maximum: int | None = None
-) -> int:
-    """A whole number of at least ``minimum`` (at most ``maximum``) from variable ``name``, else ``default``."""
-    text = get(name) or str(default)
-    if not text.isdigit() or int(text) < minimum:
-        kind = "positive whole number" if minimum == 1 else f"whole number ≥ {minimum}"
-        raise ConfigError(name, f"{text!r} is not a {kind}")
-    if maximum is not None and int(text) > maximum:
-        raise ConfigError(name, f"{text} is over {maximum}, the most a result in Redis may be")
-    return int(text)
+def _shown(value: Any) -> str:
+    """A setting's value as its variable spells it."""
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def safe_url(url: str) -> str:
