@@ -19,9 +19,11 @@ from collections.abc import Callable, Generator, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
+from redis import RedisError
+
 from .. import keys
 from ..agents import Agent
-from ..connection import TRANSIENT, check_noeviction
+from ..connection import check_noeviction
 from ..dag.plan import validate
 from ..dag.spec import Dag
 from ..engine.events import PAGE, Cursor, Event, entries_page, entries_start
@@ -156,10 +158,11 @@ class Core:
         held = yield Outlast(lambda number: self._write_once(write, number), self.outage_seconds)
         if held != write.run_id or not write.later:
             return str(held)
+        roots = Outlast(lambda _: _ask(lambda t: t.scripts["roots"](args=[write.run_id, now()])), self.outage_seconds)
         try:
-            while int((yield Ask(lambda t: t.scripts["roots"](args=[write.run_id, now()])))) > 0:
+            while int((yield roots)) > 0:
                 pass  # one slice per call: other clients reach Redis in between
-        except TRANSIENT as exc:  # the run exists: the reaper queues the rest
+        except RedisError as exc:  # the run exists: the reaper queues the rest
             log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
         return write.run_id
 
