@@ -19,7 +19,7 @@ from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.history.store import HistoryStore
-from coditect_tasks.redis_server import RedisServer
+from coditect_tasks.redis_server import RedisServer, stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
@@ -29,6 +29,24 @@ pytest_plugins = ["coditect_tasks.testing"]  # the plugin users get; tests/integ
 SUPPORT_MODULES = "workers.examples,tests.support.agents"
 #: What a worker needs in its environment to serve them.
 SUPPORT_ENV = {"CODITECT_AGENT_MODULES": SUPPORT_MODULES}
+
+
+#: Markers whose tests run on one xdist worker, one after another (``--dist loadgroup``). Each
+#: worker process of the suite is isolated by construction (its own session Redis and tmp dirs,
+#: every server on a port chosen free at start), so this is about time, not state: a chaos test
+#: judges recovery against leases and a load test judges latency and pacing against the machine its
+#: own processes load, and two of them at once on 2 cores would judge each other. Modules with a
+#: server made once per module (RabbitMQ, PostgreSQL, ``serve``) name their own group, so it is made once.
+SERIAL_MARKERS = ("chaos", "load")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in SERIAL_MARKERS:
+            if item.get_closest_marker(name) is not None:
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -105,8 +123,8 @@ def worker_factory(settings: Settings, registry: Registry, tmp_path: Path) -> It
         return worker
 
     yield start
-    for worker in started:
-        worker.stop(timeout=10)
+    # all told at once: each warm shutdown (and coverage's save) takes a second or two
+    stop_processes([worker.proc for worker in started if worker.proc is not None], timeout=10)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from coditect_tasks import Dag, submit
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.client import DagRun
 from coditect_tasks.embedded import WorkerProcess
-from coditect_tasks.redis_server import RedisServer
+from coditect_tasks.redis_server import RedisServer, stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
@@ -148,8 +148,7 @@ def test_redis_sigkill_and_restart_mid_run(durable_redis: RedisServer, tmp_path:
         print(f"workers crashed by the broker loss (kombu): {len(crashed)} of {len(workers)}")
         assert len(crashed) < len(workers)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_processes([worker.proc for worker in workers if worker.proc is not None], timeout=15)
         registry.client.close()
         app.close()
 

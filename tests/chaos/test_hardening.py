@@ -17,7 +17,7 @@ from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.client import DagRun
 from coditect_tasks.embedded import WorkerProcess
-from coditect_tasks.redis_server import RedisServer
+from coditect_tasks.redis_server import RedisServer, stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
@@ -101,7 +101,14 @@ def test_an_eight_second_redis_stall_runs_no_node_twice(own_redis: RedisServer, 
         for name in ("a", "b", "c"):
             dag.node(name, "counted", params={"log": str(tmp_path / f"{name}.log"), "seconds": 12})
         run = submit(dag, app)
-        wait_for(lambda: run.progress()[0] == 0 and _running(run) == 3, 30, "all three nodes to run")
+        # running, and each inside its agent's 12 s sleep (its line written): on a busy machine a node
+        # can show running a while before its worker calls the agent, and the stall must land mid-call
+        lines = [tmp_path / f"{name}.log" for name in ("a", "b", "c")]
+        wait_for(
+            lambda: run.progress()[0] == 0 and _running(run) == 3 and all(line.exists() for line in lines),
+            30,
+            "all three nodes to run",
+        )
         assert own_redis.proc is not None
         os.kill(own_redis.proc.pid, signal.SIGSTOP)
         try:
@@ -119,8 +126,7 @@ def test_an_eight_second_redis_stall_runs_no_node_twice(own_redis: RedisServer, 
         assert executions == {"a": 1, "b": 1, "c": 1}
         assert all(n["attempts"] == 1 for n in run.status()["nodes"].values())
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_processes([worker.proc for worker in workers if worker.proc is not None], timeout=15)
         registry.client.close()
         app.close()
 

@@ -25,12 +25,12 @@ from coditect_tasks import keys
 from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.history.store import HistoryStore
-from coditect_tasks.redis_server import RedisServer, free_port, stop_process
+from coditect_tasks.redis_server import RedisServer, free_port, stop_process, stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 from tests.conftest import ROOT, SUPPORT_MODULES, run_cli, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("api")]  # one `serve` for the module
 TOKEN = "t0ken-for-tests"
 FLOWER = "http://127.0.0.1:5555"
 MAX_NODES = 40
@@ -129,8 +129,7 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         http.close()
         stop_process(server, 10)
         log.close()
-        for worker in workers:
-            worker.stop(timeout=10)
+        stop_processes([worker.proc for worker in workers if worker.proc is not None], timeout=10)
         registry.client.close()
 
 

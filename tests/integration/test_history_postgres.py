@@ -26,7 +26,7 @@ from coditect_tasks.settings import Settings
 from ..conftest import WorkerFactory
 from .test_recorder import dead_letters_keep_the_history_flowing
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("postgres")]  # one server for the module
 
 
 def _as_postgres(args: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from coditect_tasks.settings import Settings
 
 from ..conftest import WorkerFactory, run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.load]
 
 
 def test_a_short_steady_load_reports_every_run_and_its_dispatch(

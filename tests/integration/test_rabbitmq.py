@@ -20,13 +20,14 @@ from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.rabbitmq_server import RabbitServer, rabbitmq_installed
+from coditect_tasks.redis_server import stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
 from ..conftest import ROOT, SUPPORT_ENV, SUPPORT_MODULES, wait_for
 from .test_resilience import failover_after_sigkill
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("rabbitmq")]  # one server for the module
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +74,7 @@ def amqp_workers(on_rabbitmq: Settings, registry: Registry, tmp_path: Path) -> I
         return worker
 
     yield start
-    for worker in started:
-        worker.stop(timeout=10)
+    stop_processes([worker.proc for worker in started if worker.proc is not None], timeout=10)
 
 
 def _depth(url: str, queue: str) -> int:

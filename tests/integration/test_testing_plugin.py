@@ -8,7 +8,7 @@ import pytest
 from coditect_tasks import Dag
 from coditect_tasks.testing import Harness
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("plugin")]  # one in-process worker
 
 
 def test_each_node_receives_its_own_predecessors_results(coditect: Harness) -> None:
