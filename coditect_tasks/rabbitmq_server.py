@@ -38,6 +38,7 @@ class RabbitServer:
         self.directory = Path(directory)
         self.port = free_port()
         self.epmd_port = free_port()
+        self.dist_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +53,7 @@ class RabbitServer:
             "RABBITMQ_NODENAME": f"coditect-{self.port}@localhost",
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "ERL_EPMD_PORT": str(self.epmd_port),
             "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),

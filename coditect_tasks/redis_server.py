@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -40,11 +41,39 @@ def find_redis_server() -> str:
     return path
 
 
+#: The lowest port ``free_port`` draws from; it draws below the kernel's ephemeral range.
+LOWEST_PORT = 20000
+_draw = random.SystemRandom()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Drawn at random below the kernel's ephemeral range (where bind(0) and every outgoing
+    connection take their local ports), so no client connection can hold it while its server
+    restarts on it (the chaos tests kill and restart Redis), and test processes running side by
+    side seldom draw the same one. Falls back to a port the kernel picks.
+    """
+    top = _ephemeral_low()
+    for _ in range(20 if top > LOWEST_PORT + 1000 else 0):
+        port = _draw.randrange(LOWEST_PORT, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's setting, else IANA's 49152)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float, group: bool = True) -> None:

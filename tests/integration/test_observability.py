@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from coditect_tasks import Dag, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.observability.receiver import OtlpReceiver
+from coditect_tasks.redis_server import free_port
 from coditect_tasks.settings import Settings
 
 from ..conftest import ROOT, WorkerFactory, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
