@@ -90,7 +90,7 @@ def test_runs_are_recorded_in_postgresql_and_read_back_after_the_live_state_is_g
     client = engine_for(app.settings.state_url).client
     client.delete(*client.keys(f"coditect:run:{run.id}:*"))
     assert DagRun(run.id, Client.of(app)).status() == live
-    with HistoryStore(postgres_url).engine.connect() as conn:
+    with HistoryStore(postgres_url).db.connect() as conn:
         transitions = conn.exec_driver_sql(
             "SELECT node_id, status FROM coditect_transitions WHERE run_id = %(r)s ORDER BY stream_id", {"r": run.id}
         ).all()
