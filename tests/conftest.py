@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import gc
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if item.get_closest_marker(name) is not None:
                 item.add_marker(pytest.mark.xdist_group(name))
                 break
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """A test marked ``alone`` runs with no other test of the suite running: it judges the machine
+    itself (a load generator's pacing on 2 cores). The other xdist processes finish the test they
+    are in and wait; once an ``alone`` test queues, no other starts before it (the gate). Fixture
+    set-up and teardown are inside, module-scoped servers included."""
+    basetemp = item.config.option.basetemp if hasattr(item.config, "workerinput") else None
+    if not basetemp:  # one process: nothing runs beside this test
+        return (yield)
+    shared = Path(basetemp).parent  # xdist gives each process <basetemp>/<worker id>
+    alone = item.get_closest_marker("alone") is not None
+    with (shared / "alone.gate").open("a") as gate, (shared / "alone.lock").open("a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
