@@ -20,7 +20,7 @@ from . import keys
 from .broker import queue_depths
 from .connection import redis_client
 from .resilience.breaker import breaker_states
-from .steps import Ask, Step, Steps, drive
+from .steps import Ask, Cleanups, Step, Steps, drive
 
 #: Seconds a registration lives without a heartbeat.
 TTL = 6
@@ -94,7 +94,7 @@ class Registry:
         """Live workers, sorted by hostname; forgets those whose key expired."""
         return [WorkerInfo.from_json(w) for w in drive(live_workers(), self._perform)]
 
-    def _perform(self, step: Step) -> Any:
+    def _perform(self, step: Step, cleanups: Cleanups) -> Any:
         assert isinstance(step, Ask), step  # the registry's reads ask Redis only
         return step.call(self)
 

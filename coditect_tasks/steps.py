@@ -9,6 +9,7 @@ serves both.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -74,6 +75,7 @@ class Receive:
 
 
 Step = Ask | Block | Outlast | Listen | Pause | Subscribe | Receive
+STEPS = (Ask, Block, Outlast, Listen, Pause, Subscribe, Receive)
 Steps = Generator[Step, Any, T]
 
 
@@ -86,16 +88,44 @@ def advance(steps: Generator[Any, Any, Any], reply: Any, error: BaseException | 
         return False, stop.value
 
 
-def drive(steps: Steps[T], perform: Callable[[Step], Any]) -> T:
-    """Run ``steps`` on a sync transport, ``perform`` doing each; what they return."""
+#: What a transport is handed with each step: the cleanups to run once the operation ends (a
+#: subscription to close, a wait to forget), for the step to add its own to.
+Cleanups = list[Callable[[], Any]]
+
+
+def iterate(steps: Generator[Any, Any, Any], perform: Callable[[Step, Cleanups], Any]) -> Generator[Any, None, Any]:
+    """Run an operation on a sync transport, ``perform`` doing each step: gives out what else the
+    operation yields (a run's events) and returns what it returns. An error of a step is thrown
+    back into the operation, which may handle it."""
+    cleanups: Cleanups = []
     reply: Any = None
     error: BaseException | None = None
+    try:
+        while True:
+            going, item = advance(steps, reply, error)
+            if not going:
+                return item
+            reply, error = None, None
+            if not isinstance(item, STEPS):
+                yield item
+                continue
+            try:
+                reply = perform(item, cleanups)
+            except Exception as exc:
+                error = exc
+    finally:
+        steps.close()
+        for cleanup in reversed(cleanups):
+            with contextlib.suppress(Exception):
+                cleanup()
+
+
+def drive(steps: Steps[T], perform: Callable[[Step, Cleanups], Any]) -> T:
+    """Run an operation that yields only steps to its end on a sync transport; what it returns."""
+    it = iterate(steps, perform)
     while True:
-        going, item = advance(steps, reply, error)
-        if not going:
-            return item  # type: ignore[no-any-return]  # what the generator returned
-        reply, error = None, None
         try:
-            reply = perform(item)
-        except Exception as exc:  # thrown back into the operation, which may handle it
-            error = exc
+            next(it)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]  # the operation's result
+        raise AssertionError("an operation that returns a value yielded something other than a step")

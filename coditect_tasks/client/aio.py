@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,7 +32,7 @@ from ..engine.transitions import OUTAGE_SECONDS, engine_for
 from ..history.store import HistoryStore
 from ..registry import agents_document
 from ..settings import Settings
-from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, advance
+from ..steps import STEPS, Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, advance
 from .core import CLIENT_SCRIPTS, Core, History, channel_run
 from .document import outcome, results
 
@@ -123,7 +123,7 @@ class AsyncClient:
 
     async def iterate(self, steps: Any, result: list[Any] | None = None) -> AsyncIterator[Event]:
         """Run an operation, giving out the events it yields; what it returns goes into ``result``."""
-        cleanups: list[Callable[[], Any]] = []
+        cleanups: Cleanups = []
         reply: Any = None
         error: BaseException | None = None
         try:
@@ -134,7 +134,7 @@ class AsyncClient:
                         result.append(item)
                     return
                 reply, error = None, None
-                if isinstance(item, Event):
+                if not isinstance(item, STEPS):
                     yield item
                     continue
                 try:
@@ -143,13 +143,14 @@ class AsyncClient:
                     error = exc
         finally:
             steps.close()
-            with anyio.CancelScope(shield=True):  # a caller that went away cancels us: still clean up
-                for cleanup in reversed(cleanups):
-                    with contextlib.suppress(Exception):
-                        if inspect.isawaitable(done := cleanup()):
-                            await done
+            if cleanups:  # most operations open nothing: no cancel scope on the hot path
+                with anyio.CancelScope(shield=True):  # a caller that went away cancels us: still clean up
+                    for cleanup in reversed(cleanups):
+                        with contextlib.suppress(Exception):
+                            if inspect.isawaitable(done := cleanup()):
+                                await done
 
-    async def _perform(self, step: Step, cleanups: list[Callable[[], Any]]) -> Any:
+    async def _perform(self, step: Step, cleanups: Cleanups) -> Any:
         if isinstance(step, Ask):
             reply = step.call(self)
             return await reply if inspect.isawaitable(reply) else reply

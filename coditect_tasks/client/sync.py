@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
 
 import redis
@@ -30,7 +30,7 @@ from ..engine.transitions import OUTAGE_SECONDS, engine_for
 from ..history.store import HistoryStore
 from ..registry import agents_document
 from ..settings import Settings
-from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, advance
+from ..steps import Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, drive, iterate
 from .core import CLIENT_SCRIPTS, Core, History, channel_run
 from .document import outcome, results
 
@@ -117,39 +117,9 @@ class Client:
 
     def drive(self, steps: Steps[T]) -> T:
         """Run one operation of the core to its end."""
-        it = self.iterate(steps)
-        while True:
-            try:
-                next(it)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]  # the operation's result
-            raise AssertionError("an operation that returns a value yielded an event")
+        return drive(steps, self._perform)
 
-    def iterate(self, steps: Any) -> Any:
-        """Run an operation, giving out the events it yields; returns what it returns."""
-        cleanups: list[Callable[[], Any]] = []
-        reply: Any = None
-        error: BaseException | None = None
-        try:
-            while True:
-                going, item = advance(steps, reply, error)
-                if not going:
-                    return item
-                reply, error = None, None
-                if isinstance(item, Event):
-                    yield item
-                    continue
-                try:
-                    reply = self._perform(item, cleanups)
-                except Exception as exc:  # thrown back into the operation, which may handle it
-                    error = exc
-        finally:
-            steps.close()
-            for cleanup in reversed(cleanups):
-                with contextlib.suppress(Exception):
-                    cleanup()
-
-    def _perform(self, step: Step, cleanups: list[Callable[[], Any]]) -> Any:
+    def _perform(self, step: Step, cleanups: Cleanups) -> Any:
         if isinstance(step, Ask):
             return step.call(self)
         if isinstance(step, Block):
@@ -223,7 +193,7 @@ class DagRun:
     def events(self, after: str | None = None) -> Iterator[Event]:
         """The run's transitions as they happen (those so far first, or those after id ``after``),
         ending with its terminal event."""
-        return self.client.iterate(self.client.core.events(self.id, after))  # type: ignore[no-any-return]
+        return iterate(self.client.core.events(self.id, after), self.client._perform)
 
     def terminal_event(self) -> str | None:
         """The id of the run's terminal event, if it has one yet."""
