@@ -18,6 +18,7 @@ if _typing.TYPE_CHECKING:
     from .client import AsyncClient, AsyncRun, Client, DagRun, submit
     from .dag.spec import Dag, Node
     from .errors import CoditectError
+    from .limits import Limit
     from .settings import Settings
     from .state import lock
 
@@ -36,6 +37,7 @@ _HOMES = {
     "Dag": ".dag.spec",
     "Node": ".dag.spec",
     "CoditectError": ".errors",
+    "Limit": ".limits",
     "lock": ".state",
     "Settings": ".settings",
 }
@@ -50,6 +52,7 @@ __all__ = [
     "CoditectError",
     "Dag",
     "DagRun",
+    "Limit",
     "Node",
     "Settings",
     "agent",

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import keys
 from .errors import AgentDeclarationError, UnknownAgentError
+from .limits import Limit
 from .resilience.retry import RetryPolicy
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -64,6 +65,8 @@ class Agent:
     description: str = ""
     breaker_failures: int = 5
     breaker_reset: float = 30.0
+    #: Limits every node of this agent holds while it runs (``limits.Limit``), beside its own.
+    limits: tuple[Limit, ...] = ()
 
     @property
     def queue(self) -> str:
@@ -77,7 +80,7 @@ class Agent:
     def soft_limit(self) -> float:
         return self.soft_timeout if self.soft_timeout is not None else self.timeout * 0.9
 
-    def limits(self, timeout: float | None = None) -> tuple[float, float]:
+    def time_limits(self, timeout: float | None = None) -> tuple[float, float]:
         """(hard, soft) time limits in seconds of a call; a node's ``timeout`` overrides the agent's."""
         if timeout is None:
             return self.timeout, self.soft_limit
@@ -99,6 +102,7 @@ def agent(
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     breaker_failures: int = 5,
     breaker_reset: float = 30.0,
+    limits: Iterable[Limit] = (),
 ) -> Callable[[AgentFn], Agent]:
     """Declare the decorated function as agent type ``name``.
 
@@ -107,6 +111,7 @@ def agent(
     ``retry_on``, after ``backoff`` × 2ⁿ seconds (jittered, at most ``backoff_max``).
     After ``breaker_failures`` consecutive failures the agent's circuit opens for
     ``breaker_reset`` seconds; its nodes then go to ``fallback`` or fail fast.
+    Every node of the agent holds ``limits`` (global concurrency and rate limits) while it runs.
     """
     if not NAME_PATTERN.match(name):
         raise AgentDeclarationError(f"agent name {name!r} must match {NAME_PATTERN.pattern} (it names a queue)")
@@ -115,6 +120,9 @@ def agent(
     if soft_timeout is not None and soft_timeout > timeout:
         raise AgentDeclarationError(f"agent {name!r}: soft_timeout exceeds timeout")
     policy = RetryPolicy.retries(retries, backoff=backoff, backoff_max=backoff_max, retry_on=retry_on)
+    held = tuple(limits)
+    if not all(isinstance(limit, Limit) for limit in held):
+        raise AgentDeclarationError(f"agent {name!r}: limits must be coditect_tasks.Limit values")
 
     def declare(fn: AgentFn) -> Agent:
         return Agent(
@@ -127,6 +135,7 @@ def agent(
             description=(fn.__doc__ or "").strip().split("\n")[0],
             breaker_failures=breaker_failures,
             breaker_reset=breaker_reset,
+            limits=held,
         )
 
     return declare

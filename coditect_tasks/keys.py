@@ -110,10 +110,11 @@ RUN_HASHES = (
     "waiting",  # node → its predecessors neither running nor succeeded (0: it is upcoming while pending)
     "phase",  # node → the FRONTIER field it is counted in ('demand|<agent>' or 'upcoming|<agent>')
     "unpushed",  # LIST of the roots not queued yet, while a submit queues them in slices (ROOT_SLICE)
+    "throttled",  # node → '<limit>|<since>|<key>': held queued by that full limit since then (limits.lua)
 )
 
 #: The node hashes a run's document is read from (with its ``run`` hash).
-NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error", "routed")
+NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error", "routed", "throttled")
 #: Run hashes only a running run needs: a retired run drops them at once and keeps the rest (what
 #: its document is read from) for its retention window.
 SPENT_HASHES = tuple(h for h in RUN_HASHES if h != "run" and h not in NODE_FIELDS)
@@ -171,6 +172,26 @@ TAKEN_AFTER_PREFIX = f"{PREFIX}taken-after:"
 
 def taken_after(task_id: str) -> str:
     return f"{TAKEN_AFTER_PREFIX}{task_id}"
+
+
+#: HASH limit name → its definition as JSON (``limits.Limit.to_json``): what the engine enforces, the
+#: declared one (``LIMITS_DECLARED``, written by whoever declares it in code) with an operator's
+#: changes (``LIMITS_SET``, ``coditect-tasks limits set``) over it. Kept by limits.lua.
+LIMITS = f"{PREFIX}limits"
+LIMITS_DECLARED = f"{PREFIX}limits:declared"
+LIMITS_SET = f"{PREFIX}limits:set"
+#: Prefix of one limit's keys: ``<prefix><limit>`` is a SET of the key values in use (the repos of
+#: ``key="repo"``; '' for an unkeyed limit); ``<prefix><limit>|<key value>|`` + ``h`` (ZSET of the
+#: "run|node" holding it), ``w`` (ZSET of those waiting for it, scored by when they began to wait),
+#: ``r`` (ZSET of the rate window's charges "run|node|time|units") and ``u`` (STRING: their units).
+LIMIT_PREFIX = f"{PREFIX}limit:"
+#: ZSET of "<limit>|<key value>" whose rate window frees units at the score (Redis server time): the
+#: pacer (``worker/pacer.py``) then lets their waiters go. Published on ``LIMITS_CHANNEL`` when it
+#: gets an earlier time, so a pacer asleep until a later one wakes.
+LIMITS_DUE = f"{PREFIX}limits:due"
+LIMITS_CHANNEL = f"{PREFIX}limits:wake"
+#: Waiters one freed limit lets go in one script at most; the pacer goes on with the rest.
+WAKE_BUDGET = 64
 
 
 #: STRING ``<owner>|<token>`` of a held lock (``state/lock.py``), expiring with its lease.
@@ -275,6 +296,13 @@ def lua_prelude() -> str:
         "TAKE_NEXT_TRIES": TAKE_NEXT_TRIES,
         "HISTORY_MAX_ENTRIES": HISTORY_MAX_ENTRIES,
         "DURATION_BUCKETS": DURATION_BUCKETS,
+        "LIMITS": LIMITS,
+        "LIMITS_DECLARED": LIMITS_DECLARED,
+        "LIMITS_SET": LIMITS_SET,
+        "LIMIT_PREFIX": LIMIT_PREFIX,
+        "LIMITS_DUE": LIMITS_DUE,
+        "LIMITS_CHANNEL": LIMITS_CHANNEL,
+        "WAKE_BUDGET": WAKE_BUDGET,
     }
     lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]
     for name, value in values.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
@@ -38,10 +38,13 @@ class WorkerInfo:
     concurrency: int
     started_at: float
     last_seen: float = 0.0
+    #: Agent → the names of the limits its nodes hold (a client without the agent's code reads them here).
+    limits: Mapping[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["agents"] = list(self.agents)
+        data["limits"] = dict(self.limits)
         return data
 
     @classmethod
@@ -53,6 +56,7 @@ class WorkerInfo:
             concurrency=int(data["concurrency"]),
             started_at=float(data["started_at"]),
             last_seen=float(data.get("last_seen", 0.0)),
+            limits=dict(data.get("limits", {})),
         )
 
 

@@ -41,6 +41,7 @@ from ..settings import Settings
 from ..status import TERMINAL, RunStatus, public
 from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe
 from .document import live_document, live_reads, outcome, retry_plan, run_rows, stall_warnings
+from .limits import LimitBook
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ RECHECK_SECONDS = 5.0
 #: The run states ``runs(status=…)`` filters on.
 STATES = tuple(s.value for s in (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED))
 #: The scripts a client calls (the rest are the workers').
-CLIENT_SCRIPTS = ("submit", "roots", "cancel")
+CLIENT_SCRIPTS = ("submit", "roots", "cancel", "limit")
 
 
 class History(Protocol):
@@ -91,6 +92,7 @@ class Core:
         self.history = history
         self.outage_seconds = outage_seconds
         self._no_eviction_checked = False
+        self.limits = LimitBook(app.agents)
 
     # --- submitting ---
 
@@ -102,10 +104,12 @@ class Core:
         idem = self.idempotency(dag, key)
         if idem is not None and (held := idem.holder((yield Ask(lambda t: t.redis.get(idem.redis_key))))):
             return held
-        live = list((yield from self.live_agents())) if self.needs_registry(dag) else []
+        workers = list((yield from live_workers())) if self.needs_registry(dag) else []
+        live = {name for worker in workers for name in worker["agents"]}
+        limits = yield from self.limits.holds(dag, workers)
         tracing.setup_tracing("coditect-producer")
         with tracing.run_span(dag.name, len(dag.nodes)) as span:
-            write = self.prepare(dag, live, span, reused, parent, idem)
+            write = self.prepare(dag, live, span, reused, parent, idem, limits)
             return (yield from self.write(write))
 
     def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
@@ -125,6 +129,7 @@ class Core:
         reused: dict[str, str] | None = None,
         parent: str = "",
         idem: Idempotency | None = None,
+        held: dict[str, list[list[Any]]] | None = None,
     ) -> RunWrite:
         """Validate and plan ``dag`` against the agents the app declares and ``live`` ones, and
         build its run's writes under the run's root ``span``."""
@@ -146,7 +151,7 @@ class Core:
                     )
             node_templates[node.id] = template_key(node.agent, node.timeout)
         fields = {"trace": trace, "parent": parent, **({"outbox": 1} if settings.outbox else {})}
-        return prepare(run_id, plan, templates, node_templates, now(), fields, reused, idem)
+        return prepare(run_id, plan, templates, node_templates, now(), fields, reused, idem, held)
 
     def write(self, write: RunWrite) -> Steps[str]:
         """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing; the run that

@@ -50,6 +50,8 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
             "result": json.loads(result) if result is not None else None,
             "error": by_field["error"].get(nid),
         }
+        if (throttled := by_field["throttled"].get(nid)) is not None:
+            nodes[nid]["throttled"] = throttled_detail(throttled)
     status = run.get("status", RunStatus.RUNNING.value)
     warnings = []
     if status == RunStatus.FAILING:
@@ -66,6 +68,13 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
         "warnings": warnings,
         "nodes": nodes,
     }
+
+
+def throttled_detail(raw: str) -> dict[str, str]:
+    """What a queued node waits for, from its ``throttled`` field ('<limit>|<since>|<key>'): the
+    limit, and the key value (the repo of ``key="repo"``; '' for an unkeyed limit)."""
+    limit, _, rest = raw.partition("|")
+    return {"limit": limit, "key": rest.partition("|")[2]}
 
 
 def stall_warnings(doc: dict[str, Any], live: Mapping[str, Any]) -> None:

@@ -25,7 +25,7 @@ MAX_DAG_BYTES = Settings.max_dag_bytes
 
 #: Node ids become parts of Redis keys and task ids: keep them plain.
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
-NODE_FIELDS = frozenset({"id", "agent", "params", "after", "foreach", "timeout", "retries", "fallback"})
+NODE_FIELDS = frozenset({"id", "agent", "params", "after", "foreach", "timeout", "retries", "fallback", "limits"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Node:
     timeout: float | None = None
     retries: int | None = None
     fallback: str | None = None
+    #: Names of the limits (``limits.Limit``) the node holds while it runs, beside its agent's.
+    limits: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "agent": self.agent}
@@ -47,6 +49,8 @@ class Node:
             data["params"] = self.params
         if self.after:
             data["after"] = list(self.after)
+        if self.limits:
+            data["limits"] = list(self.limits)
         for name in ("foreach", "timeout", "retries", "fallback"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
@@ -74,9 +78,16 @@ class Dag:
         timeout: float | None = None,
         retries: int | None = None,
         fallback: str | None = None,
+        limits: Sequence[str] = (),
     ) -> str:
         """Add a node and return its id (to use in another node's ``after``)."""
-        data: dict[str, Any] = {"id": id, "agent": agent, "params": dict(params or {}), "after": list(after)}
+        data: dict[str, Any] = {
+            "id": id,
+            "agent": agent,
+            "params": dict(params or {}),
+            "after": list(after),
+            "limits": list(limits),
+        }
         for key, value in (("foreach", foreach), ("timeout", timeout), ("retries", retries), ("fallback", fallback)):
             if value is not None:
                 data[key] = value if key != "foreach" or isinstance(value, str) else list(value)  # type: ignore[arg-type]
@@ -180,6 +191,11 @@ def _parse_node(raw: Any, source: str, index: int) -> Node:
     fallback = raw.get("fallback")
     if fallback is not None and not isinstance(fallback, str):
         raise bad("'fallback' must be an agent name")
+    limits = raw.get("limits") or []
+    if isinstance(limits, str):
+        limits = [limits]
+    if not isinstance(limits, list) or not all(isinstance(name, str) and name for name in limits):
+        raise bad("'limits' must be a list of limit names")
     return Node(
         id=node_id,
         agent=agent,
@@ -189,4 +205,5 @@ def _parse_node(raw: Any, source: str, index: int) -> Node:
         timeout=float(timeout) if timeout is not None else None,
         retries=retries,
         fallback=fallback,
+        limits=tuple(dict.fromkeys(limits)),
     )

@@ -30,7 +30,7 @@ def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | No
     (no ``body_encoding``) so that Lua can fill it by substitution. ``trace``, the
     run's root traceparent, goes in the headers, where Celery's tracing looks.
     """
-    hard, soft = agent.limits(timeout)
+    hard, soft = agent.time_limits(timeout)
     message = app.amqp.as_task_v2(
         "@@TID@@",
         agent.task_name,

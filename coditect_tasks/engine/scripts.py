@@ -13,9 +13,9 @@ from typing import Any
 from .. import keys
 
 #: The shared functions, by concern, in the order they build on each other (Lua locals must be
-#: defined before use): helpers, the frontier and metrics, the history, queueing, attempts,
-#: take-next.
-COMMON = ("base", "frontier", "history", "queueing", "attempts", "take_next")
+#: defined before use): helpers, the frontier and metrics, the history, limits, queueing (and the
+#: waiters of limits), attempts, take-next.
+COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "take_next")
 
 
 def _load_scripts() -> dict[str, str]:
@@ -40,6 +40,8 @@ def _load_scripts() -> dict[str, str]:
             "reclaim",
             "roots",
             "outbox",
+            "limit",
+            "pace",
         )
     }
 

@@ -126,10 +126,12 @@ def prepare(
     fields: dict[str, Any],
     reused: dict[str, str] | None = None,
     idempotency: Idempotency | None = None,
+    held: dict[str, list[list[Any]]] | None = None,
 ) -> RunWrite:
     """The writes of run ``run_id``. ``fields`` go into its run hash (trace, parent, outbox). A
     retry passes ``reused``: node → result (JSON) of the nodes that succeeded in its parent; they
-    start succeeded, and the run begins at the nodes whose every predecessor is among them."""
+    start succeeded, and the run begins at the nodes whose every predecessor is among them.
+    ``held``: node → the limits it holds (``limits.holds``), in its description for the engine."""
     reused = reused or {}
     dag = plan.dag
     descs: dict[str, str] = {}
@@ -146,6 +148,8 @@ def prepare(
             desc["x"] = 1
         if isinstance(node.foreach, str):
             desc["f"] = node.foreach
+        if held and held.get(node_id):
+            desc["h"] = held[node_id]
         descs[node_id] = json.dumps(desc, separators=(",", ":"))
         params[node_id] = json.dumps(
             {

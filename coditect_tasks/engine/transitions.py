@@ -181,6 +181,36 @@ class Engine:
         reply = [str(m) for m in self._call("reap", "", limit)]
         return None if reply == ["outage"] else reply
 
+    def declare_limit(self, name: str, definition: dict[str, Any]) -> None:
+        """Declare limit ``name`` as code does (``limits.Limit.to_json``); an operator's change stays over it."""
+        self._call("limit", "", "declare", name, json.dumps(definition))
+
+    def set_limit(self, name: str, change: dict[str, Any]) -> dict[str, Any]:
+        """An operator's ``change`` of limit ``name`` (defining it if no code does); its definition now.
+        It holds from the next dispatch on, and lets go at once the waiters it makes room for."""
+        defined: dict[str, Any] = json.loads(self._call("limit", "", "set", name, json.dumps(change)))
+        return defined
+
+    def unset_limit(self, name: str) -> dict[str, Any] | None:
+        """Drop the operator's change of limit ``name``: its declared definition again, or None (gone)."""
+        defined: dict[str, Any] | None = json.loads(self._call("limit", "", "unset", name))
+        return defined
+
+    def limits(self, name: str = "") -> list[dict[str, Any]]:
+        """Every limit (or only ``name``): its definition, the operator's change, and per key value
+        the nodes holding it, waiting for it, the units its rate window holds and the oldest wait."""
+        document = json.loads(self._call("limit", "", "read", name))
+        if not isinstance(document, list):  # cjson encodes an empty table as {}
+            return []
+        for limit in document:
+            limit["keys"] = limit["keys"] or []
+        return document
+
+    def pace(self, limit: int = 100) -> float | None:
+        """Let go the waiters of limits whose rate window freed units; seconds until the next is due."""
+        due = float(self._call("pace", "", limit))
+        return None if due < 0 else due
+
     def reserve(self, worker: str, epoch: str, notes: Sequence[tuple[str, str, str]]) -> int:
         """Note that ``worker`` holds the messages ``notes`` (run id, node id, task id), for
         ``reclaim`` if it dies before they begin: only while its notes are of ``epoch`` and only

@@ -1,5 +1,7 @@
 """The worker's heartbeat: announce the worker in the registry, and reap expired leases.
 
+It also declares the worker's agents' limits to the engine and runs the pacer (``pacer.py``).
+
 A consumer bootstep, so "registered" means "consuming". The same thread is every
 worker's reaper: it requeues node attempts whose lease expired, and nodes whose
 message a dead worker had received but not begun, so a dead worker's work runs
@@ -22,6 +24,7 @@ from ..engine.transitions import Engine, engine_for
 from ..registry import BEAT_INTERVAL, TTL, Registry, WorkerInfo
 from . import health, shutdown
 from .outbox import Drainer
+from .pacer import Pacer
 from .reservations import Reservations
 
 #: Seconds between looks for node attempts whose lease expired (see resilience/lease.py).
@@ -50,6 +53,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._quiet_until = 0.0
         self._reservations: Reservations | None = None
         self._drainer: Drainer | None = None
+        self._pacer: Pacer | None = None
 
     def start(self, parent: Any) -> None:
         app = parent.app
@@ -60,12 +64,14 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
                 if name.startswith(keys.AGENT_QUEUE_PREFIX)
             )
         )
+        declared = {name: app.agents[name] for name in agents if name in app.agents}
         self._info = WorkerInfo(
             hostname=parent.hostname,
             pid=os.getpid(),
             agents=agents,
             concurrency=int(parent.controller.concurrency or 1),
             started_at=time.time(),
+            limits={name: [limit.name for limit in agent.limits] for name, agent in declared.items() if agent.limits},
         )
         self._registry = Registry.from_url(app.settings.state_url)
         self._app = app
@@ -77,6 +83,14 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         except redis.RedisError as exc:  # its notes are then refused: the queued-node check covers them
             log.warning("could not clear the noted messages: %s", exc)
         self._reservations.start()
+        quick = Engine(shared.client, shared.url, outage_seconds=1.0)
+        try:  # before the registration: a client that reads the agent's limit names finds them defined
+            for limit in {limit.name: limit for agent in declared.values() for limit in agent.limits}.values():
+                quick.declare_limit(limit.name, limit.to_json())
+        except redis.RedisError as exc:  # a client submitting to these agents declares them too
+            log.warning("could not declare the agents' limits: %s", exc)
+        if self._pacer is None:
+            self._pacer = Pacer(quick).start()
         if app.settings.outbox and (self._drainer is None or not self._drainer.alive):
             # RabbitMQ: the engine's messages go out through this worker too; one drainer for the
             # worker's life (a consumer restart keeps it), so two never share its held entries
@@ -151,6 +165,9 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
 
     def shutdown(self, parent: Any) -> None:
         self.stop(parent)
+        if self._pacer is not None:
+            self._pacer.stop()
+            self._pacer = None
         if self._drainer is not None:
             self._drainer.stop()  # what it holds unpublished goes back to the outbox once it is gone
             self._drainer = None

@@ -38,7 +38,7 @@ def _first(engine: Engine, run: DagRun, node: str) -> str:
 
 
 def _take_next(app: CoditectApp, task_id: str, timeout: float | None = None) -> TakeNext:
-    hard, soft = (repr(float(limit)) for limit in app.agents["echo"].limits(timeout))
+    hard, soft = (repr(float(limit)) for limit in app.agents["echo"].time_limits(timeout))
     breaker = keys.breaker_prefix("echo")
     return TakeNext(QUEUE, QUEUE, hard, soft, "w1", breaker, task_id, 60, time.monotonic() + 60)
 

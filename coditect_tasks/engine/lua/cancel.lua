@@ -9,6 +9,8 @@ local queued = {}
 local all = redis.call('HGETALL', STATUS)
 for i = 1, #all, 2 do
   local id, st = all[i], all[i + 1]
+  local throttled = st == NODE_STATUS.QUEUED and redis.call('HEXISTS', THROTTLED, id) == 1  -- it has no message
+  if st == NODE_STATUS.QUEUED then let_go(id, desc_of(id)) end  -- frees its limits, or stops its wait
   if parent_of(id) then
     if st == NODE_STATUS.QUEUED then set_status(id, NODE_STATUS.CANCELLED) end
   elseif st == NODE_STATUS.PENDING or st == NODE_STATUS.QUEUED
@@ -17,7 +19,7 @@ for i = 1, #all, 2 do
     set_status(id, NODE_STATUS.CANCELLED)
     redis.call('HINCRBY', RUN, 'remaining', -1)
     record(id, NODE_STATUS.CANCELLED)
-    if st == NODE_STATUS.QUEUED then
+    if st == NODE_STATUS.QUEUED and not throttled then
       queued[#queued + 1] = RUN_ID .. ':' .. id .. ':' .. (redis.call('HGET', SEQ, id) or '1')
     end
   end

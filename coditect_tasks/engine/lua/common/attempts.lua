@@ -60,6 +60,7 @@ local function skip_unstarted()
   for i = 1, #all, 2 do
     local id, st = all[i], all[i + 1]
     local parent = parent_of(id)
+    if st == NODE_STATUS.QUEUED then let_go(id, desc_of(id)) end
     if parent then
       if st == NODE_STATUS.QUEUED then
         close_item(id, NODE_STATUS.SKIPPED)
@@ -86,11 +87,6 @@ local function requeue_lost(node, error, extra, r)
   push(r)
 end
 
--- Whether node waits for its message to be taken, in a run that still starts nodes.
-local function queued_in_live_run(node)
-  return redis.call('HGET', STATUS, node) == NODE_STATUS.QUEUED and redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING
-end
-
 -- End the running attempt `token` of node: drop its lease, count its outcome under the agent
 -- it ran as, take it off the run's running count. Returns the node's description, or nil if
 -- that attempt no longer owns the node (stale: the caller changes nothing).
@@ -98,6 +94,7 @@ local function settle(node, token, outcome)
   if not fenced(node, token) then return nil end
   local desc = desc_of(node)
   release(node, token)
+  let_go(node, desc)
   if not desc.item then
     if outcome then observe_end(node, agent_of(desc), outcome) end
     redis.call('HINCRBY', RUN, 'active', -1)
@@ -108,6 +105,7 @@ end
 
 -- A node whose attempt has ended (settled) in a run that starts nothing new: it is skipped.
 local function skip_settled(node)
+  let_go(node, desc_of(node))  -- a queued node's limits (an attempt's went when it settled)
   local parent = parent_of(node)
   if parent then
     close_item(node, NODE_STATUS.SKIPPED)

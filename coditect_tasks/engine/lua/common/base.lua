@@ -27,7 +27,7 @@ local function desc_of(node)
   local parent = parent_of(node)
   if parent then
     local d = cjson.decode(redis.call('HGET', NODE, parent))
-    return {q = d.q, t = d.t, s = {}, p = d.p, item = true}
+    return {q = d.q, t = d.t, s = {}, p = d.p, h = d.h, item = true}
   end
   return cjson.decode(redis.call('HGET', NODE, node))
 end

@@ -41,14 +41,48 @@ local function ready(node)
   return {node = node, desc = desc, parts = compile(tpl)}
 end
 
--- Publish a ready node's Celery message straight onto its agent's queue, atomically with its
+-- Publish a ready node's Celery message, once it has taken its limits (else it waits: throttle), straight onto its agent's queue, atomically with its
 -- state change: no window in which a ready node is known but not queued. seq numbers the node's
 -- messages (only the newest may begin it), order is its place among every message the engine
 -- put on its queue (header ORDER_HEADER). A run on a broker Lua cannot reach (RabbitMQ: the
 -- run's 'outbox' field) gets its messages written to the outbox in the same script instead,
 -- which workers drain to the broker (at least once: a duplicate is dropped by take's checks);
 -- the broker redelivers what a dead consumer held, so such a node needs no watch.
+-- Whether node waits for its message to be taken (or for a limit), in a run that still starts nodes.
+local function queued_in_live_run(node)
+  return redis.call('HGET', STATUS, node) == NODE_STATUS.QUEUED and redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING
+end
+
+-- The ready node r cannot take limit `block` now: it waits queued, with no message (any message
+-- still out for it is stale from here: its seq moves on), not counted as demand (more workers
+-- cannot help it), in that limit's waiting set under the time it first began to wait (`was`:
+-- where it waited before, if it did).
+local function throttle(r, block, was)
+  local member = RUN_ID .. '|' .. r.node
+  local since = was and was.since or string.format('%.6f', server_now())
+  local moved = not was or was.name ~= block.name or was.kv ~= block.kv
+  if was and moved then redis.call('ZREM', limit_base(was.name, was.kv) .. 'w', member) end
+  redis.call('HINCRBY', SEQ, r.node, 1)
+  redis.call('HSET', STATUS, r.node, NODE_STATUS.QUEUED)
+  tally(r.node, nil)
+  unwatch(r.node)
+  redis.call('ZADD', limit_base(block.name, block.kv) .. 'w', since, member)
+  redis.call('SADD', LIMIT_PREFIX .. block.name, block.kv)
+  redis.call('HSET', THROTTLED, r.node, block.name .. '|' .. since .. '|' .. block.kv)
+  if block.due then schedule(block.name, block.kv, block.due) end
+  if moved then record(r.node, 'throttled', {'limit', block.name, 'key', block.kv}) end
+end
+
 local function push(r)
+  if r.desc.h then
+    local was = throttled_on(r.node)
+    local block = take_limits(RUN_ID .. '|' .. r.node, r.desc.h, was and was.since or server_now())
+    if block then
+      throttle(r, block, was)
+      return
+    end
+    if was then redis.call('HDEL', THROTTLED, r.node) end
+  end
   local seq = redis.call('HINCRBY', SEQ, r.node, 1)
   local order = redis.call('HINCRBY', PUSHED, r.desc.q, 1)
   redis.call('HSET', ORDER, r.node, order)
@@ -88,4 +122,51 @@ local function push_roots(next_in)
     redis.call('ZADD', SUBMITTING, server_now() + next_in, RUN_ID)
   end
   return left
+end
+
+-- Let up to `budget` waiters of limit (name, kv) go, oldest first, while it has room: each is pushed
+-- (and takes its limits) or waits again, here or on another of its limits. Waiters whose node no
+-- longer waits (its run ended) are dropped. Waiters left past the budget go to the pacer.
+local function wake(name, kv, budget)
+  local base, saved = limit_base(name, kv), RUN_ID
+  for _ = 1, budget do
+    local head = redis.call('ZRANGE', base .. 'w', 0, 0)[1]
+    if not head then break end
+    redis.call('ZREM', base .. 'w', head)
+    local run_id, node = string.match(head, '^([^|]+)|(.+)$')
+    use_run(run_id)
+    local was = throttled_on(node)
+    if was and was.name == name and was.kv == kv and queued_in_live_run(node) then
+      push(ready(node))
+      local now_on = throttled_on(node)
+      if now_on and now_on.name == name and now_on.kv == kv then break end  -- full again
+    end
+  end
+  use_run(saved)
+  if redis.call('ZCARD', base .. 'w') > 0 then
+    local d = limit_def(name)
+    if not d or not (d.concurrency and redis.call('ZCARD', base .. 'h') >= d.concurrency) then
+      schedule(name, kv, server_now())  -- room may be left: the pacer goes on
+    end
+  else
+    tidy(name, kv)
+  end
+end
+
+-- Node no longer holds or waits for its limits (its attempt ended, or it ended unstarted): the
+-- oldest waiters of each limit it frees go now, in this same script.
+local function let_go(node, desc)
+  if not desc.h then return end
+  local member = RUN_ID .. '|' .. node
+  local was = throttled_on(node)
+  if was then
+    redis.call('ZREM', limit_base(was.name, was.kv) .. 'w', member)
+    redis.call('HDEL', THROTTLED, node)
+  end
+  for _, h in ipairs(desc.h) do
+    local base = limit_base(h[1], h[2])
+    if redis.call('ZREM', base .. 'h', member) == 1 then
+      if redis.call('ZCARD', base .. 'w') > 0 then wake(h[1], h[2], WAKE_BUDGET) else tidy(h[1], h[2]) end
+    end
+  end
 end
