@@ -8,7 +8,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from coditect_tasks import AgentCall, agent
+from coditect_tasks import AgentCall, Limit, agent
 
 
 @agent("slowpoke", timeout=1.0, soft_timeout=0.5)
@@ -136,3 +136,11 @@ def measure(call: AgentCall) -> dict[str, Any]:
     """Return the length of each upstream result (as the agent received it) and the URL of a note it wrote."""
     lengths = {node: len(value) for node, value in call.upstream.items()}
     return {"lengths": lengths, "note": call.artifacts.put("notes.txt", f"measured {lengths}")}
+
+
+@agent("pinned", timeout=30.0, limits=[Limit("repo-slots", concurrency=2, key="repo")])
+def pinned(call: AgentCall) -> dict[str, float]:
+    """Sleep ``params["seconds"]``; at most two run at once per ``params["repo"]``, across every worker."""
+    seconds = float(call.params.get("seconds", 0))
+    time.sleep(seconds)
+    return {"slept": seconds}
