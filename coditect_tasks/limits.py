@@ -127,3 +127,27 @@ def holds(
                 raise DagError(source, f"limit {name!r}: params[{limit.units!r}] must be a positive number", node)
         out.append([name, value, units])
     return out
+
+
+def change(
+    name: str, concurrency: int | None = None, rate: float | None = None, per: float | None = None
+) -> dict[str, Any]:
+    """An operator's change of limit ``name`` (``limits set``), checked as a declaration is; at least one field."""
+    given = {k: v for k, v in (("concurrency", concurrency), ("rate", rate), ("per", per)) if v is not None}
+    if not given:
+        raise InvalidArgumentError(f"limit {name!r}: give concurrency, rate or per to change")
+    placeholder = 1.0 if concurrency is None and rate is None else rate  # only per given: check it alone
+    Limit(name, concurrency=concurrency, rate=placeholder, per=1.0 if per is None else per)
+    return given
+
+
+def document(reply: str | bytes) -> list[dict[str, Any]]:
+    """limit.lua's ``read`` reply: each limit with its definition (as ``Limit.to_json``), the
+    operator's change (or false), and per key value ``in_use``, ``waiting``, ``units`` (charged in
+    the rate window now) and ``oldest_wait`` (seconds the oldest waiter has waited)."""
+    limits = json.loads(reply)
+    if not isinstance(limits, list):  # cjson encodes an empty table as {}
+        return []
+    for limit in limits:
+        limit["keys"] = limit["keys"] or []
+    return sorted(limits, key=lambda limit: limit["name"])

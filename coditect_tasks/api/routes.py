@@ -213,6 +213,32 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         """Agents with their live workers, queue depths and breakers."""
         return JSONResponse(client.agents())
 
+    @api.get("/api/limits", dependencies=[Depends(guard.api)], response_model=schemas.Limits)
+    def get_limits() -> JSONResponse:
+        """Every limit and, per key, the nodes holding it, waiting for it and the units of its window."""
+        return JSONResponse({"limits": client.limits()})
+
+    @api.put(
+        "/api/limits/{name}",
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.LimitDefinition,
+        responses=_errors(401, 422),
+    )
+    def set_limit(name: str, change: schemas.LimitChange) -> JSONResponse:
+        """Change a limit now (define it, if no code does): it holds from the next dispatch on."""
+        defined = client.set_limit(name, **change.model_dump())
+        return JSONResponse({"name": name, "definition": defined})
+
+    @api.delete(
+        "/api/limits/{name}",
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.LimitDefinition,
+        responses=_errors(401),
+    )
+    def unset_limit(name: str) -> JSONResponse:
+        """Drop an operator's change: the declared definition holds again (null: the limit is gone)."""
+        return JSONResponse({"name": name, "definition": client.unset_limit(name)})
+
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> Response:
         return guard.page(request) or HTMLResponse(pages["index.html"])

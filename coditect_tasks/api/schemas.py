@@ -23,6 +23,9 @@ class NodeSpec(BaseModel):
     timeout: float | None = None
     retries: int | None = None
     fallback: str | None = None
+    limits: list[str] = Field(
+        default_factory=list, description="Limits the node holds while it runs, beside its agent's."
+    )
 
 
 class DagDocument(BaseModel):
@@ -41,6 +44,9 @@ class NodeState(BaseModel):
     finished_at: str | None
     result: Any = None
     error: str | None
+    throttled: dict[str, str] | None = Field(
+        default=None, description="A queued node held by a full limit: {limit, key} (key '' for an unkeyed limit)."
+    )
 
 
 class RunDocument(BaseModel):
@@ -73,6 +79,41 @@ class Agents(BaseModel):
     """As ``coditect-tasks agents --json``: agent name → queue, live workers, queue depth, breaker."""
 
     agents: dict[str, dict[str, Any]]
+
+
+class LimitKey(BaseModel):
+    key: str = Field(description="The key parameter's value ('' for an unkeyed limit).")
+    in_use: int = Field(description="Nodes holding it now.")
+    waiting: int = Field(description="Nodes queued, waiting for it.")
+    units: float = Field(description="Units started within the rate window ending now.")
+    oldest_wait: float = Field(description="Seconds the oldest waiter has waited.")
+
+
+class LimitState(BaseModel):
+    name: str
+    definition: dict[str, Any] = Field(description="concurrency, rate, per, key, units: what the engine enforces.")
+    declared: bool = Field(description="Whether code declares it (an agent's limits).")
+    changed: dict[str, Any] | bool = Field(description="An operator's change over the declared definition, or false.")
+    keys: list[LimitKey]
+
+
+class Limits(BaseModel):
+    """As ``coditect-tasks limits --json``."""
+
+    limits: list[LimitState]
+
+
+class LimitChange(BaseModel):
+    """An operator's change of a limit (``coditect-tasks limits set``): at least one field."""
+
+    concurrency: int | None = Field(default=None, ge=1)
+    rate: float | None = Field(default=None, gt=0)
+    per: float | None = Field(default=None, gt=0)
+
+
+class LimitDefinition(BaseModel):
+    name: str
+    definition: dict[str, Any] | None = Field(description="The definition now; null once it is gone.")
 
 
 class Transition(BaseModel):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import typer
 
 from ..errors import CoditectError
-from . import bench, dag, demo, history, load, services, workers
+from . import bench, dag, demo, history, limits, load, services, workers
 from .context import err
 
 cli = typer.Typer(
@@ -33,6 +33,7 @@ cli.command()(workers.health)
 cli.command()(demo.demo)
 cli.add_typer(dag.dag_cli, name="dag")
 cli.add_typer(history.history_cli, name="history")
+cli.add_typer(limits.limits_cli, name="limits")
 cli.command()(bench.bench)
 cli.command()(load.load)
 cli.command()(services.exporter)

@@ -30,6 +30,7 @@ from ..engine.events import Event
 from ..engine.scripts import SCRIPTS
 from ..engine.transitions import OUTAGE_SECONDS, engine_for
 from ..history.store import HistoryStore
+from ..limits import change
 from ..registry import agents_document
 from ..settings import Settings
 from ..steps import STEPS, Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, advance
@@ -97,6 +98,20 @@ class AsyncClient:
         """As ``Client.agents``, in a worker thread (the broker's queue depths have no asyncio API)."""
         sync = engine_for(self.settings.state_url).client
         return await asyncio.to_thread(agents_document, sync, self.settings, self.app.agents)
+
+    async def limits(self, name: str = "") -> list[dict[str, Any]]:
+        """As ``Client.limits``."""
+        return await self.drive(self.core.limits.document(name))
+
+    async def set_limit(
+        self, name: str, *, concurrency: int | None = None, rate: float | None = None, per: float | None = None
+    ) -> dict[str, Any]:
+        """As ``Client.set_limit``."""
+        return await self.drive(self.core.limits.set(name, change(name, concurrency, rate, per)))
+
+    async def unset_limit(self, name: str) -> dict[str, Any] | None:
+        """As ``Client.unset_limit``."""
+        return await self.drive(self.core.limits.unset(name))
 
     async def aclose(self) -> None:
         """Stop the waits' subscription and give back every connection."""

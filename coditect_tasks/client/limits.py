@@ -17,7 +17,8 @@ from .. import keys
 from ..agents import Agent
 from ..dag.spec import Dag
 from ..engine.transitions import now
-from ..limits import Limit, holds
+from ..errors import InvalidArgumentError
+from ..limits import Limit, document, holds
 from ..steps import Ask, Steps
 
 #: Seconds a client trusts the limits' definitions it read (a name it does not know reads them again).
@@ -70,6 +71,26 @@ class LimitBook:
             self._limits = {str(name): Limit.from_json(str(name), json.loads(body)) for name, body in raw.items()}
             self._limits_read = time.monotonic()
         return self._limits
+
+    def document(self, name: str = "") -> Steps[list[dict[str, Any]]]:
+        """Every limit (or only ``name``) with what holds and waits for it (``limits.document``)."""
+        return document((yield Ask(lambda t: t.scripts["limit"](args=["", now(), "read", name]))))
+
+    def set(self, name: str, change: dict[str, Any]) -> Steps[dict[str, Any]]:
+        """An operator's ``change`` of limit ``name`` (``limits.change``); its definition now."""
+        body = json.dumps(change)
+        defined = json.loads((yield Ask(lambda t: t.scripts["limit"](args=["", now(), "set", name, body]))))
+        if "error" in defined:
+            raise InvalidArgumentError(f"{defined['error']}: give concurrency or rate")
+        self._limits_read = -LIMITS_TTL_SECONDS
+        return dict(defined)
+
+    def unset(self, name: str) -> Steps[dict[str, Any] | None]:
+        """Drop the operator's change of limit ``name``: its declared definition, or None (it is gone)."""
+        defined = yield Ask(lambda t: t.scripts["limit"](args=["", now(), "unset", name]))
+        self._limits_read = -LIMITS_TTL_SECONDS
+        value = json.loads(defined)
+        return dict(value) if value else None
 
 
 def _declare(limit: Limit) -> Callable[[Any], Any]:

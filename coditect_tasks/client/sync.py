@@ -28,6 +28,7 @@ from ..engine.events import Event
 from ..engine.scripts import SCRIPTS
 from ..engine.transitions import OUTAGE_SECONDS, engine_for
 from ..history.store import HistoryStore
+from ..limits import change
 from ..registry import agents_document
 from ..settings import Settings
 from ..steps import Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, drive, iterate
@@ -99,6 +100,21 @@ class Client:
     def agents(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every agent with its live workers, queue depth and breaker (``agents --json``)."""
         return agents_document(self.redis, self.settings, self.app.agents)
+
+    def limits(self, name: str = "") -> list[dict[str, Any]]:
+        """Every limit (or only ``name``) with what holds and waits for it, per key (``limits --json``)."""
+        return self.drive(self.core.limits.document(name))
+
+    def set_limit(
+        self, name: str, *, concurrency: int | None = None, rate: float | None = None, per: float | None = None
+    ) -> dict[str, Any]:
+        """Change limit ``name`` at run time (defining it if no code does): it holds from the next
+        dispatch on, and lets go at once the waiters it makes room for. Its definition now."""
+        return self.drive(self.core.limits.set(name, change(name, concurrency, rate, per)))
+
+    def unset_limit(self, name: str) -> dict[str, Any] | None:
+        """Drop the change ``set_limit`` made: the declared definition again, or None (no code declares it)."""
+        return self.drive(self.core.limits.unset(name))
 
     def close(self) -> None:
         """Give back every connection; the client is unusable after."""

@@ -24,6 +24,8 @@ import redis
 
 from .. import keys
 from ..connection import outlast_outages, redis_client
+from ..errors import InvalidArgumentError
+from ..limits import document
 from .scripts import SCRIPTS, named
 
 log = logging.getLogger(__name__)
@@ -189,6 +191,8 @@ class Engine:
         """An operator's ``change`` of limit ``name`` (defining it if no code does); its definition now.
         It holds from the next dispatch on, and lets go at once the waiters it makes room for."""
         defined: dict[str, Any] = json.loads(self._call("limit", "", "set", name, json.dumps(change)))
+        if "error" in defined:
+            raise InvalidArgumentError(defined["error"])
         return defined
 
     def unset_limit(self, name: str) -> dict[str, Any] | None:
@@ -199,12 +203,7 @@ class Engine:
     def limits(self, name: str = "") -> list[dict[str, Any]]:
         """Every limit (or only ``name``): its definition, the operator's change, and per key value
         the nodes holding it, waiting for it, the units its rate window holds and the oldest wait."""
-        document = json.loads(self._call("limit", "", "read", name))
-        if not isinstance(document, list):  # cjson encodes an empty table as {}
-            return []
-        for limit in document:
-            limit["keys"] = limit["keys"] or []
-        return document
+        return document(self._call("limit", "", "read", name))
 
     def pace(self, limit: int = 100) -> float | None:
         """Let go the waiters of limits whose rate window freed units; seconds until the next is due."""

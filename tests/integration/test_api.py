@@ -439,3 +439,25 @@ def test_the_settings_carry_no_token_into_other_processes(served: Served) -> Non
     with_token = dataclasses.replace(served.settings, api_token=TOKEN)
     assert TOKEN not in repr(with_token)
     assert "CODITECT_API_TOKEN" not in with_token.environment()
+
+
+def test_limits_are_read_and_changed_through_the_api_as_through_the_cli(served: Served) -> None:
+    assert served.http.put("/api/limits/solo", json={"concurrency": 0}).status_code == 422
+    changed = served.http.put("/api/limits/solo", json={"concurrency": 1})
+    assert changed.status_code == 200 and changed.json()["definition"] == {"concurrency": 1, "per": 1}
+    dag = {
+        "name": "solo",
+        "nodes": [{"id": f"n{i}", "agent": "sleep", "params": {"seconds": 1}, "limits": ["solo"]} for i in range(2)],
+    }
+    run = served.http.post("/api/runs", json=dag).json()
+    throttled = [n for n, node in run["nodes"].items() if node.get("throttled")]
+    assert len(throttled) == 1 and run["nodes"][throttled[0]]["throttled"] == {"limit": "solo", "key": ""}
+    (solo,) = [x for x in served.http.get("/api/limits").json()["limits"] if x["name"] == "solo"]
+    assert solo["keys"][0]["in_use"] == 1 and solo["keys"][0]["waiting"] == 1
+    cli = json.loads(run_cli(["limits", "--json"], served.env).stdout)
+    assert [x["definition"] for x in cli["limits"] if x["name"] == "solo"] == [solo["definition"]]
+    gone = served.http.delete("/api/limits/solo").json()
+    assert gone == {"name": "solo", "definition": None}  # no code declares it: its waiter goes at once
+    wait_for(lambda: served.http.get(f"/api/runs/{run['run_id']}").json()["status"] == "succeeded", 30, "the run")
+    unknown = served.http.post("/api/runs", json=dag)
+    assert unknown.status_code == 422 and "unknown limit 'solo'" in unknown.json()["error"]

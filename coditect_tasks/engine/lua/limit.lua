@@ -6,7 +6,8 @@
 -- * unset: drop the operator's change (and the limit, if no code declares it);
 -- * read (ARGV[4] empty: every limit): the document of `coditect-tasks limits`.
 -- A change takes effect at the next dispatch, and lets go at once the waiters it makes room for.
--- Returns JSON: the limit's definition now (or null: it is gone), or read's document.
+-- Returns JSON: the limit's definition now (or null: it is gone; {error} if a set would leave it
+-- empty), or read's document.
 local op, name = ARGV[3], ARGV[4]
 
 local function merged()
@@ -52,9 +53,15 @@ if op == 'read' then
 elseif op == 'declare' then
   redis.call('HSET', LIMITS_DECLARED, name, ARGV[5])
 elseif op == 'set' then
-  local change = cjson.decode(redis.call('HGET', LIMITS_SET, name) or '{}')
+  local before = redis.call('HGET', LIMITS_SET, name)
+  local change = cjson.decode(before or '{}')
   for field, value in pairs(cjson.decode(ARGV[5])) do change[field] = value end
   redis.call('HSET', LIMITS_SET, name, cjson.encode(change))
+  local def = merged()
+  if not (def.concurrency or def.rate) then  -- only a window, on a limit no code declares: refused
+    if before then redis.call('HSET', LIMITS_SET, name, before) else redis.call('HDEL', LIMITS_SET, name) end
+    return cjson.encode({error = 'limit ' .. name .. ' would have neither a concurrency nor a rate'})
+  end
 elseif op == 'unset' then
   redis.call('HDEL', LIMITS_SET, name)
 else
