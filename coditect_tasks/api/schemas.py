@@ -126,3 +126,5 @@ class Transition(BaseModel):
     attempt: int | None
     worker: str | None
     error: str | None
+    limit: str | None = Field(default=None, description="A throttled node's limit: it waits for it.")
+    key: str | None = Field(default=None, description="That limit's key value ('' for an unkeyed limit).")

@@ -33,6 +33,9 @@ class Event:
     attempt: int | None = None
     worker: str | None = None
     error: str | None = None
+    #: A ``throttled`` node's limit and key value ('' for an unkeyed limit): what it waits for.
+    limit: str | None = None
+    key: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -53,6 +56,8 @@ class Event:
             attempt=int(attempt) if attempt not in (None, "") else None,
             worker=fields.get("worker") or None,
             error=fields.get("error") or None,
+            limit=fields.get("limit") or None,
+            key=fields.get("key"),
         )
 
 

@@ -50,7 +50,11 @@ def _write_ahead_log(connection: Any, record: Any) -> None:
 
 #: Columns added after the first release: (table, column, type). A database created before them
 #: gets them on first use; they are nullable, so older rows read as None.
-ADDED_COLUMNS = (("coditect_runs", "parent_run_id", "VARCHAR(64)"),)
+ADDED_COLUMNS = (
+    ("coditect_runs", "parent_run_id", "VARCHAR(64)"),
+    ("coditect_transitions", "limit_name", "VARCHAR(64)"),
+    ("coditect_transitions", "limit_key", "TEXT"),
+)
 
 
 def _upgrade(engine: Engine) -> None:
@@ -169,6 +173,8 @@ class HistoryStore:
                     "attempt": t.attempt,
                     "worker": t.worker,
                     "error": t.error,
+                    "limit": t.limit_name,
+                    "key": t.limit_key,
                 }
                 for t in rows
             ]
@@ -289,6 +295,8 @@ class _Batch:
                 "attempt": attempt,
                 "worker": fields.get("worker"),
                 "error": fields.get("error"),
+                "limit_name": fields.get("limit"),
+                "limit_key": fields.get("key"),
             }
         )
         if self.runs.get(run_id) is None:
@@ -310,6 +318,8 @@ class _Batch:
             )
         elif status == "retrying":
             self.nodes.set(key, status=NodeStatus.QUEUED.value, error=fields.get("error"))
+        elif status == "throttled":  # queued, held by a full limit
+            self.nodes.set(key, status=NodeStatus.QUEUED.value)
         elif status == NodeStatus.SUCCEEDED:
             self.nodes.set(key, status=NodeStatus.SUCCEEDED.value, finished_at=at, result=fields.get("result", ""))
         elif status == NodeStatus.FAILED:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -20,6 +21,9 @@ from prometheus_client.registry import Collector
 
 from .. import keys
 from ..broker import queue_depths
+from ..engine.scripts import SCRIPTS
+from ..engine.transitions import now
+from ..limits import document
 from ..registry import Registry
 from ..resilience.breaker import breaker_states
 from ..status import TERMINAL
@@ -39,6 +43,7 @@ class PlatformCollector(Collector):
         self.state = state
         self.broker_url = broker_url
         self.declared = tuple(agents)
+        self.limit_script = state.register_script(SCRIPTS["limit"])
 
     def collect(self) -> Iterator[Metric]:
         counters = {str(k): str(v) for k, v in self.state.hgetall(keys.METRICS).items()}
@@ -65,6 +70,7 @@ class PlatformCollector(Collector):
         )
         yield from self._agent_gauges(agents, live)
         yield from _frontier_gauges(agents, frontier)
+        yield from _limit_gauges(document(self.limit_script(args=["", now(), "read", ""])))
         yield GaugeMetricFamily(
             "coditect_recorder_lag_entries",
             "Transitions in the history stream not yet written to the database (the recorder's backlog).",
@@ -120,6 +126,35 @@ def _frontier_gauges(agents: list[str], frontier: Mapping[str, int]) -> Iterator
         upcoming.add_metric([agent], float(frontier.get(f"upcoming|{agent}", 0)))
     yield demand
     yield upcoming
+
+
+def _limit_gauges(limits: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per limit, summed over its key values: nodes holding it, waiting for it (not counted in
+    ``coditect_agent_demand``: more workers cannot help them), units in its rate window, the oldest wait."""
+    gauges = {
+        "in_use": GaugeMetricFamily("coditect_limit_in_use", "Nodes holding a limit now.", labels=["limit"]),
+        "waiting": GaugeMetricFamily(
+            "coditect_limit_waiting",
+            "Nodes queued, waiting for a full limit (no message, no worker slot).",
+            labels=["limit"],
+        ),
+        "units": GaugeMetricFamily(
+            "coditect_limit_units",
+            "Units a rate limit's window holds now (started within its last `per` seconds).",
+            labels=["limit"],
+        ),
+        "oldest_wait": GaugeMetricFamily(
+            "coditect_limit_oldest_wait_seconds",
+            "Seconds the oldest node waiting for a limit has waited.",
+            labels=["limit"],
+        ),
+    }
+    for limit in limits:
+        rows = limit["keys"]
+        for field, gauge in gauges.items():
+            values = [float(row[field]) for row in rows] or [0.0]
+            gauge.add_metric([limit["name"]], max(values) if field == "oldest_wait" else sum(values))
+    yield from gauges.values()
 
 
 def _agents_in(counters: Mapping[str, object]) -> set[str]:

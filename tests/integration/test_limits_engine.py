@@ -11,9 +11,12 @@ import pytest
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.client import DagRun
+from coditect_tasks.engine.events import Event
 from coditect_tasks.engine.transitions import Engine, engine_for
 from coditect_tasks.errors import DagError
+from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.limits import Limit
+from coditect_tasks.observability.metrics import PlatformCollector
 from coditect_tasks.registry import Registry
 
 
@@ -149,3 +152,44 @@ def test_an_unknown_limit_or_a_missing_key_is_a_validation_error_naming_the_node
     with pytest.raises(DagError, match=r"node 'n0': limit 'repo' is per params\['repo'\]"):
         submit(dag, app)
     assert registry.client.zcard(keys.RUNS) == 0  # nothing was written
+
+
+def test_the_exporter_serves_what_each_limit_holds(app: CoditectApp, registry: Registry) -> None:
+    engine = engine_for(app.settings.state_url)
+    engine.declare_limit("repo", Limit("repo", concurrency=1, key="repo").to_json())
+    _fan_in(app, ["a", "a", "a", "b"], ["repo"])
+    collector = PlatformCollector(registry.client, app.settings.require_broker(), ["echo"])
+    samples = {
+        (metric.name, sample.labels.get("limit")): sample.value
+        for metric in collector.collect()
+        if metric.name.startswith("coditect_limit")
+        for sample in metric.samples
+    }
+    assert samples[("coditect_limit_in_use", "repo")] == 2  # a and b
+    assert samples[("coditect_limit_waiting", "repo")] == 2
+    assert samples[("coditect_limit_oldest_wait_seconds", "repo")] > 0
+
+
+def test_a_throttled_event_names_its_limit_and_key_live_and_once_recorded(
+    app: CoditectApp, registry: Registry, recorder: Recorder
+) -> None:
+    engine = engine_for(app.settings.state_url)
+    engine.declare_limit("repo", Limit("repo", concurrency=1, key="repo").to_json())
+    run = _fan_in(app, ["x/y", "x/y"], ["repo"])
+    live = [(e.node, e.limit, e.key) for e in _events_until(run, "throttled")]
+    assert live == [("n1", "repo", "x/y")]
+    recorder.drain()
+    assert registry.client.xlen(keys.HISTORY) == 0  # what follows is read from the database
+    recorded = [(e.node, e.limit, e.key) for e in _events_until(run, "throttled")]
+    assert recorded == live
+
+
+def _events_until(run: DagRun, status: str) -> list[Event]:
+    """The run's events so far with ``status`` (the stream would wait for more: read what is there)."""
+    found = []
+    for event in run.events():
+        if event.status == status:
+            found.append(event)
+        if event.node == "n1" and event.status == status:
+            return found
+    return found

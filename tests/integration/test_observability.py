@@ -359,7 +359,7 @@ def test_prometheus_config_and_rules_pass_promtool() -> None:
         [promtool, "check", "rules", str(MONITORING / "prometheus" / "alerts.yml")], capture_output=True, text=True
     )
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 9 rules found" in rules.stdout
+    assert "SUCCESS: 10 rules found" in rules.stdout
 
 
 def test_the_collector_forwards_traces_to_jaeger() -> None:
