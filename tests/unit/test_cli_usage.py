@@ -65,6 +65,12 @@ BAD_USAGES: list[tuple[str, str]] = [
     ("health --max-age 0", "Invalid value for '--max-age'"),
     ("history nosuch", "No such command 'nosuch'"),
     ("history prune --bogus", "No such option: --bogus"),
+    ("limits --bogus", "No such option: --bogus"),
+    ("limits set --bogus", "No such option: --bogus"),
+    ("limits set", "Missing argument 'name'"),
+    ("limits set openai --concurrency many", "Invalid value for '--concurrency'"),
+    ("limits unset --bogus", "No such option: --bogus"),
+    ("limits unset", "Missing argument 'name'"),
     ("history prune", "Missing option '--older-than'"),
     ("history prune --older-than soon", "Invalid value for '--older-than'"),
 ]

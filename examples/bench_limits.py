@@ -1,0 +1,157 @@
+"""Issue 30's figures for limits, on a real stack (embedded Redis, two local pools of 4 processes).
+
+1. Overhead: diamond capacity (200 runs at once) and a 1,000-node fan-out, each with a
+   non-binding limit (concurrency and rate) on every node and without one, alternated, medians.
+2. A keyed concurrency limit: 3 repos × 60 nodes of 0.3 s under ``Limit("repo", concurrency=2,
+   key="repo")``: the most nodes of one repo running at once (from the history's times), and
+   the run's time against the ideal (60 × 0.3 s / 2 = 9 s).
+3. A weighted rate limit: ``rate=20, per=2`` with nodes of 1–5 units for 30 s: the most units
+   dispatched in any 2 s window, and the units per second against the limit's 10.
+
+    python examples/bench_limits.py [--repeats 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from coditect_tasks import Dag, keys
+from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.bench import dag_capacity, dag_seconds, fanout
+from coditect_tasks.embedded import LocalStack
+from coditect_tasks.engine.transitions import engine_for
+from coditect_tasks.limits import Limit
+from coditect_tasks.load.scenario import default_dag
+from coditect_tasks.settings import Settings
+
+#: Never binds: every dispatch still takes it (a concurrency slot and a rate charge) and frees it.
+WIDE = Limit("wide", concurrency=1_000_000, rate=1e9, per=1.0)
+
+
+def limited(dag: Dag, limits: list[str]) -> Dag:
+    """``dag`` with every node holding ``limits``."""
+    copy = Dag(dag.name)
+    for node in dag.nodes.values():
+        copy.node(node.id, node.agent, params=node.params, after=node.after, limits=limits)
+    return copy
+
+
+def overhead(app: CoditectApp, repeats: int) -> dict[str, Any]:
+    plain_cap, limited_cap, plain_fan, limited_fan = [], [], [], []
+    diamond, wide_diamond = default_dag(), limited(default_dag(), [WIDE.name])
+    fan, wide_fan = fanout(1000), limited(fanout(1000), [WIDE.name])
+    for _ in range(repeats):
+        plain_cap.append(dag_capacity(app, diamond, 200, 300))
+        limited_cap.append(dag_capacity(app, wide_diamond, 200, 300))
+        plain_fan.append(dag_seconds(app, fan, 300)[0])
+        limited_fan.append(dag_seconds(app, wide_fan, 300)[0])
+    med = statistics.median
+    return {
+        "diamonds_per_s": {"without": round(med(plain_cap), 1), "with": round(med(limited_cap), 1)},
+        "capacity_ratio": round(med(limited_cap) / med(plain_cap), 3),
+        "fanout_nodes_per_s": {"without": round(1000 / med(plain_fan), 1), "with": round(1000 / med(limited_fan), 1)},
+        "fanout_ratio": round(med(plain_fan) / med(limited_fan), 3),
+    }
+
+
+def history(state: redis.Redis, run_id: str) -> dict[str, list[tuple[str, float]]]:
+    out: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for _, fields in state.xrange(keys.HISTORY):
+        if fields.get("run") == run_id and fields.get("node"):
+            out[fields["node"]].append((fields["status"], datetime.fromisoformat(fields["at"]).timestamp()))
+    return out
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    level = best = 0
+    for _, step in sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans]):
+        level += step
+        best = max(best, level)
+    return best
+
+
+def keyed(app: CoditectApp, state: redis.Redis) -> dict[str, Any]:
+    engine_for(app.settings.state_url).declare_limit("repo", Limit("repo", concurrency=2, key="repo").to_json())
+    dag = Dag("repos")
+    for repo in ("a", "b", "c"):
+        for i in range(60):
+            dag.node(f"{repo}{i}", "sleep", params={"repo": repo, "seconds": 0.3}, limits=["repo"])
+    seconds, doc = dag_seconds(app, dag, 300)
+    events = history(state, doc["run_id"])
+    overlap = {}
+    for repo in ("a", "b", "c"):
+        spans = [(dict(e)["running"], dict(e)["succeeded"]) for n, e in events.items() if n.startswith(repo)]
+        overlap[repo] = max_overlap(spans)
+    ideal = 60 * 0.3 / 2
+    return {
+        "max_overlap_per_repo": overlap,
+        "seconds": round(seconds, 2),
+        "ideal_seconds": ideal,
+        "ratio_to_ideal": round(seconds / ideal, 3),
+    }
+
+
+def rated(app: CoditectApp, state: redis.Redis, seconds: float) -> dict[str, Any]:
+    engine_for(app.settings.state_url).declare_limit(
+        "tokens", Limit("tokens", rate=20, per=2.0, units="tokens").to_json()
+    )
+    rng = random.Random(30)
+    units: dict[str, int] = {}
+    while sum(units.values()) < seconds * 10 + 20:  # enough for the whole span at the limit's rate
+        units[f"n{len(units)}"] = rng.randint(1, 5)
+    dag = Dag("rated")
+    for node, tokens in units.items():
+        dag.node(node, "noop", params={"tokens": tokens}, limits=["tokens"])
+    _, doc = dag_seconds(app, dag, 300)
+    dispatched = {n: max(t for s, t in e if s == "queued") for n, e in history(state, doc["run_id"]).items()}
+    worst = max(sum(units[n] for n, t in dispatched.items() if at <= t < at + 2.0 - 0.02) for at in dispatched.values())
+    first, last = min(dispatched.values()), max(dispatched.values())
+    # the limit allows 20 units at once, then 10 a second: what it allowed over the span taken
+    allowed = 20 + 10 * (last - first)
+    return {
+        "units": sum(units.values()),
+        "span_seconds": round(last - first, 2),
+        "max_units_in_2s_window": worst,
+        "share_of_limit": round(sum(units.values()) / allowed, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rate-seconds", type=float, default=30.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="coditect-bench-limits-") as folder:
+        base = Settings(home=Path(folder), log_level="WARNING")
+        with LocalStack.temporary(base, ["noop", "echo", "sleep"], "bench-limits", workers=2, concurrency=4) as stack:
+            stack.start()
+            app = create_app(stack.settings)
+            state = redis.Redis.from_url(stack.settings.state_url, decode_responses=True)
+            engine_for(stack.settings.state_url).declare_limit(WIDE.name, WIDE.to_json())
+            dag_capacity(app, default_dag(), 50, 300)  # warm-up
+            started = time.perf_counter()
+            report = {
+                "overhead": overhead(app, args.repeats),
+                "keyed_concurrency": keyed(app, state),
+                "weighted_rate": rated(app, state, args.rate_seconds),
+                "seconds": 0.0,
+            }
+            report["seconds"] = round(time.perf_counter() - started, 1)
+            app.close()
+    print(json.dumps(report, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+
+
+if __name__ == "__main__":
+    main()
