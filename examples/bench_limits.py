@@ -1,7 +1,8 @@
 """Issue 30's figures for limits, on a real stack (embedded Redis, two local pools of 4 processes).
 
 1. Overhead: diamond capacity (200 runs at once) and a 1,000-node fan-out, each with a
-   non-binding limit (concurrency and rate) on every node and without one, alternated, medians.
+   non-binding limit on every node (a concurrency limit, a rate limit, one with both) and
+   without one, alternated, medians.
 2. A keyed concurrency limit: 3 repos × 60 nodes of 0.3 s under ``Limit("repo", concurrency=2,
    key="repo")``: the most nodes of one repo running at once (from the history's times), and
    the run's time against the ideal (60 × 0.3 s / 2 = 9 s).
@@ -35,8 +36,12 @@ from coditect_tasks.limits import Limit
 from coditect_tasks.load.scenario import default_dag
 from coditect_tasks.settings import Settings
 
-#: Never binds: every dispatch still takes it (a concurrency slot and a rate charge) and frees it.
-WIDE = Limit("wide", concurrency=1_000_000, rate=1e9, per=1.0)
+#: Limits that never bind: every dispatch still takes them (a slot, a rate charge) and frees them.
+WIDE = {
+    "concurrency": Limit("wide-slots", concurrency=1_000_000),
+    "rate": Limit("wide-rate", rate=1e9, per=1.0),
+    "both": Limit("wide", concurrency=1_000_000, rate=1e9, per=1.0),
+}
 
 
 def limited(dag: Dag, limits: list[str]) -> Dag:
@@ -47,22 +52,34 @@ def limited(dag: Dag, limits: list[str]) -> Dag:
     return copy
 
 
-def overhead(app: CoditectApp, repeats: int) -> dict[str, Any]:
-    plain_cap, limited_cap, plain_fan, limited_fan = [], [], [], []
-    diamond, wide_diamond = default_dag(), limited(default_dag(), [WIDE.name])
-    fan, wide_fan = fanout(1000), limited(fanout(1000), [WIDE.name])
+def redis_cpu(state: redis.Redis) -> float:
+    """Seconds of CPU the Redis server has used (user + system): its cost, whatever the machine's noise."""
+    info = state.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def overhead(app: CoditectApp, state: redis.Redis, repeats: int) -> dict[str, Any]:
+    """Capacity and fan-out with each non-binding limit against none, alternated run by run, and
+    the Redis CPU per node each spent (the figure a shared machine's noise moves least)."""
+    capacity: dict[str, list[float]] = defaultdict(list)
+    fan: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     for _ in range(repeats):
-        plain_cap.append(dag_capacity(app, diamond, 200, 300))
-        limited_cap.append(dag_capacity(app, wide_diamond, 200, 300))
-        plain_fan.append(dag_seconds(app, fan, 300)[0])
-        limited_fan.append(dag_seconds(app, wide_fan, 300)[0])
+        for kind, limit in [("none", None), *WIDE.items()]:
+            names = [limit.name] if limit else []
+            before = redis_cpu(state)
+            capacity[kind].append(dag_capacity(app, limited(default_dag(), names), 200, 300))
+            fan[kind].append(dag_seconds(app, limited(fanout(1000), names), 300)[0])
+            cpu[kind].append((redis_cpu(state) - before) / (200 * 4 + 1000) * 1e6)
     med = statistics.median
-    return {
-        "diamonds_per_s": {"without": round(med(plain_cap), 1), "with": round(med(limited_cap), 1)},
-        "capacity_ratio": round(med(limited_cap) / med(plain_cap), 3),
-        "fanout_nodes_per_s": {"without": round(1000 / med(plain_fan), 1), "with": round(1000 / med(limited_fan), 1)},
-        "fanout_ratio": round(med(plain_fan) / med(limited_fan), 3),
-    }
+    report: dict[str, Any] = {"diamonds_per_s": {k: round(med(v), 1) for k, v in capacity.items()}}
+    report["fanout_nodes_per_s"] = {k: round(1000 / med(v), 1) for k, v in fan.items()}
+    report["redis_cpu_us_per_node"] = {k: round(med(v), 1) for k, v in cpu.items()}
+    for kind in WIDE:
+        report[f"capacity_ratio_{kind}"] = round(med(capacity[kind]) / med(capacity["none"]), 3)
+        report[f"fanout_ratio_{kind}"] = round(med(fan["none"]) / med(fan[kind]), 3)
+        report[f"redis_cpu_ratio_{kind}"] = round(med(cpu[kind]) / med(cpu["none"]), 3)
+    return report
 
 
 def history(state: redis.Redis, run_id: str) -> dict[str, list[tuple[str, float]]]:
@@ -139,11 +156,12 @@ def main() -> None:
             stack.start()
             app = create_app(stack.settings)
             state = redis.Redis.from_url(stack.settings.state_url, decode_responses=True)
-            engine_for(stack.settings.state_url).declare_limit(WIDE.name, WIDE.to_json())
+            for limit in WIDE.values():
+                engine_for(stack.settings.state_url).declare_limit(limit.name, limit.to_json())
             dag_capacity(app, default_dag(), 50, 300)  # warm-up
             started = time.perf_counter()
             report = {
-                "overhead": overhead(app, args.repeats),
+                "overhead": overhead(app, state, args.repeats),
                 "keyed_concurrency": keyed(app, state),
                 "weighted_rate": rated(app, state, args.rate_seconds),
                 "seconds": 0.0,

@@ -15,7 +15,7 @@ end
 local n = #ARGV - 5
 local first = ready(node .. '#0')
 release(node, token)
-let_go(node, first.desc)  -- its items take the node's limits, each for itself
+let_go(node, first.desc, true)  -- its items take the node's limits, each for itself
 redis.call('HSET', FANOUT, node, n, node .. '|done', 0, node .. '|open', n, node .. '|bytes', 0)
 tally(node, nil)  -- its items are the work now
 redis.call('HSET', ITEMS, node .. '|record', ARGV[5])

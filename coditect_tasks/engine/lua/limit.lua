@@ -33,7 +33,11 @@ local function limit_document(limit)
   local keys_used = {}
   for _, kv in ipairs(redis.call('SMEMBERS', LIMIT_PREFIX .. limit)) do
     local base = limit_base(limit, kv)
-    local units = def.rate and rate_used(base, def.per, now) or 0
+    local units = 0
+    if def.rate then
+      purge(base, now - def.per)
+      units = tonumber(redis.call('GET', base .. 'u') or '0')
+    end
     local oldest = redis.call('ZRANGE', base .. 'w', 0, 0, 'WITHSCORES')[2]
     local entry = {key = kv, in_use = redis.call('ZCARD', base .. 'h'), waiting = redis.call('ZCARD', base .. 'w'),
                    units = units, oldest_wait = oldest and (now - tonumber(oldest)) or 0}

@@ -94,7 +94,7 @@ local function settle(node, token, outcome)
   if not fenced(node, token) then return nil end
   local desc = desc_of(node)
   release(node, token)
-  let_go(node, desc)
+  let_go(node, desc, true)
   if not desc.item then
     if outcome then observe_end(node, agent_of(desc), outcome) end
     redis.call('HINCRBY', RUN, 'active', -1)

@@ -22,18 +22,33 @@ local function limit_base(name, kv)
   return LIMIT_PREFIX .. name .. '|' .. kv .. '|'
 end
 
--- The units charged within the rate window ending now, after its older charges are dropped.
-local function rate_used(base, per, now)
-  local old = redis.call('ZRANGEBYSCORE', base .. 'r', '-inf', now - per)
-  if #old == 0 then return tonumber(redis.call('GET', base .. 'u') or '0') end
-  redis.call('ZREMRANGEBYSCORE', base .. 'r', '-inf', now - per)
+-- Drop the rate window's charges made before `before` from its log and its units.
+local function purge(base, before)
+  local old = redis.call('ZRANGEBYSCORE', base .. 'r', '-inf', before)
+  if #old == 0 then return end
+  redis.call('ZREMRANGEBYSCORE', base .. 'r', '-inf', before)
   if redis.call('ZCARD', base .. 'r') == 0 then
     redis.call('DEL', base .. 'u')  -- no float drift survives an empty window
-    return 0
+    return
   end
   local freed = 0
   for _, charge in ipairs(old) do freed = freed + tonumber(string.match(charge, '|([^|]+)$')) end
-  return tonumber(redis.call('INCRBYFLOAT', base .. 'u', -freed))
+  redis.call('INCRBYFLOAT', base .. 'u', -freed)
+end
+
+-- The units charged within the rate window ending `now`, and its oldest charge's time. Expired
+-- charges are dropped in batches (once an eighth of a window has expired) while the window has
+-- room, and all of them whenever the count matters (`need` more units would not fit): exact where
+-- it decides, and few calls where it does not.
+local function rate_used(base, per, now, need, rate)
+  local oldest = tonumber(redis.call('ZRANGE', base .. 'r', 0, 0, 'WITHSCORES')[2] or now)
+  local used = tonumber(redis.call('GET', base .. 'u') or '0')
+  if oldest <= now - per * 1.125 or (oldest <= now - per and used + need > rate) then
+    purge(base, now - per)
+    oldest = tonumber(redis.call('ZRANGE', base .. 'r', 0, 0, 'WITHSCORES')[2] or now)
+    used = tonumber(redis.call('GET', base .. 'u') or '0')
+  end
+  return used, oldest
 end
 
 -- Take every limit of holds for member ("run|node", which began to wait at `since`), all or none.
@@ -43,38 +58,39 @@ end
 local function take_limits(member, holds, since)
   local now = server_now()
   since = tonumber(since)
+  local plan = {}
   for _, h in ipairs(holds) do
-    local name, kv, units = h[1], h[2], h[3]
+    local name, kv = h[1], h[2]
     local d = limit_def(name)
     if d then
       local base = limit_base(name, kv)
-      local head = redis.call('ZRANGE', base .. 'w', 0, 0, 'WITHSCORES')
-      local first, at = head[1], tonumber(head[2] or '0')
-      if first and first ~= member and (at < since or (at == since and first < member)) then
-        return {name = name, kv = kv}
+      local step = {name = name, kv = kv, base = base, d = d, charge = d.rate and math.min(h[3], d.rate)}
+      if redis.call('ZCARD', base .. 'w') > 0 then
+        local head = redis.call('ZRANGE', base .. 'w', 0, 0, 'WITHSCORES')
+        local first, at = head[1], tonumber(head[2])
+        if first ~= member and (at < since or (at == since and first < member)) then return {name = name, kv = kv} end
       end
-      if d.concurrency and not redis.call('ZSCORE', base .. 'h', member)
-         and redis.call('ZCARD', base .. 'h') >= d.concurrency then
-        return {name = name, kv = kv}
+      if d.concurrency then
+        step.held = redis.call('ZCARD', base .. 'h')
+        if step.held >= d.concurrency and not redis.call('ZSCORE', base .. 'h', member) then
+          return {name = name, kv = kv}
+        end
       end
-      if d.rate and rate_used(base, d.per, now) + math.min(units, d.rate) > d.rate then
-        local oldest = redis.call('ZRANGE', base .. 'r', 0, 0, 'WITHSCORES')
-        return {name = name, kv = kv, due = tonumber(oldest[2] or now) + d.per}
+      if d.rate then
+        local used, oldest = rate_used(base, d.per, now, step.charge, d.rate)
+        if used + step.charge > d.rate then return {name = name, kv = kv, due = oldest + d.per} end
+        step.used = used
       end
+      plan[#plan + 1] = step
     end
   end
-  for _, h in ipairs(holds) do
-    local name, kv, units = h[1], h[2], h[3]
-    local d = limit_def(name)
-    if d then
-      local base = limit_base(name, kv)
-      redis.call('SADD', LIMIT_PREFIX .. name, kv)
-      if d.concurrency then redis.call('ZADD', base .. 'h', now, member) end
-      if d.rate then
-        local charge = math.min(units, d.rate)  -- a node dearer than the whole window runs alone in it
-        redis.call('ZADD', base .. 'r', now, member .. '|' .. now .. '|' .. charge)
-        redis.call('INCRBYFLOAT', base .. 'u', charge)
-      end
+  for _, step in ipairs(plan) do
+    if step.held == 0 or step.used == 0 then redis.call('SADD', LIMIT_PREFIX .. step.name, step.kv) end
+    if step.d.concurrency then redis.call('ZADD', step.base .. 'h', now, member) end
+    if step.d.rate then
+      -- a node dearer than the whole window runs alone in it
+      redis.call('ZADD', step.base .. 'r', now, member .. '|' .. now .. '|' .. step.charge)
+      redis.call('INCRBYFLOAT', step.base .. 'u', step.charge)
     end
   end
   return nil

@@ -153,20 +153,24 @@ local function wake(name, kv, budget)
   end
 end
 
--- Node no longer holds or waits for its limits (its attempt ended, or it ended unstarted): the
--- oldest waiters of each limit it frees go now, in this same script.
-local function let_go(node, desc)
+-- Node no longer holds or waits for its limits (its attempt ended: `ran`, or it ended unstarted):
+-- the oldest waiters of each limit it frees go now, in this same script. (The index of a limit's
+-- keys keeps a key nothing holds until the next `limits` read tidies it.)
+local function let_go(node, desc, ran)
   if not desc.h then return end
   local member = RUN_ID .. '|' .. node
-  local was = throttled_on(node)
+  local was = not ran and throttled_on(node)  -- a node that ran did not wait any more
   if was then
     redis.call('ZREM', limit_base(was.name, was.kv) .. 'w', member)
     redis.call('HDEL', THROTTLED, node)
   end
   for _, h in ipairs(desc.h) do
-    local base = limit_base(h[1], h[2])
-    if redis.call('ZREM', base .. 'h', member) == 1 then
-      if redis.call('ZCARD', base .. 'w') > 0 then wake(h[1], h[2], WAKE_BUDGET) else tidy(h[1], h[2]) end
+    local d = limit_def(h[1])
+    if not d or d.concurrency then
+      local base = limit_base(h[1], h[2])
+      if redis.call('ZREM', base .. 'h', member) == 1 and redis.call('ZCARD', base .. 'w') > 0 then
+        wake(h[1], h[2], WAKE_BUDGET)
+      end
     end
   end
 end
