@@ -85,8 +85,9 @@ def events_channel(run_id: str) -> str:
 
 #: Per-run hashes (suffixes of ``run_prefix``), node id → value unless noted.
 RUN_HASHES = (
-    "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, running, error,
-    # first_event (its first history stream id), events (how many it has recorded)
+    "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, active, error,
+    # first_event (its first history stream id), events (how many it has recorded), seq (RUN_SEQ at
+    # submit), fair (its fairness key)
     "status",
     "attempts",
     "pending",
@@ -192,6 +193,24 @@ LIMITS_DUE = f"{PREFIX}limits:due"
 LIMITS_CHANNEL = f"{PREFIX}limits:wake"
 #: Waiters one freed limit lets go in one script at most; the pacer goes on with the rest.
 WAKE_BUDGET = 64
+
+#: HASH queue → the hand-off window: how many node messages the engine keeps on that agent's
+#: broker list at most (the slots of its live workers; the heartbeats write it). Ready nodes past
+#: it wait in the engine's own order (``READY_PREFIX``) and go to the list as workers take messages,
+#: so a node of higher priority, of a key served less, or on a run's critical path passes them.
+#: A queue with no window (no live worker yet) takes every message at once.
+WINDOWS = f"{PREFIX}windows"
+#: Prefix of the engine's ready nodes past the window: ``<prefix><queue>`` is a ZSET of the
+#: priorities that have any (scored by -priority); ``<prefix><queue>|<priority>`` a LIST of the
+#: fairness keys that have any, served round robin; ``<prefix><queue>|<priority>|<key>`` a ZSET of
+#: "run|node" scored by the run's submit sequence × ``RANK_SPAN`` + the node's rank in its run.
+READY_PREFIX = f"{PREFIX}ready:"
+#: STRING counter: the order runs were submitted in (a run's ``seq`` field).
+RUN_SEQ = f"{PREFIX}run-seq"
+#: Ranks a run's nodes can take (its critical-path order): far above ``max_nodes``.
+RANK_SPAN = 2**20
+#: A node's priority when neither it nor its submit gives one (0 lowest, 9 highest).
+DEFAULT_PRIORITY = 5
 
 
 #: STRING ``<owner>|<token>`` of a held lock (``state/lock.py``), expiring with its lease.
@@ -303,6 +322,11 @@ def lua_prelude() -> str:
         "LIMITS_DUE": LIMITS_DUE,
         "LIMITS_CHANNEL": LIMITS_CHANNEL,
         "WAKE_BUDGET": WAKE_BUDGET,
+        "WINDOWS": WINDOWS,
+        "READY_PREFIX": READY_PREFIX,
+        "RUN_SEQ": RUN_SEQ,
+        "RANK_SPAN": RANK_SPAN,
+        "DEFAULT_PRIORITY": DEFAULT_PRIORITY,
     }
     lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]
     for name, value in values.items():

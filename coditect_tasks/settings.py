@@ -90,6 +90,12 @@ def _whole(minimum: int = 1, maximum: int | None = None) -> Parse:
     return parse
 
 
+def _flag(name: str, text: str) -> bool:
+    if text.lower() not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(name, f"{text!r} is not one of 1, 0, true, false, yes, no")
+    return text.lower() in ("1", "true", "yes")
+
+
 def _text(name: str, text: str) -> str:
     return text
 
@@ -149,6 +155,9 @@ class Settings:
     artifacts_url: str | None = setting(None, _url(frozenset({"s3"})))
     #: Bytes of a node result (as JSON) above which it is stored in ``artifacts_url``, not in Redis.
     artifact_threshold: int = setting(256 * 1024, _whole(maximum=MAX_RESULT_BYTES))
+    #: Among a run's ready nodes of one priority, the one with the longest remaining path to the run's
+    #: end (weighted by each agent's median duration) goes first; off (0): the order they became ready.
+    critical_path: bool = setting(True, _flag)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -25,6 +25,11 @@ class Ask:
     call: Callable[[Any], Any]
 
 
+def ask(call: Callable[[Any], Any]) -> Generator[Step, Any, Any]:
+    """One ``Ask`` as an operation of its own (what ``Outlast`` repeats)."""
+    return (yield Ask(call))
+
+
 @dataclass(frozen=True)
 class Block:
     """A call with no asyncio API (the history database, Celery's control, the broker's queue

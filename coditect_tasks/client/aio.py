@@ -80,9 +80,17 @@ class AsyncClient:
             self._history = self._made_history = HistoryStore.from_settings(self.settings)
         return self._history
 
-    async def submit(self, dag: Dag, *, idempotency_key: str | None = None) -> AsyncRun:
+    async def submit(
+        self,
+        dag: Dag,
+        *,
+        idempotency_key: str | None = None,
+        priority: int | None = None,
+        fairness_key: str | None = None,
+    ) -> AsyncRun:
         """As ``Client.submit``: validate and start ``dag``, at most once per ``idempotency_key``."""
-        return AsyncRun(await self.drive(self.core.submit(dag, idempotency_key)), self)
+        steps = self.core.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key)
+        return AsyncRun(await self.drive(steps), self)
 
     async def get(self, run_id: str) -> AsyncRun:
         """The handle of run ``run_id``; ``RunNotFoundError`` if neither Redis nor the history knows it."""
@@ -101,17 +109,17 @@ class AsyncClient:
 
     async def limits(self, name: str = "") -> list[dict[str, Any]]:
         """As ``Client.limits``."""
-        return await self.drive(self.core.limits.document(name))
+        return await self.drive(self.core.submitter.limits.document(name))
 
     async def set_limit(
         self, name: str, *, concurrency: int | None = None, rate: float | None = None, per: float | None = None
     ) -> dict[str, Any]:
         """As ``Client.set_limit``."""
-        return await self.drive(self.core.limits.set(name, change(name, concurrency, rate, per)))
+        return await self.drive(self.core.submitter.limits.set(name, change(name, concurrency, rate, per)))
 
     async def unset_limit(self, name: str) -> dict[str, Any] | None:
         """As ``Client.unset_limit``."""
-        return await self.drive(self.core.limits.unset(name))
+        return await self.drive(self.core.submitter.limits.unset(name))
 
     async def aclose(self) -> None:
         """Stop the waits' subscription and give back every connection."""

@@ -14,34 +14,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import Any, Protocol
 
-from redis import RedisError
-
 from .. import keys
-from ..agents import Agent
-from ..connection import check_noeviction
-from ..dag.plan import validate
 from ..dag.spec import Dag
 from ..engine.events import PAGE, Cursor, Event, entries_page, entries_start
-from ..engine.message import message_template, template_key
 from ..engine.scripts import named
-from ..engine.submission import MISSING, Idempotency, RunWrite, prepare
 from ..engine.transitions import now
 from ..errors import (
     InvalidArgumentError,
     RunNotFoundError,
 )
-from ..observability import tracing
 from ..registry import live_workers
 from ..settings import Settings
 from ..status import TERMINAL, RunStatus, public
-from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe
+from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, ask
 from .document import live_document, live_reads, outcome, retry_plan, run_rows, stall_warnings
-from .limits import LimitBook
+from .submitter import Submitter
 
 log = logging.getLogger(__name__)
 
@@ -91,101 +82,21 @@ class Core:
         self.settings: Settings = app.settings
         self.history = history
         self.outage_seconds = outage_seconds
-        self._no_eviction_checked = False
-        self.limits = LimitBook(app.agents)
+        self.submitter = Submitter(app, outage_seconds)
 
     # --- submitting ---
 
     def submit(
-        self, dag: Dag, key: object = None, reused: dict[str, str] | None = None, parent: str = ""
-    ) -> Steps[str]:
-        """Validate ``dag`` and start it (``DagError``: nothing enqueued); the id of the run that
-        holds the submission (an earlier run of the same idempotency key, or the new one)."""
-        idem = self.idempotency(dag, key)
-        if idem is not None and (held := idem.holder((yield Ask(lambda t: t.redis.get(idem.redis_key))))):
-            return held
-        workers = list((yield from live_workers())) if self.needs_registry(dag) else []
-        live = {name for worker in workers for name in worker["agents"]}
-        limits = yield from self.limits.holds(dag, workers)
-        tracing.setup_tracing("coditect-producer")
-        with tracing.run_span(dag.name, len(dag.nodes)) as span:
-            write = self.prepare(dag, live, span, reused, parent, idem, limits)
-            return (yield from self.write(write))
-
-    def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
-        """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), None without a key."""
-        return None if key is None else Idempotency.of(key, dag.to_json(), self.settings.idempotency_retention)
-
-    def needs_registry(self, dag: Dag) -> bool:
-        """Whether ``dag`` names an agent the app does not declare (only a remote worker might serve it)."""
-        agents = self.app.agents
-        return any(name not in agents for node in dag.nodes.values() for name in (node.agent, node.fallback) if name)
-
-    def prepare(
         self,
         dag: Dag,
-        live: Iterable[str],
-        span: Any,
+        key: object = None,
         reused: dict[str, str] | None = None,
         parent: str = "",
-        idem: Idempotency | None = None,
-        held: dict[str, list[list[Any]]] | None = None,
-    ) -> RunWrite:
-        """Validate and plan ``dag`` against the agents the app declares and ``live`` ones, and
-        build its run's writes under the run's root ``span``."""
-        app, settings = self.app, self.settings
-        plan = validate(dag, set(app.agents) | set(live), **settings.dag_limits())
-        run_id = uuid.uuid4().hex
-        span.set_attribute("coditect.run_id", run_id)
-        trace = tracing.traceparent(span)
-        templates: dict[str, str] = {}
-        node_templates: dict[str, str] = {}
-        for node in dag.nodes.values():
-            spec = app.agents.get(node.agent)
-            fallback = node.fallback or (spec.fallback if spec else None)
-            for name in (node.agent, fallback):
-                if name is not None and template_key(name, node.timeout) not in templates:
-                    known = app.agents.get(name) or Agent(name=name, fn=lambda call: None)  # remote: defaults
-                    templates[template_key(name, node.timeout)] = message_template(
-                        app, run_id, known, node.timeout, trace
-                    )
-            node_templates[node.id] = template_key(node.agent, node.timeout)
-        fields = {"trace": trace, "parent": parent, **({"outbox": 1} if settings.outbox else {})}
-        return prepare(run_id, plan, templates, node_templates, now(), fields, reused, idem, held)
-
-    def write(self, write: RunWrite) -> Steps[str]:
-        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing; the run that
-        holds the submission. Roots past the first ``ROOT_SLICE`` are queued after it, a slice per
-        script call (the reaper goes on with them if this process stops)."""
-        if not self._no_eviction_checked:  # once per client: run state must never be evicted
-            check_noeviction((yield Ask(lambda t: t.redis.info("memory"))), self.settings.state_url)
-            self._no_eviction_checked = True
-        held = yield Outlast(lambda number: self._write_once(write, number), self.outage_seconds)
-        if held != write.run_id or not write.later:
-            return str(held)
-        roots = Outlast(lambda _: _ask(lambda t: t.scripts["roots"](args=[write.run_id, now()])), self.outage_seconds)
-        try:
-            while int((yield roots)) > 0:
-                pass  # one slice per call: other clients reach Redis in between
-        except RedisError as exc:  # the run exists: the reaper queues the rest
-            log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
-        return write.run_id
-
-    def _write_once(self, write: RunWrite, number: int) -> Steps[str]:
-        """One try of the submit transaction; a repeat first reads what an earlier try left."""
-        status = (
-            (yield Ask(lambda t: t.redis.hget(keys.run_prefix(write.run_id) + "run", "status"))) if number else None
-        )
-        if status == RunStatus.SUBMITTING:  # an earlier try wrote the run, its script never ran
-            reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
-        elif status is not None:
-            return write.run_id  # an earlier try got through
-        else:
-            replies = yield Ask(lambda t: _transaction(t, write))
-            reply = write.script_reply(replies)
-            if reply is MISSING:  # a Redis without the script: the writes are in, it runs alone
-                reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
-        return write.started(reply)
+        priority: int | None = None,
+        fairness_key: str | None = None,
+    ) -> Steps[str]:
+        """As ``Submitter.submit``."""
+        return (yield from self.submitter.submit(dag, key, reused, parent, priority, fairness_key))
 
     # --- reading ---
 
@@ -265,7 +176,7 @@ class Core:
         """Stop starting nodes and revoke the queued ones; the run ends ``cancelled``. False if it
         was over already."""
         reply = named(
-            (yield Outlast(lambda _: _ask(lambda t: t.scripts["cancel"](args=[run_id, now()])), self.outage_seconds))
+            (yield Outlast(lambda _: ask(lambda t: t.scripts["cancel"](args=[run_id, now()])), self.outage_seconds))
         )
         if reply["ok"] != 1:
             return False
@@ -402,15 +313,3 @@ def _counted(run_id: str) -> Callable[[Any], Any]:
 def _history_page(start: str) -> Callable[[Any], Any]:
     """One page of the history stream from ``start``."""
     return lambda t: t.redis.xrange(keys.HISTORY, start, "+", count=PAGE)
-
-
-def _ask(call: Callable[[Any], Any]) -> Steps[Any]:
-    """One ``Ask`` as an operation of its own (what ``Outlast`` repeats)."""
-    return (yield Ask(call))
-
-
-def _transaction(transport: Any, write: RunWrite) -> Any:
-    """The submit's MULTI/EXEC on ``transport``'s Redis, run with ``raise_on_error=False``."""
-    pipe = transport.redis.pipeline(transaction=True)
-    write.queue(pipe, transport.scripts["submit"].sha)
-    return pipe.execute(raise_on_error=False)

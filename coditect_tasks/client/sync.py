@@ -80,11 +80,21 @@ class Client:
             self._history = HistoryStore.from_settings(self.settings)
         return self._history
 
-    def submit(self, dag: Dag, *, idempotency_key: str | None = None) -> DagRun:
+    def submit(
+        self,
+        dag: Dag,
+        *,
+        idempotency_key: str | None = None,
+        priority: int | None = None,
+        fairness_key: str | None = None,
+    ) -> DagRun:
         """Validate and start ``dag`` (``DagError``: nothing enqueued). With ``idempotency_key``, at
         most once per key within ``CODITECT_IDEMPOTENCY_RETENTION``: a repeat with the same DAG
-        returns the first run, one with another DAG raises ``IdempotencyConflictError``."""
-        return DagRun(self.drive(self.core.submit(dag, idempotency_key)), self)
+        returns the first run, one with another DAG raises ``IdempotencyConflictError``.
+        ``priority`` (0–9, default 5; a node's own wins): higher goes first when workers are busy;
+        ``fairness_key`` (a tenant, a user): keys of one priority are served round robin."""
+        run_id = self.drive(self.core.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key))
+        return DagRun(run_id, self)
 
     def get(self, run_id: str) -> DagRun:
         """The handle of run ``run_id``; ``RunNotFoundError`` if neither Redis nor the history knows it."""
@@ -103,18 +113,18 @@ class Client:
 
     def limits(self, name: str = "") -> list[dict[str, Any]]:
         """Every limit (or only ``name``) with what holds and waits for it, per key (``limits --json``)."""
-        return self.drive(self.core.limits.document(name))
+        return self.drive(self.core.submitter.limits.document(name))
 
     def set_limit(
         self, name: str, *, concurrency: int | None = None, rate: float | None = None, per: float | None = None
     ) -> dict[str, Any]:
         """Change limit ``name`` at run time (defining it if no code does): it holds from the next
         dispatch on, and lets go at once the waiters it makes room for. Its definition now."""
-        return self.drive(self.core.limits.set(name, change(name, concurrency, rate, per)))
+        return self.drive(self.core.submitter.limits.set(name, change(name, concurrency, rate, per)))
 
     def unset_limit(self, name: str) -> dict[str, Any] | None:
         """Drop the change ``set_limit`` made: the declared definition again, or None (no code declares it)."""
-        return self.drive(self.core.limits.unset(name))
+        return self.drive(self.core.submitter.limits.unset(name))
 
     def close(self) -> None:
         """Give back every connection; the client is unusable after."""
@@ -322,7 +332,14 @@ def default_client() -> Client:
         return _DEFAULT[1]
 
 
-def submit(dag: Dag, app: CoditectApp | None = None, *, idempotency_key: str | None = None) -> DagRun:
+def submit(
+    dag: Dag,
+    app: CoditectApp | None = None,
+    *,
+    idempotency_key: str | None = None,
+    priority: int | None = None,
+    fairness_key: str | None = None,
+) -> DagRun:
     """Submit ``dag`` through this process's client (``app``: through that app's client instead)."""
     client = default_client() if app is None else Client.of(app)
-    return client.submit(dag, idempotency_key=idempotency_key)
+    return client.submit(dag, idempotency_key=idempotency_key, priority=priority, fairness_key=fairness_key)

@@ -25,7 +25,11 @@ MAX_DAG_BYTES = Settings.max_dag_bytes
 
 #: Node ids become parts of Redis keys and task ids: keep them plain.
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
-NODE_FIELDS = frozenset({"id", "agent", "params", "after", "foreach", "timeout", "retries", "fallback", "limits"})
+NODE_FIELDS = frozenset(
+    {"id", "agent", "params", "after", "foreach", "timeout", "retries", "fallback", "limits", "priority"}
+)
+#: Priorities a node or a submit may give: higher goes first (``keys.DEFAULT_PRIORITY`` without one).
+PRIORITIES = range(10)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class Node:
     fallback: str | None = None
     #: Names of the limits (``limits.Limit``) the node holds while it runs, beside its agent's.
     limits: tuple[str, ...] = ()
+    #: 0–9, higher first among ready nodes of its agent (None: its submit's, else 5).
+    priority: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "agent": self.agent}
@@ -51,7 +57,7 @@ class Node:
             data["after"] = list(self.after)
         if self.limits:
             data["limits"] = list(self.limits)
-        for name in ("foreach", "timeout", "retries", "fallback"):
+        for name in ("foreach", "timeout", "retries", "fallback", "priority"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
         return data
@@ -79,6 +85,7 @@ class Dag:
         retries: int | None = None,
         fallback: str | None = None,
         limits: Sequence[str] = (),
+        priority: int | None = None,
     ) -> str:
         """Add a node and return its id (to use in another node's ``after``)."""
         data: dict[str, Any] = {
@@ -88,7 +95,8 @@ class Dag:
             "after": list(after),
             "limits": list(limits),
         }
-        for key, value in (("foreach", foreach), ("timeout", timeout), ("retries", retries), ("fallback", fallback)):
+        optional = (("foreach", foreach), ("timeout", timeout), ("retries", retries), ("fallback", fallback))
+        for key, value in (*optional, ("priority", priority)):
             if value is not None:
                 data[key] = value if key != "foreach" or isinstance(value, str) else list(value)  # type: ignore[arg-type]
         self.add(_parse_node(data, self.source, len(self.nodes)))
@@ -196,6 +204,9 @@ def _parse_node(raw: Any, source: str, index: int) -> Node:
         limits = [limits]
     if not isinstance(limits, list) or not all(isinstance(name, str) and name for name in limits):
         raise bad("'limits' must be a list of limit names")
+    priority = raw.get("priority")
+    if priority is not None and (isinstance(priority, bool) or priority not in PRIORITIES):
+        raise bad("'priority' must be a whole number from 0 to 9 (higher goes first)")
     return Node(
         id=node_id,
         agent=agent,
@@ -206,4 +217,5 @@ def _parse_node(raw: Any, source: str, index: int) -> Node:
         retries=retries,
         fallback=fallback,
         limits=tuple(dict.fromkeys(limits)),
+        priority=priority,
     )

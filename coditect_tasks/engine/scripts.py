@@ -42,6 +42,7 @@ def _load_scripts() -> dict[str, str]:
             "outbox",
             "limit",
             "pace",
+            "window",
         )
     }
 

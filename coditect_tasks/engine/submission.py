@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +61,17 @@ class Idempotency:
         if digest != self.digest:
             raise IdempotencyConflictError(self.key, run_id)
         return run_id
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """Where a run's ready nodes stand among others waiting past the hand-off window (keys.WINDOWS):
+    their ``priority`` (a node's own wins), the run's ``fairness_key`` (served round robin with the
+    others), and each node's ``ranks`` in its run (critical path: 0 goes first)."""
+
+    priority: int = keys.DEFAULT_PRIORITY
+    fairness_key: str = ""
+    ranks: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,12 +139,15 @@ def prepare(
     reused: dict[str, str] | None = None,
     idempotency: Idempotency | None = None,
     held: dict[str, list[list[Any]]] | None = None,
+    ordering: Ordering | None = None,
 ) -> RunWrite:
     """The writes of run ``run_id``. ``fields`` go into its run hash (trace, parent, outbox). A
     retry passes ``reused``: node → result (JSON) of the nodes that succeeded in its parent; they
     start succeeded, and the run begins at the nodes whose every predecessor is among them.
-    ``held``: node → the limits it holds (``limits.holds``), in its description for the engine."""
+    ``held``: node → the limits it holds (``limits.holds``), in its description for the engine;
+    ``ordering``: where its nodes wait past the hand-off window."""
     reused = reused or {}
+    ordering = ordering or Ordering()
     dag = plan.dag
     descs: dict[str, str] = {}
     params: dict[str, str] = {}
@@ -150,6 +165,11 @@ def prepare(
             desc["f"] = node.foreach
         if held and held.get(node_id):
             desc["h"] = held[node_id]
+        priority = node.priority if node.priority is not None else ordering.priority
+        if priority != keys.DEFAULT_PRIORITY:
+            desc["y"] = priority
+        if ordering.ranks.get(node_id):
+            desc["k"] = ordering.ranks[node_id]
         descs[node_id] = json.dumps(desc, separators=(",", ":"))
         params[node_id] = json.dumps(
             {
@@ -176,6 +196,7 @@ def prepare(
         "remaining": len(dag.nodes) - len(reused),
         "active": 0,  # nodes running now (the run hash's counter; a status is never a field name)
         "dag": json.dumps(dag.to_json()),
+        **({"fair": ordering.fairness_key} if ordering.fairness_key else {}),
         **fields,
     }
     hashes: dict[str, dict[str, Any]] = {

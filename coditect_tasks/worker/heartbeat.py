@@ -1,6 +1,7 @@
 """The worker's heartbeat: announce the worker in the registry, and reap expired leases.
 
-It also declares the worker's agents' limits to the engine and runs the pacer (``pacer.py``).
+It also declares the worker's agents' limits to the engine, runs the pacer (``pacer.py``), and
+sets each queue's hand-off window to the slots of its live workers (``keys.WINDOWS``).
 
 A consumer bootstep, so "registered" means "consuming". The same thread is every
 worker's reaper: it requeues node attempts whose lease expired, and nodes whose
@@ -144,6 +145,12 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         assert self._registry is not None and self._info is not None
         try:
             self._registry.beat(self._info)
+            slots = {
+                keys.agent_queue(agent): sum(w.concurrency for w in workers)
+                for agent, workers in self._registry.by_agent().items()
+                if workers
+            }
+            engine_for(self._app.settings.state_url).set_windows(slots)
         except redis.RedisError as exc:
             log.warning("heartbeat to the state Redis failed: %s", exc)
 

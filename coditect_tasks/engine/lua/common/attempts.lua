@@ -247,6 +247,7 @@ local function take(node, worker, task_id, breaker)
   end
   local b = {false, false}
   if (breaker or '') ~= '' and not desc.item then b = redis.call('MGET', breaker .. 'state', breaker .. 'fail_counter') end
+  refill(desc.q, 1)  -- its message left the queue: the next waiting past the window takes its place
   return {ok = 1, token = token, record = rec, upstream = '{' .. table.concat(parts, ',') .. '}', items = items,
           parent = parent, links = '[' .. table.concat(links, ',') .. ']',
           retried = tonumber(redis.call('HGET', RETRIED, node) or '0'), breaker = b[1], failures = b[2]}

@@ -41,13 +41,6 @@ local function ready(node)
   return {node = node, desc = desc, parts = compile(tpl)}
 end
 
--- Publish a ready node's Celery message, once it has taken its limits (else it waits: throttle), straight onto its agent's queue, atomically with its
--- state change: no window in which a ready node is known but not queued. seq numbers the node's
--- messages (only the newest may begin it), order is its place among every message the engine
--- put on its queue (header ORDER_HEADER). A run on a broker Lua cannot reach (RabbitMQ: the
--- run's 'outbox' field) gets its messages written to the outbox in the same script instead,
--- which workers drain to the broker (at least once: a duplicate is dropped by take's checks);
--- the broker redelivers what a dead consumer held, so such a node needs no watch.
 -- Whether node waits for its message to be taken (or for a limit), in a run that still starts nodes.
 local function queued_in_live_run(node)
   return redis.call('HGET', STATUS, node) == NODE_STATUS.QUEUED and redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING
@@ -73,16 +66,64 @@ local function throttle(r, block, was)
   if moved then record(r.node, 'throttled', {'limit', block.name, 'key', block.kv}) end
 end
 
-local function push(r)
-  if r.desc.h then
-    local was = throttled_on(r.node)
-    local block = take_limits(RUN_ID .. '|' .. r.node, r.desc.h, was and was.since or server_now())
-    if block then
-      throttle(r, block, was)
-      return
-    end
-    if was then redis.call('HDEL', THROTTLED, r.node) end
+-- The ready sets past the hand-off window (keys.READY_PREFIX): a node waits there queued, counted
+-- as demand, with no message, until a worker's take makes room on its queue (refill).
+local function ready_keys(q, priority, key)
+  local ring = READY_PREFIX .. q .. '|' .. priority
+  return READY_PREFIX .. q, ring, ring .. '|' .. key
+end
+
+-- Whether q's broker list is full (or nodes already wait for room): a ready node waits its turn.
+-- A queue with no window (no live worker yet) never makes it wait, nor does one Lua cannot see
+-- (RabbitMQ: the outbox path), whose list in Redis is always empty.
+local function backlogged(q)
+  local window = redis.call('HGET', WINDOWS, q)
+  if not window then return false end
+  return redis.call('LLEN', q) >= tonumber(window) or redis.call('EXISTS', READY_PREFIX .. q) == 1
+end
+
+-- Node r waits past the window: in its priority's level, under its run's fairness key (served round
+-- robin with the others), ordered by its run's submit order and then its rank (critical path).
+local function hold(r)
+  local priority = r.desc.y or DEFAULT_PRIORITY
+  local run = redis.call('HMGET', RUN, 'seq', 'fair')
+  local levels, ring, set = ready_keys(r.desc.q, priority, run[2] or '')
+  redis.call('HINCRBY', SEQ, r.node, 1)  -- a message still out for it is stale from here
+  unwatch(r.node)
+  set_status(r.node, NODE_STATUS.QUEUED, r.desc)
+  if redis.call('ZADD', set, tonumber(run[1] or '0') * RANK_SPAN + (r.desc.k or 0), RUN_ID .. '|' .. r.node) == 1
+     and redis.call('ZCARD', set) == 1 then
+    redis.call('RPUSH', ring, run[2] or '')
+    redis.call('ZADD', levels, -priority, priority)
   end
+  record(r.node, NODE_STATUS.QUEUED)
+end
+
+-- The next node past q's window: the highest priority's next fairness key's first. Nil if none.
+local function take_ready(q)
+  local levels = READY_PREFIX .. q
+  local priority = redis.call('ZRANGE', levels, 0, 0)[1]
+  if not priority then return nil end
+  local ring = levels .. '|' .. priority
+  local key = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+  local set = ring .. '|' .. key
+  local member = redis.call('ZPOPMIN', set)[1]
+  if redis.call('ZCARD', set) == 0 then
+    redis.call('LREM', ring, 0, key)
+    if redis.call('LLEN', ring) == 0 then redis.call('ZREM', levels, priority) end
+  end
+  return member
+end
+
+-- Publish a ready node's Celery message straight onto its agent's queue, atomically with its
+-- state change: no window in which a ready node is known but not queued. seq numbers the node's
+-- messages (only the newest may begin it), order is its place among every message the engine
+-- put on its queue (header ORDER_HEADER). A run on a broker Lua cannot reach (RabbitMQ: the
+-- run's 'outbox' field) gets its messages written to the outbox in the same script instead,
+-- which workers drain to the broker (at least once: a duplicate is dropped by take's checks);
+-- the broker redelivers what a dead consumer held, so such a node needs no watch. `held`: it waited
+-- past the window (hold), where its queued transition was recorded.
+local function dispatch(r, held)
   local seq = redis.call('HINCRBY', SEQ, r.node, 1)
   local order = redis.call('HINCRBY', PUSHED, r.desc.q, 1)
   redis.call('HSET', ORDER, r.node, order)
@@ -95,7 +136,40 @@ local function push(r)
     redis.call('LPUSH', r.desc.q, message)
     watch(r.node, QUEUED_CHECK_SECONDS)
   end
-  record(r.node, NODE_STATUS.QUEUED)
+  if not held then record(r.node, NODE_STATUS.QUEUED) end  -- a held node's was recorded when it was held
+end
+
+-- Queue ready node r: take its limits (or wait for them: throttle), then hand its message to its
+-- queue, or wait past the hand-off window for room (hold).
+local function push(r)
+  if r.desc.h then
+    local was = throttled_on(r.node)
+    local block = take_limits(RUN_ID .. '|' .. r.node, r.desc.h, was and was.since or server_now())
+    if block then
+      throttle(r, block, was)
+      return
+    end
+    if was then redis.call('HDEL', THROTTLED, r.node) end
+  end
+  if backlogged(r.desc.q) then hold(r) else dispatch(r) end
+end
+
+-- Hand up to n nodes waiting past q's window to it, as room is made (a take, a wider window).
+-- Nodes that no longer wait (their run ended) are dropped. Returns how many went.
+local function refill(q, n)
+  local saved, moved = RUN_ID, 0
+  while moved < n do
+    local member = take_ready(q)
+    if not member then break end
+    local run_id, node = string.match(member, '^([^|]+)|(.+)$')
+    use_run(run_id)
+    if queued_in_live_run(node) then
+      dispatch(ready(node), true)
+      moved = moved + 1
+    end
+  end
+  use_run(saved)
+  return moved
 end
 
 local function enqueue(node)

@@ -1,0 +1,161 @@
+"""Submitting a run, with no I/O: validate, resolve its limits and order, write it in one transaction.
+
+Steps, as the rest of the client's behaviour (``core.py``): the sync and asyncio transports run them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from redis import RedisError
+
+from .. import keys
+from ..agents import Agent
+from ..connection import check_noeviction
+from ..dag.critical import ranks
+from ..dag.plan import validate
+from ..dag.spec import Dag
+from ..engine.message import message_template, template_key
+from ..engine.submission import MISSING, Idempotency, Ordering, RunWrite, prepare
+from ..engine.transitions import now
+from ..observability import tracing
+from ..registry import live_workers
+from ..settings import Settings
+from ..status import RunStatus
+from ..steps import Ask, Outlast, Steps, ask
+from .limits import LimitBook
+from .ordering import Medians, check_ordering
+
+log = logging.getLogger(__name__)
+
+
+class Submitter:
+    """The submit of one client over one app: the limits and medians it caches, and whether it
+    has checked Redis's eviction policy yet."""
+
+    def __init__(self, app: Any, outage_seconds: float) -> None:
+        self.app = app
+        self.settings: Settings = app.settings
+        self.outage_seconds = outage_seconds
+        self._no_eviction_checked = False
+        self.limits = LimitBook(app.agents)
+        self.medians = Medians()
+
+    def submit(
+        self,
+        dag: Dag,
+        key: object = None,
+        reused: dict[str, str] | None = None,
+        parent: str = "",
+        priority: int | None = None,
+        fairness_key: str | None = None,
+    ) -> Steps[str]:
+        """Validate ``dag`` and start it (``DagError``: nothing enqueued); the id of the run that
+        holds the submission (an earlier run of the same idempotency key, or the new one).
+        ``priority`` (0–9) applies to its nodes without their own; ``fairness_key`` (a tenant, a
+        user) is served round robin with the other keys of the same priority."""
+        check_ordering(priority, fairness_key)
+        idem = self.idempotency(dag, key)
+        if idem is not None and (held := idem.holder((yield Ask(lambda t: t.redis.get(idem.redis_key))))):
+            return held
+        workers = list((yield from live_workers())) if self.needs_registry(dag) else []
+        live = {name for worker in workers for name in worker["agents"]}
+        limits = yield from self.limits.holds(dag, workers)
+        seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
+        tracing.setup_tracing("coditect-producer")
+        with tracing.run_span(dag.name, len(dag.nodes)) as span:
+            ordering = (priority, fairness_key or "", seconds)
+            write = self.prepare(dag, live, span, reused, parent, idem, limits, ordering)
+            return (yield from self.write(write))
+
+    def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
+        """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), None without a key."""
+        return None if key is None else Idempotency.of(key, dag.to_json(), self.settings.idempotency_retention)
+
+    def needs_registry(self, dag: Dag) -> bool:
+        """Whether ``dag`` names an agent the app does not declare (only a remote worker might serve it)."""
+        agents = self.app.agents
+        return any(name not in agents for node in dag.nodes.values() for name in (node.agent, node.fallback) if name)
+
+    def prepare(
+        self,
+        dag: Dag,
+        live: Iterable[str],
+        span: Any,
+        reused: dict[str, str] | None = None,
+        parent: str = "",
+        idem: Idempotency | None = None,
+        held: dict[str, list[list[Any]]] | None = None,
+        ordering: tuple[int | None, str, dict[str, float]] = (None, "", {}),
+    ) -> RunWrite:
+        """Validate and plan ``dag`` against the agents the app declares and ``live`` ones, and
+        build its run's writes under the run's root ``span``."""
+        app, settings = self.app, self.settings
+        plan = validate(dag, set(app.agents) | set(live), **settings.dag_limits())
+        run_id = uuid.uuid4().hex
+        span.set_attribute("coditect.run_id", run_id)
+        trace = tracing.traceparent(span)
+        templates: dict[str, str] = {}
+        node_templates: dict[str, str] = {}
+        for node in dag.nodes.values():
+            spec = app.agents.get(node.agent)
+            fallback = node.fallback or (spec.fallback if spec else None)
+            for name in (node.agent, fallback):
+                if name is not None and template_key(name, node.timeout) not in templates:
+                    known = app.agents.get(name) or Agent(name=name, fn=lambda call: None)  # remote: defaults
+                    templates[template_key(name, node.timeout)] = message_template(
+                        app, run_id, known, node.timeout, trace
+                    )
+            node_templates[node.id] = template_key(node.agent, node.timeout)
+        fields = {"trace": trace, "parent": parent, **({"outbox": 1} if settings.outbox else {})}
+        priority, fairness_key, seconds = ordering
+        placed = Ordering(
+            keys.DEFAULT_PRIORITY if priority is None else priority,
+            fairness_key,
+            ranks(plan, seconds, settings.critical_path),
+        )
+        return prepare(run_id, plan, templates, node_templates, now(), fields, reused, idem, held, placed)
+
+    def write(self, write: RunWrite) -> Steps[str]:
+        """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing; the run that
+        holds the submission. Roots past the first ``ROOT_SLICE`` are queued after it, a slice per
+        script call (the reaper goes on with them if this process stops)."""
+        if not self._no_eviction_checked:  # once per client: run state must never be evicted
+            check_noeviction((yield Ask(lambda t: t.redis.info("memory"))), self.settings.state_url)
+            self._no_eviction_checked = True
+        held = yield Outlast(lambda number: self._write_once(write, number), self.outage_seconds)
+        if held != write.run_id or not write.later:
+            return str(held)
+        roots = Outlast(lambda _: ask(lambda t: t.scripts["roots"](args=[write.run_id, now()])), self.outage_seconds)
+        try:
+            while int((yield roots)) > 0:
+                pass  # one slice per call: other clients reach Redis in between
+        except RedisError as exc:  # the run exists: the reaper queues the rest
+            log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
+        return write.run_id
+
+    def _write_once(self, write: RunWrite, number: int) -> Steps[str]:
+        """One try of the submit transaction; a repeat first reads what an earlier try left."""
+        status = (
+            (yield Ask(lambda t: t.redis.hget(keys.run_prefix(write.run_id) + "run", "status"))) if number else None
+        )
+        if status == RunStatus.SUBMITTING:  # an earlier try wrote the run, its script never ran
+            reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
+        elif status is not None:
+            return write.run_id  # an earlier try got through
+        else:
+            replies = yield Ask(lambda t: _transaction(t, write))
+            reply = write.script_reply(replies)
+            if reply is MISSING:  # a Redis without the script: the writes are in, it runs alone
+                reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
+        return write.started(reply)
+
+
+def _transaction(transport: Any, write: RunWrite) -> Any:
+    """The submit's MULTI/EXEC on ``transport``'s Redis, run with ``raise_on_error=False``."""
+    pipe = transport.redis.pipeline(transaction=True)
+    write.queue(pipe, transport.scripts["submit"].sha)
+    return pipe.execute(raise_on_error=False)

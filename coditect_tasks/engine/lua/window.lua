@@ -1,0 +1,19 @@
+-- The heartbeats' view of the workers: ARGV[3..] are pairs (queue, slots of its live workers). Each
+-- queue's hand-off window becomes its slots, and nodes waiting past a wider window go to it now; a
+-- queue no live worker serves any more has no window (its messages go straight to it). Returns
+-- the nodes handed over.
+local moved, seen = 0, {}
+for i = 3, #ARGV - 1, 2 do
+  local q, slots = ARGV[i], tonumber(ARGV[i + 1])
+  seen[q] = true
+  redis.call('HSET', WINDOWS, q, slots)
+  local room = slots - redis.call('LLEN', q)
+  if room > 0 then moved = moved + refill(q, room) end
+end
+for _, q in ipairs(redis.call('HKEYS', WINDOWS)) do
+  if not seen[q] then
+    redis.call('HDEL', WINDOWS, q)
+    moved = moved + refill(q, 1000)  -- nothing bounds its queue now: what waited goes
+  end
+end
+return moved
