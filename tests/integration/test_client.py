@@ -191,7 +191,7 @@ def test_a_submit_refused_in_the_script_leaves_nothing_of_its_run(app: CoditectA
 
     client = Client.of(app)
     dag = diamond()
-    idem = client.core.idempotency(dag, "taken")
+    idem = client.core.submitter.idempotency(dag, "taken")
     assert idem is not None
     client.redis.set(idem.redis_key, f"winner {idem.digest}")
     with tracing.run_span(dag.name, len(dag.nodes)) as span:
