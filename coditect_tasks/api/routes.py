@@ -121,7 +121,14 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
             }
         },
     )
-    def create_run(body: bytes = Depends(_body), content_type: str | None = Header(None)) -> JSONResponse:
+    def create_run(
+        body: bytes = Depends(_body),
+        content_type: str | None = Header(None),
+        priority: int | None = Query(None, ge=0, le=9, description="0-9, higher first while workers are busy."),
+        fairness_key: str | None = Query(
+            None, min_length=1, max_length=256, description="A tenant or user: served round robin with the others."
+        ),
+    ) -> JSONResponse:
         """Validate a DAG and start it; 422 names what is wrong (nothing is enqueued then)."""
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media not in DAG_MEDIA:
@@ -133,7 +140,8 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         except UnicodeDecodeError as exc:
             raise DagError("request body", f"not UTF-8: {exc}") from None
         dag = Dag.from_text(text, source=DAG_MEDIA[media], max_bytes=settings.max_dag_bytes)
-        return JSONResponse(client.submit(dag).status(), status_code=201)
+        run = client.submit(dag, priority=priority, fairness_key=fairness_key)
+        return JSONResponse(run.status(), status_code=201)
 
     @api.get("/api/runs", dependencies=[Depends(guard.api)], response_model=schemas.RunList)
     def get_runs(

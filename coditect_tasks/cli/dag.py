@@ -68,11 +68,17 @@ def dag_submit(
     file: Annotated[Path, typer.Argument(help="YAML or JSON DAG file.")],
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to end.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait at most.")] = None,
+    priority: Annotated[
+        int | None, typer.Option(min=0, max=9, help="0-9, higher first while workers are busy (default 5).")
+    ] = None,
+    fairness_key: Annotated[
+        str | None, typer.Option(help="A tenant or user: keys of one priority are served round robin.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Validate and start a run; with --wait, follow it to the end."""
     dag = _load(file)
-    run = _client().submit(dag)
+    run = _client().submit(dag, priority=priority, fairness_key=fairness_key)
     if not wait:
         _started(run, as_json)
         return

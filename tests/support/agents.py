@@ -70,11 +70,13 @@ def poison(call: AgentCall) -> object:
 
 @agent("counted", timeout=30.0)
 def counted(call: AgentCall) -> dict[str, int]:
-    """Append one line per execution (foreach item, attempt) to the file ``params["log"]``, then sleep ``params["seconds"]``."""
+    """Append one line per execution (foreach item, attempt) to the file ``params["log"]``, then sleep
+    ``params["seconds"]`` (``params["first_seconds"]`` on its first attempt, if given)."""
     log = Path(call.params["log"])
     with log.open("a") as handle:
         handle.write(f"{call.params.get('item', '-')} {call.attempt}\n")
-    time.sleep(float(call.params.get("seconds", 0)))
+    seconds = call.params.get("first_seconds") if call.attempt == 1 else None
+    time.sleep(float(seconds if seconds is not None else call.params.get("seconds", 0)))
     return {"executions": len(log.read_text().splitlines())}
 
 

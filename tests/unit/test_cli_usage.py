@@ -35,6 +35,7 @@ BAD_USAGES: list[tuple[str, str]] = [
     ("dag validate", "Missing argument 'file'"),
     ("dag submit --bogus", "No such option: --bogus"),
     ("dag submit", "Missing argument 'file'"),
+    ("dag submit x.yaml --priority 10", "Invalid value for '--priority'"),
     ("dag submit dag.yaml --timeout soon", "Invalid value for '--timeout'"),
     ("dag status --bogus", "No such option: --bogus"),
     ("dag status", "Missing argument 'run_id'"),

@@ -1,4 +1,4 @@
-"""Issue 30's figures for limits, on a real stack (embedded Redis, two local pools of 4 processes).
+"""Issue 30's figures for flow control, on a real stack (embedded Redis, two local pools of 4 processes).
 
 1. Overhead: diamond capacity (200 runs at once) and a 1,000-node fan-out, each with a
    non-binding limit on every node (a concurrency limit, a rate limit, one with both) and
@@ -8,13 +8,20 @@
    the run's time against the ideal (60 × 0.3 s / 2 = 9 s).
 3. A weighted rate limit: ``rate=20, per=2`` with nodes of 1–5 units for 30 s: the most units
    dispatched in any 2 s window, and the units per second against the limit's 10.
+4. Priority: 400 nodes queued at priority 2, then 10 at priority 8: how many nodes began after
+   the urgent ones were submitted and before the last of them began (the bar: 2 × the 8 slots).
+5. Fairness: key A submits 1,000 nodes, then key B 10: how many of A's had succeeded when B's
+   last did (the bar: fewer than 100).
+6. Critical path: one chain of 6 nodes of 1 s and 40 independent nodes of 0.1 s on 2 slots (a
+   pool of its own), in critical-path order and in FIFO order (``CODITECT_CRITICAL_PATH=0``).
 
-    python examples/bench_limits.py [--repeats 3] [--json]
+    python examples/bench_flow.py [--repeats 3] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import statistics
@@ -27,7 +34,7 @@ from typing import Any
 
 import redis
 
-from coditect_tasks import Dag, keys
+from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.bench import dag_capacity, dag_seconds, fanout
 from coditect_tasks.embedded import LocalStack
@@ -144,6 +151,75 @@ def rated(app: CoditectApp, state: redis.Redis, seconds: float) -> dict[str, Any
     }
 
 
+def began(state: redis.Redis, run_ids: set[str]) -> list[tuple[float, str, str]]:
+    """(time, run, node) of every node of ``run_ids`` that began, in the order they began."""
+    out = []
+    for _, fields in state.xrange(keys.HISTORY):
+        if fields.get("run") in run_ids and fields.get("node") and fields["status"] == "running":
+            out.append((datetime.fromisoformat(fields["at"]).timestamp(), fields["run"], fields["node"]))
+    return sorted(out)
+
+
+def priority(app: CoditectApp, state: redis.Redis, slots: int) -> dict[str, Any]:
+    backlog = Dag("backlog")
+    for i in range(400):
+        backlog.node(f"low{i}", "sleep", params={"seconds": 0.05})
+    low = submit(backlog, app, priority=2)
+    wait_for_running(low)
+    urgent = Dag("urgent")
+    for i in range(10):
+        urgent.node(f"hot{i}", "sleep", params={"seconds": 0.05})
+    hot = submit(urgent, app, priority=8)
+    submitted = time.time()
+    assert hot.wait(300) == "succeeded" and low.wait(300) == "succeeded"
+    order = [run for at, run, _ in began(state, {low.id, hot.id}) if at >= submitted]
+    last_hot = max(i for i, run in enumerate(order) if run == hot.id)
+    return {"begun_until_the_last_urgent_one": last_hot + 1, "bar": 2 * slots}
+
+
+def wait_for_running(run: Any) -> None:
+    deadline = time.monotonic() + 30
+    while not any(n["status"] == "running" for n in run.status()["nodes"].values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"run {run.id} did not start")
+        time.sleep(0.05)
+
+
+def fairness(app: CoditectApp, state: redis.Redis) -> dict[str, Any]:
+    big = Dag("tenant-a")
+    for i in range(1000):
+        big.node(f"a{i}", "noop")
+    small = Dag("tenant-b")
+    for i in range(10):
+        small.node(f"b{i}", "noop")
+    a = submit(big, app, fairness_key="a")
+    b = submit(small, app, fairness_key="b")
+    assert a.wait(300) == "succeeded" and b.wait(300) == "succeeded"
+    ends = {
+        (fields["run"], fields["node"]): datetime.fromisoformat(fields["at"]).timestamp()
+        for _, fields in state.xrange(keys.HISTORY)
+        if fields.get("run") in (a.id, b.id) and fields.get("node") and fields["status"] == "succeeded"
+    }
+    b_done = max(t for (run, _), t in ends.items() if run == b.id)
+    return {"a_succeeded_before_b_finished": sum(1 for (run, _), t in ends.items() if run == a.id and t < b_done)}
+
+
+def critical_path(base: Settings) -> dict[str, Any]:
+    dag = Dag("critical")
+    for i in range(40):
+        dag.node(f"short{i}", "sleep", params={"seconds": 0.1})
+    for i in range(6):
+        dag.node(f"chain{i}", "sleep", params={"seconds": 1.0}, after=[f"chain{i - 1}"] if i else [])
+    seconds = {}
+    with LocalStack.temporary(base, ["sleep"], "bench-critical", workers=1, concurrency=2) as stack:
+        stack.start()
+        for label, enabled in (("fifo", False), ("critical_path", True)):
+            app = create_app(dataclasses.replace(stack.settings, critical_path=enabled))
+            seconds[label] = round(dag_seconds(app, dag, 300)[0], 2)
+            app.close()
+    return {**seconds, "sooner": round(1 - seconds["critical_path"] / seconds["fifo"], 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -164,6 +240,9 @@ def main() -> None:
                 "overhead": overhead(app, state, args.repeats),
                 "keyed_concurrency": keyed(app, state),
                 "weighted_rate": rated(app, state, args.rate_seconds),
+                "priority": priority(app, state, slots=8),
+                "fairness": fairness(app, state),
+                "critical_path": critical_path(base),
                 "seconds": 0.0,
             }
             report["seconds"] = round(time.perf_counter() - started, 1)
