@@ -7,16 +7,16 @@ The reference pages are generated from the code by the local extension ``_ext/co
 from __future__ import annotations
 
 import sys
-from importlib.metadata import version
+from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "coditect-tasks"
 author = "the coditect-tasks authors"
-copyright = "2026, the coditect-tasks authors"  # noqa: A001 - Sphinx's name
-release = version("coditect-tasks")
-version = release  # noqa: F811 - Sphinx reads both
+copyright = "2026, the coditect-tasks authors"
+release = metadata.version("coditect-tasks")
+version = release
 
 extensions = [
     "myst_parser",

@@ -65,7 +65,9 @@ def render() -> str:
         if doc.help:
             parts.append(f"{prose(_first_paragraph(doc.help))}\n")
         if doc.params:
-            parts.append(table(["option or argument", "meaning"], [(code(n), prose(h or UNDOCUMENTED)) for n, h in doc.params]))
+            parts.append(
+                table(["option or argument", "meaning"], [(code(n), prose(h or UNDOCUMENTED)) for n, h in doc.params])
+            )
     return "\n".join(parts)
 
 

@@ -19,6 +19,7 @@ from coditect_tasks.settings import Settings, env_name
 
 from .markdown import UNDOCUMENTED, code, prose, table
 
+
 @dataclass(frozen=True)
 class SettingDoc:
     variable: str
