@@ -37,7 +37,8 @@ html_static_path: list[str] = []
 html_last_updated_fmt = None
 
 autodoc_member_order = "bysource"
-autodoc_typehints = "signature"
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
 autodoc_preserve_defaults = True
 graphviz_output_format = "svg"
 

@@ -43,11 +43,13 @@ def serve(directory: Path, port: int) -> None:
 
 def docs(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free one).")] = 8000,
-    source: Annotated[Path, typer.Option(help="The site's sources.")] = CHECKOUT / "docs",
-    output: Annotated[Path, typer.Option(help="Where the HTML goes.")] = CHECKOUT / "docs" / "_build" / "html",
+    source: Annotated[Path | None, typer.Option(help="The site's sources (default: docs/ of this checkout).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Where the HTML goes (default: docs/_build/html).")] = None,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Build only.")] = False,
 ) -> None:
     """Build the documentation site (failing on any warning) and serve it on 127.0.0.1."""
+    source = source or CHECKOUT / "docs"
+    output = output or source / "_build" / "html"
     build(source, output)
     err.print(f"built {output}")
     if not no_serve:

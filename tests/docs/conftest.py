@@ -1,16 +1,18 @@
-"""The documentation site, built once per test process that needs it (``-W --keep-going -n``).
+"""The documentation site, built once per test run (``-W --keep-going -n``).
 
-Tests that read the built site share the ``docs`` xdist group, so one process builds it once.
+The first test process that needs it builds it; the others (xdist) read that build.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,21 +31,7 @@ class Site:
     seconds: float
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "site" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("docs"))
-
-
-@pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """The site as ``coditect-tasks docs`` and CI build it, in a fresh output folder."""
-    if shutil.which("dot") is None:
-        message = "Graphviz's dot is not installed (apt-get install graphviz): the site's diagrams need it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must install it")
-        pytest.skip(message)
-    out = tmp_path_factory.mktemp("site")
+def _build(out: Path) -> Site:
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", str(DOCS), str(out / "html")],
@@ -52,4 +40,26 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         timeout=300,
         stdin=subprocess.DEVNULL,
     )
-    yield Site(out / "html", proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
+    return Site(out / "html", proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """The site as ``coditect-tasks docs`` and CI build it, in a fresh output folder: built once for
+    the whole run, the first xdist process to need it building it for the others (a file lock beside
+    their temporary folders; the suite's xdist groups cannot promise one process under pytest 9)."""
+    if shutil.which("dot") is None:
+        message = "Graphviz's dot is not installed (apt-get install graphviz): the site's diagrams need it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI must install it")
+        pytest.skip(message)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out, record = shared / "docs-site", shared / "docs-site.json"
+    with (shared / "docs-site.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            built = _build(out)
+            record.write_text(json.dumps({**dataclasses.asdict(built), "html": str(built.html)}))
+        data = json.loads(record.read_text())
+    return Site(Path(data["html"]), data["returncode"], data["log"], data["seconds"])
