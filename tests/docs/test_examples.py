@@ -32,36 +32,47 @@ def _environment(settings: Settings, folder: Path, modules: str) -> dict[str, st
     }
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
-def test_the_page_runs(page: Path, settings: Settings, worker_factory: WorkerFactory, tmp_path: Path) -> None:
+def _reader(page: Path, root: Path) -> Path:
+    """A reader's folder for ``page``, holding the files its blocks write and the script of the rest."""
     blocks = runnable.blocks(page)
-    folder = tmp_path / "reader"
-    folder.mkdir()
+    folder = root / page.relative_to(DOCS).with_suffix("").as_posix().replace("/", "-")
+    folder.mkdir(parents=True)
     for block in blocks:
         if block.file is not None:
             (folder / block.file).write_text(block.code)
-    own = [
-        Path(b.file).stem
-        for b in blocks
-        if b.file and b.file.endswith(".py") and not b.file.startswith(("test_", "conftest"))
-    ]
-    modules = ",".join([*own, "workers.examples"])
-    env = _environment(settings, folder, modules)
-    agents = sorted({agent for block in blocks for agent in block.workers})
-    if agents:
-        worker_factory(agents, extra_env={"PYTHONPATH": env["PYTHONPATH"], "CODITECT_AGENT_MODULES": modules})
     (folder / "page.py").write_text(runnable.script(blocks))
-    proc = subprocess.run(
-        [sys.executable, "page.py"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, f"{page.relative_to(DOCS)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return folder
+
+
+def _agent_modules(folder: Path) -> list[str]:
+    """The agent modules a page wrote (a test module or conftest is not one)."""
+    return [p.stem for p in folder.glob("*.py") if p.stem != "page" and not p.stem.startswith(("test_", "conftest"))]
+
+
+@pytest.mark.integration
+def test_every_runnable_page_runs(settings: Settings, worker_factory: WorkerFactory, tmp_path: Path) -> None:
+    """Each page's blocks run as one script, in its own folder; one worker pool serves the agents
+    every page asks for (a worker per page would cost more than the pages themselves)."""
+    folders = {page: _reader(page, tmp_path) for page in PAGES}
+    modules = ",".join([*(m for f in folders.values() for m in _agent_modules(f)), "workers.examples"])
+    path = os.pathsep.join([*map(str, folders.values()), str(ROOT)])
+    agents = sorted({agent for page in PAGES for block in runnable.blocks(page) for agent in block.workers})
+    worker_factory(agents, concurrency=2, extra_env={"PYTHONPATH": path, "CODITECT_AGENT_MODULES": modules})
+    failures = []
+    for page, folder in folders.items():
+        proc = subprocess.run(
+            [sys.executable, "page.py"],
+            cwd=folder,
+            env=_environment(settings, folder, ",".join([*_agent_modules(folder), "workers.examples"])),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+        )
+        if proc.returncode != 0:
+            failures.append(f"{page.relative_to(DOCS)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    assert not failures, "\n\n".join(failures)
+    assert len(PAGES) >= 5, f"only {len(PAGES)} pages have runnable blocks"
 
 
 def test_every_python_block_of_the_tutorial_runs() -> None:

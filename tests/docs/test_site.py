@@ -68,3 +68,10 @@ def test_the_changelog_keeps_a_changelog(site: Site) -> None:
 def test_the_check_reads_each_kind_from_its_page(site: Site, kind: str) -> None:
     """A name that is on no page is reported for every kind (the check is not vacuous)."""
     assert inventory.missing(site.html, {kind: ["no_such_name_anywhere"]}) == {kind: ["no_such_name_anywhere"]}
+
+
+def test_the_docs_command_refuses_a_folder_without_a_site(tmp_path: Path) -> None:
+    from coditect_tasks.cli import main
+
+    assert main(["docs", "--no-serve", "--source", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
