@@ -1,14 +1,14 @@
 """The metrics and alerts reference: every family the exporter can serve, every alert rule.
 
-The exporter's families are read from ``observability/metrics.py``'s source (each
-``*MetricFamily(name, help, labels=…)`` or ``_histogram(…, name, help, …)`` call), because
-calling the collector needs a live Redis; the alerts come from ``monitoring/prometheus/alerts.yml``.
+The exporter's families are read from the package's source (each
+``*MetricFamily(name, help, labels=…)`` call in any module, and ``observability/metrics.py``'s
+``_histogram(…, name, help, …)``), because calling the collector needs a live Redis; the alerts
+come from ``monitoring/prometheus/alerts.yml``.
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,12 @@ class AlertDoc:
     summary: str
 
 
-def metric_docs(source: str | None = None) -> list[MetricDoc]:
-    """Every metric family built in the exporter's module, in source order."""
-    tree = ast.parse(source if source is not None else inspect.getsource(metrics))
+def metric_docs(sources: list[str] | None = None) -> list[MetricDoc]:
+    """Every metric family the package builds, by name."""
+    if sources is None:
+        sources = [path.read_text() for path in Path(metrics.__file__).parents[1].rglob("*.py")]
     found = []
-    for node in ast.walk(tree):
+    for node in (n for source in sources for n in ast.walk(ast.parse(source))):
         if not isinstance(node, ast.Call):
             continue
         func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")

@@ -1,4 +1,5 @@
-"""Code blocks that CI runs: ``{runnable} python`` or ``{runnable} sh`` in a tutorial or how-to page.
+"""Code blocks that CI runs: ``{runnable} python`` or ``{runnable} sh`` in a tutorial or how-to page
+(``{runnable} yaml`` with ``:file:`` for a file the code reads).
 
 A page's runnable blocks are one script, in order: Python blocks share one namespace, shell blocks
 run through ``bash`` in the same working folder, and a block with ``:file: NAME`` is written to that
@@ -19,7 +20,8 @@ from docutils.parsers.rst import directives
 from markdown_it import MarkdownIt
 from sphinx.util.docutils import SphinxDirective
 
-LANGUAGES = ("python", "sh")
+#: What a block may be: code that runs, or (with ``:file:``) a file the page's code reads.
+LANGUAGES = ("python", "sh", "yaml")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class Runnable(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         language = self.arguments[0]
         if language not in LANGUAGES:
-            raise self.error(f"runnable blocks are {' or '.join(LANGUAGES)}, not {language!r}")
+            raise self.error(f"runnable blocks are {', '.join(LANGUAGES)}, not {language!r}")
+        if language == "yaml" and "file" not in self.options:
+            raise self.error("a yaml block runs nothing: give it a :file: for the page's code to read")
         text = "\n".join(self.content)
         block = nodes.literal_block(text, text, language="bash" if language == "sh" else language)
         self.set_source_info(block)
