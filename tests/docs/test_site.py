@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from coditect_docs import inventory, links, settings_ref
+from coditect_docs import inventory, links, metrics_ref, settings_ref
 
 import coditect_tasks
 from coditect_tasks.settings import Settings, _whole, setting
@@ -75,3 +75,10 @@ def test_the_docs_command_refuses_a_folder_without_a_site(tmp_path: Path) -> Non
 
     assert main(["docs", "--no-serve", "--source", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_metric_family_in_any_module_is_found() -> None:
+    source = 'def collect():\n    yield CounterMetricFamily("coditect_new_things", "New things, by kind.", labels=["kind"])\n'
+    assert metrics_ref.metric_docs([source]) == [
+        metrics_ref.MetricDoc("coditect_new_things_total", "counter", "New things, by kind.", ("kind",))
+    ]
