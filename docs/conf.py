@@ -26,7 +26,7 @@ extensions = [
     "coditect_docs",
 ]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "_ext", "notes/README.md"]
+exclude_patterns = ["_build", "_ext"]
 myst_enable_extensions = ["colon_fence", "deflist", "substitution"]
 myst_substitutions = {"release": release}
 myst_heading_anchors = 3
