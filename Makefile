@@ -2,7 +2,7 @@
 # `make test-unit` is the edit-test loop: the unit tests only, in well under a minute.
 PY := .venv/bin/python
 
-.PHONY: check lint test test-unit bench lock
+.PHONY: check lint test test-unit bench lock docs
 
 check: lint test
 
@@ -28,3 +28,7 @@ lock:
 	  echo "# Refresh: make lock (a fresh venv, pip install -e '.[dev]' unconstrained, pip freeze), then make check."; \
 	  .lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt
 	rm -rf .lock-venv
+
+# The documentation site: built with -W -n (any warning fails), served on 127.0.0.1:8000.
+docs:
+	.venv/bin/coditect-tasks docs

@@ -142,6 +142,8 @@ class RunTimeoutError(CoditectError, TimeoutError):
 
 
 class InvalidIdempotencyKeyError(CoditectError):
+    """An idempotency key that is not a string of 1 to 256 characters: nothing is submitted."""
+
     exit_code = 2
 
     def __init__(self, problem: str) -> None:

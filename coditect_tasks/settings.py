@@ -26,7 +26,7 @@ DEFAULT_AGENT_MODULES = ("workers.examples",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: AOF fsync policies the embedded Redis may run with: every write on disk before its reply
 #: (the default), or once a second (up to a second of writes lost if the machine, not just the
-#: process, goes down; several times less latency under load: see docs/performance.md).
+#: process, goes down; several times less latency under load: see docs/explanation/performance.md).
 FSYNC_POLICIES = ("always", "everysec")
 
 

@@ -18,6 +18,7 @@ import typer
 from ..errors import CoditectError
 from . import bench, dag, demo, history, limits, load, services, workers
 from .context import err
+from .docs import docs as docs_command
 
 cli = typer.Typer(
     name="coditect-tasks",
@@ -31,6 +32,7 @@ cli.command("agents")(workers.agents_cmd)
 cli.command()(workers.up)
 cli.command()(workers.health)
 cli.command()(demo.demo)
+cli.command("docs")(docs_command)
 cli.add_typer(dag.dag_cli, name="dag")
 cli.add_typer(history.history_cli, name="history")
 cli.add_typer(limits.limits_cli, name="limits")

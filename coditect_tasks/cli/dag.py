@@ -51,7 +51,7 @@ def _validate(dag: Dag) -> Plan:
 @dag_cli.command("validate")
 def dag_validate(
     file: Annotated[Path, typer.Argument(help="YAML or JSON DAG file.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Check a DAG file without running it (exit 0 valid, 2 invalid)."""
     dag = _load(file)
@@ -74,7 +74,7 @@ def dag_submit(
     fairness_key: Annotated[
         str | None, typer.Option(help="A tenant or user: keys of one priority are served round robin.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Validate and start a run; with --wait, follow it to the end."""
     dag = _load(file)
@@ -152,7 +152,7 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 @dag_cli.command("status")
 def dag_status(
     run_id: Annotated[str, typer.Argument(help="Run id from `dag submit`.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Show a run and its nodes (from the live state, else from the history)."""
     _finish(_client().get(run_id).status(), as_json)
@@ -161,7 +161,7 @@ def dag_status(
 @dag_cli.command("list")
 def dag_list(
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """List recent runs (live and recorded)."""
     runs = _client().runs(limit=limit)
@@ -194,7 +194,7 @@ def dag_cancel(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
 def dag_retry(
     run_id: Annotated[str, typer.Argument(help="A failed or cancelled run.")],
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the new run to end.")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Run a failed or cancelled run again as a new run: its succeeded nodes keep their results."""
     run = _client().get(run_id).retry()

@@ -30,7 +30,7 @@ def prune(
     older_than: Annotated[
         timedelta, typer.Option("--older-than", parser=_age, help="Delete runs that finished longer ago, e.g. 30d.")
     ],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Delete finished runs older than an age from the history database (runs still going stay)."""
     from ..history.store import HistoryStore

@@ -188,7 +188,7 @@ class DagRun:
         return self.client.drive(self.client.core.state(self.id))
 
     def status(self) -> dict[str, Any]:
-        """The full run document (see the README's run JSON)."""
+        """The full run document (the HTTP API's ``RunDocument``)."""
         return self.client.drive(self.client.core.status(self.id))
 
     def wait(self, timeout: float | None = None) -> str:

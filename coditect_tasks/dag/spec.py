@@ -36,13 +36,21 @@ PRIORITIES = range(10)
 class Node:
     """One agent call. ``foreach`` is a literal list or the id of an ancestor whose result is a list."""
 
+    #: Unique within the DAG; becomes part of Redis keys and task ids (``NODE_ID``).
     id: str
+    #: The agent that runs the call (an ``@agent`` name).
     agent: str
+    #: JSON parameters of the call (``call.params``).
     params: dict[str, Any] = field(default_factory=dict)
+    #: Ids of the nodes that must succeed first; their results arrive in ``call.upstream``.
     after: tuple[str, ...] = ()
+    #: One call per item: a literal list, or the id of an ancestor whose result is a list.
     foreach: str | list[Any] | None = None
+    #: Hard time limit in seconds, over the agent's (at most 24 h).
     timeout: float | None = None
+    #: Retries after a failure, over the agent's.
     retries: int | None = None
+    #: The agent that takes the call while this one's circuit breaker is open, over the agent's.
     fallback: str | None = None
     #: Names of the limits (``limits.Limit``) the node holds while it runs, beside its agent's.
     limits: tuple[str, ...] = ()

@@ -31,6 +31,8 @@ BAD_USAGES: list[tuple[str, str]] = [
     ("up --workers x", "Invalid value for '--workers'"),
     ("demo --bogus", "No such option: --bogus"),
     ("demo --items 0", "Invalid value for '--items'"),
+    ("docs --bogus", "No such option: --bogus"),
+    ("docs --port 70000", "Invalid value for '--port'"),
     ("dag validate --bogus", "No such option: --bogus"),
     ("dag validate", "Missing argument 'file'"),
     ("dag submit --bogus", "No such option: --bogus"),
