@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from _pytest.nodes import coerce_node_id
 
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.embedded import WorkerProcess
@@ -32,22 +33,22 @@ SUPPORT_MODULES = "workers.examples,tests.support.agents"
 SUPPORT_ENV = {"CODITECT_AGENT_MODULES": SUPPORT_MODULES}
 
 
-#: Markers whose tests run on one xdist worker, one after another (``--dist loadgroup``). Each
-#: worker process of the suite is isolated by construction (its own session Redis and tmp dirs,
-#: every server on a port chosen free at start), so this is about time, not state: a chaos test
-#: judges recovery against leases and a load test judges latency and pacing against the machine its
-#: own processes load, and two of them at once on 2 cores would judge each other. Modules with a
-#: server made once per module (RabbitMQ, PostgreSQL, ``serve``) name their own group, so it is made once.
-SERIAL_MARKERS = ("chaos", "load")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Generator[None, None, None]:
+    """Modules with a server made once per module (RabbitMQ, PostgreSQL, ``serve``, the plugin's
+    worker) name an ``xdist_group``, so that ``--dist loadgroup`` runs the module on one process
+    and makes the server once. xdist marks a group by suffixing ``item._nodeid``, which pytest 9.2
+    no longer reads (``nodeid`` comes from ``item._id``): without this the groups were split across
+    processes, each making its own server. The chaos and load tests need no group: each process
+    is isolated (its own Redis, tmp dirs, free ports), and the tests that judge the machine's own
+    pacing run ``alone`` (below)."""
+    yield
     for item in items:
-        for name in SERIAL_MARKERS:
-            if item.get_closest_marker(name) is not None:
-                item.add_marker(pytest.mark.xdist_group(name))
-                break
+        names = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        )
+        if names and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(wrapper=True)
