@@ -21,13 +21,14 @@ local function parent_of(node)
   return string.match(node, '^(.+)#%d+$')
 end
 
--- A node's description: queue q, template t, successors s, predecessors p, foreach x/f. An
--- item's is its node's, with no successors.
+-- A node's description: queue q, template t, successors s, predecessors p, foreach x/f, the
+-- limits it holds h (limits.lua), its priority y and its rank k in its run (queueing.lua's hold).
+-- An item's is its node's, with no successors.
 local function desc_of(node)
   local parent = parent_of(node)
   if parent then
     local d = cjson.decode(redis.call('HGET', NODE, parent))
-    return {q = d.q, t = d.t, s = {}, p = d.p, h = d.h, item = true}
+    return {q = d.q, t = d.t, s = {}, p = d.p, h = d.h, y = d.y, k = d.k, item = true}
   end
   return cjson.decode(redis.call('HGET', NODE, node))
 end
