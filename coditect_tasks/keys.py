@@ -195,7 +195,7 @@ LIMITS_CHANNEL = f"{PREFIX}limits:wake"
 WAKE_BUDGET = 64
 
 #: HASH queue → the hand-off window: how many node messages the engine keeps on that agent's
-#: broker list at most (the slots of its live workers; the heartbeats write it). Ready nodes past
+#: broker list at most (half the slots of its live workers; the heartbeats write it). Ready nodes past
 #: it wait in the engine's own order (``READY_PREFIX``) and go to the list as workers take messages,
 #: so a node of higher priority, of a key served less, or on a run's critical path passes them.
 #: A queue with no window (no live worker yet) takes every message at once.

@@ -210,10 +210,10 @@ class Engine:
         due = float(self._call("pace", "", limit))
         return None if due < 0 else due
 
-    def set_windows(self, slots: dict[str, int]) -> int:
-        """Each queue's hand-off window is the slots of its live workers (``slots``; a queue left out
-        has none any more); nodes waiting past a wider window go to it now. Returns how many went."""
-        return int(self._call("window", "", *(part for pair in sorted(slots.items()) for part in pair)))
+    def set_windows(self, windows: dict[str, int]) -> int:
+        """Each queue's hand-off window (``windows``; a queue left out has none any more, as no live
+        worker serves it); nodes waiting past a wider window go to it now. Returns how many went."""
+        return int(self._call("window", "", *(part for pair in sorted(windows.items()) for part in pair)))
 
     def reserve(self, worker: str, epoch: str, notes: Sequence[tuple[str, str, str]]) -> int:
         """Note that ``worker`` holds the messages ``notes`` (run id, node id, task id), for

@@ -1,7 +1,7 @@
 """The worker's heartbeat: announce the worker in the registry, and reap expired leases.
 
 It also declares the worker's agents' limits to the engine, runs the pacer (``pacer.py``), and
-sets each queue's hand-off window to the slots of its live workers (``keys.WINDOWS``).
+sets each queue's hand-off window from the slots of its live workers (``keys.WINDOWS``).
 
 A consumer bootstep, so "registered" means "consuming". The same thread is every
 worker's reaper: it requeues node attempts whose lease expired, and nodes whose
@@ -32,6 +32,14 @@ from .reservations import Reservations
 REAP_INTERVAL = 1.0
 
 log = logging.getLogger(__name__)
+
+
+def window(slots: int) -> int:
+    """An agent's hand-off window for ``slots`` live worker processes: half of them (at least one).
+    Each take refills the queue in the same script, so a short queue never runs dry while nodes
+    wait; what it holds, plus what the processes have prefetched (one each), is all an urgent node
+    can wait behind: at most 1.5 × the slots."""
+    return max(1, -(-slots // 2))
 
 
 class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
@@ -145,12 +153,12 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         assert self._registry is not None and self._info is not None
         try:
             self._registry.beat(self._info)
-            slots = {
-                keys.agent_queue(agent): sum(w.concurrency for w in workers)
+            windows = {
+                keys.agent_queue(agent): window(sum(w.concurrency for w in workers))
                 for agent, workers in self._registry.by_agent().items()
                 if workers
             }
-            engine_for(self._app.settings.state_url).set_windows(slots)
+            engine_for(self._app.settings.state_url).set_windows(windows)
         except redis.RedisError as exc:
             log.warning("heartbeat to the state Redis failed: %s", exc)
 

@@ -1,10 +1,9 @@
--- The heartbeats' view of the workers: ARGV[3..] are pairs (queue, slots of its live workers). Each
--- queue's hand-off window becomes its slots, and nodes waiting past a wider window go to it now; a
--- queue no live worker serves any more has no window (its messages go straight to it). Returns
--- the nodes handed over.
+-- The heartbeats' view of the workers: ARGV[3..] are pairs (queue, its hand-off window, from the
+-- slots of its live workers). Nodes waiting past a wider window go to it now; a queue no live
+-- worker serves any more has no window (its messages go straight to it). Returns the nodes handed over.
 local moved, seen = 0, {}
 for i = 3, #ARGV - 1, 2 do
-  local q, slots = ARGV[i], tonumber(ARGV[i + 1])
+  local q, slots = ARGV[i], tonumber(ARGV[i + 1])  -- the window
   seen[q] = true
   redis.call('HSET', WINDOWS, q, slots)
   local room = slots - redis.call('LLEN', q)
