@@ -88,8 +88,7 @@ local function hold(r)
   local priority = r.desc.y or DEFAULT_PRIORITY
   local run = redis.call('HMGET', RUN, 'seq', 'fair')
   local levels, ring, set = ready_keys(r.desc.q, priority, run[2] or '')
-  redis.call('HINCRBY', SEQ, r.node, 1)  -- a message still out for it is stale from here
-  unwatch(r.node)
+  if redis.call('HINCRBY', SEQ, r.node, 1) > 1 then unwatch(r.node) end  -- a message still out is stale from here
   set_status(r.node, NODE_STATUS.QUEUED, r.desc)
   if redis.call('ZADD', set, tonumber(run[1] or '0') * RANK_SPAN + (r.desc.k or 0), RUN_ID .. '|' .. r.node) == 1
      and redis.call('ZCARD', set) == 1 then
@@ -127,7 +126,7 @@ local function dispatch(r, held)
   local seq = redis.call('HINCRBY', SEQ, r.node, 1)
   local order = redis.call('HINCRBY', PUSHED, r.desc.q, 1)
   redis.call('HSET', ORDER, r.node, order)
-  set_status(r.node, NODE_STATUS.QUEUED, r.desc)
+  if not held then set_status(r.node, NODE_STATUS.QUEUED, r.desc) end  -- a held node is queued already
   local tid = RUN_ID .. ':' .. r.node .. ':' .. seq
   local message = fill(r.parts, {NODE = r.node, ORDER = order, TID = tid})
   if redis.call('HGET', RUN, 'outbox') == '1' then

@@ -2,7 +2,8 @@
 
 -- A pool process that has finished a node takes the next message of its own queue (the oldest)
 -- itself, in the same script: one round trip per node instead of four (the consumer's ack, pop
--- and unacked record, then begin). Only the engine's own messages for the same task with the same
+-- and unacked record, then begin). An empty queue is first refilled from the nodes waiting past
+-- its hand-off window, so a short window never costs a process its fast path. Only the engine's own messages for the same task with the same
 -- time limits (`hard`, `soft`: '' for none) are taken; any other message is put back where it
 -- was and the process returns to Celery. A stale or duplicate message is dropped, as begin drops
 -- it. The node taken is noted under the running message's id `via` (TAKEN_AFTER_PREFIX, for `ttl`
@@ -16,6 +17,7 @@ end
 local function take_next(queue, task, hard, soft, worker, breaker, via, ttl)
   for _ = 1, TAKE_NEXT_TRIES do
     local raw = redis.call('RPOP', queue)
+    if not raw and refill(queue, 1) > 0 then raw = redis.call('RPOP', queue) end  -- one waiting past the window
     if not raw then return nil end
     local ok, env = pcall(cjson.decode, raw)
     if not (ok and type(env) == 'table') then env = {} end
