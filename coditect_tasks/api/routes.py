@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from importlib import metadata, resources
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -57,6 +57,10 @@ STATUS_OF: tuple[tuple[type[CoditectError], int], ...] = (
 STATIC = resources.files("coditect_tasks.api") / "static"
 #: Event streams open at once at most (each holds a Redis connection); more wait for one to end.
 MAX_STREAMS = 1000
+
+
+#: The path parameter of every run endpoint.
+RUN_ID = Path(description="A run id, as submit returned it.")
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -123,7 +127,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
     )
     def create_run(
         body: bytes = Depends(_body),
-        content_type: str | None = Header(None),
+        content_type: str | None = Header(None, description="application/json or application/yaml."),
         priority: int | None = Query(None, ge=0, le=9, description="0-9, higher first while workers are busy."),
         fairness_key: str | None = Query(
             None, min_length=1, max_length=256, description="A tenant or user: served round robin with the others."
@@ -145,7 +149,8 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
 
     @api.get("/api/runs", dependencies=[Depends(guard.api)], response_model=schemas.RunList)
     def get_runs(
-        limit: int = Query(20, ge=1, le=500), before: str | None = Query(None, description="A run id: older runs.")
+        limit: int = Query(20, ge=1, le=500, description="Runs per page."),
+        before: str | None = Query(None, description="A run id: older runs."),
     ) -> JSONResponse:
         """Recent runs, newest first; pass the last ``run_id`` as ``before`` for the next page."""
         return JSONResponse({"runs": client.runs(limit=limit, before=before)})
@@ -156,12 +161,12 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         response_model=schemas.RunDocument,
         responses=_errors(401, 404),
     )
-    def get_run(run_id: str) -> JSONResponse:
+    def get_run(run_id: str = RUN_ID) -> JSONResponse:
         """The run document, from the live state or, after retention, from the history."""
         return JSONResponse(run_of(run_id).status())
 
     @api.get("/api/runs/{run_id}/dag", dependencies=[Depends(guard.api)], response_model=schemas.DagDocument)
-    def get_dag(run_id: str) -> JSONResponse:
+    def get_dag(run_id: str = RUN_ID) -> JSONResponse:
         """The DAG as submitted."""
         return JSONResponse(run_of(run_id).definition())
 
@@ -171,7 +176,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         response_model=schemas.RunDocument,
         responses=_errors(401, 404, 409),
     )
-    def cancel_run(run_id: str) -> JSONResponse:
+    def cancel_run(run_id: str = RUN_ID) -> JSONResponse:
         """Start nothing more, revoke what is queued; the run ends cancelled (409 if it had ended)."""
         run = run_of(run_id)
         if not run.cancel():
@@ -185,7 +190,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         response_model=schemas.RunDocument,
         responses=_errors(401, 404, 409, 422),
     )
-    def retry_run(run_id: str) -> JSONResponse:
+    def retry_run(run_id: str = RUN_ID) -> JSONResponse:
         """A new run (``parent_run_id``) that keeps the nodes that succeeded and runs the rest again."""
         return JSONResponse(run_of(run_id).retry().status(), status_code=201)
 
@@ -201,7 +206,10 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
             **_errors(401, 404),
         },
     )
-    def run_events(run_id: str, last_event_id: str | None = Header(None)) -> Response:
+    def run_events(
+        run_id: str = RUN_ID,
+        last_event_id: str | None = Header(None, description="The last event id seen: the stream resumes after it."),
+    ) -> Response:
         """Every transition of the run in order, from its start (or after ``Last-Event-ID``), live.
         204 for a reconnect after the run's last event: that tells a browser to stop reconnecting."""
         state = run_of(run_id).state()  # RunNotFoundError (404) before the stream starts
