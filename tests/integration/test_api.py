@@ -435,6 +435,31 @@ def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Pa
             browser.close()
 
 
+def test_the_run_page_shows_what_a_throttled_node_waits_for(served: Served, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = chromium()
+    gate = tmp_path / "gate"
+    assert served.http.put("/api/limits/page-slot", json={"concurrency": 1}).status_code == 200
+    waiter = {"agent": "waiter", "params": {"gate": str(gate)}, "limits": ["page-slot"]}
+    run = served.submit({"name": "throttled", "nodes": [{"id": "one", **waiter}, {"id": "two", **waiter}]})
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 420})
+            page.goto(f"{served.url}/runs/{run['run_id']}?token={TOKEN}")
+            page.wait_for_selector('body[data-ready=true] [data-node="one"][data-status="running"]', state="attached")
+            page.click('[data-node="two"] rect:last-of-type')
+            expect(page.locator("#details")).to_contain_text("waits for limit")
+            expect(page.locator("#details")).to_contain_text("page-slot")
+            gate.touch()  # one ends, and two takes its slot while the page watches
+            page.wait_for_selector('[data-node="two"][data-status="succeeded"]', state="attached", timeout=15_000)
+            expect(page.locator("#details")).not_to_contain_text("waits for limit")
+        finally:
+            browser.close()
+            served.http.delete("/api/limits/page-slot")
+
+
 def test_the_settings_carry_no_token_into_other_processes(served: Served) -> None:
     with_token = dataclasses.replace(served.settings, api_token=TOKEN)
     assert TOKEN not in repr(with_token)
