@@ -90,7 +90,7 @@ class AsyncClient:
     ) -> AsyncRun:
         """As ``Client.submit``: validate and start ``dag``, at most once per ``idempotency_key``."""
         steps = self.core.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key)
-        return AsyncRun(await self.drive(steps), self)
+        return AsyncRun(await self._drive(steps), self)
 
     async def get(self, run_id: str) -> AsyncRun:
         """The handle of run ``run_id``; ``RunNotFoundError`` if neither Redis nor the history knows it."""
@@ -100,7 +100,7 @@ class AsyncClient:
 
     async def runs(self, status: str | None = None, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
         """As ``Client.runs``."""
-        return await self.drive(self.core.runs(status, limit, before))
+        return await self._drive(self.core.runs(status, limit, before))
 
     async def agents(self) -> dict[str, dict[str, dict[str, Any]]]:
         """As ``Client.agents``, in a worker thread (the broker's queue depths have no asyncio API)."""
@@ -109,17 +109,17 @@ class AsyncClient:
 
     async def limits(self, name: str = "") -> list[dict[str, Any]]:
         """As ``Client.limits``."""
-        return await self.drive(self.core.submitter.limits.document(name))
+        return await self._drive(self.core.submitter.limits.document(name))
 
     async def set_limit(
         self, name: str, *, concurrency: int | None = None, rate: float | None = None, per: float | None = None
     ) -> dict[str, Any]:
         """As ``Client.set_limit``."""
-        return await self.drive(self.core.submitter.limits.set(name, change(name, concurrency, rate, per)))
+        return await self._drive(self.core.submitter.limits.set(name, change(name, concurrency, rate, per)))
 
     async def unset_limit(self, name: str) -> dict[str, Any] | None:
         """As ``Client.unset_limit``."""
-        return await self.drive(self.core.submitter.limits.unset(name))
+        return await self._drive(self.core.submitter.limits.unset(name))
 
     async def aclose(self) -> None:
         """Stop the waits' subscription and give back every connection."""
@@ -137,14 +137,14 @@ class AsyncClient:
 
     # --- the transport ---
 
-    async def drive(self, steps: Steps[T]) -> T:
+    async def _drive(self, steps: Steps[T]) -> T:
         """Run one operation of the core to its end."""
         result: list[T] = []
-        async for _ in self.iterate(steps, result):
+        async for _ in self._iterate(steps, result):
             raise AssertionError("an operation that returns a value yielded an event")
         return result[0]
 
-    async def iterate(self, steps: Any, result: list[Any] | None = None) -> AsyncIterator[Event]:
+    async def _iterate(self, steps: Any, result: list[Any] | None = None) -> AsyncIterator[Event]:
         """Run an operation, giving out the events it yields; what it returns goes into ``result``."""
         cleanups: Cleanups = []
         reply: Any = None
@@ -184,7 +184,7 @@ class AsyncClient:
             async for attempt in outlast_outages(step.seconds, tenacity.AsyncRetrying):
                 with attempt:
                     number += 1
-                    return await self.drive(step.steps(number - 1))
+                    return await self._drive(step.steps(number - 1))
             raise AssertionError("unreachable: tenacity re-raises")
         if isinstance(step, Listen):
             ticket = _Ticket(step.run_id, await self._waits.listen(step.run_id, step.seconds))
@@ -216,27 +216,27 @@ class AsyncRun:
 
     async def state(self) -> str:
         """The run's status alone (cheap): running, succeeded, failed or cancelled."""
-        return await self.client.drive(self.client.core.state(self.id))
+        return await self.client._drive(self.client.core.state(self.id))
 
     async def status(self) -> dict[str, Any]:
         """The full run document, as ``DagRun.status`` gives it."""
-        return await self.client.drive(self.client.core.status(self.id))
+        return await self.client._drive(self.client.core.status(self.id))
 
     async def wait(self, timeout: float | None = None) -> str:
         """Until the run is terminal or ``timeout`` seconds pass; return its state. Holds no thread."""
-        return await self.client.drive(self.client.core.wait(self.id, timeout))
+        return await self.client._drive(self.client.core.wait(self.id, timeout))
 
     async def progress(self) -> tuple[int, str]:
         """(nodes in a terminal state, run state), cheaply, for progress bars."""
-        return await self.client.drive(self.client.core.progress(self.id))
+        return await self.client._drive(self.client.core.progress(self.id))
 
     async def dispatch_seconds(self) -> float | None:
         """Seconds from submit to the first node running (None if none ran)."""
-        return await self.client.drive(self.client.core.dispatch_seconds(self.id))
+        return await self.client._drive(self.client.core.dispatch_seconds(self.id))
 
     async def definition(self) -> dict[str, Any]:
         """The DAG as submitted (JSON form)."""
-        return await self.client.drive(self.client.core.definition(self.id))
+        return await self.client._drive(self.client.core.definition(self.id))
 
     async def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded, by node id."""
@@ -249,19 +249,19 @@ class AsyncRun:
     def events(self, after: str | None = None) -> AsyncIterator[Event]:
         """``async for`` the run's transitions (those so far first, or after id ``after``), ending
         with its terminal event."""
-        return self.client.iterate(self.client.core.events(self.id, after))
+        return self.client._iterate(self.client.core.events(self.id, after))
 
     async def terminal_event(self) -> str | None:
         """The id of the run's terminal event, if it has one yet."""
-        return await self.client.drive(self.client.core.terminal_event(self.id))
+        return await self.client._drive(self.client.core.terminal_event(self.id))
 
     async def retry(self) -> AsyncRun:
         """As ``DagRun.retry``: a new run that keeps the nodes that succeeded."""
-        return AsyncRun(await self.client.drive(self.client.core.retry(self.id)), self.client)
+        return AsyncRun(await self.client._drive(self.client.core.retry(self.id)), self.client)
 
     async def cancel(self) -> bool:
         """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
-        return await self.client.drive(self.client.core.cancel(self.id))
+        return await self.client._drive(self.client.core.cancel(self.id))
 
 
 @dataclass

@@ -93,7 +93,7 @@ class Client:
         returns the first run, one with another DAG raises ``IdempotencyConflictError``.
         ``priority`` (0–9, default 5; a node's own wins): higher goes first when workers are busy;
         ``fairness_key`` (a tenant, a user): keys of one priority are served round robin."""
-        run_id = self.drive(self.core.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key))
+        run_id = self._drive(self.core.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key))
         return DagRun(run_id, self)
 
     def get(self, run_id: str) -> DagRun:
@@ -105,7 +105,7 @@ class Client:
     def runs(self, status: str | None = None, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
         """The newest runs (live and recorded), ``status`` only if given; at most ``limit``;
         ``before`` (a run id): the page after it."""
-        return self.drive(self.core.runs(status, limit, before))
+        return self._drive(self.core.runs(status, limit, before))
 
     def agents(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every agent with its live workers, queue depth and breaker (``agents --json``)."""
@@ -113,18 +113,18 @@ class Client:
 
     def limits(self, name: str = "") -> list[dict[str, Any]]:
         """Every limit (or only ``name``) with what holds and waits for it, per key (``limits --json``)."""
-        return self.drive(self.core.submitter.limits.document(name))
+        return self._drive(self.core.submitter.limits.document(name))
 
     def set_limit(
         self, name: str, *, concurrency: int | None = None, rate: float | None = None, per: float | None = None
     ) -> dict[str, Any]:
         """Change limit ``name`` at run time (defining it if no code does): it holds from the next
         dispatch on, and lets go at once the waiters it makes room for. Its definition now."""
-        return self.drive(self.core.submitter.limits.set(name, change(name, concurrency, rate, per)))
+        return self._drive(self.core.submitter.limits.set(name, change(name, concurrency, rate, per)))
 
     def unset_limit(self, name: str) -> dict[str, Any] | None:
         """Drop the change ``set_limit`` made: the declared definition again, or None (no code declares it)."""
-        return self.drive(self.core.submitter.limits.unset(name))
+        return self._drive(self.core.submitter.limits.unset(name))
 
     def close(self) -> None:
         """Give back every connection; the client is unusable after."""
@@ -141,7 +141,7 @@ class Client:
 
     # --- the transport ---
 
-    def drive(self, steps: Steps[T]) -> T:
+    def _drive(self, steps: Steps[T]) -> T:
         """Run one operation of the core to its end."""
         return drive(steps, self._perform)
 
@@ -153,7 +153,7 @@ class Client:
         if isinstance(step, Outlast):
             for number, attempt in enumerate(outlast_outages(step.seconds)):
                 with attempt:
-                    return self.drive(step.steps(number))
+                    return self._drive(step.steps(number))
             raise AssertionError("unreachable: tenacity re-raises")
         if isinstance(step, Listen):
             ticket = self._waits.listen(step.run_id, step.seconds)
@@ -185,27 +185,27 @@ class DagRun:
 
     def state(self) -> str:
         """The run's status alone (cheap): running, succeeded, failed or cancelled."""
-        return self.client.drive(self.client.core.state(self.id))
+        return self.client._drive(self.client.core.state(self.id))
 
     def status(self) -> dict[str, Any]:
         """The full run document (the HTTP API's ``RunDocument``)."""
-        return self.client.drive(self.client.core.status(self.id))
+        return self.client._drive(self.client.core.status(self.id))
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until the run is terminal or ``timeout`` seconds pass; return its state."""
-        return self.client.drive(self.client.core.wait(self.id, timeout))
+        return self.client._drive(self.client.core.wait(self.id, timeout))
 
     def progress(self) -> tuple[int, str]:
         """(nodes in a terminal state, run state), cheaply, for progress bars."""
-        return self.client.drive(self.client.core.progress(self.id))
+        return self.client._drive(self.client.core.progress(self.id))
 
     def dispatch_seconds(self) -> float | None:
         """Seconds from submit to the first node running (None if none ran)."""
-        return self.client.drive(self.client.core.dispatch_seconds(self.id))
+        return self.client._drive(self.client.core.dispatch_seconds(self.id))
 
     def definition(self) -> dict[str, Any]:
         """The DAG as submitted (JSON form)."""
-        return self.client.drive(self.client.core.definition(self.id))
+        return self.client._drive(self.client.core.definition(self.id))
 
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded, by node id."""
@@ -223,17 +223,17 @@ class DagRun:
 
     def terminal_event(self) -> str | None:
         """The id of the run's terminal event, if it has one yet."""
-        return self.client.drive(self.client.core.terminal_event(self.id))
+        return self.client._drive(self.client.core.terminal_event(self.id))
 
     def retry(self) -> DagRun:
         """A new run of this run's DAG, for a run that failed or was cancelled: nodes that succeeded
         here start succeeded with their results (they do not run again); the rest run afresh.
         ``RunStateError`` for a run that succeeded or has not ended."""
-        return DagRun(self.client.drive(self.client.core.retry(self.id)), self.client)
+        return DagRun(self.client._drive(self.client.core.retry(self.id)), self.client)
 
     def cancel(self) -> bool:
         """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
-        return self.client.drive(self.client.core.cancel(self.id))
+        return self.client._drive(self.client.core.cancel(self.id))
 
 
 class _Waits:

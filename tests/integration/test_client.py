@@ -196,13 +196,13 @@ def test_a_submit_refused_in_the_script_leaves_nothing_of_its_run(app: CoditectA
     client.redis.set(idem.redis_key, f"winner {idem.digest}")
     with tracing.run_span(dag.name, len(dag.nodes)) as span:
         write = client.core.submitter.prepare(dag, [], span, idem=idem)
-    assert client.drive(client.core.submitter.write(write)) == "winner"
+    assert client._drive(client.core.submitter.write(write)) == "winner"
     assert client.redis.keys(keys.run_prefix(write.run_id) + "*") == []
     assert client.redis.zscore(keys.RUNS, write.run_id) is None
     assert client.redis.get(idem.redis_key) == f"winner {idem.digest}"
     client.redis.set(idem.redis_key, "winner another-digest")
     with pytest.raises(IdempotencyConflictError):
-        client.drive(client.core.submitter.write(write))
+        client._drive(client.core.submitter.write(write))
 
 
 def test_one_event_loop_awaits_two_hundred_runs_and_short_ones_return_while_long_ones_run(

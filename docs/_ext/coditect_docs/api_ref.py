@@ -16,10 +16,6 @@ SUPPORTING = (
     "coditect_tasks.resilience.retry.RetryPolicy",
     "coditect_tasks.client.core.History",
 )
-#: Public methods that are plumbing between a client and its run handles, not for callers.
-PLUMBING = {"Client": "drive", "AsyncClient": "drive,iterate"}
-
-
 def render() -> str:
     """MyST autodoc directives, one per public name, in ``__all__``'s order."""
     parts = []
@@ -29,8 +25,6 @@ def render() -> str:
             continue  # documented with the error tree below
         kind = "autoclass" if inspect.isclass(value) else "autofunction"
         options = "   :members:\n   :undoc-members:\n" if kind == "autoclass" else ""
-        if name in PLUMBING:
-            options += f"   :exclude-members: {PLUMBING[name]}\n"
         directive = f".. {kind}:: coditect_tasks.{name}\n{options}"
         parts.append(f"## `{name}`\n\n{_rst(directive)}")
     parts.append("## Types they take or return\n")
