@@ -16,6 +16,8 @@ SUPPORTING = (
     "coditect_tasks.resilience.retry.RetryPolicy",
     "coditect_tasks.client.core.History",
 )
+
+
 def render() -> str:
     """MyST autodoc directives, one per public name, in ``__all__``'s order."""
     parts = []
