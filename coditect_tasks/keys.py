@@ -112,10 +112,24 @@ RUN_HASHES = (
     "phase",  # node → the FRONTIER field it is counted in ('demand|<agent>' or 'upcoming|<agent>')
     "unpushed",  # LIST of the roots not queued yet, while a submit queues them in slices (ROOT_SLICE)
     "throttled",  # node → '<limit>|<since>|<key>': held queued by that full limit since then (limits.lua)
+    "awaits",  # waiting node → '<event>|<key>' it waits for (waits.lua)
+    "approvals",  # approval node → JSON list of its decisions {by, decision, comment, at}
 )
 
 #: The node hashes a run's document is read from (with its ``run`` hash).
-NODE_FIELDS = ("status", "attempts", "worker", "started", "finished", "result", "error", "routed", "throttled")
+NODE_FIELDS = (
+    "status",
+    "attempts",
+    "worker",
+    "started",
+    "finished",
+    "result",
+    "error",
+    "routed",
+    "throttled",
+    "awaits",
+    "approvals",
+)
 #: Run hashes only a running run needs: a retired run drops them at once and keeps the rest (what
 #: its document is read from) for its retention window.
 SPENT_HASHES = tuple(h for h in RUN_HASHES if h != "run" and h not in NODE_FIELDS)
@@ -187,10 +201,11 @@ LIMITS_SET = f"{PREFIX}limits:set"
 #: ``r`` (ZSET of the rate window's charges "run|node|time|units") and ``u`` (STRING: their units).
 LIMIT_PREFIX = f"{PREFIX}limit:"
 #: ZSET of "<limit>|<key value>" whose rate window frees units at the score (Redis server time): the
-#: pacer (``worker/pacer.py``) then lets their waiters go. Published on ``LIMITS_CHANNEL`` when it
+#: pacer (``worker/pacer.py``) then lets their waiters go. Published on ``CLOCK_CHANNEL`` when it
 #: gets an earlier time, so a pacer asleep until a later one wakes.
 LIMITS_DUE = f"{PREFIX}limits:due"
-LIMITS_CHANNEL = f"{PREFIX}limits:wake"
+#: Pub/sub channel that wakes the pacers when something is due earlier than they sleep until.
+CLOCK_CHANNEL = f"{PREFIX}clock"
 #: Waiters one freed limit lets go in one script at most; the pacer goes on with the rest.
 WAKE_BUDGET = 64
 
@@ -211,6 +226,19 @@ RUN_SEQ = f"{PREFIX}run-seq"
 RANK_SPAN = 2**20
 #: A node's priority when neither it nor its submit gives one (0 lowest, 9 highest).
 DEFAULT_PRIORITY = 5
+
+#: ZSET of waiting nodes ("run|node": a sleep, or a wait or approval with a timeout) scored by their
+#: deadline (Redis server time): the pacer ends them then (a sleep succeeds, a wait times out).
+WAITS_DUE = f"{PREFIX}waits:due"
+#: Prefix of SET ``<prefix><event>|<key>``: the waiting nodes ("run|node") an event of that name and
+#: key resolves.
+WAITERS_PREFIX = f"{PREFIX}waiters:"
+#: Prefix of ZSET ``<prefix><event>|<key>`` (event ids scored by when they were sent) and HASH
+#: ``<prefix><event>|<key>|data`` (id → data): the events a wait that begins later may still take
+#: (its lookback), kept ``EVENT_RETENTION_SECONDS``.
+EVENTS_PREFIX = f"{PREFIX}events:"
+#: Seconds an event is kept for the lookback of waits that begin after it was sent (a day).
+EVENT_RETENTION_SECONDS = 24 * 3600
 
 
 #: STRING ``<owner>|<token>`` of a held lock (``state/lock.py``), expiring with its lease.
@@ -320,13 +348,17 @@ def lua_prelude() -> str:
         "LIMITS_SET": LIMITS_SET,
         "LIMIT_PREFIX": LIMIT_PREFIX,
         "LIMITS_DUE": LIMITS_DUE,
-        "LIMITS_CHANNEL": LIMITS_CHANNEL,
+        "CLOCK_CHANNEL": CLOCK_CHANNEL,
         "WAKE_BUDGET": WAKE_BUDGET,
         "WINDOWS": WINDOWS,
         "READY_PREFIX": READY_PREFIX,
         "RUN_SEQ": RUN_SEQ,
         "RANK_SPAN": RANK_SPAN,
         "DEFAULT_PRIORITY": DEFAULT_PRIORITY,
+        "WAITS_DUE": WAITS_DUE,
+        "WAITERS_PREFIX": WAITERS_PREFIX,
+        "EVENTS_PREFIX": EVENTS_PREFIX,
+        "EVENT_RETENTION_SECONDS": EVENT_RETENTION_SECONDS,
     }
     lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]
     for name, value in values.items():

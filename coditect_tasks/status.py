@@ -23,6 +23,7 @@ class RunStatus(StrEnum):
 class NodeStatus(StrEnum):
     PENDING = "pending"
     QUEUED = "queued"
+    WAITING = "waiting"  # a waiting node (an event, approvals, a sleep): no worker holds it
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

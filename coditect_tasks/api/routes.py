@@ -61,6 +61,7 @@ MAX_STREAMS = 1000
 
 #: The path parameter of every run endpoint.
 RUN_ID = Path(description="A run id, as submit returned it.")
+NODE = Path(description="A node id of the run.")
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -228,6 +229,24 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
     def get_agents() -> JSONResponse:
         """Agents with their live workers, queue depths and breakers."""
         return JSONResponse(client.agents())
+
+    @api.post("/api/events", dependencies=[Depends(guard.api)], response_model=schemas.EventResolved)
+    def send_event(event: schemas.EventSent) -> JSONResponse:
+        """Send an event: every node waiting for its name and key succeeds with its data; a wait that
+        begins later within its lookback still takes it."""
+        return JSONResponse({"resolved": client.send_event(event.name, key=event.key, data=event.data)})
+
+    @api.post(
+        "/api/runs/{run_id}/nodes/{node}/approve",
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.DecisionTaken,
+        responses=_errors(401, 404, 409, 422),
+    )
+    def approve(decision: schemas.Decision, run_id: str = RUN_ID, node: str = NODE) -> JSONResponse:
+        """Approve or reject a waiting approval node (409 if it is not one that waits)."""
+        run = run_of(run_id)
+        run.state()  # RunNotFoundError (404) for an unknown run
+        return JSONResponse(run.approve(node, by=decision.by, comment=decision.comment, reject=decision.reject))
 
     @api.get("/api/limits", dependencies=[Depends(guard.api)], response_model=schemas.Limits)
     def get_limits() -> JSONResponse:

@@ -14,7 +14,10 @@ class Error(BaseModel):
 
 class NodeSpec(BaseModel):
     id: str
-    agent: str
+    agent: str | None = Field(default=None, description="The agent it calls; none for a waiting node.")
+    wait: dict[str, Any] | None = Field(default=None, description="{event, key, lookback, timeout}: wait for an event.")
+    approval: dict[str, Any] | None = Field(default=None, description="{approvers, timeout}: wait for approvals.")
+    sleep: dict[str, Any] | None = Field(default=None, description="{seconds} or {until}: wait for a time.")
     params: dict[str, Any] = Field(default_factory=dict)
     after: list[str] = Field(default_factory=list, description="Predecessors: this node starts once they succeed.")
     foreach: str | list[Any] | None = Field(
@@ -36,8 +39,10 @@ class DagDocument(BaseModel):
 
 
 class NodeState(BaseModel):
-    status: str = Field(description="pending, queued, running, succeeded, failed, skipped or cancelled")
-    agent: str
+    status: str = Field(description="pending, queued, waiting, running, succeeded, failed, skipped or cancelled")
+    agent: str | None = Field(
+        description="The agent it runs as; none for a waiting node (a wait, an approval, a sleep)."
+    )
     attempts: int
     worker: str | None
     started_at: str | None
@@ -46,6 +51,10 @@ class NodeState(BaseModel):
     error: str | None
     throttled: dict[str, str] | None = Field(
         default=None, description="A queued node held by a full limit: {limit, key} (key '' for an unkeyed limit)."
+    )
+    awaits: dict[str, str] | None = Field(default=None, description="A waiting node's event: {event, key}.")
+    approvals: list[dict[str, Any]] | None = Field(
+        default=None, description="An approval node's decisions so far: {by, decision, comment, at}."
     )
 
 
@@ -79,6 +88,34 @@ class Agents(BaseModel):
     """As ``coditect-tasks agents --json``: agent name → queue, live workers, queue depth, breaker."""
 
     agents: dict[str, dict[str, Any]]
+
+
+class EventSent(BaseModel):
+    """An event for the nodes waiting for it (``coditect-tasks event send``)."""
+
+    name: str
+    key: str = ""
+    data: Any = None
+
+
+class EventResolved(BaseModel):
+    resolved: int = Field(description="Waiting nodes it resolved now.")
+
+
+class Decision(BaseModel):
+    """An approval decision (``coditect-tasks dag approve``)."""
+
+    by: str = Field(
+        min_length=1, max_length=128, description="Who decides: distinct names count as distinct approvers."
+    )
+    reject: bool = False
+    comment: str = ""
+
+
+class DecisionTaken(BaseModel):
+    status: str = Field(description="The node's status now: waiting, succeeded or failed.")
+    approvals: int
+    needed: int
 
 
 class LimitKey(BaseModel):
@@ -126,5 +163,8 @@ class Transition(BaseModel):
     attempt: int | None
     worker: str | None
     error: str | None
-    limit: str | None = Field(default=None, description="A throttled node's limit: it waits for it.")
-    key: str | None = Field(default=None, description="That limit's key value ('' for an unkeyed limit).")
+    detail: dict[str, Any] | None = Field(
+        default=None,
+        description="Beyond the status: a throttled node's limit and key, a waiting node's kind (a wait's event and"
+        " key), an approval decision's by and comment.",
+    )

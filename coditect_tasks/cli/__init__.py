@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import typer
 
 from ..errors import CoditectError
-from . import bench, dag, demo, history, limits, load, services, workers
+from . import bench, dag, demo, events, history, limits, load, services, workers
 from .context import err
 from .docs import docs as docs_command
 
@@ -36,6 +36,7 @@ cli.command("docs")(docs_command)
 cli.add_typer(dag.dag_cli, name="dag")
 cli.add_typer(history.history_cli, name="history")
 cli.add_typer(limits.limits_cli, name="limits")
+cli.add_typer(events.event_cli, name="event")
 cli.command()(bench.bench)
 cli.command()(load.load)
 cli.command()(services.exporter)

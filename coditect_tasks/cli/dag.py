@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import datetime
@@ -188,6 +189,24 @@ def dag_cancel(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
     state = run.state()
     err.print(f"run {run_id} is already {state}; nothing to cancel")
     raise typer.Exit(1)
+
+
+@dag_cli.command("approve")
+def dag_approve(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    node: Annotated[str, typer.Argument(help="The approval node.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject: the node fails.")] = False,
+    comment: Annotated[str, typer.Option(help="Why: kept with the decision.")] = "",
+    by: Annotated[str | None, typer.Option("--as", help="Who decides (default: $USER).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Approve (or reject) a waiting approval node."""
+    identity = by or os.environ.get("USER") or "cli"
+    taken = _client().get(run_id).approve(node, by=identity, comment=comment, reject=reject)
+    if as_json:
+        emit_json(taken)
+    else:
+        out.print(f"{node}: {taken['status']} ({taken['approvals']} of {taken['needed']} approval(s))")
 
 
 @dag_cli.command("retry")

@@ -107,6 +107,10 @@ class AsyncClient:
         sync = engine_for(self.settings.state_url).client
         return await asyncio.to_thread(agents_document, sync, self.settings, self.app.agents)
 
+    async def send_event(self, name: str, *, key: str = "", data: Any = None) -> int:
+        """As ``Client.send_event``."""
+        return await self._drive(self.core.send_event(name, key, data))
+
     async def limits(self, name: str = "") -> list[dict[str, Any]]:
         """As ``Client.limits``."""
         return await self._drive(self.core.submitter.limits.document(name))
@@ -262,6 +266,10 @@ class AsyncRun:
     async def cancel(self) -> bool:
         """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
         return await self.client._drive(self.client.core.cancel(self.id))
+
+    async def approve(self, node: str, *, by: str, comment: str = "", reject: bool = False) -> dict[str, Any]:
+        """As ``DagRun.approve``."""
+        return await self.client._drive(self.client.core.approve(self.id, node, by, reject, comment))
 
 
 @dataclass

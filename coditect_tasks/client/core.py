@@ -14,19 +14,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import Any, Protocol
 
 from .. import keys
 from ..dag.spec import Dag
+from ..dag.waits import EVENT_NAME
 from ..engine.events import PAGE, Cursor, Event, entries_page, entries_start
 from ..engine.scripts import named
 from ..engine.transitions import now
-from ..errors import (
-    InvalidArgumentError,
-    RunNotFoundError,
-)
+from ..errors import InvalidArgumentError, RunNotFoundError, RunStateError
 from ..registry import live_workers
 from ..settings import Settings
 from ..status import TERMINAL, RunStatus, public
@@ -42,7 +41,7 @@ RECHECK_SECONDS = 5.0
 #: The run states ``runs(status=…)`` filters on.
 STATES = tuple(s.value for s in (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED))
 #: The scripts a client calls (the rest are the workers').
-CLIENT_SCRIPTS = ("submit", "roots", "cancel", "limit")
+CLIENT_SCRIPTS = ("submit", "roots", "cancel", "limit", "event", "approve")
 
 
 class History(Protocol):
@@ -65,6 +64,23 @@ class Deadline:
 
     def over(self) -> bool:
         return self.end is not None and time.monotonic() >= self.end
+
+
+def check_identity(by: str) -> None:
+    if not (isinstance(by, str) and 0 < len(by) <= 128 and by.isprintable()):
+        raise InvalidArgumentError("an approver's name must be 1 to 128 printable characters")
+
+
+def check_event(name: str, key: str, data: Any) -> str:
+    """The event's data as JSON; ``InvalidArgumentError`` for a bad name, key or data."""
+    if not (isinstance(name, str) and EVENT_NAME.match(name)):
+        raise InvalidArgumentError(f"event name {name!r} must match {EVENT_NAME.pattern}")
+    if not isinstance(key, str) or len(key) > 256:
+        raise InvalidArgumentError("an event's key must be a string of at most 256 characters")
+    try:
+        return json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"an event's data must be JSON: {exc}") from None
 
 
 def channel_run(channel: str) -> str:
@@ -183,6 +199,23 @@ class Core:
         if queued := list(reply["queued"] or ()):
             yield Block(lambda: self.app.control.revoke(queued))
         return True
+
+    def approve(self, run_id: str, node: str, by: str, reject: bool, comment: str) -> Steps[dict[str, Any]]:
+        """``by`` approves (or rejects) approval node ``node``: {status, approvals, needed}.
+        ``RunStateError`` if it is not an approval that waits."""
+        check_identity(by)
+        args = [run_id, now(), node, by, "reject" if reject else "approve", comment]
+        reply = named((yield Ask(lambda t: t.scripts["approve"](args=args))))
+        if reply["ok"] != 1:
+            raise RunStateError(run_id, reply["why"])
+        return {k: reply[k] for k in ("status", "approvals", "needed")}
+
+    def send_event(self, name: str, key: str, data: Any) -> Steps[int]:
+        """Send event ``name`` with ``key``: every node waiting for both succeeds with ``data``; a wait
+        that begins later within its lookback still takes it. How many waiting nodes it resolved."""
+        body = check_event(name, key, data)
+        event_id = uuid.uuid4().hex
+        return int((yield Ask(lambda t: t.scripts["event"](args=["", now(), name, key, body, event_id]))))
 
     def retry(self, run_id: str) -> Steps[str]:
         """A new run of a failed or cancelled run's DAG: nodes that succeeded start succeeded with

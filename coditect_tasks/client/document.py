@@ -42,7 +42,7 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
         result = by_field["result"].get(nid)
         nodes[nid] = {
             "status": by_field["status"].get(nid, NodeStatus.PENDING.value),
-            "agent": by_field["routed"].get(nid, node["agent"]),
+            "agent": by_field["routed"].get(nid, node.get("agent")),  # none: a waiting node
             "attempts": int(by_field["attempts"].get(nid, 0)),
             "worker": by_field["worker"].get(nid),
             "started_at": by_field["started"].get(nid),
@@ -52,6 +52,11 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
         }
         if (throttled := by_field["throttled"].get(nid)) is not None:
             nodes[nid]["throttled"] = throttled_detail(throttled)
+        if (awaits := by_field["awaits"].get(nid)) is not None:
+            event, _, key = awaits.partition("|")
+            nodes[nid]["awaits"] = {"event": event, "key": key}
+        if (approvals := by_field["approvals"].get(nid)) is not None:
+            nodes[nid]["approvals"] = json.loads(approvals)
     status = run.get("status", RunStatus.RUNNING.value)
     warnings = []
     if status == RunStatus.FAILING:

@@ -78,7 +78,8 @@ class Submitter:
     def needs_registry(self, dag: Dag) -> bool:
         """Whether ``dag`` names an agent the app does not declare (only a remote worker might serve it)."""
         agents = self.app.agents
-        return any(name not in agents for node in dag.nodes.values() for name in (node.agent, node.fallback) if name)
+        named = (name for node in dag.nodes.values() if node.wait is None for name in (node.agent, node.fallback))
+        return any(name not in agents for name in named if name)
 
     def prepare(
         self,
@@ -101,6 +102,8 @@ class Submitter:
         templates: dict[str, str] = {}
         node_templates: dict[str, str] = {}
         for node in dag.nodes.values():
+            if node.wait is not None:
+                continue  # it calls no agent: no message
             spec = app.agents.get(node.agent)
             fallback = node.fallback or (spec.fallback if spec else None)
             for name in (node.agent, fallback):

@@ -111,6 +111,12 @@ class Client:
         """Every agent with its live workers, queue depth and breaker (``agents --json``)."""
         return agents_document(self.redis, self.settings, self.app.agents)
 
+    def send_event(self, name: str, *, key: str = "", data: Any = None) -> int:
+        """Send event ``name`` with ``key``: every node waiting for that name and key succeeds with
+        ``data`` (JSON), and a wait that begins later within its lookback still takes it. Returns how
+        many waiting nodes it resolved now."""
+        return self._drive(self.core.send_event(name, key, data))
+
     def limits(self, name: str = "") -> list[dict[str, Any]]:
         """Every limit (or only ``name``) with what holds and waits for it, per key (``limits --json``)."""
         return self._drive(self.core.submitter.limits.document(name))
@@ -234,6 +240,11 @@ class DagRun:
     def cancel(self) -> bool:
         """Stop starting nodes, revoke queued ones; the run ends ``cancelled``. False if already over."""
         return self.client._drive(self.client.core.cancel(self.id))
+
+    def approve(self, node: str, *, by: str, comment: str = "", reject: bool = False) -> dict[str, Any]:
+        """``by`` approves (``reject``: rejects) approval node ``node``, with ``comment``: enough
+        approvals from distinct people succeed it, one rejection fails it. {status, approvals, needed}."""
+        return self.client._drive(self.client.core.approve(self.id, node, by, reject, comment))
 
 
 class _Waits:

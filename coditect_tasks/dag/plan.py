@@ -60,7 +60,9 @@ def validate(
             raise DagError(source, "'foreach' names the node itself", node=node.id)
         if isinstance(node.foreach, str) and node.foreach not in dag.nodes:
             raise DagError(source, f"'foreach' names missing node {node.foreach!r}", node=node.id)
-        for role, name in (("agent", node.agent), ("fallback agent", node.fallback)):
+        if node.wait is not None:
+            _check_key(source, node, dag)
+        for role, name in (("agent", node.agent if node.wait is None else None), ("fallback agent", node.fallback)):
             if name is not None and name not in agents:
                 raise DagError(source, f"{role}: {UnknownAgentError(name, agents)}", node=node.id)
         if isinstance(node.foreach, list) and len(node.foreach) > max_foreach_items:
@@ -85,6 +87,17 @@ def validate(
         succs={n: list(graph.succ[n]) for n in dag.nodes},
         order=order,
     )
+
+
+def _check_key(source: str, node: Node, dag: Dag) -> None:
+    """A wait's key names only the node's params and its direct predecessors' results."""
+    assert node.wait is not None
+    for name, field in node.wait.references():
+        if field is None and name not in node.params:
+            raise DagError(source, f"'wait.key' names params[{name!r}], which the node does not set", node=node.id)
+        if field is not None and name not in node.after:
+            problem = f"'wait.key' names {name}.{field}, but {name!r} is not in the node's 'after'"
+            raise DagError(source, problem, node=node.id)
 
 
 def _check_values(dag: Dag, limit: int) -> None:

@@ -19,6 +19,7 @@ import yaml_rs
 from ..agents import MAX_TIMEOUT
 from ..errors import DagError, DagTooLargeError, MalformedDagError
 from ..settings import Settings
+from .waits import KINDS, Wait, parse
 
 #: Largest DAG document accepted by default, in bytes (``CODITECT_MAX_DAG_BYTES``).
 MAX_DAG_BYTES = Settings.max_dag_bytes
@@ -26,8 +27,10 @@ MAX_DAG_BYTES = Settings.max_dag_bytes
 #: Node ids become parts of Redis keys and task ids: keep them plain.
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 NODE_FIELDS = frozenset(
-    {"id", "agent", "params", "after", "foreach", "timeout", "retries", "fallback", "limits", "priority"}
+    {"id", "agent", "params", "after", "foreach", "timeout", "retries", "fallback", "limits", "priority", *KINDS}
 )
+#: The fields that call an agent: a waiting node (``waits.KINDS``) has none of them.
+AGENT_FIELDS = frozenset({"agent", "foreach", "timeout", "retries", "fallback", "limits"})
 #: Priorities a node or a submit may give: higher goes first (``keys.DEFAULT_PRIORITY`` without one).
 PRIORITIES = range(10)
 
@@ -56,9 +59,15 @@ class Node:
     limits: tuple[str, ...] = ()
     #: 0–9, higher first among ready nodes of its agent (None: its submit's, else 5).
     priority: int | None = None
+    #: A waiting node's event, approval or sleep (``waits.Wait``); its ``agent`` is then empty.
+    wait: Wait | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.id, "agent": self.agent}
+        data: dict[str, Any] = {"id": self.id}
+        if self.wait is not None:
+            data[self.wait.kind] = self.wait.to_json()
+        else:
+            data["agent"] = self.agent
         if self.params:
             data["params"] = self.params
         if self.after:
@@ -107,6 +116,39 @@ class Dag:
         for key, value in (*optional, ("priority", priority)):
             if value is not None:
                 data[key] = value if key != "foreach" or isinstance(value, str) else list(value)  # type: ignore[arg-type]
+        self.add(_parse_node(data, self.source, len(self.nodes)))
+        return id
+
+    def wait(
+        self,
+        id: str,
+        event: str,
+        key: str = "",
+        after: Sequence[str] = (),
+        timeout: float | None = None,
+        lookback: float = 0.0,
+        params: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Add a node that waits, holding no worker, for event ``event`` with key ``key`` (``{name}``
+        fills in ``params[name]``, ``{node.field}`` a predecessor's result's field); an event sent up
+        to ``lookback`` seconds before the wait began counts. Its result is the event's data."""
+        spec = {"event": event, "key": key, "lookback": lookback, "timeout": timeout}
+        return self._waiting(id, "wait", spec, after, params)
+
+    def approval(self, id: str, approvers: int = 1, after: Sequence[str] = (), timeout: float | None = None) -> str:
+        """Add a node that waits for ``approvers`` approvals from distinct people; one rejection fails it."""
+        return self._waiting(id, "approval", {"approvers": approvers, "timeout": timeout}, after, None)
+
+    def sleep(self, id: str, seconds: float | None = None, until: str | None = None, after: Sequence[str] = ()) -> str:
+        """Add a node that succeeds ``seconds`` after it is reached (or at ISO time ``until``), holding no worker."""
+        return self._waiting(id, "sleep", {"seconds": seconds, "until": until}, after, None)
+
+    def _waiting(
+        self, id: str, kind: str, spec: dict[str, Any], after: Sequence[str], params: Mapping[str, Any] | None
+    ) -> str:
+        data = {"id": id, kind: {k: v for k, v in spec.items() if v is not None}, "after": list(after)}
+        if params:
+            data["params"] = dict(params)
         self.add(_parse_node(data, self.source, len(self.nodes)))
         return id
 
@@ -182,8 +224,17 @@ def _parse_node(raw: Any, source: str, index: int) -> Node:
     unknown = set(raw) - NODE_FIELDS
     if unknown:
         raise bad(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-    agent = raw.get("agent")
-    if not isinstance(agent, str) or not agent:
+    kinds = [kind for kind in KINDS if kind in raw]
+    wait = None
+    if kinds:
+        if len(kinds) > 1 or set(raw) & AGENT_FIELDS:
+            raise bad(f"give one of 'agent', {', '.join(repr(k) for k in KINDS)}: a waiting node calls no agent")
+        parsed = parse(kinds[0], raw[kinds[0]])
+        if isinstance(parsed, str):
+            raise bad(parsed)
+        wait = parsed
+    agent = raw.get("agent", "" if wait else None)
+    if wait is None and (not isinstance(agent, str) or not agent):
         raise bad("'agent' must be a non-empty string")
     params = raw.get("params") or {}
     if not isinstance(params, Mapping):
@@ -226,4 +277,5 @@ def _parse_node(raw: Any, source: str, index: int) -> Node:
         fallback=fallback,
         limits=tuple(dict.fromkeys(limits)),
         priority=priority,
+        wait=wait,
     )

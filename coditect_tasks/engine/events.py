@@ -33,9 +33,9 @@ class Event:
     attempt: int | None = None
     worker: str | None = None
     error: str | None = None
-    #: A ``throttled`` node's limit and key value ('' for an unkeyed limit): what it waits for.
-    limit: str | None = None
-    key: str | None = None
+    #: What the transition says beyond its status: a ``throttled`` node's ``limit`` and ``key``, a
+    #: ``waiting`` node's ``kind`` (and a wait's ``event`` and ``key``), an approval's ``by`` and ``comment``.
+    detail: dict[str, Any] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -56,9 +56,15 @@ class Event:
             attempt=int(attempt) if attempt not in (None, "") else None,
             worker=fields.get("worker") or None,
             error=fields.get("error") or None,
-            limit=fields.get("limit") or None,
-            key=fields.get("key"),
+            detail=_detail(fields.get("detail")),
         )
+
+
+def _detail(raw: Any) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return dict(value) if isinstance(value, dict) else None
 
 
 def order(entry_id: str) -> tuple[int, int]:

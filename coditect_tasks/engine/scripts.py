@@ -14,8 +14,8 @@ from .. import keys
 
 #: The shared functions, by concern, in the order they build on each other (Lua locals must be
 #: defined before use): helpers, the frontier and metrics, the history, limits, queueing (and the
-#: waiters of limits), attempts, take-next.
-COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "take_next")
+#: waiters of limits, the parking of waiting nodes), attempts, waits, take-next.
+COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "waits", "take_next")
 
 
 def _load_scripts() -> dict[str, str]:
@@ -43,6 +43,8 @@ def _load_scripts() -> dict[str, str]:
             "limit",
             "pace",
             "window",
+            "event",
+            "approve",
         )
     }
 

@@ -153,12 +153,11 @@ def prepare(
     params: dict[str, str] = {}
     pending: dict[str, int] = {}
     for node_id, node in dag.nodes.items():
-        desc: dict[str, Any] = {
-            "q": keys.agent_queue(node.agent),
-            "t": node_templates[node_id],
-            "s": plan.succs[node_id],
-            "p": plan.preds[node_id],
-        }
+        desc: dict[str, Any] = {"s": plan.succs[node_id], "p": plan.preds[node_id]}
+        if node.wait is not None:
+            desc["w"] = node.wait.engine()  # it calls no agent: no queue, no message
+        else:
+            desc.update(q=keys.agent_queue(node.agent), t=node_templates[node_id])
         if node.foreach is not None:
             desc["x"] = 1
         if isinstance(node.foreach, str):

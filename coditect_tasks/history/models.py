@@ -60,6 +60,5 @@ class Transition(Base):
     attempt: Mapped[int | None] = mapped_column(Integer)
     worker: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
-    #: A throttled transition's limit and key value (the node waits for them).
-    limit_name: Mapped[str | None] = mapped_column(String(64))
-    limit_key: Mapped[str | None] = mapped_column(Text)
+    #: What the transition says beyond its status, as JSON (``engine.events.Event.detail``).
+    detail: Mapped[str | None] = mapped_column(Text)

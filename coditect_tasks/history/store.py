@@ -52,8 +52,7 @@ def _write_ahead_log(connection: Any, record: Any) -> None:
 #: gets them on first use; they are nullable, so older rows read as None.
 ADDED_COLUMNS = (
     ("coditect_runs", "parent_run_id", "VARCHAR(64)"),
-    ("coditect_transitions", "limit_name", "VARCHAR(64)"),
-    ("coditect_transitions", "limit_key", "TEXT"),
+    ("coditect_transitions", "detail", "TEXT"),
 )
 
 
@@ -173,8 +172,7 @@ class HistoryStore:
                     "attempt": t.attempt,
                     "worker": t.worker,
                     "error": t.error,
-                    "limit": t.limit_name,
-                    "key": t.limit_key,
+                    "detail": t.detail,
                 }
                 for t in rows
             ]
@@ -295,8 +293,7 @@ class _Batch:
                 "attempt": attempt,
                 "worker": fields.get("worker"),
                 "error": fields.get("error"),
-                "limit_name": fields.get("limit"),
-                "limit_key": fields.get("key"),
+                "detail": fields.get("detail"),
             }
         )
         if self.runs.get(run_id) is None:
@@ -320,6 +317,8 @@ class _Batch:
             self.nodes.set(key, status=NodeStatus.QUEUED.value, error=fields.get("error"))
         elif status == "throttled":  # queued, held by a full limit
             self.nodes.set(key, status=NodeStatus.QUEUED.value)
+        elif status in ("approved", "rejected"):  # a decision on a waiting approval: it waits on, or fails next
+            pass
         elif status == NodeStatus.SUCCEEDED:
             self.nodes.set(key, status=NodeStatus.SUCCEEDED.value, finished_at=at, result=fields.get("result", ""))
         elif status == NodeStatus.FAILED:
@@ -342,7 +341,7 @@ class _Batch:
         for node in json.loads(dag)["nodes"] if dag else []:
             key = (run_id, node["id"])
             if self.nodes.get(key) is None:
-                self.nodes.new[key] = _node_row(run_id, node["id"], node["agent"])
+                self.nodes.new[key] = _node_row(run_id, node["id"], node.get("agent"))
 
     def write(self, conn: Connection) -> None:
         if self.transitions:

@@ -46,7 +46,7 @@ class Pacer:
             try:
                 if pubsub is None:
                     pubsub = self._engine.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                    pubsub.subscribe(keys.LIMITS_CHANNEL)
+                    pubsub.subscribe(keys.CLOCK_CHANNEL)
                 due = self._engine.pace()
                 wait = IDLE_SECONDS if due is None else min(due, IDLE_SECONDS)
                 if wait > 0:

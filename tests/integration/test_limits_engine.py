@@ -176,11 +176,11 @@ def test_a_throttled_event_names_its_limit_and_key_live_and_once_recorded(
     engine = engine_for(app.settings.state_url)
     engine.declare_limit("repo", Limit("repo", concurrency=1, key="repo").to_json())
     run = _fan_in(app, ["x/y", "x/y"], ["repo"])
-    live = [(e.node, e.limit, e.key) for e in _events_until(run, "throttled")]
-    assert live == [("n1", "repo", "x/y")]
+    live = [(e.node, e.detail) for e in _events_until(run, "throttled")]
+    assert live == [("n1", {"limit": "repo", "key": "x/y"})]
     recorder.drain()
     assert registry.client.xlen(keys.HISTORY) == 0  # what follows is read from the database
-    recorded = [(e.node, e.limit, e.key) for e in _events_until(run, "throttled")]
+    recorded = [(e.node, e.detail) for e in _events_until(run, "throttled")]
     assert recorded == live
 
 

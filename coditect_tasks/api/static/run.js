@@ -8,7 +8,9 @@ const BOX = { w: 150, h: 42, gapX: 48, gapY: 14, col: 20, pad: 16 };
 const ROWS = 30; // a layer taller than this wraps into several columns
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 // Transitions that put a node back in line for another attempt.
-const AS_STATUS = { retrying: "queued", requeued: "queued", rerouted: "queued", throttled: "queued" };
+const AS_STATUS = {
+  retrying: "queued", requeued: "queued", rerouted: "queued", throttled: "queued", approved: "waiting", rejected: "waiting",
+};
 
 const runId = decodeURIComponent(location.pathname.split("/").pop());
 const flower = document.querySelector('meta[name="flower-url"]').content.replace(/\/$/, "");
@@ -223,7 +225,7 @@ function apply(event) {
     node.status = AS_STATUS[event.status] || event.status;
     if (event.attempt !== null && event.attempt > 0) node.attempts = Math.max(node.attempts, event.attempt);
     if (event.worker) node.worker = event.worker;
-    if (event.status === "throttled") node.throttled = { limit: event.limit, key: event.key || "" };
+    if (event.status === "throttled") node.throttled = { limit: event.detail.limit, key: event.detail.key || "" };
     else if (event.status === "queued" || event.status === "running") delete node.throttled;
     if (event.status === "running") { node.started_at = event.ts; node.finished_at = null; node.error = null; }
     if (event.status === "succeeded" || event.status === "failed") node.finished_at = event.ts;

@@ -13,8 +13,9 @@ for i = 1, #all, 2 do
   if st == NODE_STATUS.QUEUED then let_go(id, desc_of(id)) end  -- frees its limits, or stops its wait
   if parent_of(id) then
     if st == NODE_STATUS.QUEUED then set_status(id, NODE_STATUS.CANCELLED) end
-  elseif st == NODE_STATUS.PENDING or st == NODE_STATUS.QUEUED
+  elseif st == NODE_STATUS.PENDING or st == NODE_STATUS.QUEUED or st == NODE_STATUS.WAITING
          or (st == NODE_STATUS.RUNNING and redis.call('HEXISTS', FANOUT, id) == 1) then
+    if st == NODE_STATUS.WAITING then unpark(id, desc_of(id).w) end
     if st == NODE_STATUS.RUNNING then redis.call('HINCRBY', RUN, 'active', -1) end
     set_status(id, NODE_STATUS.CANCELLED)
     redis.call('HINCRBY', RUN, 'remaining', -1)

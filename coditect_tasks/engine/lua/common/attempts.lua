@@ -66,7 +66,8 @@ local function skip_unstarted()
         close_item(id, NODE_STATUS.SKIPPED)
         parents[parent] = true
       end
-    elseif st == NODE_STATUS.PENDING or st == NODE_STATUS.QUEUED then
+    elseif st == NODE_STATUS.PENDING or st == NODE_STATUS.QUEUED or st == NODE_STATUS.WAITING then
+      if st == NODE_STATUS.WAITING then unpark(id, desc_of(id).w) end
       set_status(id, NODE_STATUS.SKIPPED)
       record(id, NODE_STATUS.SKIPPED)
       redis.call('HINCRBY', RUN, 'remaining', -1)
@@ -137,35 +138,48 @@ local function plan_completion(node)
   return plan
 end
 
--- Node succeeded in attempt token with JSON result (span: its traceparent, for its successors'
--- spans to hang under): record it, count down its successors, queue the ones plan found ready.
-local function complete_node(node, token, result, span, plan)
-  settle(node, token, NODE_STATUS.SUCCEEDED)
-  if span and span ~= '' then redis.call('HSET', TRACE, node, span) end
+-- Node succeeded with JSON result (`extra`: more of its history record): record it, count down
+-- its successors, queue the ones plan found ready.
+local function succeed(node, result, plan, extra)
   set_status(node, NODE_STATUS.SUCCEEDED)
   redis.call('HSET', RESULT, node, result)
   redis.call('HSET', FINISHED, node, NOW)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
-  record(node, NODE_STATUS.SUCCEEDED, {'attempt', token, 'result', string.sub(result, 1, HISTORY_CAP)})
+  extra[#extra + 1], extra[#extra + 2] = 'result', string.sub(result, 1, HISTORY_CAP)
+  record(node, NODE_STATUS.SUCCEEDED, extra)
   for _, succ in ipairs(plan.succs) do redis.call('HINCRBY', PENDING, succ, -1) end
   for _, r in ipairs(plan.ready) do push(r) end
   if remaining == 0 then finish() end
 end
 
--- Node failed for good in attempt token: the run starts nothing new and ends failed once its
--- running nodes are done.
-local function fail_node(node, token, err)
-  settle(node, token, NODE_STATUS.FAILED)
+-- Node succeeded in attempt token with JSON result (span: its traceparent, for its successors'
+-- spans to hang under).
+local function complete_node(node, token, result, span, plan)
+  settle(node, token, NODE_STATUS.SUCCEEDED)
+  if span and span ~= '' then redis.call('HSET', TRACE, node, span) end
+  succeed(node, result, plan, {'attempt', token})
+end
+
+-- Node failed for good (`extra`: more of its history record): the run starts nothing new and
+-- ends failed once its running nodes are done.
+local function fail_for_good(node, err, extra)
   set_status(node, NODE_STATUS.FAILED)
   redis.call('HSET', ERROR, node, err)
   redis.call('HSET', FINISHED, node, NOW)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
-  record(node, NODE_STATUS.FAILED, {'attempt', token, 'error', string.sub(err, 1, HISTORY_CAP)})
+  extra[#extra + 1], extra[#extra + 2] = 'error', string.sub(err, 1, HISTORY_CAP)
+  record(node, NODE_STATUS.FAILED, extra)
   if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
     redis.call('HSET', RUN, 'status', RUN_STATUS.FAILING, 'error', 'node ' .. node .. ' failed: ' .. err)
     remaining = skip_unstarted()
   end
   if remaining == 0 then finish() end
+end
+
+-- Node failed for good in attempt token.
+local function fail_node(node, token, err)
+  settle(node, token, NODE_STATUS.FAILED)
+  fail_for_good(node, err, {'attempt', token})
 end
 
 -- A worker takes node (worker name `worker`) from the message with task id `task_id`; `breaker`,

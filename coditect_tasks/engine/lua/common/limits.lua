@@ -101,7 +101,7 @@ end
 local function schedule(name, kv, due)
   local first = redis.call('ZRANGE', LIMITS_DUE, 0, 0, 'WITHSCORES')
   redis.call('ZADD', LIMITS_DUE, 'LT', due, name .. '|' .. kv)
-  if not first[2] or due < tonumber(first[2]) then redis.call('PUBLISH', LIMITS_CHANNEL, tostring(due)) end
+  if not first[2] or due < tonumber(first[2]) then redis.call('PUBLISH', CLOCK_CHANNEL, tostring(due)) end
 end
 
 -- Where node waits: {name, since, kv} from THROTTLED, or nil. `since` is kept as the text its

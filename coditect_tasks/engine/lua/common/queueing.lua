@@ -36,6 +36,7 @@ end
 -- (its run's template is gone) fails before its first write.
 local function ready(node)
   local desc = desc_of(node)
+  if desc.w then return {node = node, desc = desc} end  -- a waiting node: no message (park)
   local tpl = redis.call('HGET', TPL, desc.t)
   if not tpl then error('run ' .. RUN_ID .. ' has no message template ' .. desc.t) end
   return {node = node, desc = desc, parts = compile(tpl)}
@@ -63,7 +64,7 @@ local function throttle(r, block, was)
   redis.call('SADD', LIMIT_PREFIX .. block.name, block.kv)
   redis.call('HSET', THROTTLED, r.node, block.name .. '|' .. since .. '|' .. block.kv)
   if block.due then schedule(block.name, block.kv, block.due) end
-  if moved then record(r.node, 'throttled', {'limit', block.name, 'key', block.kv}) end
+  if moved then record(r.node, 'throttled', {'detail', cjson.encode({limit = block.name, key = block.kv})}) end
 end
 
 -- The ready sets past the hand-off window (keys.READY_PREFIX): a node waits there queued, counted
@@ -138,9 +139,69 @@ local function dispatch(r, held)
   if not held then record(r.node, NODE_STATUS.QUEUED) end  -- a held node's was recorded when it was held
 end
 
+-- Waiting nodes (dag/waits.py): a wait, an approval or a sleep calls no agent. Ready, it is parked:
+-- status waiting, no message, no worker, not demand; ended by an event (event.lua), approvals
+-- (approve.lua) or its deadline (pace.lua), through resolve_wait and fail_wait (waits.lua).
+local resolve_wait  -- waits.lua: defined after the attempts it ends the node like
+
+-- A wait's key with its fields filled: {name} from the node's params, {node.field} from a
+-- predecessor's result.
+local function wait_key(node, template)
+  if not string.find(template, '{', 1, true) then return template end
+  local params = cjson.decode(redis.call('HGET', PARAMS, node)).params or {}
+  return (string.gsub(template, '{([%w_-]+)%.?([%w_-]*)}', function(name, field)
+    local value = params[name]
+    if field ~= '' then
+      local ok, decoded = pcall(cjson.decode, redis.call('HGET', RESULT, name) or 'null')
+      value = ok and type(decoded) == 'table' and decoded[field] or nil
+    end
+    if value == nil or value == cjson.null then return '' end
+    return type(value) == 'table' and cjson.encode(value) or tostring(value)
+  end))
+end
+
+local function park(r)
+  local w, member = r.desc.w, RUN_ID .. '|' .. r.node
+  redis.call('HSET', STATUS, r.node, NODE_STATUS.WAITING)
+  tally(r.node, nil)
+  redis.call('HINCRBY', FRONTIER, 'waiting|' .. w.k, 1)
+  local now = server_now()
+  local deadline = (w.s and now + w.s) or w.u or (w.t and now + w.t)
+  if deadline then
+    local first = redis.call('ZRANGE', WAITS_DUE, 0, 0, 'WITHSCORES')
+    redis.call('ZADD', WAITS_DUE, deadline, member)
+    if not first[2] or deadline < tonumber(first[2]) then redis.call('PUBLISH', CLOCK_CHANNEL, tostring(deadline)) end
+  end
+  local detail, found = {kind = w.k}, nil
+  if w.k == 'wait' then
+    local key = wait_key(r.node, w.key or '')
+    local ek = w.e .. '|' .. key
+    detail.event, detail.key = w.e, key
+    redis.call('HSET', AWAITS, r.node, ek)
+    redis.call('SADD', WAITERS_PREFIX .. ek, member)
+    if w.l then  -- an event sent within the lookback before the wait began resolves it now
+      local id = redis.call('ZREVRANGEBYSCORE', EVENTS_PREFIX .. ek, '+inf', now - w.l, 'LIMIT', 0, 1)[1]
+      if id then found = redis.call('HGET', EVENTS_PREFIX .. ek .. '|data', id) end
+    end
+  end
+  record(r.node, NODE_STATUS.WAITING, {'detail', cjson.encode(detail)})
+  if found then resolve_wait(r.node, found) end
+end
+
+-- A waiting node no longer waits (resolved, timed out, cancelled, skipped): drop its deadline and its
+-- place among an event's waiters.
+local function unpark(node, w)
+  local member = RUN_ID .. '|' .. node
+  redis.call('ZREM', WAITS_DUE, member)
+  local ek = redis.call('HGET', AWAITS, node)
+  if ek then redis.call('SREM', WAITERS_PREFIX .. ek, member) end
+  redis.call('HINCRBY', FRONTIER, 'waiting|' .. w.k, -1)
+end
+
 -- Queue ready node r: take its limits (or wait for them: throttle), then hand its message to its
 -- queue, or wait past the hand-off window for room (hold).
 local function push(r)
+  if r.desc.w then return park(r) end
   if r.desc.h then
     local was = throttled_on(r.node)
     local block = take_limits(RUN_ID .. '|' .. r.node, r.desc.h, was and was.since or server_now())
