@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from .. import keys
 from ..broker import queue_depths
+from ..dag.waits import KINDS
 from ..engine.scripts import SCRIPTS
 from ..engine.transitions import now
 from ..limits import document
@@ -126,6 +127,14 @@ def _frontier_gauges(agents: list[str], frontier: Mapping[str, int]) -> Iterator
         upcoming.add_metric([agent], float(frontier.get(f"upcoming|{agent}", 0)))
     yield demand
     yield upcoming
+    waiting = GaugeMetricFamily(
+        "coditect_nodes_waiting",
+        "Waiting nodes (an event, approvals, a sleep): no worker holds them, no autoscaler counts them.",
+        labels=["kind"],
+    )
+    for kind in KINDS:
+        waiting.add_metric([kind], float(frontier.get(f"waiting|{kind}", 0)))
+    yield waiting
 
 
 def _limit_gauges(limits: list[dict[str, Any]]) -> Iterator[Metric]:

@@ -17,6 +17,7 @@ const flower = document.querySelector('meta[name="flower-url"]').content.replace
 let doc = null;
 let selected = null;
 const boxes = new Map();
+const specs = new Map(); // node id -> its spec in the DAG (what it does)
 
 function el(name, attrs = {}, parent = null) {
   const node = document.createElementNS(SVG, name);
@@ -119,10 +120,49 @@ function draw(dag) {
     }
     el("rect", { width: BOX.w, height: BOX.h }, g);
     el("text", { x: 8, y: 17 }, g).textContent = label(spec.id, 20);
-    el("text", { x: 8, y: 33, class: "agent" }, g).textContent = label(state.agent || spec.agent, 16) + fanout(spec);
+    el("text", { x: 8, y: 33, class: "agent" }, g).textContent = label(state.agent || kindOf(spec), 16) + fanout(spec);
+    specs.set(spec.id, spec);
     g.addEventListener("click", () => select(spec.id));
     boxes.set(spec.id, g);
   }
+}
+
+// What a node does: its agent, or what a waiting node waits for.
+function kindOf(spec) {
+  if (spec.wait) return `event ${spec.wait.event}`;
+  if (spec.approval) return `approval ×${spec.approval.approvers || 1}`;
+  if (spec.sleep) return "sleep";
+  return spec.agent;
+}
+
+// Approve or reject a waiting approval node, as the name the decider typed (kept for next time).
+function decisionForm(nodeId) {
+  const form = document.createElement("form");
+  form.id = "decide";
+  const who = Object.assign(document.createElement("input"), { name: "by", placeholder: "your name", required: true });
+  who.value = localStorage.getItem("coditect-approver") || "";
+  const comment = Object.assign(document.createElement("input"), { name: "comment", placeholder: "comment" });
+  form.append(who, comment);
+  for (const [text, reject] of [["Approve", false], ["Reject", true]]) {
+    const button = Object.assign(document.createElement("button"), { type: "button", textContent: text });
+    button.dataset.decision = reject ? "reject" : "approve";
+    button.onclick = async () => {
+      if (!who.reportValidity()) return;
+      localStorage.setItem("coditect-approver", who.value);
+      try {
+        await getJSON(`/api/runs/${encodeURIComponent(runId)}/nodes/${encodeURIComponent(nodeId)}/approve`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ by: who.value, reject, comment: comment.value }),
+        });
+        await refresh();
+      } catch (error) {
+        document.getElementById("message").textContent = error.message;
+      }
+    };
+    form.append(button);
+  }
+  return form;
 }
 
 function setStatus(nodeId, status) {
@@ -184,7 +224,9 @@ function showDetails() {
   const list = document.createElement("dl");
   field(list, "status", node.status);
   if (node.throttled) field(list, "waits for limit", node.throttled.key ? `${node.throttled.limit} (${node.throttled.key})` : node.throttled.limit);
-  field(list, "agent", node.agent);
+  field(list, node.agent ? "agent" : "waits for", node.agent || kindOf(specs.get(selected) || {}));
+  if (node.awaits) field(list, "event", node.awaits.key ? `${node.awaits.event} (${node.awaits.key})` : node.awaits.event);
+  for (const d of node.approvals || []) field(list, d.decision === "approve" ? "approved by" : "rejected by", `${d.by}${d.comment ? ": " + d.comment : ""}`);
   field(list, "attempts", node.attempts === 0 && node.status === "succeeded" ? "0 (result kept from the parent run)" : node.attempts);
   let worker = node.worker;
   if (worker && flower) {
@@ -199,6 +241,7 @@ function showDetails() {
   if (node.error) field(list, node.status === "succeeded" ? "error of an earlier attempt" : "error", pre(node.error));
   if (node.result !== null && node.result !== undefined) field(list, "result", pre(JSON.stringify(node.result, null, 2)));
   panel.replaceChildren(title, list);
+  if (node.status === "waiting" && specs.get(selected)?.approval) panel.append(decisionForm(selected));
 }
 
 async function select(nodeId) {

@@ -1,0 +1,111 @@
+"""Waiting nodes on real workers and a real Redis: they hold no worker slot, and their deadlines
+and waits survive a SIGKILL of Redis (AOF on) and of every worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from coditect_tasks import Client, Dag, submit
+from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.embedded import WorkerProcess
+from coditect_tasks.redis_server import RedisServer
+from coditect_tasks.registry import Registry
+from coditect_tasks.settings import Settings
+
+from ..conftest import ROOT, WorkerFactory, wait_for
+
+
+def test_runs_waiting_for_approval_hold_no_slot_of_a_one_process_pool(
+    app: CoditectApp, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(["echo"], concurrency=1)
+    gated = Dag("gated")
+    gated.approval("ok")
+    gated.node("after", "echo", after=["ok"])
+    waiting = [submit(gated, app) for _ in range(10)]
+    plain = Dag("plain")
+    plain.node("only", "echo")
+    assert submit(plain, app).wait(timeout=30) == "succeeded"  # while the ten wait
+    assert {run.status()["nodes"]["ok"]["status"] for run in waiting} == {"waiting"}
+    for run in waiting:
+        run.approve("ok", by="ana")
+    assert [run.wait(timeout=30) for run in waiting] == ["succeeded"] * 10
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, with AOF on, that the test kills and restarts."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def test_waits_and_sleeps_outlast_a_sigkill_of_redis_and_of_every_worker(
+    durable_redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "home", broker_url=durable_redis.url, log_level="WARNING")
+    app = create_app(settings)
+    registry = Registry.from_url(settings.state_url)
+
+    def worker(index: int) -> WorkerProcess:
+        log = tmp_path / f"w{index}.log"
+        process = WorkerProcess(settings, ["echo"], concurrency=1, log_path=log, extra_env={"PYTHONPATH": str(ROOT)})
+        return process.start()
+
+    first = worker(0)
+    second: WorkerProcess | None = None
+    try:
+        first.wait_ready(registry)
+        waits, sleeps = [], []
+        for i in range(5):
+            dag = Dag(f"wait-{i}")
+            dag.wait("go", "release", key=f"k{i}")
+            dag.node("after", "echo", after=["go"])
+            waits.append(submit(dag, app))
+            dag = Dag(f"sleep-{i}")
+            dag.sleep("nap", seconds=12)
+            dag.node("after", "echo", after=["nap"])
+            sleeps.append(submit(dag, app))
+        deadline = time.time() + 12
+        first.kill(group=True)
+        durable_redis.kill()
+        time.sleep(1.0)
+        durable_redis.start()
+        second = worker(1)
+        second.wait_ready(registry)
+        with Client(settings) as client:
+            assert sum(client.send_event("release", key=f"k{i}", data={"i": i}) for i in range(5)) == 5
+        assert [run.wait(timeout=60) for run in waits] == ["succeeded"] * 5
+        assert [run.wait(timeout=60) for run in sleeps] == ["succeeded"] * 5
+        ended = [datetime.fromisoformat(run.status()["nodes"]["nap"]["finished_at"]).timestamp() for run in sleeps]
+        error = max(abs(at - deadline) for at in ended)
+        print(f"sleeps ended within {error:.2f} s of their deadline, across a SIGKILL of Redis and the worker")
+        assert error <= 2.0
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.stop()
+        registry.client.close()
+        app.close()
+
+
+def test_the_first_wait_ends_in_the_time_a_sent_event_takes_to_reach_it(
+    app: CoditectApp, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(["echo"], concurrency=1)
+    dag = Dag("prompt")
+    dag.wait("ci", "ci.finished", key="{sha}", params={"sha": "abc"})
+    dag.node("after", "echo", after=["ci"])
+    run = submit(dag, app)
+    wait_for(lambda: run.status()["nodes"]["ci"]["status"] == "waiting", 10, "the wait to begin")
+    sent = time.time()
+    assert Client.of(app).send_event("ci.finished", key="abc", data={"green": True}) == 1
+    assert run.wait(timeout=30) == "succeeded"
+    began = datetime.fromisoformat(run.status()["nodes"]["after"]["started_at"]).timestamp()
+    print(f"event sent → its waiting node's successor running: {(began - sent) * 1000:.1f} ms")
+    assert run.results()["after"] is not None and began - sent < 2.0
