@@ -460,6 +460,38 @@ def test_the_run_page_shows_what_a_throttled_node_waits_for(served: Served, tmp_
             served.http.delete("/api/limits/page-slot")
 
 
+def test_an_approval_is_given_on_the_run_page(served: Served, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = chromium()
+    run = served.submit(
+        {"name": "ship", "nodes": [{"id": "ok", "approval": {}}, {"id": "after", "agent": "echo", "after": ["ok"]}]}
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 520})
+            page.goto(f"{served.url}/runs/{run['run_id']}?token={TOKEN}")
+            page.wait_for_selector('body[data-ready=true] [data-node="ok"][data-status="waiting"]', state="attached")
+            page.click('[data-node="ok"] rect:last-of-type')
+            page.fill('#decide input[name="by"]', "ana")
+            page.fill('#decide input[name="comment"]', "ship it")
+            page.screenshot(path=str(tmp_path / "approval-waiting.png"))
+            page.click('#decide button[data-decision="approve"]')
+            page.wait_for_selector('[data-node="after"][data-status="succeeded"]', state="attached", timeout=15_000)
+            expect(page.locator("#details")).to_contain_text("approved by")
+            expect(page.locator("#details")).to_contain_text("ana: ship it")
+            page.screenshot(path=str(tmp_path / "approval.png"))
+        finally:
+            browser.close()
+    decisions = served.http.get(f"/api/runs/{run['run_id']}").json()["nodes"]["ok"]["approvals"]
+    assert [(d["by"], d["decision"], d["comment"]) for d in decisions] == [("ana", "approve", "ship it")]
+    refused = served.http.post(f"/api/runs/{run['run_id']}/nodes/ok/approve", json={"by": "bo"})
+    assert refused.status_code == 409 and "not waiting" in refused.json()["error"]
+    sent = served.http.post("/api/events", json={"name": "nobody.waits", "key": "x", "data": 1})
+    assert sent.status_code == 200 and sent.json() == {"resolved": 0}
+
+
 def test_the_settings_carry_no_token_into_other_processes(served: Served) -> None:
     with_token = dataclasses.replace(served.settings, api_token=TOKEN)
     assert TOKEN not in repr(with_token)

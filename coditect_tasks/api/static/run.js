@@ -227,17 +227,21 @@ function showDetails() {
   field(list, node.agent ? "agent" : "waits for", node.agent || kindOf(specs.get(selected) || {}));
   if (node.awaits) field(list, "event", node.awaits.key ? `${node.awaits.event} (${node.awaits.key})` : node.awaits.event);
   for (const d of node.approvals || []) field(list, d.decision === "approve" ? "approved by" : "rejected by", `${d.by}${d.comment ? ": " + d.comment : ""}`);
-  field(list, "attempts", node.attempts === 0 && node.status === "succeeded" ? "0 (result kept from the parent run)" : node.attempts);
-  let worker = node.worker;
-  if (worker && flower) {
-    worker = document.createElement("a");
-    worker.href = `${flower}/worker/${encodeURIComponent(node.worker)}`;
-    worker.textContent = node.worker;
+  if (node.agent) { // a waiting node has no attempts and no worker
+    field(list, "attempts", node.attempts === 0 && node.status === "succeeded" ? "0 (result kept from the parent run)" : node.attempts);
+    let worker = node.worker;
+    if (worker && flower) {
+      worker = document.createElement("a");
+      worker.href = `${flower}/worker/${encodeURIComponent(node.worker)}`;
+      worker.textContent = node.worker;
+    }
+    field(list, "worker", worker);
+    field(list, "started", node.started_at);
+    field(list, "finished", node.finished_at);
+    field(list, "duration", seconds(node.started_at, node.finished_at));
+  } else {
+    field(list, "finished", node.finished_at);
   }
-  field(list, "worker", worker);
-  field(list, "started", node.started_at);
-  field(list, "finished", node.finished_at);
-  field(list, "duration", seconds(node.started_at, node.finished_at));
   if (node.error) field(list, node.status === "succeeded" ? "error of an earlier attempt" : "error", pre(node.error));
   if (node.result !== null && node.result !== undefined) field(list, "result", pre(JSON.stringify(node.result, null, 2)));
   panel.replaceChildren(title, list);
