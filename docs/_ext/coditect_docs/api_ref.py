@@ -15,6 +15,7 @@ SUPPORTING = (
     "coditect_tasks.state.locks.Lease",
     "coditect_tasks.resilience.retry.RetryPolicy",
     "coditect_tasks.client.core.History",
+    "coditect_tasks.dag.waits.Wait",
 )
 
 
