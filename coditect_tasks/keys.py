@@ -220,6 +220,8 @@ WINDOWS = f"{PREFIX}windows"
 #: fairness keys that have any, served round robin; ``<prefix><queue>|<priority>|<key>`` a ZSET of
 #: "run|node" scored by the run's submit sequence × ``RANK_SPAN`` + the node's rank in its run.
 READY_PREFIX = f"{PREFIX}ready:"
+#: SET of the queues that have nodes waiting past their window (tidied by window.lua).
+READY_QUEUES = f"{PREFIX}ready-queues"
 #: STRING counter: the order runs were submitted in (a run's ``seq`` field).
 RUN_SEQ = f"{PREFIX}run-seq"
 #: Ranks a run's nodes can take (its critical-path order): far above ``max_nodes``.
@@ -352,6 +354,7 @@ def lua_prelude() -> str:
         "WAKE_BUDGET": WAKE_BUDGET,
         "WINDOWS": WINDOWS,
         "READY_PREFIX": READY_PREFIX,
+        "READY_QUEUES": READY_QUEUES,
         "RUN_SEQ": RUN_SEQ,
         "RANK_SPAN": RANK_SPAN,
         "DEFAULT_PRIORITY": DEFAULT_PRIORITY,

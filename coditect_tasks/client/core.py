@@ -223,7 +223,11 @@ class Core:
         doc = yield from self.status(run_id)
         reused = retry_plan(run_id, doc)
         dag = Dag.from_json((yield from self.definition(run_id)), source=f"run {run_id}")
-        return (yield from self.submit(dag, None, reused, run_id))
+        # its priority and fairness key too, while its live state holds them (within its retention)
+        priority, fairness = yield Ask(lambda t: t.redis.hmget(keys.run_prefix(run_id) + "run", "priority", "fair"))
+        return (
+            yield from self.submit(dag, None, reused, run_id, int(priority) if priority else None, fairness or None)
+        )
 
     # --- listings ---
 

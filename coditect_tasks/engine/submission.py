@@ -196,6 +196,7 @@ def prepare(
         "active": 0,  # nodes running now (the run hash's counter; a status is never a field name)
         "dag": json.dumps(dag.to_json()),
         **({"fair": ordering.fairness_key} if ordering.fairness_key else {}),
+        **({"priority": ordering.priority} if ordering.priority != keys.DEFAULT_PRIORITY else {}),
         **fields,
     }
     hashes: dict[str, dict[str, Any]] = {

@@ -98,7 +98,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
                 quick.declare_limit(limit.name, limit.to_json())
         except redis.RedisError as exc:  # a client submitting to these agents declares them too
             log.warning("could not declare the agents' limits: %s", exc)
-        if self._pacer is None:
+        if self._pacer is None or not self._pacer.alive:
             self._pacer = Pacer(quick).start()
         if app.settings.outbox and (self._drainer is None or not self._drainer.alive):
             # RabbitMQ: the engine's messages go out through this worker too; one drainer for the

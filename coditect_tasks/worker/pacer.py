@@ -1,4 +1,5 @@
-"""The pacer: lets a rate limit's waiters go as soon as its window frees units.
+"""The pacer: lets a rate limit's waiters go as soon as its window frees units, and ends waiting
+nodes (a sleep, a timeout) at their deadline.
 
 A concurrency limit's waiter goes in the script that ends a holder's attempt: nothing polls for
 it. A rate window frees units by the clock alone, so something must wake at that time: every
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-
-import redis
 
 from .. import keys
 from ..engine.transitions import Engine
@@ -36,6 +35,10 @@ class Pacer:
         self._thread.start()
         return self
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(IDLE_SECONDS + 1.0)
@@ -51,8 +54,8 @@ class Pacer:
                 wait = IDLE_SECONDS if due is None else min(due, IDLE_SECONDS)
                 if wait > 0:
                     pubsub.get_message(timeout=wait)  # a publish of an earlier time ends it early
-            except redis.RedisError as exc:
-                log.warning("pacing the limits failed: %s", exc)
+            except Exception as exc:  # the pacer must outlive any one failure: nothing else ends sleeps
+                log.warning("pacing failed: %s", exc)
                 if pubsub is not None:
                     pubsub.close()
                 pubsub = None

@@ -98,3 +98,15 @@ def test_priority_and_fairness_key_are_checked(app: CoditectApp) -> None:
         _leaves(app, "x", 1, fairness_key="")
     with pytest.raises(MalformedDagError, match="node 'a': 'priority' must be a whole number from 0 to 9"):
         Dag.from_text("name: d\nnodes:\n  - {id: a, agent: echo, priority: high}\n")
+
+
+def test_a_retry_keeps_its_runs_priority_and_fairness_key(app: CoditectApp, registry: Registry) -> None:
+    engine = engine_for(app.settings.state_url)
+    dag = Dag("flaky")
+    dag.node("x", "echo")
+    run = submit(dag, app, priority=7, fairness_key="tenant-a")
+    taken = engine.begin(run.id, "x", "w1", f"{run.id}:x:1")
+    assert taken is not None and engine.fail(run.id, "x", taken.token, "boom")
+    again = run.retry()
+    fields = registry.client.hmget(keys.run_prefix(again.id) + "run", "priority", "fair")
+    assert fields == ["7", "tenant-a"]

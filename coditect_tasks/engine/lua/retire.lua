@@ -13,6 +13,16 @@ local function delete_run()
   for i, suffix in ipairs(RUN_HASHES) do names[i] = P .. suffix end
   redis.call('DEL', unpack(names))
 end
+
+-- Whether a node or foreach item of the run still runs (a cancelled run's nodes finish; a foreach
+-- item is not in the run's 'active' count): its completion, or the reaper, still needs the
+-- description and holds to end it and free what it holds.
+local function still_running()
+  for _, st in ipairs(redis.call('HVALS', STATUS)) do
+    if st == NODE_STATUS.RUNNING then return true end
+  end
+  return false
+end
 if RUN_ID ~= '' then
   local rs = redis.call('HGET', RUN, 'status')
   if rs == RUN_STATUS.RUNNING or rs == RUN_STATUS.FAILING or rs == RUN_STATUS.SUBMITTING then return 0 end
@@ -25,15 +35,19 @@ if RUN_ID ~= '' then
   redis.call('DEL', PHASE)
   -- What only a running run needs (messages, descriptions, counters) goes now, unless a node of a
   -- cancelled run still runs (its completion reads them); reads need only the run document's hashes.
-  if tonumber(redis.call('HGET', RUN, 'active') or '0') <= 0 then
+  local running = still_running()
+  if not running then
     for _, suffix in ipairs(SPENT_HASHES) do redis.call('DEL', P .. suffix) end
   end
-  if retention <= 0 then
+  if retention <= 0 and not running then
     delete_run()
     redis.call('ZREM', RUNS, RUN_ID)
   else
-    for _, suffix in ipairs(RUN_HASHES) do redis.call('EXPIRE', P .. suffix, math.ceil(retention)) end
-    redis.call('ZADD', RETIRED, now + retention, RUN_ID)
+    -- a run with nodes still running has no expiry: the sweep below deletes it once they have ended
+    if not running then
+      for _, suffix in ipairs(RUN_HASHES) do redis.call('EXPIRE', P .. suffix, math.ceil(retention)) end
+    end
+    redis.call('ZADD', RETIRED, now + math.max(retention, LEASE_SECONDS), RUN_ID)
   end
 end
 -- They are deleted here, not left to their keys' expiry (which stays, for when no recorder calls
@@ -41,8 +55,12 @@ end
 -- then frees them in bursts; under steady load, the deletions here keep pace with the retirements.
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', RETIRED, '-inf', now, 'LIMIT', 0, 100)) do
   use_run(gone)
-  delete_run()
-  redis.call('ZREM', RUNS, gone)
-  redis.call('ZREM', RETIRED, gone)
+  if still_running() then
+    redis.call('ZADD', RETIRED, now + LEASE_SECONDS, gone)  -- look again once its leases could lapse
+  else
+    delete_run()
+    redis.call('ZREM', RUNS, gone)
+    redis.call('ZREM', RETIRED, gone)
+  end
 end
 return 1

@@ -10,9 +10,15 @@ for i = 3, #ARGV - 1, 2 do
   if room > 0 then moved = moved + refill(q, room) end
 end
 for _, q in ipairs(redis.call('HKEYS', WINDOWS)) do
-  if not seen[q] then
-    redis.call('HDEL', WINDOWS, q)
-    moved = moved + refill(q, 1000)  -- nothing bounds its queue now: what waited goes
+  if not seen[q] then redis.call('HDEL', WINDOWS, q) end
+end
+-- a queue with nodes waiting past a window it no longer has: nothing bounds it now, so what waited
+-- goes, a thousand a call (each heartbeat goes on), in the order it waited in
+for _, q in ipairs(redis.call('SMEMBERS', READY_QUEUES)) do
+  if redis.call('EXISTS', READY_PREFIX .. q) == 0 then
+    redis.call('SREM', READY_QUEUES, q)
+  elseif not seen[q] then
+    moved = moved + refill(q, 1000)
   end
 end
 return moved

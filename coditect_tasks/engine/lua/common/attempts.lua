@@ -194,19 +194,19 @@ end
 -- (traceparent), links (JSON list of the predecessors' traceparents), retried (retries taken),
 -- breaker, failures (the breaker's state and failure count)}, or {ok = 0, why}. The parent is the span of the
 -- predecessor that finished last (it let this node start), else the run's root span.
-local function take(node, worker, task_id, breaker)
+local function take_message(node, worker, task_id, breaker)
   local st = redis.call('HGET', STATUS, node)
   local desc = (st == NODE_STATUS.QUEUED or st == NODE_STATUS.RUNNING) and desc_of(node)
   redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)  -- this worker holds it no more
-  if not desc then return {ok = 0, why = st or 'missing'} end
+  if not desc then return {ok = 0, why = st or 'missing'}, nil end
   if string.match(task_id, ':(%d+)$') ~= (redis.call('HGET', SEQ, node) or '') then
     count('duplicates|' .. agent_of(desc))
-    return {ok = 0, why = 'stale'}
+    return {ok = 0, why = 'stale'}, desc.q
   end
   local previous = redis.call('HGET', ATTEMPTS, node) or '0'
   if st == NODE_STATUS.RUNNING and redis.call('HEXISTS', FANOUT, node) == 1 then
     count('duplicates|' .. agent_of(desc))  -- a foreach node runs on in its items
-    return {ok = 0, why = 'duplicate'}
+    return {ok = 0, why = 'duplicate'}, desc.q
   end
   -- (A begin repeated after its reply was lost is dropped too: its node runs again once the lease
   -- lapses, a few seconds later. Telling it apart from a redelivery of the same message to the same
@@ -215,7 +215,7 @@ local function take(node, worker, task_id, breaker)
     local expiry = redis.call('ZSCORE', LEASES, lease_member(node, previous))
     if expiry and tonumber(expiry) > server_now() then
       count('duplicates|' .. agent_of(desc))
-      return {ok = 0, why = 'duplicate'}
+      return {ok = 0, why = 'duplicate'}, desc.q
     end
   end
   local rs = redis.call('HGET', RUN, 'status')
@@ -227,7 +227,7 @@ local function take(node, worker, task_id, breaker)
     elseif rs == RUN_STATUS.FAILING then
       skip_settled(node)  -- queued after the run began to fail: it will not start now
     end
-    return {ok = 0, why = rs or 'missing'}
+    return {ok = 0, why = rs or 'missing'}, desc.q
   end
   if st == NODE_STATUS.RUNNING then release(node, previous) elseif not desc.item then redis.call('HINCRBY', RUN, 'active', 1) end
   local token = redis.call('HINCRBY', ATTEMPTS, node, 1)
@@ -261,8 +261,15 @@ local function take(node, worker, task_id, breaker)
   end
   local b = {false, false}
   if (breaker or '') ~= '' and not desc.item then b = redis.call('MGET', breaker .. 'state', breaker .. 'fail_counter') end
-  refill(desc.q, 1)  -- its message left the queue: the next waiting past the window takes its place
   return {ok = 1, token = token, record = rec, upstream = '{' .. table.concat(parts, ',') .. '}', items = items,
           parent = parent, links = '[' .. table.concat(links, ',') .. ']',
-          retried = tonumber(redis.call('HGET', RETRIED, node) or '0'), breaker = b[1], failures = b[2]}
+          retried = tonumber(redis.call('HGET', RETRIED, node) or '0'), breaker = b[1], failures = b[2]}, desc.q
+end
+
+-- Take (take_message); whatever became of the message, it left its queue: the next node waiting past
+-- the window takes its place.
+local function take(node, worker, task_id, breaker)
+  local reply, q = take_message(node, worker, task_id, breaker)
+  if q then refill(q, 1) end
+  return reply
 end

@@ -65,17 +65,18 @@ local function take_limits(member, holds, since)
     if d then
       local base = limit_base(name, kv)
       local step = {name = name, kv = kv, base = base, d = d, charge = d.rate and math.min(h[3], d.rate)}
-      if redis.call('ZCARD', base .. 'w') > 0 then
+      local waiters = redis.call('ZCARD', base .. 'w')
+      step.held = d.concurrency and redis.call('ZCARD', base .. 'h')
+      -- a node queued again (its message was lost) holds its slot still: it neither queues behind
+      -- the waiters nor counts itself against the limit (asked only where it could matter)
+      local holding = (waiters > 0 or (step.held and step.held >= d.concurrency))
+                      and redis.call('ZSCORE', base .. 'h', member)
+      if waiters > 0 and not holding then
         local head = redis.call('ZRANGE', base .. 'w', 0, 0, 'WITHSCORES')
         local first, at = head[1], tonumber(head[2])
         if first ~= member and (at < since or (at == since and first < member)) then return {name = name, kv = kv} end
       end
-      if d.concurrency then
-        step.held = redis.call('ZCARD', base .. 'h')
-        if step.held >= d.concurrency and not redis.call('ZSCORE', base .. 'h', member) then
-          return {name = name, kv = kv}
-        end
-      end
+      if step.held and step.held >= d.concurrency and not holding then return {name = name, kv = kv} end
       if d.rate then
         local used, oldest = rate_used(base, d.per, now, step.charge, d.rate)
         if used + step.charge > d.rate then return {name = name, kv = kv, due = oldest + d.per} end

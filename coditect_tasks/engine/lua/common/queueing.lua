@@ -95,6 +95,7 @@ local function hold(r)
      and redis.call('ZCARD', set) == 1 then
     redis.call('RPUSH', ring, run[2] or '')
     redis.call('ZADD', levels, -priority, priority)
+    redis.call('SADD', READY_QUEUES, r.desc.q)
   end
   record(r.node, NODE_STATUS.QUEUED)
 end
@@ -218,15 +219,14 @@ end
 -- Nodes that no longer wait (their run ended) are dropped. Returns how many went.
 local function refill(q, n)
   local saved, moved = RUN_ID, 0
-  while moved < n do
+  for _ = 1, n + 100 do  -- a hundred dead entries (runs ended) at most per call: the rest next time
+    if moved >= n then break end
     local member = take_ready(q)
     if not member then break end
     local run_id, node = string.match(member, '^([^|]+)|(.+)$')
     use_run(run_id)
-    if queued_in_live_run(node) then
-      dispatch(ready(node), true)
-      moved = moved + 1
-    end
+    -- a member whose run's state is broken is dropped, not left to fail every take of the queue
+    if queued_in_live_run(node) and pcall(function() dispatch(ready(node), true) end) then moved = moved + 1 end
   end
   use_run(saved)
   return moved
@@ -262,28 +262,26 @@ end
 -- (and takes its limits) or waits again, here or on another of its limits. Waiters whose node no
 -- longer waits (its run ended) are dropped. Waiters left past the budget go to the pacer.
 local function wake(name, kv, budget)
-  local base, saved = limit_base(name, kv), RUN_ID
+  local base, saved, spent = limit_base(name, kv), RUN_ID, true
   for _ = 1, budget do
     local head = redis.call('ZRANGE', base .. 'w', 0, 0)[1]
-    if not head then break end
+    if not head then spent = false break end
     redis.call('ZREM', base .. 'w', head)
     local run_id, node = string.match(head, '^([^|]+)|(.+)$')
     use_run(run_id)
     local was = throttled_on(node)
     if was and was.name == name and was.kv == kv and queued_in_live_run(node) then
-      push(ready(node))
-      local now_on = throttled_on(node)
-      if now_on and now_on.name == name and now_on.kv == kv then break end  -- full again
+      -- a waiter whose run's state is broken is dropped, not left to fail every script that frees the limit
+      local ok = pcall(function() push(ready(node)) end)
+      local now_on = ok and throttled_on(node)
+      if now_on and now_on.name == name and now_on.kv == kv then spent = false break end  -- full again
     end
   end
   use_run(saved)
-  if redis.call('ZCARD', base .. 'w') > 0 then
-    local d = limit_def(name)
-    if not d or not (d.concurrency and redis.call('ZCARD', base .. 'h') >= d.concurrency) then
-      schedule(name, kv, server_now())  -- room may be left: the pacer goes on
-    end
-  else
+  if redis.call('ZCARD', base .. 'w') == 0 then
     tidy(name, kv)
+  elseif spent then
+    schedule(name, kv, server_now())  -- the budget ran out with room maybe left: the pacer goes on
   end
 end
 
@@ -299,12 +297,9 @@ local function let_go(node, desc, ran)
     redis.call('HDEL', THROTTLED, node)
   end
   for _, h in ipairs(desc.h) do
-    local d = limit_def(h[1])
-    if not d or d.concurrency then
-      local base = limit_base(h[1], h[2])
-      if redis.call('ZREM', base .. 'h', member) == 1 and redis.call('ZCARD', base .. 'w') > 0 then
-        wake(h[1], h[2], WAKE_BUDGET)
-      end
+    local base = limit_base(h[1], h[2])  -- whatever the definition says now: it may have changed
+    if redis.call('ZREM', base .. 'h', member) == 1 and redis.call('ZCARD', base .. 'w') > 0 then
+      wake(h[1], h[2], WAKE_BUDGET)
     end
   end
 end
