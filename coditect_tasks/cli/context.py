@@ -57,9 +57,8 @@ def clip(text: str, width: int = 70) -> str:
 
 
 def coloured(status: str) -> str:
-    colour = {"succeeded": "green", "failed": "red", "running": "blue", "queued": "yellow", "cancelled": "magenta"}.get(
-        status, "dim"
-    )
+    colours = {"succeeded": "green", "failed": "red", "running": "blue", "queued": "yellow", "cancelled": "magenta"}
+    colour = {**colours, "waiting": "dark_orange"}.get(status, "dim")
     return f"[{colour}]{status}[/{colour}]"
 
 

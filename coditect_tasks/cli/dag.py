@@ -123,6 +123,13 @@ def _finish(doc: dict[str, Any], as_json: bool) -> None:
         raise typer.Exit(code)
 
 
+def _waiting_for(node: dict[str, Any]) -> str:
+    """What a waiting node (no agent) waits for, in the agent column."""
+    if awaits := node.get("awaits"):
+        return f"(event {awaits['event']}{' ' + awaits['key'] if awaits['key'] else ''})"
+    return f"({node.get('kind') or 'wait'})"
+
+
 def _print_run(doc: dict[str, Any]) -> None:
     view = Table(title=f"run {doc['run_id']} ({doc['name']}): {doc['status']}")
     for column in ("node", "agent", "status", "attempts", "seconds", "worker", "result / error"):
@@ -132,7 +139,7 @@ def _print_run(doc: dict[str, Any]) -> None:
         detail = node["error"] if node["status"] == "failed" else json.dumps(node["result"])
         view.add_row(
             nid,
-            node["agent"],
+            node["agent"] or _waiting_for(node),
             coloured(node["status"]),
             str(node["attempts"]),
             f"{seconds:.3f}" if seconds is not None else "-",
@@ -238,9 +245,13 @@ def dag_events(
             sys.stdout.write(json.dumps(event.to_json()) + "\n")
             sys.stdout.flush()
             continue
-        detail = " ".join(
-            f"{k}={v}" for k, v in (("attempt", event.attempt), ("worker", event.worker), ("error", event.error)) if v
+        fields = (
+            ("attempt", event.attempt),
+            ("worker", event.worker),
+            ("error", event.error),
+            *(event.detail or {}).items(),
         )
+        detail = " ".join(f"{k}={v}" for k, v in fields if v)
         out.print(f"{event.ts}  {event.node or '(run)'}  {coloured(event.status)}  {clip(detail, 80)}")
 
 

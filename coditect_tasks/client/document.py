@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import keys
+from ..dag.waits import KINDS
 from ..errors import RunFailedError, RunStateError, RunTimeoutError
 from ..status import TERMINAL, NodeStatus, RunStatus, public
 
@@ -43,6 +44,7 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
         nodes[nid] = {
             "status": by_field["status"].get(nid, NodeStatus.PENDING.value),
             "agent": by_field["routed"].get(nid, node.get("agent")),  # none: a waiting node
+            "kind": next((kind for kind in KINDS if kind in node), "agent"),
             "attempts": int(by_field["attempts"].get(nid, 0)),
             "worker": by_field["worker"].get(nid),
             "started_at": by_field["started"].get(nid),

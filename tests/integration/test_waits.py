@@ -3,6 +3,7 @@ and waits survive a SIGKILL of Redis (AOF on) and of every worker."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,7 +18,7 @@ from coditect_tasks.redis_server import RedisServer
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import ROOT, WorkerFactory, wait_for
+from ..conftest import ROOT, WorkerFactory, run_cli, wait_for
 
 
 def test_runs_waiting_for_approval_hold_no_slot_of_a_one_process_pool(
@@ -109,3 +110,22 @@ def test_the_first_wait_ends_in_the_time_a_sent_event_takes_to_reach_it(
     began = datetime.fromisoformat(run.status()["nodes"]["after"]["started_at"]).timestamp()
     print(f"event sent → its waiting node's successor running: {(began - sent) * 1000:.1f} ms")
     assert run.results()["after"] is not None and began - sent < 2.0
+
+
+def test_the_cli_shows_what_a_node_waits_for_sends_its_event_and_decides_an_approval(app: CoditectApp) -> None:
+    dag = Dag("cli")
+    dag.wait("ci", "ci.finished", key="{sha}", params={"sha": "abc"})
+    dag.approval("ship", after=["ci"])
+    run = submit(dag, app)
+    env = app.settings.environment()
+    status = run_cli(["dag", "status", run.id], {**env, "COLUMNS": "200"})
+    assert status.returncode == 0 and "(event ci.finished abc)" in status.stdout and "waiting" in status.stdout
+    bad = run_cli(["event", "send", "ci.finished", "--key", "abc", "--data", "{oops"], env)
+    assert bad.returncode == 2 and bad.stderr.startswith("coditect-tasks: error: --data: not JSON")
+    sent = run_cli(["event", "send", "ci.finished", "--key", "abc", "--data", '{"green": true}', "--json"], env)
+    assert sent.returncode == 0 and json.loads(sent.stdout) == {"resolved": 1}
+    decided = run_cli(["dag", "approve", run.id, "ship", "--as", "ana", "--comment", "ok"], env)
+    assert decided.returncode == 0 and "ship: succeeded (1 of 1 approval(s))" in decided.stdout
+    again = run_cli(["dag", "approve", run.id, "ship", "--as", "bo"], env)
+    assert again.returncode == 1 and "node ship is succeeded, not waiting" in again.stderr
+    assert run.wait(timeout=10) == "succeeded" and run.results()["ci"] == {"green": True}
