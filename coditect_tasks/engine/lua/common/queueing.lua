@@ -161,6 +161,8 @@ local function wait_key(node, template)
   end))
 end
 
+-- Park ready waiting node r: its deadline (a sleep's end, a timeout) goes to the pacers, a wait
+-- joins its event's waiters and takes at once an event sent within its lookback.
 local function park(r)
   local w, member = r.desc.w, RUN_ID .. '|' .. r.node
   redis.call('HSET', STATUS, r.node, NODE_STATUS.WAITING)
