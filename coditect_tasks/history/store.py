@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from ..dag.waits import KINDS
 from ..settings import Settings
 from ..status import TERMINAL, NodeStatus, RunStatus
 from .models import Base, NodeRecord, RunRecord, Transition
@@ -120,8 +121,9 @@ class HistoryStore:
             if run is None:
                 return None
             nodes = session.scalars(select(NodeRecord).where(NodeRecord.run_id == run_id)).all()
-            order = [n["id"] for n in json.loads(run.dag)["nodes"]] if run.dag else []
-            rank = {nid: i for i, nid in enumerate(order)}
+            specs = json.loads(run.dag)["nodes"] if run.dag else []
+            rank = {spec["id"]: i for i, spec in enumerate(specs)}
+            kinds = {spec["id"]: next((kind for kind in KINDS if kind in spec), "agent") for spec in specs}
             return {
                 "run_id": run.run_id,
                 "name": run.name,
@@ -135,6 +137,7 @@ class HistoryStore:
                     n.node_id: {
                         "status": n.status,
                         "agent": n.agent,
+                        "kind": kinds.get(n.node_id, "agent"),
                         "attempts": n.attempts,
                         "worker": n.worker,
                         "started_at": n.started_at,

@@ -484,7 +484,7 @@ def test_an_approval_is_given_on_the_run_page(served: Served, tmp_path: Path) ->
             page.screenshot(path=str(tmp_path / "approval.png"))
         finally:
             browser.close()
-    decisions = served.http.get(f"/api/runs/{run['run_id']}").json()["nodes"]["ok"]["approvals"]
+    decisions = served.http.get(f"/api/runs/{run['run_id']}").json()["nodes"]["ok"]["result"]["approved_by"]
     assert [(d["by"], d["decision"], d["comment"]) for d in decisions] == [("ana", "approve", "ship it")]
     refused = served.http.post(f"/api/runs/{run['run_id']}/nodes/ok/approve", json={"by": "bo"})
     assert refused.status_code == 409 and "not waiting" in refused.json()["error"]

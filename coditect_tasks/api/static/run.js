@@ -226,7 +226,7 @@ function showDetails() {
   if (node.throttled) field(list, "waits for limit", node.throttled.key ? `${node.throttled.limit} (${node.throttled.key})` : node.throttled.limit);
   field(list, node.agent ? "agent" : "waits for", node.agent || kindOf(specs.get(selected) || {}));
   if (node.awaits) field(list, "event", node.awaits.key ? `${node.awaits.event} (${node.awaits.key})` : node.awaits.event);
-  for (const d of node.approvals || []) field(list, d.decision === "approve" ? "approved by" : "rejected by", `${d.by}${d.comment ? ": " + d.comment : ""}`);
+  for (const d of node.approvals || node.result?.approved_by || []) field(list, d.decision === "approve" ? "approved by" : "rejected by", `${d.by}${d.comment ? ": " + d.comment : ""}`);
   if (node.agent) { // a waiting node has no attempts and no worker
     field(list, "attempts", node.attempts === 0 && node.status === "succeeded" ? "0 (result kept from the parent run)" : node.attempts);
     let worker = node.worker;

@@ -198,6 +198,9 @@ local function unpark(node, w)
   redis.call('ZREM', WAITS_DUE, member)
   local ek = redis.call('HGET', AWAITS, node)
   if ek then redis.call('SREM', WAITERS_PREFIX .. ek, member) end
+  -- what it waited on shows while it waits; its decisions then live on in its result or error
+  redis.call('HDEL', AWAITS, node)
+  redis.call('HDEL', APPROVALS, node)
   redis.call('HINCRBY', FRONTIER, 'waiting|' .. w.k, -1)
 end
 
