@@ -71,7 +71,7 @@ def test_a_weighted_rate_limit_holds_in_every_window(
     engine.declare_limit("tokens", Limit("tokens", rate=20, per=2.0, units="tokens").to_json())
     worker_factory(["echo"], concurrency=4, extra_env=SUPPORT_ENV)
     rng = random.Random(3)
-    units = {f"n{i}": rng.randint(1, 5) for i in range(20)}
+    units = {f"n{i}": rng.randint(1, 5) for i in range(14)}
     dag = Dag("rated")
     for node, tokens in units.items():
         dag.node(node, "echo", params={"tokens": tokens}, limits=["tokens"])

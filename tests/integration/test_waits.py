@@ -69,10 +69,10 @@ def test_waits_and_sleeps_outlast_a_sigkill_of_redis_and_of_every_worker(
             dag.node("after", "echo", after=["go"])
             waits.append(submit(dag, app))
             dag = Dag(f"sleep-{i}")
-            dag.sleep("nap", seconds=12)
+            dag.sleep("nap", seconds=8)
             dag.node("after", "echo", after=["nap"])
             sleeps.append(submit(dag, app))
-        deadline = time.time() + 12
+        deadline = time.time() + 8
         first.kill(group=True)
         durable_redis.kill()
         time.sleep(1.0)
