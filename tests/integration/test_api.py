@@ -435,19 +435,22 @@ def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Pa
             browser.close()
 
 
-def test_the_run_page_shows_what_a_throttled_node_waits_for(served: Served, tmp_path: Path) -> None:
+def test_the_run_page_shows_what_a_node_waits_for_and_takes_an_approval(served: Served, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     executable = chromium()
     gate = tmp_path / "gate"
     assert served.http.put("/api/limits/page-slot", json={"concurrency": 1}).status_code == 200
     waiter = {"agent": "waiter", "params": {"gate": str(gate)}, "limits": ["page-slot"]}
-    run = served.submit({"name": "throttled", "nodes": [{"id": "one", **waiter}, {"id": "two", **waiter}]})
+    throttled = served.submit({"name": "throttled", "nodes": [{"id": "one", **waiter}, {"id": "two", **waiter}]})
+    approval = served.submit(
+        {"name": "ship", "nodes": [{"id": "ok", "approval": {}}, {"id": "after", "agent": "echo", "after": ["ok"]}]}
+    )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1100, "height": 420})
-            page.goto(f"{served.url}/runs/{run['run_id']}?token={TOKEN}")
+            page = browser.new_page(viewport={"width": 1100, "height": 520})
+            page.goto(f"{served.url}/runs/{throttled['run_id']}?token={TOKEN}")
             page.wait_for_selector('body[data-ready=true] [data-node="one"][data-status="running"]', state="attached")
             page.click('[data-node="two"] rect:last-of-type')
             expect(page.locator("#details")).to_contain_text("waits for limit")
@@ -455,23 +458,7 @@ def test_the_run_page_shows_what_a_throttled_node_waits_for(served: Served, tmp_
             gate.touch()  # one ends, and two takes its slot while the page watches
             page.wait_for_selector('[data-node="two"][data-status="succeeded"]', state="attached", timeout=15_000)
             expect(page.locator("#details")).not_to_contain_text("waits for limit")
-        finally:
-            browser.close()
-            served.http.delete("/api/limits/page-slot")
-
-
-def test_an_approval_is_given_on_the_run_page(served: Served, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
-    executable = chromium()
-    run = served.submit(
-        {"name": "ship", "nodes": [{"id": "ok", "approval": {}}, {"id": "after", "agent": "echo", "after": ["ok"]}]}
-    )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 520})
-            page.goto(f"{served.url}/runs/{run['run_id']}?token={TOKEN}")
+            page.goto(f"{served.url}/runs/{approval['run_id']}")  # the cookie the first visit set
             page.wait_for_selector('body[data-ready=true] [data-node="ok"][data-status="waiting"]', state="attached")
             page.click('[data-node="ok"] rect:last-of-type')
             page.fill('#decide input[name="by"]', "ana")
@@ -484,9 +471,10 @@ def test_an_approval_is_given_on_the_run_page(served: Served, tmp_path: Path) ->
             page.screenshot(path=str(tmp_path / "approval.png"))
         finally:
             browser.close()
-    decisions = served.http.get(f"/api/runs/{run['run_id']}").json()["nodes"]["ok"]["result"]["approved_by"]
+            served.http.delete("/api/limits/page-slot")
+    decisions = served.http.get(f"/api/runs/{approval['run_id']}").json()["nodes"]["ok"]["result"]["approved_by"]
     assert [(d["by"], d["decision"], d["comment"]) for d in decisions] == [("ana", "approve", "ship it")]
-    refused = served.http.post(f"/api/runs/{run['run_id']}/nodes/ok/approve", json={"by": "bo"})
+    refused = served.http.post(f"/api/runs/{approval['run_id']}/nodes/ok/approve", json={"by": "bo"})
     assert refused.status_code == 409 and "not waiting" in refused.json()["error"]
     sent = served.http.post("/api/events", json={"name": "nobody.waits", "key": "x", "data": 1})
     assert sent.status_code == 200 and sent.json() == {"resolved": 0}

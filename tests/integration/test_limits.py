@@ -44,8 +44,8 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
 def test_a_keyed_limit_holds_across_two_pools_and_uses_its_whole_count(
     test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry
 ) -> None:
-    for _ in range(2):
-        worker_factory(["pinned"], concurrency=4, extra_env=SUPPORT_ENV)
+    for _ in range(2):  # six slots: room for two of each repo at once, across both pools
+        worker_factory(["pinned"], concurrency=3, extra_env=SUPPORT_ENV)
     dag = Dag("repos")
     for repo in ("a", "b", "c"):
         for i in range(10):
@@ -69,7 +69,7 @@ def test_a_weighted_rate_limit_holds_in_every_window(
 ) -> None:
     engine = engine_for(test_app.settings.state_url)
     engine.declare_limit("tokens", Limit("tokens", rate=20, per=2.0, units="tokens").to_json())
-    worker_factory(["echo"], concurrency=4, extra_env=SUPPORT_ENV)
+    worker_factory(["echo"], concurrency=1, extra_env=SUPPORT_ENV)
     rng = random.Random(3)
     units = {f"n{i}": rng.randint(1, 5) for i in range(14)}
     dag = Dag("rated")

@@ -136,8 +136,12 @@ function kindOf(spec) {
 }
 
 // Approve or reject a waiting approval node, as the name the decider typed (kept for next time).
+// One form per node, kept across re-renders of the details, so an update never loses what is typed.
+const forms = new Map();
 function decisionForm(nodeId) {
+  if (forms.has(nodeId)) return forms.get(nodeId);
   const form = document.createElement("form");
+  forms.set(nodeId, form);
   form.id = "decide";
   const who = Object.assign(document.createElement("input"), { name: "by", placeholder: "your name", required: true });
   who.value = localStorage.getItem("coditect-approver") || "";
