@@ -1,8 +1,8 @@
 """Waiting nodes: a node that calls no agent and waits, holding no worker, for an event, for
 people's approvals, or for a time.
 
-``wait`` ends with the data of the first event of its name and key (one sent up to ``lookback``
-seconds before the wait began counts); ``approval`` with ``approvers`` approvals from distinct
+``wait`` ends with the data of an event of its name and key: the first sent while it waits, or
+the newest sent up to ``lookback`` seconds before it began; ``approval`` with ``approvers`` approvals from distinct
 identities, or fails at one rejection; ``sleep`` at its deadline. ``timeout`` fails a wait or an
 approval that is still waiting then. The engine keeps every deadline absolute, in Redis, so a
 restart of anything delays none of them.
@@ -22,6 +22,7 @@ KINDS = ("wait", "approval", "sleep")
 KEY_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)(?:\.([A-Za-z_][A-Za-z0-9_-]*))?\}")
 #: Seconds a wait, an approval or a sleep may last at most (a year).
 MAX_SECONDS = 366 * 24 * 3600.0
+#: An event's name: plain, as it goes into Redis keys (``ci.finished``, ``deploy:done``).
 EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
