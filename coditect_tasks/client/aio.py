@@ -89,7 +89,7 @@ class AsyncClient:
         fairness_key: str | None = None,
     ) -> AsyncRun:
         """As ``Client.submit``: validate and start ``dag``, at most once per ``idempotency_key``."""
-        steps = self.core.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key)
+        steps = self.core.submitter.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key)
         return AsyncRun(await self._drive(steps), self)
 
     async def get(self, run_id: str) -> AsyncRun:

@@ -100,20 +100,6 @@ class Core:
         self.outage_seconds = outage_seconds
         self.submitter = Submitter(app, outage_seconds)
 
-    # --- submitting ---
-
-    def submit(
-        self,
-        dag: Dag,
-        key: object = None,
-        reused: dict[str, str] | None = None,
-        parent: str = "",
-        priority: int | None = None,
-        fairness_key: str | None = None,
-    ) -> Steps[str]:
-        """As ``Submitter.submit``."""
-        return (yield from self.submitter.submit(dag, key, reused, parent, priority, fairness_key))
-
     # --- reading ---
 
     def state(self, run_id: str) -> Steps[str]:
@@ -226,7 +212,9 @@ class Core:
         # its priority and fairness key too, while its live state holds them (within its retention)
         priority, fairness = yield Ask(lambda t: t.redis.hmget(keys.run_prefix(run_id) + "run", "priority", "fair"))
         return (
-            yield from self.submit(dag, None, reused, run_id, int(priority) if priority else None, fairness or None)
+            yield from self.submitter.submit(
+                dag, None, reused, run_id, int(priority) if priority else None, fairness or None
+            )
         )
 
     # --- listings ---

@@ -93,7 +93,9 @@ class Client:
         returns the first run, one with another DAG raises ``IdempotencyConflictError``.
         ``priority`` (0–9, default 5; a node's own wins): higher goes first when workers are busy;
         ``fairness_key`` (a tenant, a user): keys of one priority are served round robin."""
-        run_id = self._drive(self.core.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key))
+        run_id = self._drive(
+            self.core.submitter.submit(dag, idempotency_key, priority=priority, fairness_key=fairness_key)
+        )
         return DagRun(run_id, self)
 
     def get(self, run_id: str) -> DagRun:
