@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))  # the site's own extension, coditect_docs
@@ -47,12 +49,9 @@ def _build(out: Path) -> Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     """The site as ``coditect-tasks docs`` and CI build it, in a fresh output folder: built once for
     the whole run, the first xdist process to need it building it for the others (a file lock beside
-    their temporary folders; the suite's xdist groups cannot promise one process under pytest 9)."""
+    their temporary folders: the browser and reference tests are in modules of their own)."""
     if shutil.which("dot") is None:
-        message = "Graphviz's dot is not installed (apt-get install graphviz): the site's diagrams need it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must install it")
-        pytest.skip(message)
+        missing("Graphviz's dot is not installed (apt-get install graphviz): the site's diagrams need it")
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     out, record = shared / "docs-site", shared / "docs-site.json"

@@ -28,7 +28,7 @@ from coditect_tasks.history.store import HistoryStore
 from coditect_tasks.redis_server import RedisServer, free_port, stop_process, stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
-from tests.conftest import ROOT, SUPPORT_MODULES, run_cli, wait_for
+from tests.conftest import ROOT, SUPPORT_MODULES, missing, run_cli, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("api")]  # one `serve` for the module
 TOKEN = "t0ken-for-tests"
@@ -372,13 +372,7 @@ def test_agents_endpoint_matches_the_cli(served: Served) -> None:
 
 
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must install it")
-        pytest.skip(message)
-    return found
+    return shutil.which("chromium") or missing("Debian's chromium is not installed (apt-get install chromium)")
 
 
 def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Path) -> None:

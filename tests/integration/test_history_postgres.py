@@ -23,7 +23,7 @@ from coditect_tasks.redis_server import free_port
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import WorkerFactory
+from ..conftest import WorkerFactory, missing
 from .test_recorder import dead_letters_keep_the_history_flowing
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("postgres")]  # one server for the module
@@ -38,10 +38,7 @@ def _as_postgres(args: list[str]) -> list[str]:
 def postgres_url() -> Iterator[str]:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
-        message = "PostgreSQL server binaries not found (apt-get install postgresql)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must install them")
-        pytest.skip(message)
+        missing("PostgreSQL server binaries not found (apt-get install postgresql)")
     bindir = Path(found[-1]).parent
     base = Path(tempfile.mkdtemp(prefix="coditect-pg-"))  # pytest's tmp dirs are closed to the postgres user
     data, sockets = base / "data", base / "sock"
