@@ -18,7 +18,7 @@ from typing import Any
 from celery import chain, group
 
 from .app import CoditectApp, create_app
-from .client import submit
+from .client import DagRun, submit
 from .connection import redis_client
 from .dag.plan import validate
 from .dag.spec import Dag
@@ -207,6 +207,25 @@ def edge_latencies_ms(doc: dict[str, Any]) -> list[float]:
         * 1000
         for a, b in itertools.pairwise(ids)
     ]
+
+
+def timeline(run: DagRun) -> dict[str, list[tuple[str, float]]]:
+    """Node → its transitions (status, Unix time) in order, from the run's event stream: when each
+    node was queued (dispatched), began and ended."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    for event in run.events():
+        if event.node is not None:
+            out.setdefault(event.node, []).append((event.status, datetime.fromisoformat(event.ts).timestamp()))
+    return out
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    """The most (start, end) spans open at one instant (an end and a start at one instant do not overlap)."""
+    level = best = 0
+    for _, step in sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans]):
+        level += step
+        best = max(best, level)
+    return best
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -28,15 +28,15 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from coditect_tasks import Dag, keys, submit
+from coditect_tasks import Dag, submit
 from coditect_tasks.app import CoditectApp, create_app
-from coditect_tasks.bench import dag_capacity, dag_seconds, fanout
+from coditect_tasks.bench import dag_capacity, dag_seconds, fanout, max_overlap, timeline
+from coditect_tasks.client import Client, DagRun
 from coditect_tasks.embedded import LocalStack
 from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.limits import Limit
@@ -89,30 +89,19 @@ def overhead(app: CoditectApp, state: redis.Redis, repeats: int) -> dict[str, An
     return report
 
 
-def history(state: redis.Redis, run_id: str) -> dict[str, list[tuple[str, float]]]:
-    out: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    for _, fields in state.xrange(keys.HISTORY):
-        if fields.get("run") == run_id and fields.get("node"):
-            out[fields["node"]].append((fields["status"], datetime.fromisoformat(fields["at"]).timestamp()))
-    return out
+def finished(app: CoditectApp, dag: Dag) -> tuple[float, dict[str, list[tuple[str, float]]]]:
+    """Run ``dag`` to its end: its seconds, and its nodes' transitions (``bench.timeline``)."""
+    seconds, doc = dag_seconds(app, dag, 300)
+    return seconds, timeline(DagRun(doc["run_id"], Client.of(app)))
 
 
-def max_overlap(spans: list[tuple[float, float]]) -> int:
-    level = best = 0
-    for _, step in sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans]):
-        level += step
-        best = max(best, level)
-    return best
-
-
-def keyed(app: CoditectApp, state: redis.Redis) -> dict[str, Any]:
+def keyed(app: CoditectApp) -> dict[str, Any]:
     engine_for(app.settings.state_url).declare_limit("repo", Limit("repo", concurrency=2, key="repo").to_json())
     dag = Dag("repos")
     for repo in ("a", "b", "c"):
         for i in range(60):
             dag.node(f"{repo}{i}", "sleep", params={"repo": repo, "seconds": 0.3}, limits=["repo"])
-    seconds, doc = dag_seconds(app, dag, 300)
-    events = history(state, doc["run_id"])
+    seconds, events = finished(app, dag)
     overlap = {}
     for repo in ("a", "b", "c"):
         spans = [(dict(e)["running"], dict(e)["succeeded"]) for n, e in events.items() if n.startswith(repo)]
@@ -126,7 +115,7 @@ def keyed(app: CoditectApp, state: redis.Redis) -> dict[str, Any]:
     }
 
 
-def rated(app: CoditectApp, state: redis.Redis, seconds: float) -> dict[str, Any]:
+def rated(app: CoditectApp, seconds: float) -> dict[str, Any]:
     engine_for(app.settings.state_url).declare_limit(
         "tokens", Limit("tokens", rate=20, per=2.0, units="tokens").to_json()
     )
@@ -137,8 +126,8 @@ def rated(app: CoditectApp, state: redis.Redis, seconds: float) -> dict[str, Any
     dag = Dag("rated")
     for node, tokens in units.items():
         dag.node(node, "noop", params={"tokens": tokens}, limits=["tokens"])
-    _, doc = dag_seconds(app, dag, 300)
-    dispatched = {n: max(t for s, t in e if s == "queued") for n, e in history(state, doc["run_id"]).items()}
+    _, events = finished(app, dag)
+    dispatched = {n: max(t for s, t in e if s == "queued") for n, e in events.items()}
     worst = max(sum(units[n] for n, t in dispatched.items() if at <= t < at + 2.0 - 0.02) for at in dispatched.values())
     first, last = min(dispatched.values()), max(dispatched.values())
     # the limit allows 20 units at once, then 10 a second: what it allowed over the span taken
@@ -151,16 +140,7 @@ def rated(app: CoditectApp, state: redis.Redis, seconds: float) -> dict[str, Any
     }
 
 
-def began(state: redis.Redis, run_ids: set[str]) -> list[tuple[float, str, str]]:
-    """(time, run, node) of every node of ``run_ids`` that began, in the order they began."""
-    out = []
-    for _, fields in state.xrange(keys.HISTORY):
-        if fields.get("run") in run_ids and fields.get("node") and fields["status"] == "running":
-            out.append((datetime.fromisoformat(fields["at"]).timestamp(), fields["run"], fields["node"]))
-    return sorted(out)
-
-
-def priority(app: CoditectApp, state: redis.Redis, slots: int) -> dict[str, Any]:
+def priority(app: CoditectApp, slots: int) -> dict[str, Any]:
     backlog = Dag("backlog")
     for i in range(400):
         backlog.node(f"low{i}", "sleep", params={"seconds": 0.05})
@@ -172,7 +152,8 @@ def priority(app: CoditectApp, state: redis.Redis, slots: int) -> dict[str, Any]
     hot = submit(urgent, app, priority=8)
     submitted = time.time()
     assert hot.wait(300) == "succeeded" and low.wait(300) == "succeeded"
-    order = [run for at, run, _ in began(state, {low.id, hot.id}) if at >= submitted]
+    began = sorted((t, run.id) for run in (low, hot) for e in timeline(run).values() for s, t in e if s == "running")
+    order = [run for at, run in began if at >= submitted]
     last_hot = max(i for i, run in enumerate(order) if run == hot.id)
     return {"begun_until_the_last_urgent_one": last_hot + 1, "bar": 2 * slots}
 
@@ -185,7 +166,7 @@ def wait_for_running(run: Any) -> None:
         time.sleep(0.05)
 
 
-def fairness(app: CoditectApp, state: redis.Redis) -> dict[str, Any]:
+def fairness(app: CoditectApp) -> dict[str, Any]:
     big = Dag("tenant-a")
     for i in range(1000):
         big.node(f"a{i}", "noop")
@@ -195,13 +176,9 @@ def fairness(app: CoditectApp, state: redis.Redis) -> dict[str, Any]:
     a = submit(big, app, fairness_key="a")
     b = submit(small, app, fairness_key="b")
     assert a.wait(300) == "succeeded" and b.wait(300) == "succeeded"
-    ends = {
-        (fields["run"], fields["node"]): datetime.fromisoformat(fields["at"]).timestamp()
-        for _, fields in state.xrange(keys.HISTORY)
-        if fields.get("run") in (a.id, b.id) and fields.get("node") and fields["status"] == "succeeded"
-    }
-    b_done = max(t for (run, _), t in ends.items() if run == b.id)
-    return {"a_succeeded_before_b_finished": sum(1 for (run, _), t in ends.items() if run == a.id and t < b_done)}
+    ends = {run.id: [t for e in timeline(run).values() for s, t in e if s == "succeeded"] for run in (a, b)}
+    b_done = max(ends[b.id])
+    return {"a_succeeded_before_b_finished": sum(1 for t in ends[a.id] if t < b_done)}
 
 
 def critical_path(base: Settings) -> dict[str, Any]:
@@ -238,10 +215,10 @@ def main() -> None:
             started = time.perf_counter()
             report = {
                 "overhead": overhead(app, state, args.repeats),
-                "keyed_concurrency": keyed(app, state),
-                "weighted_rate": rated(app, state, args.rate_seconds),
-                "priority": priority(app, state, slots=8),
-                "fairness": fairness(app, state),
+                "keyed_concurrency": keyed(app),
+                "weighted_rate": rated(app, args.rate_seconds),
+                "priority": priority(app, slots=8),
+                "fairness": fairness(app),
                 "critical_path": critical_path(base),
                 "seconds": 0.0,
             }

@@ -6,39 +6,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 
-import redis
-
-from coditect_tasks import Dag, keys, submit
+from coditect_tasks import Dag, submit
 from coditect_tasks.app import CoditectApp
+from coditect_tasks.bench import max_overlap, timeline
 from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.keys import LEASE_SECONDS
 from coditect_tasks.limits import Limit
 from coditect_tasks.registry import Registry
 
 from ..conftest import SUPPORT_ENV, WorkerFactory, wait_for
-
-
-def _history(client: redis.Redis, run_id: str) -> dict[str, list[tuple[str, float]]]:
-    """Node → its (status, time) entries of the history stream, in order."""
-    out: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    for _, fields in client.xrange(keys.HISTORY):
-        if fields.get("run") == run_id and fields.get("node"):
-            out[fields["node"]].append((fields["status"], datetime.fromisoformat(fields["at"]).timestamp()))
-    return out
-
-
-def _max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one instant (an end and a start at the same instant do not overlap)."""
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    best = level = 0
-    for _, step in edges:
-        level += step
-        best = max(best, level)
-    return best
 
 
 def test_a_keyed_limit_holds_across_two_pools_and_uses_its_whole_count(
@@ -52,14 +30,14 @@ def test_a_keyed_limit_holds_across_two_pools_and_uses_its_whole_count(
             dag.node(f"{repo}{i}", "pinned", params={"repo": repo, "seconds": 0.2})
     run = submit(dag, test_app)  # pinned's own limit: repo-slots, 2 at once per repo
     assert run.wait(timeout=60) == "succeeded"
-    history = _history(registry.client, run.id)
+    history = timeline(run)
     for repo in ("a", "b", "c"):
         spans = []
         for node, entries in history.items():
             if node.startswith(repo):
                 times = dict(entries)
                 spans.append((times["running"], times["succeeded"]))
-        overlap = _max_overlap(spans)
+        overlap = max_overlap(spans)
         print(f"repo {repo}: at most {overlap} nodes at once")
         assert overlap == 2  # never more than the limit, and the limit's whole count used
 
@@ -79,9 +57,7 @@ def test_a_weighted_rate_limit_holds_in_every_window(
     run = submit(dag, test_app)
     assert run.wait(timeout=60) == "succeeded"
     seconds = time.monotonic() - started
-    dispatched = {
-        node: max(t for s, t in entries if s == "queued") for node, entries in _history(registry.client, run.id).items()
-    }
+    dispatched = {node: max(t for s, t in entries if s == "queued") for node, entries in timeline(run).items()}
     worst = 0
     for at in dispatched.values():
         # the engine judges on the Redis server's clock, the history on the caller's: 20 ms apart at most
@@ -124,6 +100,6 @@ def test_a_killed_pools_slots_are_freed_when_its_leases_lapse(
     assert seconds <= LEASE_SECONDS + 2
     assert run.wait(timeout=60) == "succeeded"
     assert time.monotonic() - killed < 30
-    succeeded = [s for entries in _history(registry.client, run.id).values() for s, _ in entries if s == "succeeded"]
+    succeeded = [s for entries in timeline(run).values() for s, _ in entries if s == "succeeded"]
     assert len(succeeded) == 4  # each node's effect once: none lost, none twice
     assert engine.limits("repo")[0]["keys"] == []  # nothing held or waiting afterwards
