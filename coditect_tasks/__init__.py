@@ -16,6 +16,7 @@ if _typing.TYPE_CHECKING:
     from .agents import Agent, AgentCall, agent, load_agents
     from .app import CoditectApp, create_app
     from .client import AsyncClient, AsyncRun, Client, DagRun, submit
+    from .dag.spawn import Spawn
     from .dag.spec import Dag, Node
     from .errors import CoditectError
     from .limits import Limit
@@ -36,6 +37,7 @@ _HOMES = {
     "AsyncRun": ".client",
     "Dag": ".dag.spec",
     "Node": ".dag.spec",
+    "Spawn": ".dag.spawn",
     "CoditectError": ".errors",
     "Limit": ".limits",
     "lock": ".state",
@@ -55,6 +57,7 @@ __all__ = [
     "Limit",
     "Node",
     "Settings",
+    "Spawn",
     "agent",
     "create_app",
     "load_agents",

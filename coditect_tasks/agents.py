@@ -43,6 +43,13 @@ class AgentCall:
     run_id: str | None = None
     node_id: str | None = None
     artifacts: Any = None
+    #: What ``spawn`` was given, in order (``dag.spawn.requested`` reads it once the agent returns).
+    spawned: list[Any] = field(default_factory=list, compare=False, repr=False)
+
+    def spawn(self, dags: Any) -> None:
+        """Start ``dags`` (a ``Dag`` or a list of them) as child runs once the agent returns, whatever
+        it returns: the node then waits for them and succeeds with their results (``dag.spawn``)."""
+        self.spawned.append(dags)
 
 
 AgentFn = Callable[[AgentCall], Any]

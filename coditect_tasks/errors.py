@@ -14,7 +14,8 @@ caller needs, not just a message.
     ├── BrokerUnreachableError      the broker or state Redis does not answer (exit 3)
     ├── EmbeddedStackError          the local Redis or workers failed to start (exit 3)
     ├── WorkflowError               a workflow did not succeed (exit 1)
-    │   └── RunFailedError          a run's result asked for: it failed or was cancelled (``failed`` nodes)
+    │   ├── RunFailedError          a run's result asked for: it failed or was cancelled (``failed`` nodes)
+    │   └── ChildRunFailedError     a run a node spawned failed or was cancelled (what its retry policy sees)
     ├── RunTimeoutError             a run did not end within the time a caller waited (also a TimeoutError)
     ├── InvalidIdempotencyKeyError  not a string of 1 to 256 characters (exit 2)
     ├── IdempotencyConflictError    a key an earlier run holds, given with another DAG (exit 2)
@@ -130,6 +131,11 @@ class RunFailedError(WorkflowError):
         self.failed = failed
         nodes = ", ".join(f"{node} ({error})" if error else node for node, error in failed.items())
         super().__init__(f"run {run_id} {state}" + (f": {nodes}" if nodes else ""))
+
+
+class ChildRunFailedError(WorkflowError):
+    """A run a node spawned failed or was cancelled: the node fails with it. An agent's retry
+    policy lists this class in ``retry_on`` (or lets every error be retried) to spawn anew then."""
 
 
 class RunTimeoutError(CoditectError, TimeoutError):

@@ -87,7 +87,9 @@ def events_channel(run_id: str) -> str:
 RUN_HASHES = (
     "run",  # field → value: name, status, submitted_at, finished_at, total, remaining, active, error,
     # first_event (its first history stream id), events (how many it has recorded), seq (RUN_SEQ at
-    # submit), fair (its fairness key)
+    # submit), fair (its fairness key); a spawned child's parent and parent_node (the node that spawned it),
+    # root (its tree's first run), depth (levels below root), spawned_by ('<parent>|<node>|<attempt>');
+    # a root's tree (nodes in its whole tree, once a node spawned)
     "status",
     "attempts",
     "pending",
@@ -114,6 +116,8 @@ RUN_HASHES = (
     "throttled",  # node → '<limit>|<since>|<key>': held queued by that full limit since then (limits.lua)
     "awaits",  # waiting node → '<event>|<key>' it waits for (waits.lua)
     "approvals",  # approval node → JSON list of its decisions {by, decision, comment, at}
+    "children",  # spawning node → JSON list of the run ids of the children it spawned (spawns.lua)
+    "spawns",  # '<node>|left', '|retry', '|one' while it waits for its children; child run id → its outcome
 )
 
 #: The node hashes a run's document is read from (with its ``run`` hash).
@@ -129,6 +133,7 @@ NODE_FIELDS = (
     "throttled",
     "awaits",
     "approvals",
+    "children",
 )
 #: Run hashes only a running run needs: a retired run drops them at once and keeps the rest (what
 #: its document is read from) for its retention window.

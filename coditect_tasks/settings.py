@@ -137,6 +137,10 @@ class Settings:
     max_params_bytes: int = setting(1024 * 1024, _whole())
     #: Items one foreach node may fan out to at most.
     max_foreach_items: int = setting(10_000, _whole())
+    #: Levels of child runs a node may spawn below its root run at most (a child's child is 2).
+    spawn_max_depth: int = setting(8, _whole())
+    #: Nodes a root run's whole tree (itself and every run spawned below it) may have at most.
+    spawn_max_nodes: int = setting(20_000, _whole())
     #: Seconds a finished run's live state stays in Redis once its history is recorded (0: none).
     live_retention: int = setting(600, _whole(minimum=0))
     #: Seconds an idempotency key keeps naming the run it started (a repeat within it returns that run).

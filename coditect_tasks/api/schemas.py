@@ -56,6 +56,9 @@ class NodeState(BaseModel):
     approvals: list[dict[str, Any]] | None = Field(
         default=None, description="An approval node's decisions so far: {by, decision, comment, at}."
     )
+    children: list[str] | None = Field(
+        default=None, description="The ids of the child runs the node spawned (its agent returned Spawn)."
+    )
 
 
 class RunDocument(BaseModel):
@@ -63,7 +66,8 @@ class RunDocument(BaseModel):
 
     run_id: str
     name: str | None
-    parent_run_id: str | None = Field(description="The run this one retries, if any.")
+    parent_run_id: str | None = Field(description="The run this one retries, or the run that spawned it.")
+    parent_node: str | None = Field(default=None, description="The node of parent_run_id that spawned this run.")
     status: str = Field(description="running, succeeded, failed or cancelled")
     submitted_at: str | None
     finished_at: str | None

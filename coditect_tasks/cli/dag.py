@@ -147,6 +147,11 @@ def _print_run(doc: dict[str, Any]) -> None:
             clip(str(detail), 50),
         )
     out.print(view)
+    if doc.get("parent_node"):
+        out.print(f"spawned by node {doc['parent_node']} of run {doc['parent_run_id']}")
+    for nid, node in doc["nodes"].items():
+        if node.get("children"):
+            out.print(f"{nid} spawned: {', '.join(node['children'])}")
     for warning in doc["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {warning}")
 

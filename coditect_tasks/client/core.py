@@ -30,8 +30,8 @@ from ..registry import live_workers
 from ..settings import Settings
 from ..status import TERMINAL, RunStatus, public
 from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, ask
+from ..submitting.submitter import Submitter
 from .document import live_document, live_reads, outcome, retry_plan, run_rows, stall_warnings
-from .submitter import Submitter
 
 log = logging.getLogger(__name__)
 

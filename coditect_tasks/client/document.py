@@ -59,6 +59,8 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
             nodes[nid]["awaits"] = {"event": event, "key": key}
         if (approvals := by_field["approvals"].get(nid)) is not None:
             nodes[nid]["approvals"] = json.loads(approvals)
+        if (children := by_field["children"].get(nid)) is not None:
+            nodes[nid]["children"] = json.loads(children)
     status = run.get("status", RunStatus.RUNNING.value)
     warnings = []
     if status == RunStatus.FAILING:
@@ -68,6 +70,7 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
         "run_id": run_id,
         "name": run.get("name"),
         "parent_run_id": run.get("parent") or None,
+        "parent_node": run.get("parent_node") or None,
         "status": public(status),
         "submitted_at": run.get("submitted_at"),
         "finished_at": run.get("finished_at"),

@@ -14,8 +14,9 @@ from .. import keys
 
 #: The shared functions, by concern, in the order they build on each other (Lua locals must be
 #: defined before use): helpers, the frontier and metrics, the history, limits, queueing (and the
-#: waiters of limits, the parking of waiting nodes), attempts, waits, take-next.
-COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "waits", "take_next")
+#: waiters of limits, the parking of waiting nodes), attempts, waits, spawns (and starting and
+#: cancelling runs), take-next.
+COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "waits", "spawns", "take_next")
 
 
 def _load_scripts() -> dict[str, str]:
@@ -45,6 +46,7 @@ def _load_scripts() -> dict[str, str]:
             "window",
             "event",
             "approve",
+            "spawn",
         )
     }
 

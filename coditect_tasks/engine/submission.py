@@ -106,6 +106,16 @@ class RunWrite:
         pipe.evalsha(sha, 0, *args)
         return args
 
+    def child(self) -> dict[str, Any]:
+        """These writes as the spawn script takes them (spawn.lua): every value a string."""
+        return {
+            "id": self.run_id,
+            "run": {k: str(v) for k, v in self.run.items()},
+            "hashes": {suffix: {k: str(v) for k, v in fields.items()} for suffix, fields in self.hashes.items()},
+            "roots": self.roots,
+            "later": self.later,
+        }
+
     def script_args(self) -> list[Any]:
         idem = self.idempotency
         head = [idem.redis_key, idem.digest, idem.seconds] if idem else ["", "", 0]

@@ -124,6 +124,23 @@ class Engine:
         encoded = [json.dumps(item, separators=(",", ":")) for item in items]
         return int(self._call("fanout", run_id, node_id, token, shared, *encoded)) == 1
 
+    def spawn(
+        self,
+        run_id: str,
+        node_id: str,
+        token: int,
+        children: list[dict[str, Any]],
+        one: bool,
+        retry: float,
+        bounds: tuple[int, int],
+    ) -> bool:
+        """End attempt ``token`` by starting ``children`` (``RunWrite.child``) and waiting for them
+        (spawn.lua); ``retry``: seconds before the next attempt should a child fail (-1: none);
+        ``bounds``: the most levels below the root run and nodes in its tree. False if stale."""
+        encoded = json.dumps(children, separators=(",", ":"))
+        reply = self._call("spawn", run_id, node_id, token, encoded, "1" if one else "0", retry, *bounds)
+        return int(reply) == 1
+
     def complete(self, run_id: str, node_id: str, token: int, result_json: str, span: str = "") -> bool:
         return bool(named(self._call("complete", run_id, node_id, token, result_json, span))["ok"] == 1)
 

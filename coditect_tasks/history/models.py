@@ -26,8 +26,11 @@ class RunRecord(Base):
     finished_at: Mapped[str | None] = mapped_column(String(40))
     error: Mapped[str | None] = mapped_column(Text)
     dag: Mapped[str | None] = mapped_column(Text)
-    #: The run this one retries (``DagRun.retry``); added after the first release (``store.upgrade``).
-    parent_run_id: Mapped[str | None] = mapped_column(String(64))
+    #: The run this one retries (``DagRun.retry``), or that spawned it (``dag.spawn``); added after
+    #: the first release (``store.upgrade``).
+    parent_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: The node of ``parent_run_id`` that spawned this run (None for a retry).
+    parent_node: Mapped[str | None] = mapped_column(String(128))
 
 
 class NodeRecord(Base):

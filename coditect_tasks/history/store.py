@@ -54,6 +54,7 @@ def _write_ahead_log(connection: Any, record: Any) -> None:
 ADDED_COLUMNS = (
     ("coditect_runs", "parent_run_id", "VARCHAR(64)"),
     ("coditect_transitions", "detail", "TEXT"),
+    ("coditect_runs", "parent_node", "VARCHAR(128)"),
 )
 
 
@@ -67,6 +68,8 @@ def _upgrade(engine: Engine) -> None:
         except (OperationalError, ProgrammingError):  # another process added it meanwhile
             if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
                 raise
+    with engine.begin() as conn:  # a spawned run's children are found by it (SQLite and PostgreSQL alike)
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_coditect_runs_parent_run_id ON coditect_runs (parent_run_id)"))
 
 
 class HistoryStore:
@@ -124,10 +127,19 @@ class HistoryStore:
             specs = json.loads(run.dag)["nodes"] if run.dag else []
             rank = {spec["id"]: i for i, spec in enumerate(specs)}
             kinds = {spec["id"]: next((kind for kind in KINDS if kind in spec), "agent") for spec in specs}
+            spawned = session.execute(
+                select(RunRecord.parent_node, RunRecord.run_id)
+                .where(RunRecord.parent_run_id == run_id, RunRecord.parent_node.is_not(None))
+                .order_by(RunRecord.submitted_at)
+            ).all()
+            children: dict[str, list[str]] = {}
+            for node, child in spawned:
+                children.setdefault(str(node), []).append(child)
             return {
                 "run_id": run.run_id,
                 "name": run.name,
                 "parent_run_id": run.parent_run_id,
+                "parent_node": run.parent_node,
                 "status": run.status,
                 "submitted_at": run.submitted_at,
                 "finished_at": run.finished_at,
@@ -144,6 +156,7 @@ class HistoryStore:
                         "finished_at": n.finished_at,
                         "result": _decode(n.result),
                         "error": n.error,
+                        **({"children": children[n.node_id]} if n.node_id in children else {}),
                     }
                     for n in sorted(nodes, key=lambda n: rank.get(n.node_id, len(rank)))
                 },
@@ -340,6 +353,7 @@ class _Batch:
             "error": None,
             "dag": dag,
             "parent_run_id": run_info.get("parent"),
+            "parent_node": run_info.get("parent_node"),
         }
         for node in json.loads(dag)["nodes"] if dag else []:
             key = (run_id, node["id"])

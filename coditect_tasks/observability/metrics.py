@@ -129,10 +129,10 @@ def _frontier_gauges(agents: list[str], frontier: Mapping[str, int]) -> Iterator
     yield upcoming
     waiting = GaugeMetricFamily(
         "coditect_nodes_waiting",
-        "Waiting nodes (an event, approvals, a sleep): no worker holds them, no autoscaler counts them.",
+        "Waiting nodes (an event, approvals, a sleep, child runs): no worker holds them, no autoscaler counts them.",
         labels=["kind"],
     )
-    for kind in KINDS:
+    for kind in (*KINDS, "spawn"):
         waiting.add_metric([kind], float(frontier.get(f"waiting|{kind}", 0)))
     yield waiting
 

@@ -15,6 +15,7 @@ from typing import Any
 from .. import keys
 from ..agents import Agent
 from ..engine.transitions import Engine, Next, TakeNext
+from ..errors import ChildRunFailedError
 from ..resilience.lease import LeaseKeeper
 from ..resilience.retry import RetryPolicy
 
@@ -65,6 +66,12 @@ class Attempt:
     def fan_out(self, record: dict[str, Any], items: list[Any]) -> bool:
         """Queue one message per item of this foreach node (see ``execution``)."""
         return self.engine.fan_out(self.run_id, self.node_id, self.token, record, items)
+
+    def spawn(self, children: list[dict[str, Any]], one: bool, bounds: tuple[int, int]) -> bool:
+        """End this attempt by starting ``children`` and waiting for them (``dag.spawn``); should one
+        fail, the node is retried as the policy says of a failure now."""
+        retry = self.policy.delay(self.number) if self.policy.should_retry(self.number, ChildRunFailedError()) else -1
+        return self.engine.spawn(self.run_id, self.node_id, self.token, children, one, retry, bounds)
 
     def reroute(self, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback, while its own breaker is open)."""

@@ -27,12 +27,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from .. import keys
 from ..agents import Agent, AgentCall
+from ..dag.spawn import requested
 from ..engine.message import template_key
 from ..engine.transitions import Engine, Next, Taken, TakeNext, engine_for
 from ..observability import logs, tracing
 from ..resilience.breaker import breaker_for
 from ..state.artifacts import ArtifactStore, NodeArtifacts, store_for
 from .attempt import Attempt, policy_for
+from .spawning import spawn_children
 
 #: Engine id of foreach item k of node N: ``N#k`` (node ids cannot hold ``#``).
 ITEM_ID = re.compile(r"^(?P<node>.+)#(?P<index>\d+)$")
@@ -135,6 +137,9 @@ def _attempt(
             attempt.fail(failed.error)
             return None
         except _Retried:
+            return None
+        if (spawn := requested(result, call.spawned)) is not None:
+            spawn_children(task, attempt, spawn, item is not None)
             return None
         return attempt.succeed(result, tracing.traceparent(span), take_next())[1]
 

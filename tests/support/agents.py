@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from coditect_tasks import AgentCall, Limit, agent
+from coditect_tasks import AgentCall, Dag, Limit, Spawn, agent
 
 
 @agent("slowpoke", timeout=1.0, soft_timeout=0.5)
@@ -146,3 +148,27 @@ def pinned(call: AgentCall) -> dict[str, float]:
     seconds = float(call.params.get("seconds", 0))
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@agent("planner", timeout=30.0)
+def planner(call: AgentCall) -> Spawn:
+    """Spawn ``params["children"]`` child runs of one node each: an ``echo`` (or, with ``leaf:
+    sleep``, a sleep of ``seconds``; ``leaf`` names another agent, given ``leaf_params``), or with
+    ``levels`` > 1 a planner of one level fewer. With
+    ``die_once`` (a file), the first attempt SIGKILLs its own process just before it returns."""
+    p = call.params
+    levels = int(p.get("levels", 1))
+    dags = []
+    for i in range(int(p.get("children", 1))):
+        dag = Dag(f"{call.node_id}-{i}")
+        if levels > 1:
+            dag.node("plan", "planner", params={**p, "levels": levels - 1, "die_once": None})
+        elif p.get("leaf") == "sleep":
+            dag.sleep("rest", seconds=float(p.get("seconds", 60)))
+        else:
+            dag.node("leaf", str(p.get("leaf", "echo")), params={"i": i, **p.get("leaf_params", {})})
+        dags.append(dag)
+    if (marker := p.get("die_once")) and not Path(marker).exists():
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return Spawn(dags)

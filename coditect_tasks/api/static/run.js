@@ -193,7 +193,7 @@ function header() {
   if (doc.parent_run_id) {
     const link = document.createElement("a");
     link.href = `/runs/${encodeURIComponent(doc.parent_run_id)}`;
-    link.textContent = "retry of " + doc.parent_run_id.slice(0, 8);
+    link.textContent = (doc.parent_node ? `spawned by ${doc.parent_node} of ` : "retry of ") + doc.parent_run_id.slice(0, 8);
     parent.append(link);
   }
   document.getElementById("cancel").disabled = TERMINAL.has(doc.status);
@@ -245,6 +245,16 @@ function showDetails() {
     field(list, "duration", seconds(node.started_at, node.finished_at));
   } else {
     field(list, "finished", node.finished_at);
+  }
+  if (node.children) {
+    const runs = document.createElement("span");
+    for (const id of node.children) {
+      const link = document.createElement("a");
+      link.href = `/runs/${encodeURIComponent(id)}`;
+      link.textContent = id.slice(0, 8);
+      runs.append(link, " ");
+    }
+    field(list, node.status === "waiting" ? "waits for child runs" : "child runs", runs);
   }
   if (node.error) field(list, node.status === "succeeded" ? "error of an earlier attempt" : "error", pre(node.error));
   if (node.result !== null && node.result !== undefined) field(list, "result", pre(JSON.stringify(node.result, null, 2)));

@@ -17,11 +17,7 @@ if idem ~= '' then
   end
   redis.call('SET', idem, RUN_ID .. ' ' .. ARGV[4], 'EX', tonumber(ARGV[5]))
 end
-redis.call('HSET', RUN, 'status', RUN_STATUS.RUNNING, 'seq', redis.call('INCR', RUN_SEQ))
-count('runs_submitted')
-redis.call('HSET', RUN, 't0', server_now())
--- where the run's entries begin in the history stream: a follower reads from there (dag/events.py)
-redis.call('HSET', RUN, 'first_event', record('', RUN_STATUS.RUNNING))
+start_run()
 local reused = tonumber(ARGV[6])
 for i = 7, 6 + reused do
   record(ARGV[i], NODE_STATUS.SUCCEEDED, {'attempt', 0, 'result', string.sub(redis.call('HGET', RESULT, ARGV[i]), 1, HISTORY_CAP)})

@@ -28,6 +28,7 @@ local function finish()
   record('', final)
   announce(final)
   ended()
+  child_ended(final)
 end
 
 local function fenced(node, token)
@@ -67,7 +68,7 @@ local function skip_unstarted()
         parents[parent] = true
       end
     elseif st == NODE_STATUS.PENDING or st == NODE_STATUS.QUEUED or st == NODE_STATUS.WAITING then
-      if st == NODE_STATUS.WAITING then unpark(id, desc_of(id).w) end
+      if st == NODE_STATUS.WAITING then stop_waiting(id, {}) end
       set_status(id, NODE_STATUS.SKIPPED)
       record(id, NODE_STATUS.SKIPPED)
       redis.call('HINCRBY', RUN, 'remaining', -1)

@@ -144,6 +144,8 @@ end
 -- status waiting, no message, no worker, not demand; ended by an event (event.lua), approvals
 -- (approve.lua) or its deadline (pace.lua), through resolve_wait and fail_wait (waits.lua).
 local resolve_wait  -- waits.lua: defined after the attempts it ends the node like
+-- spawns.lua: a spawning node's child ended; a waiting node (of any kind) stops waiting
+local child_ended, stop_waiting
 
 -- A wait's key with its fields filled: {name} from the node's params, {node.field} from a
 -- predecessor's result.

@@ -71,6 +71,21 @@ class Submitter:
             write = self.prepare(dag, live, span, reused, parent, idem, limits, ordering)
             return (yield from self.write(write))
 
+    def children(self, dags: Iterable[Dag], priority: int | None, fairness_key: str) -> Steps[list[RunWrite]]:
+        """The writes of child runs a node spawns (the spawn script writes them, with the end of its
+        attempt): validated and planned as a submit's (``DagError``: nothing is written)."""
+        dags = list(dags)
+        needed = [dag for dag in dags if self.needs_registry(dag)]
+        workers = list((yield from live_workers())) if needed else []
+        live = {name for worker in workers for name in worker["agents"]}
+        writes = []
+        for dag in dags:
+            limits = yield from self.limits.holds(dag, workers)
+            seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
+            with tracing.run_span(dag.name, len(dag.nodes)) as span:
+                writes.append(self.prepare(dag, live, span, held=limits, ordering=(priority, fairness_key, seconds)))
+        return writes
+
     def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
         """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), None without a key."""
         return None if key is None else Idempotency.of(key, dag.to_json(), self.settings.idempotency_retention)
