@@ -128,16 +128,27 @@ class Dag:
         timeout: float | None = None,
         lookback: float = 0.0,
         params: Mapping[str, Any] | None = None,
+        on_timeout: str = "fail",
     ) -> str:
         """Add a node that waits, holding no worker, for event ``event`` with key ``key`` (``{name}``
         fills in ``params[name]``, ``{node.field}`` a predecessor's result's field); an event sent up
-        to ``lookback`` seconds before the wait began counts. Its result is the event's data."""
-        spec = {"event": event, "key": key, "lookback": lookback, "timeout": timeout}
+        to ``lookback`` seconds before the wait began counts. Its result is the event's data. At
+        ``timeout`` it fails, or with ``on_timeout="skip"`` is skipped and its successors go on."""
+        spec = {"event": event, "key": key, "lookback": lookback, "timeout": timeout, "on_timeout": on_timeout}
         return self._waiting(id, "wait", spec, after, params)
 
-    def approval(self, id: str, approvers: int = 1, after: Sequence[str] = (), timeout: float | None = None) -> str:
-        """Add a node that waits for ``approvers`` approvals from distinct people; one rejection fails it."""
-        return self._waiting(id, "approval", {"approvers": approvers, "timeout": timeout}, after, None)
+    def approval(
+        self,
+        id: str,
+        approvers: int = 1,
+        after: Sequence[str] = (),
+        timeout: float | None = None,
+        on_timeout: str = "fail",
+    ) -> str:
+        """Add a node that waits for ``approvers`` approvals from distinct people; one rejection fails it
+        (and its ``timeout`` too, unless ``on_timeout="skip"``)."""
+        spec = {"approvers": approvers, "timeout": timeout, "on_timeout": on_timeout}
+        return self._waiting(id, "approval", spec, after, None)
 
     def sleep(self, id: str, seconds: float | None = None, until: str | None = None, after: Sequence[str] = ()) -> str:
         """Add a node that succeeds ``seconds`` after it is reached (or at ISO time ``until``), holding no worker."""

@@ -69,6 +69,21 @@ def test_a_wait_that_times_out_fails_its_run_at_its_deadline(app: CoditectApp) -
     assert "timed out after 1 s waiting for event ci.finished|" in run.status()["nodes"]["ci"]["error"]
 
 
+def test_a_wait_that_times_out_with_on_timeout_skip_is_skipped_and_its_successors_go_on(
+    app: CoditectApp, registry: Registry
+) -> None:
+    dag = Dag("optional-review")
+    dag.approval("review", timeout=1, on_timeout="skip")
+    dag.node("after", "echo", after=["review"])
+    run = submit(dag, app)
+    _pace_until(app, lambda: run.status()["nodes"]["review"]["status"] != "waiting", 5)
+    nodes = run.status()["nodes"]
+    assert nodes["review"]["status"] == "skipped" and nodes["review"]["result"] is None
+    assert nodes["review"]["error"] == "timed out after 1 s waiting for 1 approval(s)"
+    assert nodes["after"]["status"] == "queued" and run.state() == "running"
+    assert registry.client.llen(keys.agent_queue("echo")) == 1
+
+
 def test_a_sleep_succeeds_at_its_deadline(app: CoditectApp, registry: Registry) -> None:
     dag = Dag("nap")
     dag.sleep("cooldown", seconds=1)

@@ -140,14 +140,16 @@ local function plan_completion(node)
 end
 
 -- Node succeeded with JSON result (`extra`: more of its history record): record it, count down
--- its successors, queue the ones plan found ready.
-local function succeed(node, result, plan, extra)
-  set_status(node, NODE_STATUS.SUCCEEDED)
+-- its successors, queue the ones plan found ready. (`status` SKIPPED: a wait skipped at its timeout,
+-- whose successors go on all the same.)
+local function succeed(node, result, plan, extra, status)
+  status = status or NODE_STATUS.SUCCEEDED
+  set_status(node, status)
   redis.call('HSET', RESULT, node, result)
   redis.call('HSET', FINISHED, node, NOW)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
   extra[#extra + 1], extra[#extra + 2] = 'result', string.sub(result, 1, HISTORY_CAP)
-  record(node, NODE_STATUS.SUCCEEDED, extra)
+  record(node, status, extra)
   for _, succ in ipairs(plan.succs) do redis.call('HINCRBY', PENDING, succ, -1) end
   for _, r in ipairs(plan.ready) do push(r) end
   if remaining == 0 then finish() end

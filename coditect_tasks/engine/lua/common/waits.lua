@@ -15,15 +15,24 @@ local function fail_wait(node, err)
   return true
 end
 
+-- A wait or an approval timed out with on_timeout skip: it is skipped (result null, the reason as
+-- its error) and its successors go on.
+local function skip_wait(node, why)
+  unpark(node, desc_of(node).w)
+  redis.call('HSET', ERROR, node, why)
+  succeed(node, 'null', plan_completion(node), {'error', why}, NODE_STATUS.SKIPPED)
+end
+
 -- A waiting node's deadline has come: a sleep ends, a wait or an approval times out.
 local function due(node)
   if redis.call('HGET', STATUS, node) ~= NODE_STATUS.WAITING then return end
   local w = desc_of(node).w
-  if w.k == 'sleep' then
-    resolve_wait(node, cjson.encode({slept_until = NOW}))
-  elseif w.k == 'wait' then
-    fail_wait(node, 'timed out after ' .. w.t .. ' s waiting for event ' .. (redis.call('HGET', AWAITS, node) or w.e))
+  if w.k == 'sleep' then return resolve_wait(node, cjson.encode({slept_until = NOW})) end
+  local why
+  if w.k == 'wait' then
+    why = 'timed out after ' .. w.t .. ' s waiting for event ' .. (redis.call('HGET', AWAITS, node) or w.e)
   else
-    fail_wait(node, 'timed out after ' .. w.t .. ' s waiting for ' .. w.n .. ' approval(s)')
+    why = 'timed out after ' .. w.t .. ' s waiting for ' .. w.n .. ' approval(s)'
   end
+  if w.o then skip_wait(node, why) else fail_wait(node, why) end
 end
