@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from coditect_tasks import AgentCall, agent
+from coditect_tasks import AgentCall, Dag, Spawn, agent
 
 
 class FlakyFailure(RuntimeError):
@@ -47,3 +47,18 @@ def flaky(call: AgentCall) -> dict[str, int]:
 def noop(call: AgentCall) -> None:
     """Return nothing, at once (for benchmarks)."""
     return None
+
+
+@agent("plan")
+def plan(call: AgentCall) -> Spawn:
+    """Spawn one child run per item of ``params["items"]``: one ``params["agent"]`` node (``noop`` by
+    default) given the item, or with ``agent: sleep`` a durable sleep of ``params["seconds"]``."""
+    children = []
+    for i, item in enumerate(call.params.get("items", [])):
+        dag = Dag(f"{call.node_id}-{i}")
+        if call.params.get("agent") == "sleep":
+            dag.sleep("rest", seconds=float(call.params.get("seconds", 60)))
+        else:
+            dag.node("work", str(call.params.get("agent", "noop")), params={"item": item})
+        children.append(dag)
+    return Spawn(children)

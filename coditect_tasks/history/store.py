@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from ..dag.waits import KINDS
@@ -58,6 +58,10 @@ ADDED_COLUMNS = (
 )
 
 
+#: The index on ``parent_run_id`` (as ``index=True`` names it), made on upgrade for older databases.
+PARENT_INDEX = "ix_coditect_runs_parent_run_id"
+
+
 def _upgrade(engine: Engine) -> None:
     for table, column, kind in ADDED_COLUMNS:
         if column in {c["name"] for c in inspect(engine).get_columns(table)}:
@@ -68,8 +72,12 @@ def _upgrade(engine: Engine) -> None:
         except (OperationalError, ProgrammingError):  # another process added it meanwhile
             if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
                 raise
-    with engine.begin() as conn:  # a spawned run's children are found by it (SQLite and PostgreSQL alike)
-        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_coditect_runs_parent_run_id ON coditect_runs (parent_run_id)"))
+    try:  # a spawned run's children are found by it (SQLite and PostgreSQL alike)
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PARENT_INDEX} ON coditect_runs (parent_run_id)"))
+    except (OperationalError, ProgrammingError, IntegrityError):  # another process made it meanwhile
+        if PARENT_INDEX not in {i["name"] for i in inspect(engine).get_indexes("coditect_runs")}:
+            raise
 
 
 class HistoryStore:

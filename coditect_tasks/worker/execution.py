@@ -27,7 +27,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from .. import keys
 from ..agents import Agent, AgentCall
-from ..dag.spawn import requested
+from ..dag.spawn import Spawn, requested
 from ..engine.message import template_key
 from ..engine.transitions import Engine, Next, Taken, TakeNext, engine_for
 from ..observability import logs, tracing
@@ -138,10 +138,15 @@ def _attempt(
             return None
         except _Retried:
             return None
-        if (spawn := requested(result, call.spawned)) is not None:
-            spawn_children(task, attempt, spawn, item is not None)
+        try:
+            spawn = requested(result, call.spawned)
+        except TypeError as exc:  # call.spawn given something that is not a Dag
+            attempt.fail(f"spawn: {exc}")
             return None
-        return attempt.succeed(result, tracing.traceparent(span), take_next())[1]
+        if spawn is None:
+            return attempt.succeed(result, tracing.traceparent(span), take_next())[1]
+        spawn_children(task, attempt, spawn, item is not None)
+        return None
 
 
 def _through(store: ArtifactStore, engine: Engine, fn: Any, where: tuple[str, str, int], task: Task) -> Any:
@@ -153,6 +158,8 @@ def _through(store: ArtifactStore, engine: Engine, fn: Any, where: tuple[str, st
         runs = _writers(engine, run_id)
         upstream = {node: store.resolve(value, runs, node) for node, value in call.upstream.items()}
         result = fn(dataclasses.replace(call, upstream=upstream))
+        if isinstance(result, Spawn) or call.spawned:  # (the copy shares the list call.spawn appends to)
+            return result  # children to start, not a result to keep
         # a large result goes to S3; Redis and every downstream message hold a reference
         return store.offload(result, run_id, path, token, task.app.settings.artifact_threshold)
 

@@ -31,12 +31,15 @@ def spawn_children(task: Task, attempt: Attempt, spawn: Spawn, item: bool) -> No
         return
     settings = task.app.settings
     engine = attempt.engine
-    priority, fair = engine.client.hmget(keys.run_prefix(attempt.run_id) + "run", "priority", "fair")
-    steps = _submitter(task.app).children(spawn.dags, int(priority) if priority else None, str(fair or ""))
     try:
+        priority, fair = engine.client.hmget(keys.run_prefix(attempt.run_id) + "run", "priority", "fair")
+        steps = _submitter(task.app).children(spawn.dags, int(priority) if priority else None, str(fair or ""))
         writes = drive(steps, _Transport(engine).perform)
-    except CoditectError as exc:
+    except CoditectError as exc:  # a child DAG that cannot run
         attempt.fail(f"spawn: {exc}")
+        return
+    except Exception as exc:  # anything else ends the attempt too: left running, it would run again
+        attempt.fail(f"spawn: {type(exc).__name__}: {exc}")
         return
     attempt.spawn([w.child() for w in writes], spawn.one, (settings.spawn_max_depth, settings.spawn_max_nodes))
 

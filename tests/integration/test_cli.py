@@ -121,7 +121,14 @@ def test_up_serves_agents_until_sigterm_and_leaves_nothing_behind(tmp_path: Path
         listed = run_cli(["agents", "--json"], {"CODITECT_HOME": str(home)})
         assert listed.returncode == 0, listed.stderr
         agents = json.loads(listed.stdout)["agents"]
-        assert {name for name, a in agents.items() if a["workers"]} == {"echo", "emit", "sleep", "flaky", "noop"}
+        assert {name for name, a in agents.items() if a["workers"]} == {
+            "echo",
+            "emit",
+            "sleep",
+            "flaky",
+            "noop",
+            "plan",
+        }
 
         up.send_signal(signal.SIGTERM)
         stdout, _ = up.communicate(timeout=30)

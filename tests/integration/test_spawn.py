@@ -13,10 +13,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from coditect_tasks import Client, Dag, DagRun, submit
+from coditect_tasks import Client, Dag, DagRun, keys, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.history.models import RunRecord
 from coditect_tasks.history.recorder import Recorder
+from coditect_tasks.registry import Registry
 
 from ..conftest import SUPPORT_ENV, WorkerFactory, wait_for
 
@@ -32,6 +33,11 @@ def _children(run: DagRun, node: str = "plan") -> list[str]:
     return list(run.status()["nodes"][node].get("children") or [])
 
 
+def _none_waiting(registry: Registry) -> bool:
+    """No spawning node waits any more: the frontier's count of them is back to zero."""
+    return registry.client.hget(keys.FRONTIER, "waiting|spawn") in (None, "0")
+
+
 def _descendants(client: Client, run_id: str) -> list[str]:
     """Every run below ``run_id``, level by level."""
     found, level = [], [run_id]
@@ -43,7 +49,7 @@ def _descendants(client: Client, run_id: str) -> list[str]:
 
 
 def test_a_planner_on_a_one_process_pool_spawns_twenty_runs_and_waits_for_them_holding_no_slot(
-    test_app: CoditectApp, worker_factory: WorkerFactory
+    test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry
 ) -> None:
     worker_factory(["planner", "echo"], concurrency=1, extra_env=SUPPORT_ENV)  # one slot for the planner and all
     run = submit(_planner({"children": 20}), test_app)
@@ -54,6 +60,7 @@ def test_a_planner_on_a_one_process_pool_spawns_twenty_runs_and_waits_for_them_h
     # the node's result is every child's results, in the order it spawned them
     assert [r["leaf"]["params"]["i"] for r in doc["nodes"]["plan"]["result"]] == list(range(20))
     assert doc["nodes"]["after"]["result"]["upstream"]["plan"] == doc["nodes"]["plan"]["result"]
+    assert _none_waiting(registry) and not registry.client.hgetall(keys.run_prefix(run.id) + "spawns")
     latencies = []
     client = Client.of(test_app)
     for child in children:
@@ -100,7 +107,7 @@ def test_cancelled_children_fail_their_node_by_name_once_every_child_has_ended(
 
 
 def test_cancel_reaches_every_descendant_three_levels_down_within_three_seconds(
-    test_app: CoditectApp, worker_factory: WorkerFactory
+    test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry
 ) -> None:
     worker_factory(["planner"], concurrency=2, extra_env=SUPPORT_ENV)
     run = submit(_planner({"children": 2, "levels": 3, "leaf": "sleep", "seconds": 600}), test_app)
@@ -112,15 +119,50 @@ def test_cancel_reaches_every_descendant_three_levels_down_within_three_seconds(
     assert run.cancel()
     wait_for(lambda: {client.get(d).state() for d in descendants} == {"cancelled"}, 3, "every descendant cancelled")
     print(f"cancel reached {len(descendants)} descendants in {(time.monotonic() - started) * 1000:.0f} ms")
+    assert _none_waiting(registry)
 
 
-def test_the_depth_and_tree_size_limits_fail_the_node_that_would_pass_them_by_name(
+def test_a_planner_that_returns_after_its_run_was_cancelled_starts_nothing(
+    test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry, tmp_path: Path
+) -> None:
+    worker_factory(["planner"], concurrency=1, extra_env=SUPPORT_ENV)
+    gate = tmp_path / "gate"
+    run = submit(_planner({"children": 2, "leaf": "sleep", "seconds": 600, "gate": str(gate)}), test_app)
+    wait_for(lambda: run.status()["nodes"]["plan"]["status"] == "running", 30, "the planner to run")
+    assert run.cancel()  # a running node finishes; what it then asks for must not start
+    gate.touch()
+    wait_for(lambda: run.status()["nodes"]["plan"]["status"] != "running", 30, "the planner to return")
+    node = run.status()["nodes"]["plan"]
+    assert node["status"] == "skipped" and "children" not in node
+    assert _none_waiting(registry)
+
+
+def test_a_run_that_fails_cancels_the_children_of_its_waiting_node(
+    test_app: CoditectApp, worker_factory: WorkerFactory, registry: Registry, tmp_path: Path
+) -> None:
+    worker_factory(["planner", "gated"], concurrency=2, extra_env=SUPPORT_ENV)
+    dag = _planner({"children": 2, "leaf": "sleep", "seconds": 600})
+    dag.wait("go", "test.go", key="spawn")
+    dag.node("boom", "gated", params={"gate": str(tmp_path / "closed"), "log": str(tmp_path / "log")}, after=["go"])
+    run = submit(dag, test_app)
+    wait_for(lambda: len(_children(run)) == 2, 30, "the children")
+    Client.of(test_app).send_event("test.go", key="spawn")  # boom runs now, and fails the run
+    assert run.wait(timeout=30) == "failed"
+    assert run.status()["nodes"]["plan"]["status"] == "skipped"
+    assert [Client.of(test_app).get(child).state() for child in _children(run)] == ["cancelled", "cancelled"]
+    assert _none_waiting(registry)
+
+
+def test_the_depth_and_tree_size_limits_and_a_bad_spawn_fail_the_node_by_name(
     test_app: CoditectApp, worker_factory: WorkerFactory
 ) -> None:
     limits = {"CODITECT_SPAWN_MAX_DEPTH": "2", "CODITECT_SPAWN_MAX_NODES": "5"}
     worker_factory(["planner", "echo"], concurrency=2, extra_env={**SUPPORT_ENV, **limits})
     deep = submit(_planner({"children": 1, "levels": 3}), test_app)
     wide = submit(_planner({"children": 10}), test_app)
+    bad = submit(_planner({"bad_spawn": True}), test_app)
+    assert bad.wait(timeout=60) == "failed"
+    assert bad.status()["nodes"]["plan"]["error"] == "spawn: Spawn takes a Dag or a list of them, not str"
     assert deep.wait(timeout=60) == "failed"
     assert wide.wait(timeout=60) == "failed"
     assert "over the limit of 2 (CODITECT_SPAWN_MAX_DEPTH)" in deep.status()["nodes"]["plan"]["error"]

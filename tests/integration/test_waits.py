@@ -48,6 +48,14 @@ def test_runs_waiting_for_approval_or_an_event_hold_no_slot_of_a_one_process_poo
     began = datetime.fromisoformat(run.status()["nodes"]["after"]["started_at"]).timestamp()
     print(f"event sent → its waiting node's successor running: {(began - sent) * 1000:.1f} ms")
     assert began - sent < 2.0
+    # a wait after an agent node: the agent's start counts the wait down, which is no agent's work
+    chained = Dag("build-then-wait")
+    chained.node("build", "echo")
+    chained.wait("ci", "ci.built", key="x", after=["build"])
+    built = submit(chained, app)
+    wait_for(lambda: built.status()["nodes"]["ci"]["status"] == "waiting", 10, "the wait after the build")
+    Client.of(app).send_event("ci.built", key="x")
+    assert built.wait(timeout=10) == "succeeded"
 
 
 @pytest.fixture

@@ -151,10 +151,11 @@ def pinned(call: AgentCall) -> dict[str, float]:
 
 
 @agent("planner", timeout=30.0)
-def planner(call: AgentCall) -> Spawn:
+def planner(call: AgentCall) -> Spawn | None:
     """Spawn ``params["children"]`` child runs of one node each: an ``echo`` (or, with ``leaf:
     sleep``, a sleep of ``seconds``; ``leaf`` names another agent, given ``leaf_params``), or with
-    ``levels`` > 1 a planner of one level fewer. With
+    ``levels`` > 1 a planner of one level fewer. It returns once the file ``gate`` exists, if given;
+    ``bad_spawn`` hands ``call.spawn`` a string. With
     ``die_once`` (a file), the first attempt SIGKILLs its own process just before it returns."""
     p = call.params
     levels = int(p.get("levels", 1))
@@ -168,6 +169,12 @@ def planner(call: AgentCall) -> Spawn:
         else:
             dag.node("leaf", str(p.get("leaf", "echo")), params={"i": i, **p.get("leaf_params", {})})
         dags.append(dag)
+    if gate := p.get("gate"):  # the test opens it once it has done what it wants done meanwhile
+        while not Path(gate).exists():
+            time.sleep(0.01)
+    if p.get("bad_spawn"):
+        call.spawn("not a dag")
+        return None
     if (marker := p.get("die_once")) and not Path(marker).exists():
         Path(marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)

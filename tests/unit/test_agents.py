@@ -9,7 +9,7 @@ from coditect_tasks.app import create_app
 from coditect_tasks.errors import AgentDeclarationError, UnknownAgentError
 from coditect_tasks.settings import Settings
 
-EXAMPLES = {"echo", "emit", "sleep", "flaky", "noop"}
+EXAMPLES = {"echo", "emit", "sleep", "flaky", "noop", "plan"}
 
 
 def test_example_agents_are_discovered() -> None:
@@ -22,6 +22,8 @@ def test_example_contracts_called_directly() -> None:
     assert agents["emit"](AgentCall({"value": ["x", 1]}, {})) == ["x", 1]
     assert agents["sleep"](AgentCall({"seconds": 0}, {})) == {"slept": 0.0}
     assert agents["noop"](AgentCall({}, {})) is None
+    spawned = agents["plan"](AgentCall({"items": ["a", "b"], "agent": "echo"}, {}, node_id="plan"))
+    assert [d.nodes["work"].params for d in spawned.dags] == [{"item": "a"}, {"item": "b"}]
     flaky = agents["flaky"]
     with pytest.raises(RuntimeError, match="attempt 2 fails"):
         flaky(AgentCall({"fail_times": 2}, {}, attempt=2))
@@ -32,7 +34,7 @@ def test_unknown_agent_names_the_known_ones() -> None:
     with pytest.raises(UnknownAgentError) as info:
         select(load_agents(["workers.examples"]), ["echo", "coder"])
     assert info.value.name == "coder"
-    assert str(info.value) == "unknown agent 'coder' (known: echo, emit, flaky, noop, sleep)"
+    assert str(info.value) == "unknown agent 'coder' (known: echo, emit, flaky, noop, plan, sleep)"
 
 
 def test_unimportable_agent_module_is_one_clear_line() -> None:

@@ -5,12 +5,18 @@
 -- the most levels of spawning below a root run and the most nodes in a root run's whole tree.
 -- In this one script: the attempt ends, the children are written and started, and the node waits
 -- for them holding no worker. So a crash or a retried attempt never makes a second set. A spawn
--- past a limit fails the node, naming the limit. Returns 1, or 0 if the attempt is stale; a
--- repeated call (its reply lost) answers 1 and changes nothing.
+-- past a limit fails the node, naming the limit; in a run that starts nothing new (cancelled,
+-- failing) the node is skipped and nothing starts. Returns 1, or 0 if the attempt is stale or the
+-- run starts nothing; a repeated call (its reply lost) answers 1 and changes nothing.
 local node, token, one, retry = ARGV[3], ARGV[4], ARGV[6], ARGV[7]
 local max_depth, max_nodes = tonumber(ARGV[8]), tonumber(ARGV[9])
 if redis.call('HGET', STATUS, node) == NODE_STATUS.WAITING and redis.call('HGET', ATTEMPTS, node) == token then return 1 end
 if not fenced(node, token) then return 0 end
+if redis.call('HGET', RUN, 'status') ~= RUN_STATUS.RUNNING then  -- cancelled or failing: it starts nothing
+  settle(node, token, nil)
+  skip_settled(node)
+  return 0
+end
 local children = cjson.decode(ARGV[5])
 local depth = tonumber(redis.call('HGET', RUN, 'depth') or '0') + 1
 local root = redis.call('HGET', RUN, 'root') or RUN_ID
@@ -37,7 +43,7 @@ local parent, ids, stamp = RUN_ID, {}, server_now()
 for i, child in ipairs(children) do ids[i] = child.id end
 -- the node waits for them before they start: a child may end at once (a wait its event satisfies)
 redis.call('HSET', CHILDREN, node, cjson.encode(ids))
-redis.call('HSET', SPAWNS, node .. '|left', #ids, node .. '|retry', retry, node .. '|one', one)
+redis.call('HSET', SPAWNS, node .. '|left', #ids, node .. '|retry', retry, node .. '|one', one, node .. '|nodes', adding)
 record(node, NODE_STATUS.WAITING, {'attempt', token, 'detail', cjson.encode({kind = 'spawn', children = ids})})
 for _, child in ipairs(children) do
   use_run(child.id)

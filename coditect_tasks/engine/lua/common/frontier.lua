@@ -29,10 +29,12 @@ local function set_status(node, st, desc)
 end
 
 -- Node (described by desc) began running: each pending successor waits on one predecessor fewer.
+-- (A waiting node calls no agent: it is never upcoming work for one.)
 local function started(desc)
   for _, succ in ipairs(desc.s) do
     if redis.call('HINCRBY', WAITING, succ, -1) == 0 and redis.call('HGET', STATUS, succ) == NODE_STATUS.PENDING then
-      tally(succ, 'upcoming')
+      local d = desc_of(succ)
+      if d.q then tally(succ, 'upcoming', d) end
     end
   end
 end

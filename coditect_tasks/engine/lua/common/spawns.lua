@@ -6,6 +6,7 @@
 -- Hashes: CHILDREN node -> JSON list of its children's run ids (kept with the run's document);
 -- SPAWNS '<node>|left' (children not ended), '<node>|retry' (seconds before the node's next
 -- attempt if a child fails; -1: it fails), '<node>|one' ('1': one child, its results alone),
+-- '<node>|nodes' (the children's nodes, counted in the root's tree until a retry replaces them),
 -- '<child run id>' -> 'r<results JSON>' or 'e<error>' once that child ended.
 
 -- The run use_run points at, written SUBMITTING, starts: RUNNING, its number in the run sequence,
@@ -30,9 +31,12 @@ end
 -- Node's children have all ended with its attempt still the spawning one: the node succeeds with
 -- their results, or, if one failed, is retried (its policy allowed it when it spawned) or fails,
 -- naming every failed child.
+local SPAWN_FIELDS = {'|left', '|retry', '|one', '|nodes'}
+
 local function children_done(node)
   local ids = cjson.decode(redis.call('HGET', CHILDREN, node))
-  local results, errors, fields = {}, {}, {node .. '|left', node .. '|retry', node .. '|one'}
+  local results, errors, fields = {}, {}, {}
+  for i, suffix in ipairs(SPAWN_FIELDS) do fields[i] = node .. suffix end
   for i, id in ipairs(ids) do
     local outcome = redis.call('HGET', SPAWNS, id) or 'eended with no outcome'
     if string.sub(outcome, 1, 1) == 'r' then results[i] = string.sub(outcome, 2)
@@ -41,16 +45,22 @@ local function children_done(node)
   end
   local retry = tonumber(redis.call('HGET', SPAWNS, node .. '|retry') or '-1')
   local one = redis.call('HGET', SPAWNS, node .. '|one') == '1'
+  local nodes = tonumber(redis.call('HGET', SPAWNS, node .. '|nodes') or '0')
   redis.call('HDEL', SPAWNS, unpack(fields))
   redis.call('HINCRBY', FRONTIER, 'waiting|spawn', -1)
+  started(desc_of(node))  -- it blocks its successors no more (settle counted it back as not running)
   if #errors == 0 then
     local result = one and results[1] or '[' .. table.concat(results, ',') .. ']'
     if #result <= MAX_RESULT_BYTES then return succeed(node, result, plan_completion(node), {}) end
-    errors[1] = 'children results are ' .. #result .. ' bytes, over the limit of ' .. MAX_RESULT_BYTES
+    -- the same children would make the same results: no retry
+    return fail_for_good(node, 'children results are ' .. #result .. ' bytes, over the limit of ' .. MAX_RESULT_BYTES, {})
   end
   local err = table.concat(errors, '; ')
   if retry < 0 or redis.call('HGET', RUN, 'status') ~= RUN_STATUS.RUNNING then return fail_for_good(node, err, {}) end
-  -- as retry.lua does for an attempt that failed: the next one spawns its children anew
+  -- as retry.lua does for an attempt that failed: the next one spawns its children anew, in their place
+  stopped(desc_of(node))
+  local root = redis.call('HGET', RUN, 'root') or RUN_ID
+  redis.call('HINCRBY', RUN_KEY_PREFIX .. root .. ':run', 'tree', -nodes)
   redis.call('HSET', ERROR, node, err)
   redis.call('HINCRBY', RETRIED, node, 1)
   record(node, 'retrying', {'attempt', redis.call('HGET', ATTEMPTS, node), 'error', string.sub(err, 1, HISTORY_CAP)})
@@ -114,7 +124,9 @@ stop_waiting = function(node, revoke)
   local w = desc_of(node).w
   if w then return unpark(node, w) end
   if redis.call('HEXISTS', SPAWNS, node .. '|left') == 0 then return end
-  redis.call('HDEL', SPAWNS, node .. '|left')  -- first: the children's ends count nothing here now
+  for _, suffix in ipairs(SPAWN_FIELDS) do  -- first: the children's ends count nothing here now
+    redis.call('HDEL', SPAWNS, node .. suffix)
+  end
   redis.call('HINCRBY', FRONTIER, 'waiting|spawn', -1)
   local saved = RUN_ID
   for _, id in ipairs(cjson.decode(redis.call('HGET', CHILDREN, node))) do

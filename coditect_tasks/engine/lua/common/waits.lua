@@ -3,7 +3,9 @@
 
 resolve_wait = function(node, result)
   if redis.call('HGET', STATUS, node) ~= NODE_STATUS.WAITING then return false end
-  unpark(node, desc_of(node).w)
+  local desc = desc_of(node)
+  unpark(node, desc.w)
+  started(desc)  -- it blocks its successors no more: one with others running is upcoming now
   succeed(node, result, plan_completion(node), {})
   return true
 end
@@ -18,7 +20,9 @@ end
 -- A wait or an approval timed out with on_timeout skip: it is skipped (result null, the reason as
 -- its error) and its successors go on.
 local function skip_wait(node, why)
-  unpark(node, desc_of(node).w)
+  local desc = desc_of(node)
+  unpark(node, desc.w)
+  started(desc)
   redis.call('HSET', ERROR, node, why)
   succeed(node, 'null', plan_completion(node), {'error', why}, NODE_STATUS.SKIPPED)
 end
