@@ -14,7 +14,9 @@ import redis
 from kombu.connection import Connection
 from kombu.exceptions import ChannelError, OperationalError
 
+from .connection import redis_client
 from .errors import BrokerUnreachableError
+from .sentinel import celery_form
 from .settings import REDIS_SCHEMES, safe_url
 
 
@@ -41,7 +43,7 @@ def ping(url: str, deadline: float) -> None:
 
 def _ping_once(url: str, timeout: float) -> None:
     if urlsplit(url).scheme in REDIS_SCHEMES:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client = redis_client(url, timeout)
         try:
             client.ping()
         finally:
@@ -54,7 +56,8 @@ def _ping_once(url: str, timeout: float) -> None:
 def queue_depths(url: str, queues: Iterable[str]) -> dict[str, int]:
     """Messages waiting (not yet delivered) in each queue; 0 for a queue never declared."""
     depths: dict[str, int] = {}
-    with Connection(url, connect_timeout=5) as conn:
+    kombu_url, options = celery_form(url)
+    with Connection(kombu_url, connect_timeout=5, transport_options=options) as conn:
         channel = conn.default_channel
         for queue in queues:
             try:

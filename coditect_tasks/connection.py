@@ -8,12 +8,17 @@ allows, because every engine script is idempotent or fenced.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import redis
+import redis.asyncio as aioredis
 import tenacity
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from . import keys
 from .errors import EvictingRedisError
+from .sentinel import SentinelUrl, is_sentinel
 from .settings import safe_url
 
 log = logging.getLogger(__name__)
@@ -42,22 +47,79 @@ MAX_CONNECTIONS = 100
 POOL_WAIT_SECONDS = 30.0
 
 
-def redis_client(url: str, timeout: float = 5.0) -> redis.Redis:
+def redis_client(url: str, timeout: float = 5.0, decode: bool = True) -> redis.Redis:
     """A client for the state Redis whose socket operations never hang forever.
 
     Its pool blocks instead of failing when all connections are busy, so a producer
     with hundreds of threads or greenlets submitting at once queues for a connection
-    rather than meeting ``Too many connections``.
+    rather than meeting ``Too many connections``. A ``redis+sentinel://`` URL gives a client of
+    the primary its Sentinels name, found again after a failover (``sentinel.py``).
     """
+    if is_sentinel(url):
+        where = SentinelUrl.parse(url)
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            list(where.hosts),
+            sentinel_kwargs={"socket_connect_timeout": timeout, "socket_timeout": timeout, **where.sentinel_kwargs},
+        )
+        return cast(
+            redis.Redis,
+            sentinels.master_for(  # type: ignore[no-untyped-call]
+                where.service,
+                connection_pool_class=_BlockingSentinelPool,
+                max_connections=MAX_CONNECTIONS,
+                timeout=POOL_WAIT_SECONDS,
+                socket_connect_timeout=timeout,
+                health_check_interval=30,
+                decode_responses=decode,
+                password=where.password,
+                db=where.db,
+            ),
+        )
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
         timeout=POOL_WAIT_SECONDS,
         socket_connect_timeout=timeout,
         health_check_interval=30,
-        decode_responses=True,
+        decode_responses=decode,
     )
     return redis.Redis(connection_pool=pool)
+
+
+def async_redis_client(url: str, max_connections: int, pool_timeout: float | None, timeout: float) -> aioredis.Redis:
+    """``redis_client`` for an event loop (the asyncio client)."""
+    if is_sentinel(url):
+        where = SentinelUrl.parse(url)
+        sentinels = AsyncSentinel(  # type: ignore[no-untyped-call]
+            list(where.hosts),
+            sentinel_kwargs={"socket_connect_timeout": timeout, "socket_timeout": timeout, **where.sentinel_kwargs},
+        )
+        return cast(
+            aioredis.Redis,
+            sentinels.master_for(
+                where.service,
+                max_connections=max_connections,
+                socket_connect_timeout=timeout,
+                health_check_interval=30,
+                decode_responses=True,
+                password=where.password,
+                db=where.db,
+            ),
+        )
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=pool_timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        decode_responses=True,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """The primary's connections, found through Sentinel, bounded as ``redis_client``'s are: a
+    caller waits for a free one rather than meeting ``Too many connections``."""
 
 
 def require_noeviction(client: redis.Redis, url: str) -> None:
@@ -71,3 +133,14 @@ def check_noeviction(memory: dict[str, Any], url: str) -> None:
     policy = str(memory.get("maxmemory_policy", "noeviction"))
     if policy != "noeviction":
         raise EvictingRedisError(safe_url(url), policy)
+
+
+def barrier(client: Any, replicas: int) -> Any:
+    """Wait for ``replicas`` replicas to have every write made so far on ``client`` (sync or asyncio),
+    whatever connection made it: a barrier write, then ``WAIT`` on the same connection (replication
+    is one ordered stream, so a replica that has the barrier has everything before it). Returns
+    the pipeline's ``execute()`` (awaitable on an event loop): [barrier count, replicas that have it]."""
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(keys.REPLICATED)
+    pipe.wait(replicas, int(keys.REPLICA_WAIT_SECONDS * 1000))
+    return pipe.execute()

@@ -23,6 +23,7 @@ caller needs, not just a message.
     │   ├── MalformedDagError       unreadable YAML/JSON or wrong field types
     │   ├── CycleError              ``cycle`` lists the nodes of one cycle, in order
     │   └── DagTooLargeError        over a configured size limit (nodes, document bytes)
+    ├── ReplicationError            a submit too few Redis replicas acknowledged in time (exit 3)
     ├── RunNotFoundError            no live state and no history for a run id (exit 2)
     ├── RunStateError               the run's state does not allow that (retry a running run) (exit 1)
     ├── LockTimeoutError            a lock still held by another after the wait
@@ -195,6 +196,22 @@ class CycleError(DagError):
 
 class DagTooLargeError(DagError):
     """Over a size limit: more nodes than ``CODITECT_MAX_NODES``, a document over ``CODITECT_MAX_DAG_BYTES``."""
+
+
+class ReplicationError(CoditectError):
+    """A submit the Redis primary took but fewer replicas than ``CODITECT_REDIS_MIN_REPLICAS``
+    acknowledged in time: the run exists, but a failover now could lose it. Submitting again with
+    the same idempotency key is safe."""
+
+    exit_code = 3
+
+    def __init__(self, run_id: str, acked: int, needed: int, seconds: float) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} is on the Redis primary, but {acked} of the {needed} replica(s) it needs "
+            f"(CODITECT_REDIS_MIN_REPLICAS) acknowledged it within {seconds:g} s: a failover now could lose it; "
+            "submit again with the same idempotency key"
+        )
 
 
 class RunNotFoundError(CoditectError):

@@ -249,6 +249,11 @@ EVENT_RETENTION_SECONDS = 24 * 3600
 
 
 #: STRING ``<owner>|<token>`` of a held lock (``state/lock.py``), expiring with its lease.
+#: STRING a durable write's barrier increments: WAIT on the same connection then tells how many
+#: replicas have it, and so every write before it (``connection.barrier``).
+REPLICATED = f"{PREFIX}replicated"
+#: Seconds a durable write waits for its replicas (``CODITECT_REDIS_MIN_REPLICAS``) at most.
+REPLICA_WAIT_SECONDS = 2.0
 LOCK_PREFIX = f"{PREFIX}lock:"
 #: STRING counter of a lock's fencing tokens: never expires, so a token is never handed out twice.
 FENCE_PREFIX = f"{PREFIX}fence:"

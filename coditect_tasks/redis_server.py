@@ -117,7 +117,9 @@ class RedisServer:
         password: str | None = None,
         appendonly: bool = True,
         fsync: str = "always",
+        config: Sequence[str] = (),
     ) -> None:
+        self.config = tuple(config)  # more lines of its config file (a replica's replicaof, masterauth)
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.password = password if password is not None else secrets.token_urlsafe(18)
@@ -142,6 +144,7 @@ class RedisServer:
         os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
         with os.fdopen(fd, "w") as handle:
             handle.write(f"requirepass {self.password}\n" if self.password else "")
+            handle.writelines(f"{line}\n" for line in self.config)
         args = [
             find_redis_server(),
             str(config.resolve()),
@@ -210,3 +213,110 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SentinelGroup:
+    """A primary, ``replicas`` replicas and three Sentinels watching them as ``service``, each a
+    real process on 127.0.0.1 with its own data folder: a Redis that fails over (tests, benches).
+    The Sentinels judge a primary down after ``down_after_ms`` of silence."""
+
+    def __init__(self, data_dir: Path, service: str = "coditect", replicas: int = 2, down_after_ms: int = 1000) -> None:
+        self.data_dir = Path(data_dir)
+        self.service = service
+        self.password = secrets.token_urlsafe(18)
+        self.down_after_ms = down_after_ms
+        auth = (f"masterauth {self.password}",)
+        self.primary = RedisServer(self.data_dir / "redis-0", password=self.password, config=auth)
+        self.replicas = [
+            RedisServer(
+                self.data_dir / f"redis-{i + 1}",
+                password=self.password,
+                config=(*auth, f"replicaof 127.0.0.1 {self.primary.port}"),
+            )
+            for i in range(replicas)
+        ]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.primary, *self.replicas]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://:{self.password}@{hosts}/{self.service}"
+
+    def start(self, timeout: float = 20.0) -> SentinelGroup:
+        try:
+            for server in self.servers:
+                server.start()
+            for index, port in enumerate(self.sentinel_ports):
+                self.sentinels.append(self._sentinel(index, port))
+            deadline = time.monotonic() + timeout
+            while self.known_replicas() < len(self.replicas):
+                if time.monotonic() > deadline:
+                    raise EmbeddedStackError(
+                        f"the Sentinels did not see {len(self.replicas)} replica(s) in {timeout:g} s"
+                    )
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _sentinel(self, index: int, port: int) -> subprocess.Popen[bytes]:
+        folder = self.data_dir / f"sentinel-{index}"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        config = folder / "sentinel.conf"  # Sentinel rewrites it with what it learns: it must be its own
+        lines = [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {folder.resolve()}",
+            f"logfile {(folder / 'sentinel.log').resolve()}",
+            f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 2",
+            f"sentinel auth-pass {self.service} {self.password}",
+            f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.service} 3000",  # a failed election is tried again in 6 s
+        ]
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        args = [find_redis_server(), str(config.resolve()), "--sentinel"]
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077)
+
+    def _ask(self, *command: str) -> object:
+        """The first Sentinel's answer to ``command`` (None if none answers)."""
+        for port in self.sentinel_ports:
+            client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
+            try:
+                return client.execute_command(*command)  # type: ignore[no-untyped-call]
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+        return None
+
+    def known_replicas(self) -> int:
+        """Replicas the Sentinels see linked to the primary."""
+        found = self._ask("SENTINEL", "REPLICAS", self.service)
+        linked = 0
+        for entry in found if isinstance(found, list) else []:
+            fields = dict(zip(entry[::2], entry[1::2], strict=True)) if isinstance(entry, list) else dict(entry)
+            down = {"s_down", "o_down", "disconnected"} & set(str(fields.get("flags", "")).split(","))
+            linked += not down and fields.get("master-link-status") == "ok"
+        return linked
+
+    def primary_port(self) -> int | None:
+        """The port of the server the Sentinels name primary now."""
+        found = self._ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        return int(found[1]) if isinstance(found, list) and len(found) == 2 else None
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(server for server in self.servers if server.port == port)
+
+    def stop(self) -> None:
+        stop_processes(self.sentinels, timeout=5)
+        self.sentinels = []
+        for server in self.servers:
+            server.stop()

@@ -19,9 +19,12 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError, NoBrokerError
 from .keys import MAX_RESULT_BYTES
+from .sentinel import SCHEME as SENTINEL_SCHEME
+from .sentinel import SentinelUrl, SentinelUrlError, is_sentinel
 
-BROKER_SCHEMES = frozenset({"redis", "rediss", "amqp", "amqps", "pyamqp"})
-REDIS_SCHEMES = frozenset({"redis", "rediss"})
+#: A Redis (plain, TLS, or a primary that Sentinel watches: ``sentinel.py``).
+REDIS_SCHEMES = frozenset({"redis", "rediss", SENTINEL_SCHEME})
+BROKER_SCHEMES = REDIS_SCHEMES | {"amqp", "amqps", "pyamqp"}
 DEFAULT_AGENT_MODULES = ("workers.examples",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: AOF fsync policies the embedded Redis may run with: every write on disk before its reply
@@ -121,6 +124,9 @@ class Settings:
     result_backend: str | None = setting(None, _url(REDIS_SCHEMES))
     #: The Redis of run state and the registry (none: a Redis broker).
     redis_url: str | None = setting(None, _url(REDIS_SCHEMES))
+    #: Replicas that must acknowledge a submit, a completion or a fencing write before it counts
+    #: (Redis ``WAIT``; none: 1 on a Sentinel-watched Redis, 0 on a single Redis).
+    redis_min_replicas: int | None = setting(None, _whole(minimum=0))
     #: SQLAlchemy URL of the run history (none: SQLite under ``home``).
     database_url: str | None = setting(None, _database)
     #: Python modules whose ``@agent`` declarations are loaded, comma-separated.
@@ -217,6 +223,13 @@ class Settings:
         )
 
     @property
+    def min_replicas(self) -> int:
+        """Replicas a durable write waits for (``redis_min_replicas``, else by deployment)."""
+        if self.redis_min_replicas is not None:
+            return self.redis_min_replicas
+        return 1 if is_sentinel(self.state_url) else 0
+
+    @property
     def history_url(self) -> str:
         """SQLAlchemy URL of the run history: explicit, else SQLite under home."""
         return self.database_url or f"sqlite:///{(self.home / 'history.db').resolve()}"
@@ -265,6 +278,12 @@ def safe_url(url: str) -> str:
 def _check_url(name: str, value: str | None, schemes: frozenset[str]) -> str | None:
     if value is None:
         return None
+    if urlsplit(value).scheme == SENTINEL_SCHEME and SENTINEL_SCHEME in schemes:
+        try:
+            SentinelUrl.parse(value)
+        except SentinelUrlError as exc:
+            raise ConfigError(name, f"{exc} in {safe_url(value)!r}") from None
+        return value
     try:
         parts = urlsplit(value)
         port = parts.port

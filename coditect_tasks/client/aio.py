@@ -23,7 +23,7 @@ import tenacity
 
 from .. import keys
 from ..app import create_app
-from ..connection import MAX_CONNECTIONS, POOL_WAIT_SECONDS, outlast_outages
+from ..connection import MAX_CONNECTIONS, POOL_WAIT_SECONDS, async_redis_client, outlast_outages
 from ..dag.spec import Dag
 from ..embedded import attach
 from ..engine.events import Event
@@ -60,15 +60,9 @@ class AsyncClient:
         ``pool_timeout``: seconds a call waits for a free connection (None: as long as it takes)."""
         self.settings = settings or attach(Settings.from_env())
         self.app = create_app(self.settings)
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.settings.state_url,
-            max_connections=max_connections,
-            timeout=pool_timeout,
-            socket_connect_timeout=self.settings.connect_timeout,
-            health_check_interval=30,
-            decode_responses=True,
+        self.redis = async_redis_client(
+            self.settings.state_url, max_connections, pool_timeout, self.settings.connect_timeout
         )
-        self.redis = aioredis.Redis(connection_pool=pool)
         self.scripts = {name: self.redis.register_script(SCRIPTS[name]) for name in CLIENT_SCRIPTS}
         self._history = history
         self._made_history: HistoryStore | None = None

@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from .. import keys
-from ..connection import outlast_outages, redis_client
+from ..connection import barrier, outlast_outages, redis_client
 from ..errors import InvalidArgumentError
 from ..limits import document
 from .scripts import SCRIPTS, named
@@ -88,6 +88,13 @@ class Next:
     taken: Taken
 
 
+#: The scripts whose writes a failover must not lose: an attempt's start (its fencing token) and
+#: end, and what ends or starts nodes from outside (cancel, events, approvals).
+DURABLE = frozenset(
+    {"begin", "complete", "fail", "retry", "spawn", "fanout", "handoff", "reroute", "cancel", "event", "approve"}
+)
+
+
 class Engine:
     """The run-state operations, each one atomic script call (one round trip).
 
@@ -95,10 +102,17 @@ class Engine:
     are idempotent or fenced, so repeating one whose reply was lost is safe.
     """
 
-    def __init__(self, client: redis.Redis, url: str = "redis://", outage_seconds: float = OUTAGE_SECONDS) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        url: str = "redis://",
+        outage_seconds: float = OUTAGE_SECONDS,
+        min_replicas: int = 0,
+    ) -> None:
         self.client = client
         self.url = url
         self.outage_seconds = outage_seconds
+        self.min_replicas = min_replicas
         self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
 
     def _call(self, name: str, run_id: str, *args: Any, more: Sequence[Any] = (), until: float = 0.0) -> Any:
@@ -107,8 +121,26 @@ class Engine:
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
                 extra = more if time.monotonic() < until else ()
-                return self.scripts[name](args=[run_id, now(), *args, *extra])
+                reply = self.scripts[name](args=[run_id, now(), *args, *extra])
+                if self.min_replicas and name in DURABLE:
+                    self._replicated(name, run_id)
+                return reply
         raise AssertionError("unreachable: tenacity re-raises")
+
+    def _replicated(self, name: str, run_id: str) -> None:
+        """Wait for ``min_replicas`` replicas to have the write just made. Short of them, the write
+        stands (a script cannot be undone) and is logged: a failover now could lose it, and then the
+        node's lease rules run it again."""
+        acked = int(barrier(self.client, self.min_replicas)[1])
+        if acked < self.min_replicas:
+            log.warning(
+                "%s of run %s: %d of %d replica(s) acknowledged it within %g s",
+                name,
+                run_id,
+                acked,
+                self.min_replicas,
+                keys.REPLICA_WAIT_SECONDS,
+            )
 
     def begin(self, run_id: str, node_id: str, worker: str, task_id: str, breaker: str = "") -> Taken | None:
         """Take a node for a new attempt from the message ``task_id``, or None if it must not run
@@ -274,16 +306,19 @@ class Engine:
         return int(self._call("reroute", run_id, node_id, token, agent, keys.agent_queue(agent), template)) == 1
 
 
-_ENGINES: dict[tuple[int, str], Engine] = {}
+_ENGINES: dict[tuple[int, str, int], Engine] = {}
 
 
-def engine_for(state_url: str) -> Engine:
+def engine_for(state_url: str, min_replicas: int = 0) -> Engine:
     """This process's engine on the state Redis at ``state_url`` (a prefork child gets its own
-    connection), as ``breaker_for`` keys its breakers."""
-    key = (os.getpid(), state_url)
+    connection), as ``breaker_for`` keys its breakers; its durable writes wait for ``min_replicas``
+    replicas. Engines of one URL share one connection pool."""
+    key = (os.getpid(), state_url, min_replicas)
     engine = _ENGINES.get(key)
     if engine is None:
-        engine = _ENGINES[key] = Engine(redis_client(state_url), state_url)
+        shared = _ENGINES.get((os.getpid(), state_url, 0))
+        client = shared.client if shared is not None else redis_client(state_url)
+        engine = _ENGINES[key] = Engine(client, state_url, min_replicas=min_replicas)
     return engine
 
 

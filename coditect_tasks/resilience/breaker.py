@@ -15,7 +15,7 @@ import pybreaker
 import redis
 
 from .. import keys
-from ..connection import outlast_outages
+from ..connection import outlast_outages, redis_client
 
 _BREAKERS: dict[tuple[int, str, str], pybreaker.CircuitBreaker] = {}
 
@@ -74,7 +74,7 @@ def breaker_for(
     breaker = _BREAKERS.get(key)
     if breaker is None:
         # pybreaker's Redis storage reads bytes: it needs a client that does not decode.
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        client = redis_client(url, timeout=5, decode=False)
         for attempt in outlast_outages(120.0):  # pybreaker survives Redis errors, except while it starts
             with attempt:
                 storage = SharedStorage(pybreaker.STATE_CLOSED, client, namespace=keys.breaker_namespace(agent))

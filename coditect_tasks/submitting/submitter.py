@@ -14,13 +14,14 @@ from redis import RedisError
 
 from .. import keys
 from ..agents import Agent
-from ..connection import check_noeviction
+from ..connection import barrier, check_noeviction
 from ..dag.critical import ranks
 from ..dag.plan import validate
 from ..dag.spec import Dag
 from ..engine.message import message_template, template_key
 from ..engine.submission import MISSING, Idempotency, Ordering, RunWrite, prepare
 from ..engine.transitions import now
+from ..errors import ReplicationError
 from ..observability import tracing
 from ..registry import live_workers
 from ..settings import Settings
@@ -59,8 +60,10 @@ class Submitter:
         user) is served round robin with the other keys of the same priority."""
         check_ordering(priority, fairness_key)
         idem = self.idempotency(dag, key)
-        if idem is not None and (held := idem.holder((yield Ask(lambda t: t.redis.get(idem.redis_key))))):
-            return held
+        if idem is not None:  # a failover or a restart is waited out here too, as the write is
+            key_read = Outlast(lambda _: ask(lambda t: t.redis.get(idem.redis_key)), self.outage_seconds)
+            if held := idem.holder((yield key_read)):
+                return held
         workers = list((yield from live_workers())) if self.needs_registry(dag) else []
         live = {name for worker in workers for name in worker["agents"]}
         limits = yield from self.limits.holds(dag, workers)
@@ -145,14 +148,21 @@ class Submitter:
             check_noeviction((yield Ask(lambda t: t.redis.info("memory"))), self.settings.state_url)
             self._no_eviction_checked = True
         held = yield Outlast(lambda number: self._write_once(write, number), self.outage_seconds)
-        if held != write.run_id or not write.later:
+        if held != write.run_id:
             return str(held)
-        roots = Outlast(lambda _: ask(lambda t: t.scripts["roots"](args=[write.run_id, now()])), self.outage_seconds)
-        try:
-            while int((yield roots)) > 0:
-                pass  # one slice per call: other clients reach Redis in between
-        except RedisError as exc:  # the run exists: the reaper queues the rest
-            log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
+        if write.later:
+            roots = Outlast(
+                lambda _: ask(lambda t: t.scripts["roots"](args=[write.run_id, now()])), self.outage_seconds
+            )
+            try:
+                while int((yield roots)) > 0:
+                    pass  # one slice per call: other clients reach Redis in between
+            except RedisError as exc:  # the run exists: the reaper queues the rest
+                log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
+        if needed := self.settings.min_replicas:  # acknowledged only once enough replicas have it
+            acked = int((yield Ask(lambda t: barrier(t.redis, needed)))[1])
+            if acked < needed:
+                raise ReplicationError(write.run_id, acked, needed, keys.REPLICA_WAIT_SECONDS)
         return write.run_id
 
     def _write_once(self, write: RunWrite, number: int) -> Steps[str]:
