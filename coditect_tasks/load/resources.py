@@ -72,8 +72,9 @@ class Sampler:
             float(used[k]) for k in ("used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children")
         )
         host = psutil.cpu_times()  # busy: what the kernel ran (guest time is inside user already)
+        read_at = time.monotonic()  # with the machine's reading: a slow sample must not stretch its interval
         cpu["host"] = sum(getattr(host, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq"))
-        cores = self._cores(cpu)
+        cores = self._cores(cpu, read_at)
         return Sample(
             at=time.time(),
             redis_bytes=int(self.client.info("memory")["used_memory"]),
@@ -85,11 +86,10 @@ class Sampler:
             host_cpu=cores["host"],
         )
 
-    def _cores(self, cpu: dict[str, float]) -> dict[str, float]:
-        """Cores busy since the previous sample, by source (``redis``, ``host``, and ``worker``
-        summing every ``worker:<pid>``); a process new since then counts from its start (its
-        whole CPU time). All 0 on the first sample."""
-        now = time.monotonic()
+    def _cores(self, cpu: dict[str, float], now: float) -> dict[str, float]:
+        """Cores busy since the previous sample (read at monotonic ``now``), by source (``redis``,
+        ``host``, and ``worker`` summing every ``worker:<pid>``); a process new since then counts
+        from its start (its whole CPU time). All 0 on the first sample."""
         previous, elapsed = self._cpu, now - self._cpu_at
         self._cpu, self._cpu_at = cpu, now
         busy = {"redis": 0.0, "worker": 0.0, "host": 0.0}

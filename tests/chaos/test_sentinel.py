@@ -61,8 +61,8 @@ def test_a_sigkill_of_the_primary_mid_load_loses_no_acknowledged_run(
             worker.wait_ready(registry, timeout=60)
         acknowledged, refused, killed_at, promoted_at = [], 0, 0.0, 0.0
         started = time.monotonic()
-        while time.monotonic() - started < 12:
-            if not killed_at and len(acknowledged) >= 40:
+        while time.monotonic() - started < 9:
+            if not killed_at and len(acknowledged) >= 20:
                 killed_at = time.time()
                 sentinel_group.primary.kill()
             if killed_at and not promoted_at and sentinel_group.primary_port() != sentinel_group.primary.port:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,10 @@ def test_every_runnable_page_runs(settings: Settings, worker_factory: WorkerFact
     path = os.pathsep.join([*map(str, folders.values()), str(ROOT)])
     agents = sorted({agent for page in PAGES for block in runnable.blocks(page) for agent in block.workers})
     worker_factory(agents, concurrency=2, extra_env={"PYTHONPATH": path, "CODITECT_AGENT_MODULES": modules})
-    failures = []
-    for page, folder in folders.items():
+
+    def read(page: Path) -> str | None:
+        """What is wrong with ``page``'s script, or None: the pages run side by side, as readers would."""
+        folder = folders[page]
         proc = subprocess.run(
             [sys.executable, "page.py"],
             cwd=folder,
@@ -69,8 +72,12 @@ def test_every_runnable_page_runs(settings: Settings, worker_factory: WorkerFact
             timeout=180,
             stdin=subprocess.DEVNULL,
         )
-        if proc.returncode != 0:
-            failures.append(f"{page.relative_to(DOCS)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        return (
+            None if proc.returncode == 0 else f"{page.relative_to(DOCS)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        )
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        failures = [failure for failure in pool.map(read, folders) if failure]
     assert not failures, "\n\n".join(failures)
     assert len(PAGES) >= 5, f"only {len(PAGES)} pages have runnable blocks"
 

@@ -45,7 +45,9 @@ def test_a_short_steady_load_reports_every_run_and_its_dispatch(
     assert int(first["redis_bytes"]) > 0 and int(first["worker_rss"]) > 10_000_000 and int(first["worker_fds"]) > 0
     # CPU in cores since the previous sample: the workers and Redis did work, the machine was busy
     assert max(float(r["worker_cpu"]) for r in rows) > 0.01 and max(float(r["redis_cpu"]) for r in rows) > 0.001
-    assert all(float(r["host_cpu"]) <= psutil.cpu_count() for r in rows) and max(float(r["host_cpu"]) for r in rows) > 0
+    # (the kernel counts CPU time in ticks: a second's sample of a saturated machine may read a tick over)
+    assert all(float(r["host_cpu"]) <= psutil.cpu_count() * 1.05 for r in rows)
+    assert max(float(r["host_cpu"]) for r in rows) > 0
     assert Path(usage["plot"]).read_text().count("<polyline") == 7
 
 

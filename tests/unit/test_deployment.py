@@ -412,3 +412,64 @@ def test_dockerignore_keeps_local_state_and_caches_out(dropped: str | None) -> N
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     problems = _dockerignore_problems("\n".join(line for line in lines if line != dropped))
     assert bool(problems) == bool(dropped), problems
+
+
+SENTINEL_COMPOSE = ROOT / "compose" / "compose.sentinel.yaml"
+
+
+def _sentinel_problems(base: Doc, override: Doc) -> list[str]:
+    """What the Sentinel variant must keep: every coditect-tasks service of compose.yaml reaches Redis
+    through the Sentinels and waits for them; three Sentinels watch compose.yaml's redis with a
+    quorum of two; two replicas follow it (one is left after a failover)."""
+    services: dict[str, Doc] = override["services"]
+    problems = []
+    for name, service in base["services"].items():
+        if "CODITECT_BROKER_URL" not in service.get("environment", {}):
+            continue
+        env = services.get(name, {}).get("environment", {})
+        if not str(env.get("CODITECT_BROKER_URL", "")).startswith("redis+sentinel://"):
+            problems.append(f"{name}: not pointed at the Sentinels")
+        if {"sentinel-1", "sentinel-2", "sentinel-3"} - set(services.get(name, {}).get("depends_on", {})):
+            problems.append(f"{name}: does not wait for the Sentinels")
+    commands = {name: " ".join(s.get("command", [])) for name, s in services.items()}
+    sentinels = [name for name, command in commands.items() if "exec redis-sentinel" in command]
+    if len(sentinels) != 3:
+        problems.append(f"three Sentinels expected, found {sorted(sentinels)}")
+    problems += [
+        f"{n}: does not watch redis with a quorum of 2"
+        for n in sentinels
+        if "sentinel monitor coditect redis 6379 2" not in commands[n]
+    ]
+    replicas = [name for name, command in commands.items() if "replicaof redis 6379" in command]
+    if len(replicas) < 2:
+        problems.append(f"two replicas expected, found {sorted(replicas)}")
+    return problems + _compose_secret_problems(override)
+
+
+SENTINEL_BREAKS: dict[str, tuple[str, Any]] = {
+    "a service left on the single Redis": ("services.recorder", None),
+    "two Sentinels": ("services.sentinel-3", None),
+    "one replica": ("services.redis-replica-2", None),
+    "literal password": ("services.worker-fast.environment.CODITECT_BROKER_URL", "redis+sentinel://:hunter2@s:26379/x"),
+}
+
+
+@pytest.mark.parametrize("broken", [None, *SENTINEL_BREAKS])
+def test_the_sentinel_variant_points_every_service_at_three_sentinels(broken: str | None) -> None:
+    override = yaml.safe_load(SENTINEL_COMPOSE.read_text())
+    if broken:
+        path, value = SENTINEL_BREAKS[broken]
+        if value is not None and path.startswith("services.worker-fast.environment"):
+            override["services"]["worker-fast"]["environment"] = dict(
+                override["services"]["worker-fast"]["environment"]
+            )
+        _set(override, path, value)
+    problems = _sentinel_problems(_compose(), override)
+    assert bool(problems) == bool(broken), problems
+
+
+@pytest.mark.parametrize(("old", "new"), [(None, None), ("condition: service_healthy", "condition: healthy")])
+def test_the_sentinel_variant_matches_the_compose_specification(tmp_path: Path, old: str | None, new: str) -> None:
+    path = SENTINEL_COMPOSE if old is None else _broken(tmp_path, SENTINEL_COMPOSE, old, new)
+    result = _run("check-jsonschema", "--builtin-schema", "vendor.compose-spec", path)
+    assert (result.returncode == 0) == (old is None), result.stdout + result.stderr
