@@ -6,6 +6,7 @@ or of how errors are caught shows up exactly as a user would see it.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,54 @@ def _run(argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([COMMAND, *argv.split()], capture_output=True, text=True, timeout=60)
 
 
+#: Runs each usage (JSON on stdin) through the console script's own entry point, in one interpreter
+#: rather than one each (60 starts cost half a minute of CPU), its output caught at the file
+#: descriptors as a terminal would see it; writes [[exit code, stdout, stderr], ...] to argv[1].
+IN_ONE_PROCESS = r"""
+import json, os, sys, tempfile
+from coditect_tasks.cli import main_exit
+report, results = sys.argv[1], []
+for argv in json.load(sys.stdin):
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        code = 0
+        try:
+            sys.argv = ["coditect-tasks", *argv.split()]
+            main_exit()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+        out.seek(0)
+        err.seek(0)
+        results.append([code, out.read().decode(), err.read().decode()])
+with open(report, "w") as handle:
+    json.dump(results, handle)
+"""
+
+
+def _run_all(argvs: list[str], tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Each of ``argvs`` as the console script runs it (``IN_ONE_PROCESS``)."""
+    report = tmp_path / "usages.json"
+    child = subprocess.run(
+        [sys.executable, "-c", IN_ONE_PROCESS, str(report)],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    return [
+        subprocess.CompletedProcess(argv, code, out, err)
+        for argv, (code, out, err) in zip(argvs, json.loads(report.read_text()), strict=True)
+    ]
+
+
 def test_every_command_has_its_bad_usages_listed() -> None:
     leaves = _leaf_commands(typer.main.get_command(cli))
     covered = {argv for argv, _ in BAD_USAGES}
@@ -101,9 +150,18 @@ def test_every_command_has_its_bad_usages_listed() -> None:
     assert not missing, f"add bad usages for: {missing}"
 
 
-def test_every_bad_usage_is_one_error_line_and_exit_2() -> None:
+#: Usages also run through the installed console script itself, one process each: the same
+#: answers there prove the one-process run above stands for it.
+THROUGH_THE_SCRIPT = ("nosuch", "worker", "dag submit x.yaml --priority 10", "agents extra")
+
+
+def test_every_bad_usage_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    results = dict(zip(BAD_USAGES, _run_all([argv for argv, _ in BAD_USAGES], tmp_path), strict=True))
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = dict(zip(BAD_USAGES, pool.map(lambda case: _run(case[0]), BAD_USAGES), strict=True))
+        scripted = dict(zip(THROUGH_THE_SCRIPT, pool.map(_run, THROUGH_THE_SCRIPT), strict=True))
+    for argv, result in scripted.items():
+        alone = next(r for (a, _), r in results.items() if a == argv)
+        assert (result.returncode, result.stdout, result.stderr) == (alone.returncode, alone.stdout, alone.stderr)
     wrong = []
     for (argv, message), result in results.items():
         lines = [line for line in result.stderr.splitlines() if line.strip()]
