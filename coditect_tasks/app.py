@@ -38,7 +38,7 @@ def app_from_env() -> CoditectApp:
 def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) -> CoditectApp:
     """Build the app for ``settings``; ``agents`` defaults to the configured modules."""
     declared = load_agents(settings.agent_modules) if agents is None else agents
-    broker, broker_options = celery_form(settings.require_broker())  # a Sentinel URL, as kombu takes it
+    broker, broker_options = celery_form(settings.require_broker(), broker=True)  # a Sentinel URL, as kombu takes it
     backend, backend_options = celery_form(settings.backend_url)
     app = CoditectApp("coditect", broker=broker, backend=backend, set_as_current=False)
     app.settings = settings
@@ -59,14 +59,7 @@ def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) ->
         broker_connection_timeout=settings.connect_timeout,
         # kombu's Redis transport redelivers an unacknowledged message after this many seconds:
         # above the longest time limit, so it never supersedes a live attempt (leases do failover).
-        # Nor does it keep its own copy of unacknowledged messages (ack emulation): the engine finds
-        # a message a dead worker took (reap.lua), and kombu's restore of that copy, run when a
-        # connection to a Redis that restarted or failed over is closed, crashed the worker.
-        broker_transport_options={
-            "visibility_timeout": MAX_TIMEOUT + 3600,
-            "ack_emulation": False,
-            **broker_options,
-        },
+        broker_transport_options={"visibility_timeout": MAX_TIMEOUT + 3600, **broker_options},
         result_backend_transport_options=backend_options,
         redis_socket_connect_timeout=settings.connect_timeout,
         result_expires=RESULT_EXPIRES,

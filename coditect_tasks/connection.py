@@ -14,6 +14,7 @@ import redis
 import redis.asyncio as aioredis
 import tenacity
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import keys
@@ -98,7 +99,9 @@ def async_redis_client(url: str, max_connections: int, pool_timeout: float | Non
             aioredis.Redis,
             sentinels.master_for(
                 where.service,
+                connection_pool_class=_AsyncBlockingSentinelPool,
                 max_connections=max_connections,
+                timeout=pool_timeout,
                 socket_connect_timeout=timeout,
                 health_check_interval=30,
                 decode_responses=True,
@@ -135,12 +138,20 @@ def check_noeviction(memory: dict[str, Any], url: str) -> None:
         raise EvictingRedisError(safe_url(url), policy)
 
 
-def barrier(client: Any, replicas: int) -> Any:
+def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
     """Wait for ``replicas`` replicas to have every write made so far on ``client`` (sync or asyncio),
     whatever connection made it: a barrier write, then ``WAIT`` on the same connection (replication
-    is one ordered stream, so a replica that has the barrier has everything before it). Returns
-    the pipeline's ``execute()`` (awaitable on an event loop): [barrier count, replicas that have it]."""
+    is one ordered stream, so a replica that has the barrier has everything before it). With
+    ``present``, also whether that key exists on the server waited on (a failover may have moved the
+    pipeline to a new primary). Returns the pipeline's ``execute()`` (awaitable on an event loop):
+    [barrier count, replicas that have it(, 1 if ``present`` exists)]."""
     pipe = client.pipeline(transaction=False)
     pipe.incr(keys.REPLICATED)
     pipe.wait(replicas, int(keys.REPLICA_WAIT_SECONDS * 1000))
+    if present is not None:
+        pipe.exists(present)
     return pipe.execute()
+
+
+class _AsyncBlockingSentinelPool(AsyncSentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """``_BlockingSentinelPool`` for an event loop: a call waits up to ``timeout`` for a free connection."""

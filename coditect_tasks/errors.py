@@ -200,18 +200,21 @@ class DagTooLargeError(DagError):
 
 class ReplicationError(CoditectError):
     """A submit the Redis primary took but fewer replicas than ``CODITECT_REDIS_MIN_REPLICAS``
-    acknowledged in time: the run exists, but a failover now could lose it. Submitting again with
-    the same idempotency key is safe."""
+    acknowledged in time (the run exists, but a failover now could lose it), or that a failover
+    lost (``lost``). Submitting again with the same idempotency key is safe."""
 
     exit_code = 3
 
-    def __init__(self, run_id: str, acked: int, needed: int, seconds: float) -> None:
+    def __init__(self, run_id: str, acked: int, needed: int, seconds: float, lost: bool = False) -> None:
         self.run_id = run_id
-        super().__init__(
-            f"run {run_id} is on the Redis primary, but {acked} of the {needed} replica(s) it needs "
-            f"(CODITECT_REDIS_MIN_REPLICAS) acknowledged it within {seconds:g} s: a failover now could lose it; "
-            "submit again with the same idempotency key"
-        )
+        if lost:
+            what = f"run {run_id} was lost in a Redis failover before a replica had it"
+        else:
+            what = (
+                f"run {run_id} is on the Redis primary, but {acked} of the {needed} replica(s) it needs "
+                f"(CODITECT_REDIS_MIN_REPLICAS) acknowledged it within {seconds:g} s: a failover now could lose it"
+            )
+        super().__init__(f"{what}; submit again with the same idempotency key")
 
 
 class RunNotFoundError(CoditectError):

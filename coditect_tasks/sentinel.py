@@ -41,16 +41,17 @@ class SentinelUrl:
         auth, _, hostlist = parts.netloc.rpartition("@")
         password = unquote(auth.partition(":")[2]) if auth else None
         hosts = []
-        for item in hostlist.split(","):
+        for number, item in enumerate(hostlist.split(","), 1):  # (no fragment is echoed: a password may hide there)
             host, _, port = item.strip().rpartition(":")
+            host = host.removeprefix("[").removesuffix("]")  # [::1]:26379
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise SentinelUrlError(f"each Sentinel must be host:port, got {item.strip()!r}")
+                raise SentinelUrlError(f"Sentinel {number} is not host:port (escape a '/' in the password as %2F)")
             hosts.append((host, int(port)))
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise SentinelUrlError("no service name: end the URL with /<service>, e.g. /mymaster")
-        if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
-            raise SentinelUrlError(f"the path must be /<service>[/<db>], got {parts.path!r}")
+        if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()) or parts.fragment:
+            raise SentinelUrlError("the path must be /<service>[/<db>]")
         query = parse_qs(parts.query)
         unknown = set(query) - {"sentinel_password"}
         if unknown:
@@ -81,9 +82,15 @@ def is_sentinel(url: str | None) -> bool:
     return bool(url) and urlsplit(str(url)).scheme == SCHEME
 
 
-def celery_form(url: str) -> tuple[str, dict[str, Any]]:
-    """``url`` as Celery and kombu take it, with the transport options it needs (none for a plain URL)."""
+def celery_form(url: str, broker: bool = False) -> tuple[str, dict[str, Any]]:
+    """``url`` as Celery and kombu take it, with the transport options it needs (none for a plain URL).
+
+    A ``broker`` keeps no copy of unacknowledged messages on Sentinel (kombu's ack emulation): its
+    restore of that copy, run as a worker closes its connection to a primary that died, crashed the
+    worker in one failover in three. DAG nodes do not need it (the engine finds a message a dead
+    worker took: reap.lua); a plain Celery call to an agent is then not redelivered after its worker
+    is killed."""
     if not is_sentinel(url):
         return url, {}
     where = SentinelUrl.parse(url)
-    return where.kombu_url(), where.transport_options()
+    return where.kombu_url(), {**where.transport_options(), **({"ack_emulation": False} if broker else {})}

@@ -269,6 +269,9 @@ def safe_url(url: str) -> str:
     """``url`` with any password masked, for messages and logs, even when malformed."""
     from kombu.utils.url import maybe_sanitize_url  # kombu's import is slow: quick commands skip it
 
+    if url.startswith(SENTINEL_SCHEME + "://"):  # several hosts, a password in the query: kombu's parse fails
+        masked = re.sub(r"^([^:]+://)[^?#]*@", r"\1:**@", url)  # up to the last @: a password may hold '/'
+        return re.sub(r"sentinel_password=[^&]*", "sentinel_password=**", masked)
     try:
         return str(maybe_sanitize_url(url))
     except ValueError:

@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from .. import keys
-from ..connection import barrier, outlast_outages, redis_client
+from ..connection import TRANSIENT, barrier, outlast_outages, redis_client
 from ..errors import InvalidArgumentError
 from ..limits import document
 from .scripts import SCRIPTS, named
@@ -88,11 +88,10 @@ class Next:
     taken: Taken
 
 
-#: The scripts whose writes a failover must not lose: an attempt's start (its fencing token) and
-#: end, and what ends or starts nodes from outside (cancel, events, approvals).
-DURABLE = frozenset(
-    {"begin", "complete", "fail", "retry", "spawn", "fanout", "handoff", "reroute", "cancel", "event", "approve"}
-)
+#: The scripts of an attempt whose writes a failover must not lose: its start (its fencing token)
+#: and its end. (A cancel, an event or an approval lost in a failover is sent again by its caller;
+#: a lost hand-off is found by the node's lease.)
+DURABLE = frozenset({"begin", "complete", "fail", "retry", "spawn", "fanout", "reroute"})
 
 
 class Engine:
@@ -118,20 +117,27 @@ class Engine:
     def _call(self, name: str, run_id: str, *args: Any, more: Sequence[Any] = (), until: float = 0.0) -> Any:
         """Run script ``name``; ``more`` arguments go with it only while ``time.monotonic()`` is
         before ``until`` (a try repeated after an outage may come too late for them)."""
+        reply = self._run(name, run_id, args, more, until)
+        if self.min_replicas and name in DURABLE:
+            self._replicated(name, run_id)
+        return reply
+
+    def _run(self, name: str, run_id: str, args: Sequence[Any], more: Sequence[Any], until: float) -> Any:
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
                 extra = more if time.monotonic() < until else ()
-                reply = self.scripts[name](args=[run_id, now(), *args, *extra])
-                if self.min_replicas and name in DURABLE:
-                    self._replicated(name, run_id)
-                return reply
+                return self.scripts[name](args=[run_id, now(), *args, *extra])
         raise AssertionError("unreachable: tenacity re-raises")
 
     def _replicated(self, name: str, run_id: str) -> None:
-        """Wait for ``min_replicas`` replicas to have the write just made. Short of them, the write
-        stands (a script cannot be undone) and is logged: a failover now could lose it, and then the
-        node's lease rules run it again."""
-        acked = int(barrier(self.client, self.min_replicas)[1])
+        """Wait for ``min_replicas`` replicas to have the write just made. Short of them (or with
+        Redis gone meanwhile), the write stands (a script cannot be undone, nor should it be run
+        again) and is logged: a failover now could lose it, and then the node's lease rules run it again."""
+        try:
+            acked = int(barrier(self.client, self.min_replicas)[1])
+        except TRANSIENT as exc:
+            log.warning("%s of run %s: could not wait for its replicas (%s)", name, run_id, exc)
+            return
         if acked < self.min_replicas:
             log.warning(
                 "%s of run %s: %d of %d replica(s) acknowledged it within %g s",
@@ -316,7 +322,7 @@ def engine_for(state_url: str, min_replicas: int = 0) -> Engine:
     key = (os.getpid(), state_url, min_replicas)
     engine = _ENGINES.get(key)
     if engine is None:
-        shared = _ENGINES.get((os.getpid(), state_url, 0))
+        shared = next((e for (pid, url, _), e in _ENGINES.items() if (pid, url) == key[:2]), None)
         client = shared.client if shared is not None else redis_client(state_url)
         engine = _ENGINES[key] = Engine(client, state_url, min_replicas=min_replicas)
     return engine

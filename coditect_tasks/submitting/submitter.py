@@ -63,6 +63,8 @@ class Submitter:
         if idem is not None:  # a failover or a restart is waited out here too, as the write is
             key_read = Outlast(lambda _: ask(lambda t: t.redis.get(idem.redis_key)), self.outage_seconds)
             if held := idem.holder((yield key_read)):
+                # a repeat after a ReplicationError checks again (the key, written with the run, outlives it)
+                yield from self._replicated(held, idem.redis_key)
                 return held
         workers = list((yield from live_workers())) if self.needs_registry(dag) else []
         live = {name for worker in workers for name in worker["agents"]}
@@ -148,7 +150,9 @@ class Submitter:
             check_noeviction((yield Ask(lambda t: t.redis.info("memory"))), self.settings.state_url)
             self._no_eviction_checked = True
         held = yield Outlast(lambda number: self._write_once(write, number), self.outage_seconds)
-        if held != write.run_id:
+        if held != write.run_id:  # an earlier run holds the idempotency key (written with that run)
+            assert write.idempotency is not None  # only a held key names another run
+            yield from self._replicated(str(held), write.idempotency.redis_key)
             return str(held)
         if write.later:
             roots = Outlast(
@@ -159,11 +163,21 @@ class Submitter:
                     pass  # one slice per call: other clients reach Redis in between
             except RedisError as exc:  # the run exists: the reaper queues the rest
                 log.warning("run %s: the reaper will queue the rest of its roots (%s)", write.run_id, exc)
-        if needed := self.settings.min_replicas:  # acknowledged only once enough replicas have it
-            acked = int((yield Ask(lambda t: barrier(t.redis, needed)))[1])
-            if acked < needed:
-                raise ReplicationError(write.run_id, acked, needed, keys.REPLICA_WAIT_SECONDS)
+        yield from self._replicated(write.run_id, keys.run_prefix(write.run_id) + "run")
         return write.run_id
+
+    def _replicated(self, run_id: str, written: str) -> Steps[None]:
+        """Acknowledge run ``run_id`` only once ``min_replicas`` replicas have it, on the primary
+        that has it: the barrier checks that key ``written`` (its run hash, or its idempotency key)
+        is there, so a failover between the write and the wait (the wait reaching a new primary
+        that never got the run) is not taken for success."""
+        if not (needed := self.settings.min_replicas):
+            return
+        _, acked, present = yield Ask(lambda t: barrier(t.redis, needed, written))
+        if not present:
+            raise ReplicationError(run_id, 0, needed, keys.REPLICA_WAIT_SECONDS, lost=True)
+        if int(acked) < needed:
+            raise ReplicationError(run_id, int(acked), needed, keys.REPLICA_WAIT_SECONDS)
 
     def _write_once(self, write: RunWrite, number: int) -> Steps[str]:
         """One try of the submit transaction; a repeat first reads what an earlier try left."""

@@ -443,6 +443,11 @@ def _sentinel_problems(base: Doc, override: Doc) -> list[str]:
     replicas = [name for name, command in commands.items() if "replicaof redis 6379" in command]
     if len(replicas) < 2:
         problems.append(f"two replicas expected, found {sorted(replicas)}")
+    problems += [
+        f"{n}: cannot follow a new primary (no masterauth)"
+        for n in ["redis", *replicas]
+        if "masterauth" not in commands.get(n, "")
+    ]
     return problems + _compose_secret_problems(override)
 
 
@@ -450,6 +455,7 @@ SENTINEL_BREAKS: dict[str, tuple[str, Any]] = {
     "a service left on the single Redis": ("services.recorder", None),
     "two Sentinels": ("services.sentinel-3", None),
     "one replica": ("services.redis-replica-2", None),
+    "first primary cannot rejoin": ("services.redis", None),
     "literal password": ("services.worker-fast.environment.CODITECT_BROKER_URL", "redis+sentinel://:hunter2@s:26379/x"),
 }
 
