@@ -1,5 +1,5 @@
-"""Waiting nodes on real workers and a real Redis: they hold no worker slot, and their deadlines
-and waits survive a SIGKILL of Redis (AOF on) and of every worker."""
+"""Waiting nodes on real workers and a real Redis: they hold no worker slot, and their deadlines,
+waits and spawned children survive a SIGKILL of Redis (AOF on) and of every worker."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def test_waits_and_sleeps_outlast_a_sigkill_of_redis_and_of_every_worker(
+def test_waits_sleeps_and_spawns_outlast_a_sigkill_of_redis_and_of_every_worker(
     durable_redis: RedisServer, tmp_path: Path
 ) -> None:
     settings = Settings(home=tmp_path / "home", broker_url=durable_redis.url, log_level="WARNING")
@@ -75,7 +75,8 @@ def test_waits_and_sleeps_outlast_a_sigkill_of_redis_and_of_every_worker(
 
     def worker(index: int) -> WorkerProcess:
         log = tmp_path / f"w{index}.log"
-        process = WorkerProcess(settings, ["echo"], concurrency=1, log_path=log, extra_env={"PYTHONPATH": str(ROOT)})
+        agents = ["echo", "plan"]
+        process = WorkerProcess(settings, agents, concurrency=1, log_path=log, extra_env={"PYTHONPATH": str(ROOT)})
         return process.start()
 
     first = worker(0)
@@ -83,6 +84,7 @@ def test_waits_and_sleeps_outlast_a_sigkill_of_redis_and_of_every_worker(
     try:
         first.wait_ready(registry)
         waits, sleeps = [], []
+        submitted = time.monotonic()
         for i in range(5):
             dag = Dag(f"wait-{i}")
             dag.wait("go", "release", key=f"k{i}")
@@ -92,7 +94,12 @@ def test_waits_and_sleeps_outlast_a_sigkill_of_redis_and_of_every_worker(
             dag.sleep("nap", seconds=8)
             dag.node("after", "echo", after=["nap"])
             sleeps.append(submit(dag, app))
-        deadline = time.time() + 8
+        planned = Dag("planned")  # a node waiting for two child runs, each waiting in a sleep
+        planned.node("plan", "plan", params={"items": [1, 2], "agent": "sleep", "seconds": 6})
+        planned.node("after", "echo", after=["plan"])
+        spawning = submit(planned, app)
+        wait_for(lambda: spawning.status()["nodes"]["plan"]["status"] == "waiting", 8, "the planner to spawn")
+        deadline = time.time() + 8 - (time.monotonic() - submitted)
         first.kill(group=True)
         durable_redis.kill()
         time.sleep(1.0)
@@ -103,6 +110,8 @@ def test_waits_and_sleeps_outlast_a_sigkill_of_redis_and_of_every_worker(
             assert sum(client.send_event("release", key=f"k{i}", data={"i": i}) for i in range(5)) == 5
         assert [run.wait(timeout=60) for run in waits] == ["succeeded"] * 5
         assert [run.wait(timeout=60) for run in sleeps] == ["succeeded"] * 5
+        assert spawning.wait(timeout=60) == "succeeded"  # its children's sleeps ended, and so did its wait
+        assert [child["rest"] is not None for child in spawning.results()["plan"]] == [True, True]
         ended = [datetime.fromisoformat(run.status()["nodes"]["nap"]["finished_at"]).timestamp() for run in sleeps]
         error = max(abs(at - deadline) for at in ended)
         print(f"sleeps ended within {error:.2f} s of their deadline, across a SIGKILL of Redis and the worker")
