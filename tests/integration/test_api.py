@@ -98,7 +98,7 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     env = {**settings.environment(), "PYTHONPATH": str(ROOT)}
     workers = [
         WorkerProcess(settings, agents, concurrency=2, log_path=home / f"worker-{i}.log", extra_env=env).start()
-        for i, agents in enumerate((["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep", "waiter"]))
+        for i, agents in enumerate((["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep", "waiter", "plan"]))
     ]
     port = free_port()
     server_env = {**os.environ, **env, "CODITECT_API_TOKEN": TOKEN, "CODITECT_FLOWER_URL": FLOWER}
@@ -472,6 +472,36 @@ def test_the_run_page_shows_what_a_node_waits_for_and_takes_an_approval(served: 
     assert refused.status_code == 409 and "not waiting" in refused.json()["error"]
     sent = served.http.post("/api/events", json={"name": "nobody.waits", "key": "x", "data": 1})
     assert sent.status_code == 200 and sent.json() == {"resolved": 0}
+
+
+def test_the_run_page_links_a_spawning_node_to_its_children_and_back(served: Served, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = chromium()
+    plan = {"id": "plan", "agent": "plan", "params": {"items": [1, 2], "agent": "sleep", "seconds": 600}}
+    planned = served.submit({"name": "planned", "nodes": [plan]})
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 520})
+                page.goto(f"{served.url}/runs/{planned['run_id']}?token={TOKEN}")
+                page.wait_for_selector('[data-node="plan"][data-status="waiting"]', state="attached", timeout=15_000)
+                page.click('[data-node="plan"] rect:last-of-type')
+                expect(page.locator("#details")).to_contain_text("waits for child runs")
+                children = served.http.get(f"/api/runs/{planned['run_id']}").json()["nodes"]["plan"]["children"]
+                assert len(children) == 2
+                page.screenshot(path=str(tmp_path / "spawning.png"))
+                page.click(f"#details a >> text={children[0][:8]}")
+                page.wait_for_url(f"**/runs/{children[0]}")
+                expect(page.locator("#parent")).to_contain_text(f"spawned by plan of {planned['run_id'][:8]}")
+                page.screenshot(path=str(tmp_path / "child.png"))
+            finally:
+                browser.close()
+        child = served.http.get(f"/api/runs/{children[0]}").json()
+        assert (child["parent_run_id"], child["parent_node"]) == (planned["run_id"], "plan")
+    finally:
+        served.http.post(f"/api/runs/{planned['run_id']}/cancel")  # and with it, its children
 
 
 def test_the_settings_carry_no_token_into_other_processes(served: Served) -> None:
