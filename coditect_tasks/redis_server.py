@@ -251,9 +251,13 @@ class SentinelGroup:
         try:
             for server in self.servers:
                 server.start()
+            deadline = time.monotonic() + timeout
+            while self._online_replicas() < len(self.replicas):  # so the Sentinels' first look finds them
+                if time.monotonic() > deadline:
+                    raise EmbeddedStackError(f"{len(self.replicas)} replica(s) did not sync in {timeout:g} s")
+                time.sleep(0.05)
             for index, port in enumerate(self.sentinel_ports):
                 self.sentinels.append(self._sentinel(index, port))
-            deadline = time.monotonic() + timeout
             while self.known_replicas() < len(self.replicas):
                 if time.monotonic() > deadline:
                     raise EmbeddedStackError(
@@ -296,6 +300,17 @@ class SentinelGroup:
             finally:
                 client.close()
         return None
+
+    def _online_replicas(self) -> int:
+        """Replicas the primary streams to."""
+        client = redis.Redis(port=self.primary.port, password=self.password, socket_timeout=1, decode_responses=True)
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        return sum(
+            1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
+        )
 
     def known_replicas(self) -> int:
         """Replicas the Sentinels see linked to the primary."""

@@ -1,7 +1,8 @@
 """Run state on a Redis that Sentinel watches, on real processes: a primary, two replicas and three
 Sentinels on loopback ports, real workers, a real client. The platform runs through the one
 ``redis+sentinel://`` URL (state, broker and results), and a SIGKILL of the primary mid-load is an
-outage, not a loss: every run whose submit was acknowledged succeeds."""
+outage, not a loss: every run whose submit was acknowledged succeeds. (The platform's other
+behaviours on Sentinel, the CLI among them: tests/integration/test_sentinel_backend.py.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from coditect_tasks.redis_server import SentinelGroup
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import ROOT, run_cli
+from ..conftest import ROOT
 
 
 @pytest.fixture
@@ -101,16 +102,3 @@ def test_a_sigkill_of_the_primary_mid_load_loses_no_acknowledged_run(
         for worker in workers:
             worker.stop()
         registry.client.close()
-
-
-def test_the_cli_reads_and_writes_through_a_sentinel_url(sentinel_group: SentinelGroup, tmp_path: Path) -> None:
-    env = {"CODITECT_BROKER_URL": sentinel_group.url, "CODITECT_HOME": str(tmp_path / "home")}
-    dag = tmp_path / "d.yaml"
-    dag.write_text("name: d\nnodes:\n  - {id: a, wait: {event: go, key: k}}\n")
-    submitted = run_cli(["dag", "submit", str(dag), "--json"], env)
-    assert submitted.returncode == 0, submitted.stderr
-    sent = run_cli(["event", "send", "go", "--key", "k"], env)
-    assert sent.returncode == 0 and "resolved 1" in sent.stdout, sent.stderr
-    bad = run_cli(["dag", "list"], {**env, "CODITECT_BROKER_URL": "redis+sentinel://127.0.0.1:1"})
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
-    assert "CODITECT_BROKER_URL" in bad.stderr and "no service name: end the URL with /<service>" in bad.stderr

@@ -1,7 +1,7 @@
 """The platform's behaviours on a Redis that Sentinel watches (a primary, two replicas, three
 Sentinels; one worker pool), every role through the one ``redis+sentinel://`` URL and every
 submit waiting for a replica: fan-out/fan-in with foreach, retries, events, cancel, retry from a
-cancelled run, idempotency, the asyncio client. The failover itself: tests/chaos/test_sentinel.py."""
+cancelled run, idempotency, the asyncio client, the CLI. The failover itself: tests/chaos/test_sentinel.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from coditect_tasks.redis_server import SentinelGroup, stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import ROOT, SUPPORT_ENV, wait_for
+from ..conftest import ROOT, SUPPORT_ENV, run_cli, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sentinel")]  # one group for the module
 
@@ -88,3 +88,16 @@ def test_the_asyncio_client_submits_and_waits_through_sentinel(on_sentinel: Sett
             return await run.wait(timeout=30)
 
     assert asyncio.run(main()) == "succeeded"
+
+
+def test_the_cli_reads_and_writes_through_a_sentinel_url(on_sentinel: Settings, tmp_path: Path) -> None:
+    env = {"CODITECT_BROKER_URL": str(on_sentinel.broker_url), "CODITECT_HOME": str(tmp_path / "home")}
+    dag = tmp_path / "d.yaml"
+    dag.write_text("name: d\nnodes:\n  - {id: a, wait: {event: go, key: k}}\n")
+    submitted = run_cli(["dag", "submit", str(dag), "--json"], env)
+    assert submitted.returncode == 0, submitted.stderr
+    sent = run_cli(["event", "send", "go", "--key", "k"], env)
+    assert sent.returncode == 0 and "resolved 1" in sent.stdout, sent.stderr
+    bad = run_cli(["dag", "list"], {**env, "CODITECT_BROKER_URL": "redis+sentinel://127.0.0.1:1"})
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "CODITECT_BROKER_URL" in bad.stderr and "no service name: end the URL with /<service>" in bad.stderr
