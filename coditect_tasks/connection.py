@@ -8,6 +8,7 @@ allows, because every engine script is idempotent or fenced.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -56,68 +57,50 @@ def redis_client(url: str, timeout: float = 5.0, decode: bool = True) -> redis.R
     rather than meeting ``Too many connections``. A ``redis+sentinel://`` URL gives a client of
     the primary its Sentinels name, found again after a failover (``sentinel.py``).
     """
-    if is_sentinel(url):
-        where = SentinelUrl.parse(url)
-        sentinels = Sentinel(  # type: ignore[no-untyped-call]
-            list(where.hosts),
-            sentinel_kwargs={"socket_connect_timeout": timeout, "socket_timeout": timeout, **where.sentinel_kwargs},
-        )
-        return cast(
-            redis.Redis,
-            sentinels.master_for(  # type: ignore[no-untyped-call]
-                where.service,
-                connection_pool_class=_BlockingSentinelPool,
-                max_connections=MAX_CONNECTIONS,
-                timeout=POOL_WAIT_SECONDS,
-                socket_connect_timeout=timeout,
-                health_check_interval=30,
-                decode_responses=decode,
-                password=where.password,
-                db=where.db,
-            ),
-        )
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=POOL_WAIT_SECONDS,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        decode_responses=decode,
-    )
-    return redis.Redis(connection_pool=pool)
+    return cast(redis.Redis, _client(_SYNC, url, MAX_CONNECTIONS, POOL_WAIT_SECONDS, timeout, decode))
 
 
 def async_redis_client(url: str, max_connections: int, pool_timeout: float | None, timeout: float) -> aioredis.Redis:
     """``redis_client`` for an event loop (the asyncio client)."""
-    if is_sentinel(url):
-        where = SentinelUrl.parse(url)
-        sentinels = AsyncSentinel(  # type: ignore[no-untyped-call]
-            list(where.hosts),
-            sentinel_kwargs={"socket_connect_timeout": timeout, "socket_timeout": timeout, **where.sentinel_kwargs},
-        )
-        return cast(
-            aioredis.Redis,
-            sentinels.master_for(
-                where.service,
-                connection_pool_class=_AsyncBlockingSentinelPool,
-                max_connections=max_connections,
-                timeout=pool_timeout,
-                socket_connect_timeout=timeout,
-                health_check_interval=30,
-                decode_responses=True,
-                password=where.password,
-                db=where.db,
-            ),
-        )
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=pool_timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        decode_responses=True,
+    return cast(aioredis.Redis, _client(_ASYNC, url, max_connections, pool_timeout, timeout, True))
+
+
+@dataclass(frozen=True)
+class _Flavour:
+    """redis-py's classes for one kind of client: sync or asyncio."""
+
+    redis: Any
+    pool: Any
+    sentinel: Any
+    sentinel_pool: Any
+
+
+def _client(
+    flavour: _Flavour, url: str, max_connections: int, pool_timeout: float | None, timeout: float, decode: bool
+) -> Any:
+    """A client of ``flavour`` on ``url`` with a bounded, blocking pool (through its Sentinels for a
+    ``redis+sentinel://`` URL)."""
+    pooling = {
+        "max_connections": max_connections,
+        "timeout": pool_timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+        "decode_responses": decode,
+    }
+    if not is_sentinel(url):
+        return flavour.redis(connection_pool=flavour.pool.from_url(url, **pooling))
+    where = SentinelUrl.parse(url)
+    sentinels = flavour.sentinel(
+        list(where.hosts),
+        sentinel_kwargs={"socket_connect_timeout": timeout, "socket_timeout": timeout, **where.sentinel_kwargs},
     )
-    return aioredis.Redis(connection_pool=pool)
+    return sentinels.master_for(
+        where.service,
+        connection_pool_class=flavour.sentinel_pool,
+        password=where.password,
+        db=where.db,
+        **pooling,
+    )
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
@@ -155,3 +138,7 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
 
 class _AsyncBlockingSentinelPool(AsyncSentinelConnectionPool, aioredis.BlockingConnectionPool):
     """``_BlockingSentinelPool`` for an event loop: a call waits up to ``timeout`` for a free connection."""
+
+
+_SYNC = _Flavour(redis.Redis, redis.BlockingConnectionPool, Sentinel, _BlockingSentinelPool)
+_ASYNC = _Flavour(aioredis.Redis, aioredis.BlockingConnectionPool, AsyncSentinel, _AsyncBlockingSentinelPool)
