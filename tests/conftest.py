@@ -176,6 +176,16 @@ def run_cli(args: Sequence[str], env: dict[str, str], timeout: float = 60) -> Cl
     return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
+def own_pools(settings: Settings, agents: Sequence[str], folder: Path, count: int = 2) -> list[WorkerProcess]:
+    """``count`` worker pools of 2 processes on ``settings`` (a test's own Redis, which the test
+    kills or stalls), started, not yet ready; their logs ``w<i>.log`` in ``folder``. The test stops them."""
+    env = {"PYTHONPATH": str(ROOT)}
+    return [
+        WorkerProcess(settings, agents, concurrency=2, log_path=folder / f"w{i}.log", extra_env=env).start()
+        for i in range(count)
+    ]
+
+
 def missing(message: str) -> NoReturn:
     """A server or tool pip cannot give is absent: skip with ``message`` here, fail when CI (which
     installs it: ``.ci/run``) runs, so CI can never pass by skipping."""

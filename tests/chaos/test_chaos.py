@@ -24,7 +24,7 @@ from coditect_tasks.redis_server import RedisServer, stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import ROOT, WorkerFactory, wait_for
+from ..conftest import ROOT, WorkerFactory, own_pools, wait_for
 from .proxy import ChaosProxy
 
 pytestmark = pytest.mark.chaos
@@ -107,16 +107,7 @@ def test_redis_sigkill_and_restart_mid_run(durable_redis: RedisServer, tmp_path:
     settings = Settings(home=tmp_path / "home", broker_url=durable_redis.url, log_level="WARNING")
     app = create_app(settings)
     registry = Registry.from_url(settings.state_url)
-    workers = [
-        WorkerProcess(
-            settings,
-            ["sleep", "echo"],
-            concurrency=2,
-            log_path=tmp_path / f"w{i}.log",
-            extra_env={"PYTHONPATH": str(ROOT)},
-        ).start()
-        for i in range(2)
-    ]
+    workers = own_pools(settings, ["sleep", "echo"], tmp_path)
     try:
         for worker in workers:
             worker.wait_ready(registry)

@@ -16,12 +16,11 @@ import pytest
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.client import DagRun
-from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.redis_server import RedisServer, stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import ROOT, SUPPORT_ENV, SUPPORT_MODULES, WorkerFactory, wait_for
+from ..conftest import SUPPORT_ENV, SUPPORT_MODULES, WorkerFactory, own_pools, wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -88,12 +87,7 @@ def test_an_eight_second_redis_stall_runs_no_node_twice(own_redis: RedisServer, 
     )
     app = create_app(settings)
     registry = Registry.from_url(settings.state_url)
-    workers = [
-        WorkerProcess(
-            settings, ["counted"], concurrency=2, log_path=tmp_path / f"w{i}.log", extra_env={"PYTHONPATH": str(ROOT)}
-        ).start()
-        for i in range(2)
-    ]
+    workers = own_pools(settings, ["counted"], tmp_path)
     try:
         for worker in workers:
             worker.wait_ready(registry)

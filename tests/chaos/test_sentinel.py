@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from coditect_tasks import Client, Dag
-from coditect_tasks.embedded import WorkerProcess
+from coditect_tasks import Client
 from coditect_tasks.errors import ReplicationError
+from coditect_tasks.load.scenario import default_dag
 from coditect_tasks.redis_server import SentinelGroup
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import ROOT
+from ..conftest import own_pools
 
 
 @pytest.fixture
@@ -31,31 +31,13 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
     group.stop()
 
 
-def _dag(name: str) -> Dag:
-    dag = Dag(name)
-    dag.node("a", "sleep", params={"seconds": 0.05})
-    dag.node("b", "echo", after=["a"])
-    dag.node("c", "echo", after=["a"])
-    dag.node("d", "echo", after=["b", "c"])
-    return dag
-
-
 def test_a_sigkill_of_the_primary_mid_load_loses_no_acknowledged_run(
     sentinel_group: SentinelGroup, tmp_path: Path
 ) -> None:
     settings = Settings(home=tmp_path / "home", broker_url=sentinel_group.url, log_level="WARNING")
     assert settings.min_replicas == 1  # on Sentinel, a submit counts once a replica has it
     registry = Registry.from_url(settings.state_url)
-    workers = [
-        WorkerProcess(
-            settings,
-            ["sleep", "echo"],
-            concurrency=2,
-            log_path=tmp_path / f"w{i}.log",
-            extra_env={"PYTHONPATH": str(ROOT)},
-        ).start()
-        for i in range(2)
-    ]
+    workers = own_pools(settings, ["noop", "echo"], tmp_path)
     client = Client(settings)
     try:
         for worker in workers:
@@ -69,9 +51,7 @@ def test_a_sigkill_of_the_primary_mid_load_loses_no_acknowledged_run(
             if killed_at and not promoted_at and sentinel_group.primary_port() != sentinel_group.primary.port:
                 promoted_at = time.time()
             try:
-                acknowledged.append(
-                    client.submit(_dag(f"load-{len(acknowledged)}"), idempotency_key=f"load-{len(acknowledged)}")
-                )
+                acknowledged.append(client.submit(default_dag(), idempotency_key=f"load-{len(acknowledged)}"))
             except (ReplicationError, redis.RedisError):
                 refused += 1  # during the failover: the caller is told, and may submit again
             time.sleep(0.05)
