@@ -28,15 +28,17 @@ local function run_results()
   return '{' .. table.concat(parts, ',') .. '}'
 end
 
+-- The SPAWNS fields of a node waiting for its children.
+local function spawn_fields(node)
+  return {node .. '|left', node .. '|retry', node .. '|one', node .. '|nodes'}
+end
+
 -- Node's children have all ended with its attempt still the spawning one: the node succeeds with
 -- their results, or, if one failed, is retried (its policy allowed it when it spawned) or fails,
 -- naming every failed child.
-local SPAWN_FIELDS = {'|left', '|retry', '|one', '|nodes'}
-
 local function children_done(node)
   local ids = cjson.decode(redis.call('HGET', CHILDREN, node))
-  local results, errors, fields = {}, {}, {}
-  for i, suffix in ipairs(SPAWN_FIELDS) do fields[i] = node .. suffix end
+  local results, errors, fields = {}, {}, spawn_fields(node)
   for i, id in ipairs(ids) do
     local outcome = redis.call('HGET', SPAWNS, id) or 'eended with no outcome'
     if string.sub(outcome, 1, 1) == 'r' then results[i] = string.sub(outcome, 2)
@@ -124,9 +126,7 @@ stop_waiting = function(node, revoke)
   local w = desc_of(node).w
   if w then return unpark(node, w) end
   if redis.call('HEXISTS', SPAWNS, node .. '|left') == 0 then return end
-  for _, suffix in ipairs(SPAWN_FIELDS) do  -- first: the children's ends count nothing here now
-    redis.call('HDEL', SPAWNS, node .. suffix)
-  end
+  redis.call('HDEL', SPAWNS, unpack(spawn_fields(node)))  -- first: the children's ends count nothing here now
   redis.call('HINCRBY', FRONTIER, 'waiting|spawn', -1)
   local saved = RUN_ID
   for _, id in ipairs(cjson.decode(redis.call('HGET', CHILDREN, node))) do
