@@ -458,8 +458,16 @@ def test_the_run_page_shows_what_a_node_waits_for_and_takes_an_approval(served: 
             page.fill('#decide input[name="by"]', "ana")
             page.fill('#decide input[name="comment"]', "ship it")
             page.screenshot(path=str(tmp_path / "approval-waiting.png"))
-            page.click('#decide button[data-decision="approve"]')
-            page.wait_for_selector('[data-node="after"][data-status="succeeded"]', state="attached", timeout=15_000)
+            with page.expect_response(lambda r: r.url.endswith("/nodes/ok/approve")) as decided:
+                page.click('#decide button[data-decision="approve"]')
+            assert decided.value.status == 200, decided.value.text()
+            ended = served.wait_end(approval["run_id"])
+            assert ended["status"] == "succeeded", ended
+            try:  # the page follows: its event stream, or the stream's recheck after a silence
+                page.wait_for_selector('[data-node="after"][data-status="succeeded"]', state="attached", timeout=20_000)
+            except Exception as error:
+                shown = page.eval_on_selector_all("[data-node]", "gs => gs.map(g => [g.dataset.node, g.dataset.status])")
+                raise AssertionError(f"the page shows {shown}, message {page.text_content('#message')!r}") from error
             expect(page.locator("#details")).to_contain_text("approved by")
             expect(page.locator("#details")).to_contain_text("ana: ship it")
             page.screenshot(path=str(tmp_path / "approval.png"))
