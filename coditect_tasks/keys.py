@@ -1,7 +1,9 @@
 """Every Redis key name coditect-tasks writes, and every constant its Lua scripts share, in one place.
 
-All keys share the ``coditect:`` prefix so that an operator can find (and a test
-can flush) everything we own without touching the broker's own keys. The Lua
+All keys share the ``coditect:{0}:`` prefix so that an operator can find (and a test
+can flush) everything we own without touching the broker's own keys. Its ``{0}`` is a Redis
+Cluster hash tag: every key hashes to the same slot, so on a cluster each script's keys sit on
+one node and redis-py routes the script there by the one key it names (``ROUTE``). The Lua
 scripts never spell a key or a limit themselves: ``lua_prelude()`` renders these
 constants as the first lines of every script when the engine loads them.
 """
@@ -12,7 +14,13 @@ import json
 
 from .status import NodeStatus, RunStatus
 
-PREFIX = "coditect:"
+PREFIX = "coditect:{0}:"
+#: Keys written before the hash tag (release 0.x): ``coditect-tasks upgrade-keys`` renames them.
+UNTAGGED_PREFIX = "coditect:"
+
+#: The one key every engine script names (its KEYS[1]; the script never reads it): a Redis Cluster
+#: client sends the script to the node that holds the platform's slot.
+ROUTE = f"{PREFIX}route"
 
 #: SET of worker hostnames that have announced themselves (pruned lazily).
 WORKERS = f"{PREFIX}workers"

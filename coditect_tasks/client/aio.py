@@ -27,7 +27,7 @@ from ..connection import MAX_CONNECTIONS, POOL_WAIT_SECONDS, async_redis_client,
 from ..dag.spec import Dag
 from ..embedded import attach
 from ..engine.events import Event
-from ..engine.scripts import SCRIPTS
+from ..engine.scripts import registered
 from ..engine.transitions import OUTAGE_SECONDS, engine_for
 from ..history.store import HistoryStore
 from ..limits import change
@@ -63,7 +63,7 @@ class AsyncClient:
         self.redis = async_redis_client(
             self.settings.state_url, max_connections, pool_timeout, self.settings.connect_timeout
         )
-        self.scripts = {name: self.redis.register_script(SCRIPTS[name]) for name in CLIENT_SCRIPTS}
+        self.scripts = registered(self.redis, CLIENT_SCRIPTS)
         self._history = history
         self._made_history: HistoryStore | None = None
         self.core = Core(self.app, self.history, OUTAGE_SECONDS)

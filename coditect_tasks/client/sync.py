@@ -25,7 +25,7 @@ from ..connection import outlast_outages, redis_client
 from ..dag.spec import Dag
 from ..embedded import attach
 from ..engine.events import Event
-from ..engine.scripts import SCRIPTS
+from ..engine.scripts import registered
 from ..engine.transitions import OUTAGE_SECONDS, engine_for
 from ..history.store import HistoryStore
 from ..limits import change
@@ -71,7 +71,7 @@ class Client:
         self.app = app
         self.settings: Settings = app.settings
         self.redis = client
-        self.scripts = {name: client.register_script(SCRIPTS[name]) for name in CLIENT_SCRIPTS}
+        self.scripts = registered(client, CLIENT_SCRIPTS)
         self._history = history
         self.core = Core(app, self.history, OUTAGE_SECONDS)
 

@@ -7,6 +7,7 @@ statuses, limits), so no constant lives in two languages.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -52,6 +53,23 @@ def _load_scripts() -> dict[str, str]:
 
 
 SCRIPTS = _load_scripts()
+
+
+class Routed:
+    """A registered engine script that names ``keys.ROUTE`` as its one key, so a Redis Cluster
+    client sends it to the node of the platform's slot (a plain client ignores it)."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self._script = client.register_script(SCRIPTS[name])
+        self.sha: str = self._script.sha
+
+    def __call__(self, args: Sequence[Any], client: Any = None) -> Any:
+        return self._script(keys=[keys.ROUTE], args=args, client=client)
+
+
+def registered(client: Any, names: Iterable[str] = ()) -> dict[str, Routed]:
+    """``names`` (every script without them) registered on ``client``, sync or asyncio."""
+    return {name: Routed(client, name) for name in (names or SCRIPTS)}
 
 
 def named(reply: str | bytes) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from .. import keys
 from ..connection import TRANSIENT, barrier, outlast_outages, redis_client
 from ..errors import InvalidArgumentError
 from ..limits import document
-from .scripts import SCRIPTS, named
+from .scripts import named, registered
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Engine:
         self.url = url
         self.outage_seconds = outage_seconds
         self.min_replicas = min_replicas
-        self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
+        self.scripts = registered(client)
 
     def _call(self, name: str, run_id: str, *args: Any, more: Sequence[Any] = (), until: float = 0.0) -> Any:
         """Run script ``name``; ``more`` arguments go with it only while ``time.monotonic()`` is

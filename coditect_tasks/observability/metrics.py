@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from .. import keys
 from ..broker import queue_depths
 from ..dag.waits import KINDS
-from ..engine.scripts import SCRIPTS
+from ..engine.scripts import Routed
 from ..engine.transitions import now
 from ..limits import document
 from ..registry import Registry
@@ -44,7 +44,7 @@ class PlatformCollector(Collector):
         self.state = state
         self.broker_url = broker_url
         self.declared = tuple(agents)
-        self.limit_script = state.register_script(SCRIPTS["limit"])
+        self.limit_script = Routed(state, "limit")
 
     def collect(self) -> Iterator[Metric]:
         counters = {str(k): str(v) for k, v in self.state.hgetall(keys.METRICS).items()}

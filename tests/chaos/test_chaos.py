@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from coditect_tasks import Dag, submit
+from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.client import DagRun
 from coditect_tasks.embedded import WorkerProcess
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.chaos
 def _succeeded_counts(client: redis.Redis, run_id: str) -> Counter[str]:
     """How many times the history stream recorded each node of ``run_id`` as succeeded."""
     counts: Counter[str] = Counter()
-    for _, fields in client.xrange("coditect:history"):
+    for _, fields in client.xrange(keys.HISTORY):
         if fields.get("run") == run_id and fields.get("node") and fields.get("status") == "succeeded":
             counts[fields["node"]] += 1
     return counts

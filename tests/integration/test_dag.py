@@ -175,7 +175,7 @@ def test_history_outlives_the_live_state(
     live = run.status()
     assert recorder.drain() > 0
     client = engine_for(app.settings.state_url).client
-    client.delete(*client.keys(f"coditect:run:{run.id}:*"))
+    client.delete(*client.keys(keys.run_prefix(run.id) + "*"))
     recorded = DagRun(run.id, Client.of(app)).status()
     assert recorded == live
     result = run_cli(
@@ -285,7 +285,7 @@ def test_python_api_refuses_a_cycle_before_touching_redis(app: CoditectApp, sett
         submit(dag, app)
     with pytest.raises(DagError, match="unknown agent 'coder'"):
         submit(_unknown(), app)
-    assert engine_for(app.settings.state_url).client.keys("coditect:run:*") == []
+    assert engine_for(app.settings.state_url).client.keys(keys.RUN_KEY_PREFIX + "*") == []
 
 
 def _unknown() -> Dag:

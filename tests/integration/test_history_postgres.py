@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coditect_tasks import Dag, submit
+from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import create_app
 from coditect_tasks.client import Client, DagRun
 from coditect_tasks.engine.transitions import engine_for
@@ -85,7 +85,7 @@ def test_runs_are_recorded_in_postgresql_and_read_back_after_the_live_state_is_g
     recorder = Recorder(registry.client, HistoryStore.from_settings(pg_settings))
     assert recorder.drain() >= 8  # run + 2 nodes × (queued, running, succeeded) + run end
     client = engine_for(app.settings.state_url).client
-    client.delete(*client.keys(f"coditect:run:{run.id}:*"))
+    client.delete(*client.keys(keys.run_prefix(run.id) + "*"))
     assert DagRun(run.id, Client.of(app)).status() == live
     with HistoryStore(postgres_url).db.connect() as conn:
         transitions = conn.exec_driver_sql(
