@@ -8,12 +8,13 @@ a slow agent call does not hoard queued work, bounded time limits, expiring resu
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from celery import Celery
 
 from .agents import MAX_TIMEOUT, Agent, load_agents, route
 from .sentinel import celery_form
-from .settings import Settings
+from .settings import REDIS_SCHEMES, Settings
 from .worker.tasks import install
 
 #: Seconds a stored task result lives in the result backend.
@@ -39,7 +40,7 @@ def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) ->
     """Build the app for ``settings``; ``agents`` defaults to the configured modules."""
     declared = load_agents(settings.agent_modules) if agents is None else agents
     broker, broker_options = celery_form(settings.require_broker(), broker=True)  # a Sentinel URL, as kombu takes it
-    backend, backend_options = celery_form(settings.backend_url)
+    backend, backend_options = celery_form(settings.backend_url) if settings.backend_url else (None, {})
     app = CoditectApp("coditect", broker=broker, backend=backend, set_as_current=False)
     app.settings = settings
     app.agents = declared
@@ -71,7 +72,7 @@ def create_app(settings: Settings, agents: Mapping[str, Agent] | None = None) ->
         worker_redirect_stdouts=False,
         enable_utc=True,
     )
-    if settings.outbox:
+    if settings.outbox and urlsplit(settings.require_broker()).scheme not in REDIS_SCHEMES:  # RabbitMQ
         app.conf.update(
             # RabbitMQ: replicated queues that survive a broker node, and a publish returns only
             # once the broker has the message (the outbox drops an entry only then)

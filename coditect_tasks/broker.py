@@ -17,7 +17,7 @@ from kombu.exceptions import ChannelError, OperationalError
 from .connection import redis_client
 from .errors import BrokerUnreachableError
 from .sentinel import celery_form
-from .settings import REDIS_SCHEMES, safe_url
+from .settings import STATE_SCHEMES, safe_url
 
 
 def ping(url: str, deadline: float) -> None:
@@ -42,7 +42,7 @@ def ping(url: str, deadline: float) -> None:
 
 
 def _ping_once(url: str, timeout: float) -> None:
-    if urlsplit(url).scheme in REDIS_SCHEMES:
+    if urlsplit(url).scheme in STATE_SCHEMES:
         client = redis_client(url, timeout)
         try:
             client.ping()

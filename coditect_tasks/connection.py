@@ -14,11 +14,15 @@ from typing import Any, cast
 import redis
 import redis.asyncio as aioredis
 import tenacity
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
+from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import keys
+from .cluster import ClusterUrl, is_cluster
 from .errors import EvictingRedisError
 from .sentinel import SentinelUrl, is_sentinel
 from .settings import safe_url
@@ -73,6 +77,8 @@ class _Flavour:
     pool: Any
     sentinel: Any
     sentinel_pool: Any
+    cluster: Any
+    cluster_node: Any
 
 
 def _client(
@@ -87,6 +93,8 @@ def _client(
         "health_check_interval": 30,
         "decode_responses": decode,
     }
+    if is_cluster(url):
+        return _cluster(flavour, ClusterUrl.parse(url), pooling)
     if not is_sentinel(url):
         return flavour.redis(connection_pool=flavour.pool.from_url(url, **pooling))
     where = SentinelUrl.parse(url)
@@ -100,6 +108,21 @@ def _client(
         password=where.password,
         db=where.db,
         **pooling,
+    )
+
+
+def _cluster(flavour: _Flavour, where: ClusterUrl, pooling: dict[str, Any]) -> Any:
+    """A cluster client: each node's pool bounded by ``max_connections`` (a sync caller waits for a
+    free connection), the slot map learnt from the nodes named and again on each failover."""
+    options = {k: v for k, v in pooling.items() if k != "timeout"}  # each node's pool: its own bound
+    if flavour is _SYNC:
+        options["connection_pool_class"] = redis.BlockingConnectionPool
+    return flavour.cluster(
+        startup_nodes=[flavour.cluster_node(host, port) for host, port in where.hosts],
+        username=where.username,
+        password=where.password,
+        ssl=where.tls,
+        **options,
     )
 
 
@@ -128,7 +151,7 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
     ``present``, also whether that key exists on the server waited on (a failover may have moved the
     pipeline to a new primary). Returns the pipeline's ``execute()`` (awaitable on an event loop):
     [barrier count, replicas that have it(, 1 if ``present`` exists)]."""
-    pipe = client.pipeline(transaction=False)
+    pipe = _on_slot(client).pipeline(transaction=False)
     pipe.incr(keys.REPLICATED)
     pipe.wait(replicas, int(keys.REPLICA_WAIT_SECONDS * 1000))
     if present is not None:
@@ -136,9 +159,52 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
     return pipe.execute()
 
 
+def _on_slot(client: Any) -> Any:
+    """``client`` itself, or for a cluster a plain client of the primary that holds the platform's
+    slot now: ``WAIT`` counts the writes of its own connection, and a cluster client would send it
+    (it names no key) to some other node."""
+    if isinstance(client, RedisCluster):
+        return client.get_redis_connection(client.get_node_from_key(keys.ROUTE))  # type: ignore[no-untyped-call]
+    if isinstance(client, AsyncRedisCluster):
+        node = client.get_node_from_key(keys.ROUTE)
+        if node is None:
+            raise redis.ConnectionError("no node of the cluster holds the platform's slot now")
+        plain: dict[str, aioredis.Redis] = client.__dict__.setdefault("_coditect_nodes", {})
+        if node.name not in plain:
+            pool = aioredis.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+            plain[node.name] = aioredis.Redis(connection_pool=pool)
+        return plain[node.name]
+    return client
+
+
+def close(client: redis.Redis) -> None:
+    """Give back every connection of a ``redis_client`` (of every node, on a cluster)."""
+    if isinstance(client, RedisCluster):
+        client.close()
+    else:
+        client.connection_pool.disconnect()
+
+
+async def close_async(client: aioredis.Redis) -> None:
+    """Give back every connection of an ``async_redis_client`` (and of its nodes, on a cluster)."""
+    for plain in client.__dict__.get("_coditect_nodes", {}).values():
+        await plain.connection_pool.disconnect()
+    if isinstance(client, AsyncRedisCluster):
+        await client.aclose()
+    else:
+        await client.connection_pool.disconnect()
+
+
 class _AsyncBlockingSentinelPool(AsyncSentinelConnectionPool, aioredis.BlockingConnectionPool):
     """``_BlockingSentinelPool`` for an event loop: a call waits up to ``timeout`` for a free connection."""
 
 
-_SYNC = _Flavour(redis.Redis, redis.BlockingConnectionPool, Sentinel, _BlockingSentinelPool)
-_ASYNC = _Flavour(aioredis.Redis, aioredis.BlockingConnectionPool, AsyncSentinel, _AsyncBlockingSentinelPool)
+_SYNC = _Flavour(redis.Redis, redis.BlockingConnectionPool, Sentinel, _BlockingSentinelPool, RedisCluster, ClusterNode)
+_ASYNC = _Flavour(
+    aioredis.Redis,
+    aioredis.BlockingConnectionPool,
+    AsyncSentinel,
+    _AsyncBlockingSentinelPool,
+    AsyncRedisCluster,
+    AsyncClusterNode,
+)

@@ -40,13 +40,7 @@ class SentinelUrl:
             raise SentinelUrlError(f"the scheme must be {SCHEME}://")
         auth, _, hostlist = parts.netloc.rpartition("@")
         password = unquote(auth.partition(":")[2]) if auth else None
-        hosts = []
-        for number, item in enumerate(hostlist.split(","), 1):  # (no fragment is echoed: a password may hide there)
-            host, _, port = item.strip().rpartition(":")
-            host = host.removeprefix("[").removesuffix("]")  # [::1]:26379
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise SentinelUrlError(f"Sentinel {number} is not host:port (escape a '/' in the password as %2F)")
-            hosts.append((host, int(port)))
+        hosts = parse_hosts(hostlist, "Sentinel", SentinelUrlError)
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise SentinelUrlError("no service name: end the URL with /<service>, e.g. /mymaster")
@@ -57,7 +51,7 @@ class SentinelUrl:
         if unknown:
             raise SentinelUrlError(f"unknown parameter(s) {', '.join(sorted(unknown))}")
         sentinel_password = query.get("sentinel_password", [None])[0]
-        return cls(tuple(hosts), path[0], password or None, int(path[1]) if len(path) == 2 else 0, sentinel_password)
+        return cls(hosts, path[0], password or None, int(path[1]) if len(path) == 2 else 0, sentinel_password)
 
     @property
     def sentinel_kwargs(self) -> dict[str, Any]:
@@ -76,6 +70,19 @@ class SentinelUrl:
         if self.sentinel_kwargs:
             options["sentinel_kwargs"] = self.sentinel_kwargs
         return options
+
+
+def parse_hosts(hostlist: str, what: str, error: type[ValueError]) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` as pairs; ``error`` names the first that is not one (never echoing
+    the URL: a password may hide there)."""
+    hosts = []
+    for number, item in enumerate(hostlist.split(","), 1):
+        host, _, port = item.strip().rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # [::1]:26379
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise error(f"{what} {number} is not host:port (escape a '/' in the password as %2F)")
+        hosts.append((host, int(port)))
+    return tuple(hosts)
 
 
 def is_sentinel(url: str | None) -> bool:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .cluster import SCHEMES as CLUSTER_SCHEMES
+from .cluster import ClusterUrl, ClusterUrlError, is_cluster
 from .errors import ConfigError, NoBrokerError
 from .keys import MAX_RESULT_BYTES
 from .sentinel import SCHEME as SENTINEL_SCHEME
@@ -25,6 +27,9 @@ from .sentinel import SentinelUrl, SentinelUrlError, is_sentinel
 #: A Redis (plain, TLS, or a primary that Sentinel watches: ``sentinel.py``).
 REDIS_SCHEMES = frozenset({"redis", "rediss", SENTINEL_SCHEME})
 BROKER_SCHEMES = REDIS_SCHEMES | {"amqp", "amqps", "pyamqp"}
+#: Where run state may live: any Redis above, or a Redis Cluster (``cluster.py``), which kombu and
+#: Celery cannot use as a broker or result backend.
+STATE_SCHEMES = REDIS_SCHEMES | CLUSTER_SCHEMES
 DEFAULT_AGENT_MODULES = ("workers.examples",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: AOF fsync policies the embedded Redis may run with: every write on disk before its reply
@@ -122,10 +127,11 @@ class Settings:
     broker_url: str | None = setting(None, _url(BROKER_SCHEMES))
     #: Celery result backend (none: the state Redis).
     result_backend: str | None = setting(None, _url(REDIS_SCHEMES))
-    #: The Redis of run state and the registry (none: a Redis broker).
-    redis_url: str | None = setting(None, _url(REDIS_SCHEMES))
+    #: The Redis of run state and the registry (none: a Redis broker); may be a Redis Cluster
+    #: (``redis+cluster://host:port,host:port``), with a broker of its own.
+    redis_url: str | None = setting(None, _url(STATE_SCHEMES))
     #: Replicas that must acknowledge a submit, a completion or a fencing write before it counts
-    #: (Redis ``WAIT``; none: 1 on a Sentinel-watched Redis, 0 on a single Redis).
+    #: (Redis ``WAIT``; none: 1 on a Sentinel-watched Redis or a Redis Cluster, 0 on a single Redis).
     redis_min_replicas: int | None = setting(None, _whole(minimum=0))
     #: SQLAlchemy URL of the run history (none: SQLite under ``home``).
     database_url: str | None = setting(None, _database)
@@ -180,6 +186,11 @@ class Settings:
             text = env.get(name, "").strip()
             if text:
                 values[field.name] = field.metadata["parse"](name, text)
+        if is_cluster(values.get("redis_url")) and "broker_url" not in values:
+            raise ConfigError(
+                "CODITECT_BROKER_URL",
+                "required with a Redis Cluster (kombu has no cluster transport): a RabbitMQ or another Redis",
+            )
         return cls(**values)
 
     @property
@@ -193,9 +204,12 @@ class Settings:
 
     @property
     def outbox(self) -> bool:
-        """True when the broker is not Redis (RabbitMQ): the engine's Lua scripts cannot publish
-        to it, so node messages go through the outbox in the state Redis (``worker/outbox.py``)."""
-        return self.broker_url is not None and urlsplit(self.broker_url).scheme not in REDIS_SCHEMES
+        """True when the broker is not the state Redis (RabbitMQ, or another Redis beside a Redis
+        Cluster): the engine's Lua scripts cannot publish to it, so node messages go through the
+        outbox in the state Redis (``worker/outbox.py``)."""
+        if self.broker_url is None:
+            return False
+        return urlsplit(self.broker_url).scheme not in REDIS_SCHEMES or self.state_url != self.broker_url
 
     def require_broker(self) -> str:
         if self.broker_url is None:
@@ -203,9 +217,12 @@ class Settings:
         return self.broker_url
 
     @property
-    def backend_url(self) -> str:
-        """Result backend: explicit, else the state Redis."""
-        return self.result_backend or self.state_url
+    def backend_url(self) -> str | None:
+        """Result backend: explicit, else the state Redis (none beside a Redis Cluster, where
+        Celery cannot keep results: the engine keeps nodes' results itself)."""
+        if self.result_backend:
+            return self.result_backend
+        return None if is_cluster(self.state_url) else self.state_url
 
     @property
     def state_url(self) -> str:
@@ -227,7 +244,7 @@ class Settings:
         """Replicas a durable write waits for (``redis_min_replicas``, else by deployment)."""
         if self.redis_min_replicas is not None:
             return self.redis_min_replicas
-        return 1 if is_sentinel(self.state_url) else 0
+        return 1 if is_sentinel(self.state_url) or is_cluster(self.state_url) else 0
 
     @property
     def history_url(self) -> str:
@@ -269,7 +286,9 @@ def safe_url(url: str) -> str:
     """``url`` with any password masked, for messages and logs, even when malformed."""
     from kombu.utils.url import maybe_sanitize_url  # kombu's import is slow: quick commands skip it
 
-    if url.startswith(SENTINEL_SCHEME + "://"):  # several hosts, a password in the query: kombu's parse fails
+    if url.startswith(
+        (SENTINEL_SCHEME + "://", *(s + "://" for s in CLUSTER_SCHEMES))
+    ):  # several hosts: kombu's parse fails
         masked = re.sub(r"^([^:]+://)[^?#]*@", r"\1:**@", url)  # up to the last @: a password may hold '/'
         return re.sub(r"sentinel_password=[^&]*", "sentinel_password=**", masked)
     try:
@@ -281,10 +300,11 @@ def safe_url(url: str) -> str:
 def _check_url(name: str, value: str | None, schemes: frozenset[str]) -> str | None:
     if value is None:
         return None
-    if urlsplit(value).scheme == SENTINEL_SCHEME and SENTINEL_SCHEME in schemes:
+    scheme = urlsplit(value).scheme
+    if (scheme == SENTINEL_SCHEME or scheme in CLUSTER_SCHEMES) and scheme in schemes:
         try:
-            SentinelUrl.parse(value)
-        except SentinelUrlError as exc:
+            (SentinelUrl if scheme == SENTINEL_SCHEME else ClusterUrl).parse(value)
+        except (SentinelUrlError, ClusterUrlError) as exc:
             raise ConfigError(name, f"{exc} in {safe_url(value)!r}") from None
         return value
     try:

@@ -23,7 +23,7 @@ import tenacity
 
 from .. import keys
 from ..app import create_app
-from ..connection import MAX_CONNECTIONS, POOL_WAIT_SECONDS, async_redis_client, outlast_outages
+from ..connection import MAX_CONNECTIONS, POOL_WAIT_SECONDS, async_redis_client, close_async, outlast_outages
 from ..dag.spec import Dag
 from ..embedded import attach
 from ..engine.events import Event
@@ -122,7 +122,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         """Stop the waits' subscription and give back every connection."""
         await self._waits.close()
-        await self.redis.connection_pool.disconnect()
+        await close_async(self.redis)
         if self._made_history is not None:
             self._made_history.close()
         self.app.close()

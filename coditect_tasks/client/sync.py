@@ -21,7 +21,7 @@ import redis
 
 from .. import keys
 from ..app import CoditectApp, create_app
-from ..connection import outlast_outages, redis_client
+from ..connection import close, outlast_outages, redis_client
 from ..dag.spec import Dag
 from ..embedded import attach
 from ..engine.events import Event
@@ -138,7 +138,7 @@ class Client:
         """Give back every connection; the client is unusable after."""
         if self._owned:
             self._waits.close()
-            self.redis.connection_pool.disconnect()
+            close(self.redis)
             self.app.close()
 
     def __enter__(self) -> Client:

@@ -1,0 +1,128 @@
+"""A real Redis Cluster of child processes on 127.0.0.1: three primaries, each with a replica.
+
+For tests and benches of the cluster path (``cluster.py``). Each node is a ``RedisServer`` with
+cluster mode on and its own data folder; the cluster is formed with plain cluster commands
+(``CLUSTER ADDSLOTS``, ``MEET``, ``REPLICATE``), so no ``redis-cli`` is needed. A primary whose
+peers cannot reach it for ``node_timeout_ms`` is failed over to its replica.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .errors import EmbeddedStackError
+from .redis_server import RedisServer, free_port
+
+SLOTS = 16384
+
+
+class ClusterGroup:
+    """``primaries`` primaries and as many replicas, formed into one cluster."""
+
+    def __init__(self, data_dir: Path, primaries: int = 3, node_timeout_ms: int = 1000) -> None:
+        self.data_dir = Path(data_dir)
+        self.password = secrets.token_urlsafe(18)
+        config = (
+            "cluster-enabled yes",
+            "cluster-config-file nodes.conf",
+            f"cluster-node-timeout {node_timeout_ms}",
+            f"masterauth {self.password}",
+        )
+        self.buses = [free_port() for _ in range(2 * primaries)]  # drawn as client ports are, not port + 10000
+        self.servers = [
+            RedisServer(self.data_dir / f"node-{i}", password=self.password, config=(*config, f"cluster-port {bus}"))
+            for i, bus in enumerate(self.buses)
+        ]
+        self.primaries = primaries
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{server.port}" for server in self.servers[: self.primaries])
+        return f"redis+cluster://:{self.password}@{hosts}"
+
+    def start(self, timeout: float = 30.0) -> ClusterGroup:
+        try:
+            for server in self.servers:
+                server.start()
+            self._form(time.monotonic() + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _form(self, deadline: float) -> None:
+        first, *others = self.servers
+        share = SLOTS // self.primaries
+        for index, server in enumerate(self.servers[: self.primaries]):
+            last = SLOTS - 1 if index == self.primaries - 1 else (index + 1) * share - 1
+            self._ask(server, "CLUSTER", "ADDSLOTS", *range(index * share, last + 1))
+        for server, bus in zip(others, self.buses[1:], strict=True):
+            self._ask(first, "CLUSTER", "MEET", "127.0.0.1", server.port, bus)
+        self._until(deadline, "every node to know the others", lambda: all(self._known(s) for s in self.servers))
+        for primary, replica in zip(self.servers[: self.primaries], self.servers[self.primaries :], strict=True):
+            node_id = self._ask(primary, "CLUSTER", "MYID")
+            self._until(deadline, "a replica to take its primary", lambda r=replica, n=node_id: self._replicate(r, n))
+        self._until(deadline, "the cluster to be ok", self.healthy)
+
+    def healthy(self) -> bool:
+        """Every slot served and every primary's replica streaming from it, as every live node sees it."""
+        for server in self.servers:
+            if server.proc is None:
+                continue
+            try:
+                info = self._ask(server, "CLUSTER", "INFO")
+                replication = self._client(server).info("replication")
+            except redis.RedisError:
+                return False
+            if "cluster_state:ok" not in str(info):
+                return False
+            if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+                return False
+        return True
+
+    def primary_of(self, key: str) -> RedisServer:
+        """The server whose node serves ``key``'s slot now."""
+        slot = int(self._ask(self._live(), "CLUSTER", "KEYSLOT", key))
+        for entry in self._ask(self._live(), "CLUSTER", "SLOTS"):
+            if entry[0] <= slot <= entry[1]:
+                return next(s for s in self.servers if s.port == int(entry[2][1]))
+        raise EmbeddedStackError(f"no node serves slot {slot}")
+
+    def _live(self) -> RedisServer:
+        return next(s for s in self.servers if s.proc is not None)
+
+    def _known(self, server: RedisServer) -> bool:
+        nodes = str(self._ask(server, "CLUSTER", "NODES")).splitlines()
+        return len(nodes) == len(self.servers) and not any("handshake" in line for line in nodes)
+
+    def _replicate(self, replica: RedisServer, node_id: str) -> bool:
+        try:
+            self._ask(replica, "CLUSTER", "REPLICATE", node_id)
+        except redis.ResponseError:
+            return False  # it has not heard of that primary yet
+        return True
+
+    def _until(self, deadline: float, what: str, check: Any) -> None:
+        while not check():
+            if time.monotonic() > deadline:
+                raise EmbeddedStackError(f"the cluster did not form: waited for {what}")
+            time.sleep(0.05)
+
+    def _client(self, server: RedisServer) -> redis.Redis:
+        return redis.Redis(port=server.port, password=self.password, socket_timeout=2, decode_responses=True)
+
+    def _ask(self, server: RedisServer, *command: Any) -> Any:
+        client = self._client(server)
+        try:
+            return client.execute_command(*command)  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
