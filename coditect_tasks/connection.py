@@ -7,6 +7,7 @@ allows, because every engine script is idempotent or fenced.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,6 +20,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, TryAgainError
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import keys
@@ -29,8 +31,9 @@ from .settings import safe_url
 
 log = logging.getLogger(__name__)
 
-#: Redis errors worth waiting out: a restart, a failover, a blip in the network.
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+#: Redis errors worth waiting out: a restart, a failover (a cluster's slot with no primary yet), a
+#: blip in the network.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)
 
 
 def outlast_outages(seconds: float, retrying: type[tenacity.BaseRetrying] = tenacity.Retrying) -> Any:
@@ -156,7 +159,32 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
     pipe.wait(replicas, int(keys.REPLICA_WAIT_SECONDS * 1000))
     if present is not None:
         pipe.exists(present)
+    if isinstance(client, RedisCluster):
+        try:
+            return pipe.execute()
+        except TRANSIENT:
+            _remap(client)
+            raise
+    if isinstance(client, AsyncRedisCluster):
+        return _remapping(client, pipe.execute())
     return pipe.execute()
+
+
+def _remap(client: RedisCluster) -> None:
+    """Ask the cluster again which node holds which slot: the barrier went around the cluster
+    client, which learns of a failover only from its own calls, so a retry would meet the dead node."""
+    with contextlib.suppress(redis.RedisError):
+        client.nodes_manager.initialize()
+
+
+async def _remapping(client: AsyncRedisCluster, execution: Any) -> Any:
+    """``_remap`` for an event loop."""
+    try:
+        return await execution
+    except TRANSIENT:
+        with contextlib.suppress(redis.RedisError):
+            await client.nodes_manager.initialize()
+        raise
 
 
 def _on_slot(client: Any) -> Any:

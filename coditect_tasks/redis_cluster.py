@@ -1,4 +1,4 @@
-"""A real Redis Cluster of child processes on 127.0.0.1: three primaries, each with a replica.
+"""A real Redis Cluster of child processes on 127.0.0.1: three primaries, each with its replicas.
 
 For tests and benches of the cluster path (``cluster.py``). Each node is a ``RedisServer`` with
 cluster mode on and its own data folder; the cluster is formed with plain cluster commands
@@ -22,9 +22,10 @@ SLOTS = 16384
 
 
 class ClusterGroup:
-    """``primaries`` primaries and as many replicas, formed into one cluster."""
+    """``primaries`` primaries with ``replicas`` replicas each, formed into one cluster. A primary
+    that fails over keeps a replica (so writes that wait for one go on) only with two."""
 
-    def __init__(self, data_dir: Path, primaries: int = 3, node_timeout_ms: int = 1000) -> None:
+    def __init__(self, data_dir: Path, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
         self.data_dir = Path(data_dir)
         self.password = secrets.token_urlsafe(18)
         config = (
@@ -33,7 +34,9 @@ class ClusterGroup:
             f"cluster-node-timeout {node_timeout_ms}",
             f"masterauth {self.password}",
         )
-        self.buses = [free_port() for _ in range(2 * primaries)]  # drawn as client ports are, not port + 10000
+        self.buses = [
+            free_port() for _ in range(primaries * (1 + replicas))
+        ]  # drawn as client ports are, not port + 10000
         self.servers = [
             RedisServer(self.data_dir / f"node-{i}", password=self.password, config=(*config, f"cluster-port {bus}"))
             for i, bus in enumerate(self.buses)
@@ -64,7 +67,8 @@ class ClusterGroup:
         for server, bus in zip(others, self.buses[1:], strict=True):
             self._ask(first, "CLUSTER", "MEET", "127.0.0.1", server.port, bus)
         self._until(deadline, "every node to know the others", lambda: all(self._known(s) for s in self.servers))
-        for primary, replica in zip(self.servers[: self.primaries], self.servers[self.primaries :], strict=True):
+        for number, replica in enumerate(self.servers[self.primaries :]):
+            primary = self.servers[number % self.primaries]
             node_id = self._ask(primary, "CLUSTER", "MYID")
             self._until(deadline, "a replica to take its primary", lambda r=replica, n=node_id: self._replicate(r, n))
         self._until(deadline, "the cluster to be ok", self.healthy)

@@ -466,7 +466,9 @@ def test_the_run_page_shows_what_a_node_waits_for_and_takes_an_approval(served: 
             try:  # the page follows: its event stream, or the stream's recheck after a silence
                 page.wait_for_selector('[data-node="after"][data-status="succeeded"]', state="attached", timeout=20_000)
             except Exception as error:
-                shown = page.eval_on_selector_all("[data-node]", "gs => gs.map(g => [g.dataset.node, g.dataset.status])")
+                shown = page.eval_on_selector_all(
+                    "[data-node]", "gs => gs.map(g => [g.dataset.node, g.dataset.status])"
+                )
                 raise AssertionError(f"the page shows {shown}, message {page.text_content('#message')!r}") from error
             expect(page.locator("#details")).to_contain_text("approved by")
             expect(page.locator("#details")).to_contain_text("ana: ship it")
