@@ -34,6 +34,7 @@ class ClusterGroup:
             f"cluster-node-timeout {node_timeout_ms}",
             f"masterauth {self.password}",
         )
+        # each bus port drawn as client ports are, not the default port + 10000 (maybe taken)
         self.buses = [
             free_port() for _ in range(primaries * (1 + replicas))
         ]  # drawn as client ports are, not port + 10000
