@@ -35,9 +35,7 @@ class ClusterGroup:
             f"masterauth {self.password}",
         )
         # each bus port drawn as client ports are, not the default port + 10000 (maybe taken)
-        self.buses = [
-            free_port() for _ in range(primaries * (1 + replicas))
-        ]  # drawn as client ports are, not port + 10000
+        self.buses = [free_port() for _ in range(primaries * (1 + replicas))]
         self.servers = [
             RedisServer(self.data_dir / f"node-{i}", password=self.password, config=(*config, f"cluster-port {bus}"))
             for i, bus in enumerate(self.buses)
