@@ -43,6 +43,7 @@ cli.command()(services.exporter)
 cli.command()(services.flower)
 cli.command()(services.recorder)
 cli.command()(services.serve)
+cli.command("upgrade-keys")(services.upgrade_keys)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

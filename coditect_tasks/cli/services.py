@@ -10,7 +10,7 @@ import typer
 
 from ..errors import ConfigError
 from ..settings import safe_url
-from .context import err, settings, stop_on_sigterm
+from .context import emit_json, err, out, settings, stop_on_sigterm
 
 
 def exporter(
@@ -115,3 +115,29 @@ def serve(
     shown = f"[{address}]" if family == socket.AF_INET6 else address
     err.print(f"serving the API and run pages on http://{shown}:{sock.getsockname()[1]}/")
     server.run(sockets=[sock])
+
+
+def upgrade_keys(
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was renamed as JSON.")] = False,
+) -> None:
+    """Move an earlier release's live state into this release's keys (every process of it stopped)."""
+    from .. import broker
+    from ..connection import close, redis_client
+    from ..migration import tag_keys
+
+    config = settings()
+    broker.ping(config.state_url, config.connect_timeout)
+    client = redis_client(config.state_url)
+    try:
+        done = tag_keys(client)
+    finally:
+        close(client)
+    if as_json:
+        emit_json({"renamed": done.renamed, "kept": done.kept})
+    else:
+        out.print(f"renamed {done.renamed} key(s) of the earlier layout")
+    if done.kept:
+        err.print(
+            f"{len(done.kept)} key(s) left as they were: this layout has them already ({', '.join(done.kept[:3])})"
+        )
+        raise typer.Exit(1)

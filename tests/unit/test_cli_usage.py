@@ -65,6 +65,8 @@ BAD_USAGES: list[tuple[str, str]] = [
     ("flower --bogus", "No such option: --bogus"),
     ("flower --port x", "Invalid value for '--port'"),
     ("recorder --bogus", "No such option: --bogus"),
+    ("upgrade-keys --bogus", "No such option: --bogus"),
+    ("upgrade-keys now", "Got unexpected extra argument(s) (now)"),
     ("health --bogus", "No such option: --bogus"),
     ("health --max-age 0", "Invalid value for '--max-age'"),
     ("history nosuch", "No such command 'nosuch'"),
