@@ -2,8 +2,7 @@
 for a replica): a primary that Sentinel watches (two replicas, three Sentinels; every role through
 the one ``redis+sentinel://`` URL) and a Redis Cluster (three primaries, a replica each; the broker
 a Redis of its own). Fan-out/fan-in with foreach, retries, events, cancel, retry from a cancelled
-run, idempotency, the asyncio client, the CLI. Failovers: tests/chaos/test_sentinel.py and
-tests/chaos/test_cluster.py."""
+run, idempotency, the asyncio client, the CLI. Their failovers: tests/chaos/test_failover.py."""
 
 from __future__ import annotations
 
