@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,9 +33,12 @@ from ..errors import (
     RunStateError,
     UnknownAgentError,
 )
+from ..history.queries import RunQuery
 from ..settings import Settings
 from ..status import TERMINAL
 from . import schemas
+from .console import Console
+from .pages import add_console
 from .security import Gate, Guard
 
 #: Media types ``POST /api/runs`` reads, and the suffix that makes ``Dag.from_text`` parse them as such.
@@ -148,13 +151,23 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         run = client.submit(dag, priority=priority, fairness_key=fairness_key)
         return JSONResponse(run.status(), status_code=201)
 
-    @api.get("/api/runs", dependencies=[Depends(guard.api)], response_model=schemas.RunList)
+    @api.get("/api/runs", dependencies=[Depends(guard.api)], response_model=schemas.RunList, responses=_errors(401))
     def get_runs(
         limit: int = Query(20, ge=1, le=500, description="Runs per page."),
         before: str | None = Query(None, description="A run id: older runs."),
+        status: str | None = Query(None, description="Only runs in this state: running, succeeded, failed, cancelled."),
+        name: str | None = Query(None, description="Only runs of this name."),
+        search: str | None = Query(None, description="Only runs whose id starts with it or whose name holds it."),
+        since: str | None = Query(None, description="Only runs submitted at or after this ISO-8601 time."),
+        until: str | None = Query(None, description="Only runs submitted before this ISO-8601 time."),
     ) -> JSONResponse:
-        """Recent runs, newest first; pass the last ``run_id`` as ``before`` for the next page."""
-        return JSONResponse({"runs": client.runs(limit=limit, before=before)})
+        """Recent runs, newest first, filtered; pass the last ``run_id`` as ``before`` for the next
+        page. ``counts``: the filter's runs per status (from the history)."""
+        query = RunQuery(status, name, search or None, since, until)
+        runs = client.runs(
+            limit=limit, before=before, status=status, name=name, search=search or None, since=since, until=until
+        )
+        return JSONResponse({"runs": runs, "counts": client.history().counts(query)})
 
     @api.get(
         "/api/runs/{run_id}",
@@ -274,13 +287,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         """Drop an operator's change: the declared definition holds again (null: the limit is gone)."""
         return JSONResponse({"name": name, "definition": client.unset_limit(name)})
 
-    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(request: Request) -> Response:
-        return guard.page(request) or HTMLResponse(pages["index.html"])
-
-    @api.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
-    def run_page(request: Request, run_id: str) -> Response:
-        return guard.page(request) or HTMLResponse(pages["run.html"])
+    add_console(api, Console(client), guard, pages)
 
     api.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return api
@@ -296,6 +303,10 @@ async def _sse(client: AsyncClient, run_id: str, after: str | None) -> AsyncIter
 
 
 def _pages(settings: Settings) -> dict[str, str]:
-    """The two pages, read once, with the Flower address filled in."""
+    """The pages, read once, with the Flower address filled in."""
     flower = html.escape(settings.flower_url or "", quote=True)
-    return {name: (STATIC / name).read_text().replace("@@FLOWER_URL@@", flower) for name in ("index.html", "run.html")}
+    return {
+        page.name: page.read_text().replace("@@FLOWER_URL@@", flower)
+        for page in STATIC.iterdir()
+        if page.name.endswith(".html")
+    }

@@ -86,6 +86,72 @@ class RunSummary(BaseModel):
 
 class RunList(BaseModel):
     runs: list[RunSummary]
+    counts: dict[str, int] = Field(
+        description="Recorded runs per status among those the filter passes, whatever their status "
+        "(from the history: as fresh as the recorder)."
+    )
+
+
+class AgentRow(BaseModel):
+    """An agent as the console shows it."""
+
+    queue: str
+    declared: bool = Field(description="Whether the server's agent modules declare it.")
+    workers: list[dict[str, Any]] = Field(description="Live worker pools: hostname, pid, concurrency, last_seen.")
+    queue_depth: int = Field(description="Messages waiting in its broker queue.")
+    breaker: str = Field(description="closed, open or half-open")
+    slots: int = Field(description="Processes of its live workers.")
+    demand: int = Field(description="Its nodes queued, reserved or running.")
+    upcoming: int = Field(description="Its pending nodes whose unfinished predecessors all run now.")
+
+
+class Minute(BaseModel):
+    minute: str = Field(description="YYYY-MM-DDTHH:MM (UTC)")
+    succeeded: int
+    failed: int
+
+
+class LimitRow(BaseModel):
+    name: str
+    definition: dict[str, Any] | None
+    in_use: int = Field(description="Nodes holding it now, over its keys.")
+    waiting: int = Field(description="Nodes waiting for it, over its keys.")
+    oldest_wait: float = Field(description="Seconds the longest waiter has waited.")
+
+
+class Overview(BaseModel):
+    """The console's home page: what runs where, how fast, and what waits."""
+
+    generated_at: str
+    agents: dict[str, AgentRow]
+    runs: dict[str, int] = Field(description="Recorded runs per status.")
+    throughput: dict[str, list[Minute]] = Field(
+        description="runs and nodes that ended in each of the last 60 minutes (refreshed every 10 s)."
+    )
+    waiting: dict[str, int] = Field(description="Waiting nodes per kind: wait, approval, sleep, spawn.")
+    recorder: dict[str, int] = Field(description="lag_entries (transitions not yet recorded), unrecorded_runs.")
+    outbox: int = Field(description="Node messages waiting for a worker to publish them.")
+    limits: list[LimitRow]
+
+
+class AgentNode(BaseModel):
+    run_id: str
+    node_id: str
+    status: str
+    attempts: int
+    worker: str | None
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+
+
+class AgentPage(AgentRow):
+    """One agent: its workers, queue and breaker, its fallback, its latest recorded nodes."""
+
+    name: str
+    fallback: str | None
+    description: str
+    nodes: list[AgentNode]
 
 
 class Agents(BaseModel):

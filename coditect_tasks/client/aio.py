@@ -29,6 +29,7 @@ from ..embedded import attach
 from ..engine.events import Event
 from ..engine.scripts import registered
 from ..engine.transitions import OUTAGE_SECONDS, engine_for
+from ..history.queries import RunQuery
 from ..history.store import HistoryStore
 from ..limits import change
 from ..registry import agents_document
@@ -92,9 +93,19 @@ class AsyncClient:
         await run.state()
         return run
 
-    async def runs(self, status: str | None = None, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
+    async def runs(
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        *,
+        name: str | None = None,
+        search: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[dict[str, Any]]:
         """As ``Client.runs``."""
-        return await self._drive(self.core.runs(status, limit, before))
+        return await self._drive(self.core.runs(RunQuery(status, name, search, since, until), limit, before))
 
     async def agents(self) -> dict[str, dict[str, dict[str, Any]]]:
         """As ``Client.agents``, in a worker thread (the broker's queue depths have no asyncio API)."""

@@ -26,9 +26,10 @@ from ..engine.events import PAGE, Cursor, Event, entries_page, entries_start
 from ..engine.scripts import named
 from ..engine.transitions import now
 from ..errors import InvalidArgumentError, RunNotFoundError, RunStateError
+from ..history.queries import EVERY, RunQuery
 from ..registry import live_workers
 from ..settings import Settings
-from ..status import TERMINAL, RunStatus, public
+from ..status import TERMINAL, public
 from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, ask
 from ..submitting.submitter import Submitter
 from .document import live_document, live_reads, outcome, retry_plan, run_rows, stall_warnings
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 #: Seconds between a waiting caller's checks on a run, in case its announcement was missed (a
 #: dropped subscription): waits and event streams are woken by pub/sub, never by this.
 RECHECK_SECONDS = 5.0
-#: The run states ``runs(status=…)`` filters on.
-STATES = tuple(s.value for s in (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED))
 #: The scripts a client calls (the rest are the workers').
 CLIENT_SCRIPTS = ("submit", "roots", "cancel", "limit", "event", "approve")
 
@@ -49,8 +48,11 @@ class History(Protocol):
 
     def run(self, run_id: str) -> dict[str, Any] | None: ...
     def dag(self, run_id: str) -> str | None: ...
-    def runs(self, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]: ...
+    def runs(self, limit: int = 50, before: str | None = None, query: RunQuery = EVERY) -> list[dict[str, Any]]: ...
     def transitions(self, run_id: str) -> list[dict[str, Any]]: ...
+    def counts(self, query: RunQuery = EVERY) -> dict[str, int]: ...
+    def per_minute(self, minutes: int = 60) -> dict[str, list[dict[str, Any]]]: ...
+    def agent_nodes(self, agent: str, limit: int = 50) -> list[dict[str, Any]]: ...
 
 
 class Deadline:
@@ -219,25 +221,21 @@ class Core:
 
     # --- listings ---
 
-    def runs(
-        self, status: str | None = None, limit: int = 50, before: str | None = None
-    ) -> Steps[list[dict[str, Any]]]:
-        """The ``limit`` newest runs (live and recorded), in ``status`` only if given; ``before``
-        (a run id): those submitted before it, the next page."""
-        if status is not None and status not in STATES:
-            raise InvalidArgumentError(f"status {status!r} is not one of {', '.join(STATES)}")
+    def runs(self, query: RunQuery = EVERY, limit: int = 50, before: str | None = None) -> Steps[list[dict[str, Any]]]:
+        """The ``limit`` newest runs (live and recorded) that ``query`` passes; ``before`` (a run
+        id): those submitted before it, the next page."""
         if limit < 1:
             raise InvalidArgumentError(f"limit must be at least 1, not {limit}")
         found: list[dict[str, Any]] = []
         while len(found) < limit:
-            page = yield from self._page(limit, before)
-            found.extend(row for row in page if status is None or row["status"] == status)
+            page = yield from self._page(limit, before, query)
+            found.extend(row for row in page if query.matches(row))
             if len(page) < limit:
                 break
             before = page[-1]["run_id"]
         return found[:limit]
 
-    def _page(self, limit: int, before: str | None) -> Steps[list[dict[str, Any]]]:
+    def _page(self, limit: int, before: str | None, query: RunQuery) -> Steps[list[dict[str, Any]]]:
         """Newest runs first: live ones from Redis, the rest from the history."""
         cutoff: str | None = None
         newest = "+inf"
@@ -254,15 +252,10 @@ class Core:
         replies = yield Ask(lambda t: run_rows(t, run_ids))
         found: dict[str, dict[str, Any]] = {}
         for run_id, (name, status, submitted, finished) in zip(run_ids, replies, strict=True):
-            if status is not None:
-                found[run_id] = {
-                    "run_id": run_id,
-                    "name": name,
-                    "submitted_at": submitted,
-                    "finished_at": finished,
-                    "status": public(status),
-                }
-        for row in (yield Block(lambda: self.history().runs(limit, before=cutoff))):
+            row = {"run_id": run_id, "name": name, "submitted_at": submitted, "finished_at": finished}
+            if status is not None and query.matches({**row, "status": public(status)}):
+                found[run_id] = {**row, "status": public(status)}
+        for row in (yield Block(lambda: self.history().runs(limit, before=cutoff, query=query))):
             found.setdefault(row["run_id"], row)
         rows = [r for r in found.values() if cutoff is None or (r["submitted_at"] or "") < cutoff]
         return sorted(rows, key=lambda r: r["submitted_at"] or "", reverse=True)[:limit]

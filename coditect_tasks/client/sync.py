@@ -27,6 +27,7 @@ from ..embedded import attach
 from ..engine.events import Event
 from ..engine.scripts import registered
 from ..engine.transitions import OUTAGE_SECONDS, engine_for
+from ..history.queries import RunQuery
 from ..history.store import HistoryStore
 from ..limits import change
 from ..registry import agents_document
@@ -104,10 +105,22 @@ class Client:
         run.state()
         return run
 
-    def runs(self, status: str | None = None, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
-        """The newest runs (live and recorded), ``status`` only if given; at most ``limit``;
-        ``before`` (a run id): the page after it."""
-        return self._drive(self.core.runs(status, limit, before))
+    def runs(
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        *,
+        name: str | None = None,
+        search: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest runs (live and recorded), at most ``limit``; ``before`` (a run id): the page
+        after it. Only those in ``status``, named ``name``, whose id starts with ``search`` or
+        whose name holds it, submitted from ``since`` and before ``until`` (ISO-8601), as given."""
+        query = RunQuery(status, name, search, since, until)
+        return self._drive(self.core.runs(query, limit, before))
 
     def agents(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every agent with its live workers, queue depth and breaker (``agents --json``)."""

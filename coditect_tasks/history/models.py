@@ -18,6 +18,12 @@ class Base(DeclarativeBase):
 
 class RunRecord(Base):
     __tablename__ = "coditect_runs"
+    #: (also made on upgrade: ``store.ADDED_INDEXES``) the console's outcomes per minute and its
+    #: runs of one status, newest first
+    __table_args__ = (
+        Index("ix_coditect_runs_finished_at", "finished_at"),
+        Index("ix_coditect_runs_status_submitted", "status", "submitted_at"),
+    )
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(255))
@@ -35,6 +41,11 @@ class RunRecord(Base):
 
 class NodeRecord(Base):
     __tablename__ = "coditect_nodes"
+    #: (also made on upgrade) nodes ended per minute, and an agent's latest nodes
+    __table_args__ = (
+        Index("ix_coditect_nodes_finished_at", "finished_at"),
+        Index("ix_coditect_nodes_agent_finished", "agent", "finished_at"),
+    )
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     node_id: Mapped[str] = mapped_column(String(128), primary_key=True)

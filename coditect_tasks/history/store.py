@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session
 from ..dag.waits import KINDS
 from ..settings import Settings
 from ..status import TERMINAL, NodeStatus, RunStatus
+from . import queries
 from .models import Base, NodeRecord, RunRecord, Transition
+from .queries import EVERY, RunQuery
 
 _DATABASES: dict[str, Engine] = {}  # SQLAlchemy engines by URL
 
@@ -58,8 +60,14 @@ ADDED_COLUMNS = (
 )
 
 
-#: The index on ``parent_run_id`` (as ``index=True`` names it), made on upgrade for older databases.
-PARENT_INDEX = "ix_coditect_runs_parent_run_id"
+#: Indexes added after the first release (name, table, columns), made on upgrade for older databases.
+ADDED_INDEXES = (
+    ("ix_coditect_runs_parent_run_id", "coditect_runs", "parent_run_id"),  # a spawned run's children
+    ("ix_coditect_runs_finished_at", "coditect_runs", "finished_at"),
+    ("ix_coditect_runs_status_submitted", "coditect_runs", "status, submitted_at"),
+    ("ix_coditect_nodes_finished_at", "coditect_nodes", "finished_at"),
+    ("ix_coditect_nodes_agent_finished", "coditect_nodes", "agent, finished_at"),
+)
 
 
 def _upgrade(engine: Engine) -> None:
@@ -72,12 +80,13 @@ def _upgrade(engine: Engine) -> None:
         except (OperationalError, ProgrammingError):  # another process added it meanwhile
             if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
                 raise
-    try:  # a spawned run's children are found by it (SQLite and PostgreSQL alike)
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PARENT_INDEX} ON coditect_runs (parent_run_id)"))
-    except (OperationalError, ProgrammingError, IntegrityError):  # another process made it meanwhile
-        if PARENT_INDEX not in {i["name"] for i in inspect(engine).get_indexes("coditect_runs")}:
-            raise
+    for name, table, columns in ADDED_INDEXES:  # (SQLite and PostgreSQL alike)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns})"))
+        except (OperationalError, ProgrammingError, IntegrityError):  # another process made it meanwhile
+            if name not in {i["name"] for i in inspect(engine).get_indexes(table)}:
+                raise
 
 
 class HistoryStore:
@@ -206,23 +215,26 @@ class HistoryStore:
             run = session.get(RunRecord, run_id)
             return run.dag if run is not None else None
 
-    def runs(self, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
-        """The latest runs (submitted before ``before``, an ISO time, if given), newest first, without their nodes."""
-        query = select(RunRecord).order_by(RunRecord.submitted_at.desc()).limit(limit)
-        if before is not None:
-            query = query.where(RunRecord.submitted_at < before)
+    def runs(self, limit: int = 50, before: str | None = None, query: RunQuery = EVERY) -> list[dict[str, Any]]:
+        """The latest runs ``query`` passes (submitted before ``before``, an ISO time, if given),
+        newest first, without their nodes."""
         with Session(self.db) as session:
-            rows = session.scalars(query).all()
-            return [
-                {
-                    "run_id": r.run_id,
-                    "name": r.name,
-                    "status": r.status,
-                    "submitted_at": r.submitted_at,
-                    "finished_at": r.finished_at,
-                }
-                for r in rows
-            ]
+            return queries.runs(session, query, limit, before)
+
+    def counts(self, query: RunQuery = EVERY) -> dict[str, int]:
+        """Recorded runs per status among those ``query`` passes, whatever its status."""
+        with Session(self.db) as session:
+            return queries.counts(session, query)
+
+    def per_minute(self, minutes: int = 60) -> dict[str, list[dict[str, Any]]]:
+        """Runs and nodes that ended in each of the last ``minutes`` minutes, by outcome."""
+        with Session(self.db) as session:
+            return queries.per_minute(session, minutes)
+
+    def agent_nodes(self, agent: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest nodes of ``agent`` that ended, newest first."""
+        with Session(self.db) as session:
+            return queries.agent_nodes(session, agent, limit)
 
 
 def _decode(text: str | None) -> Any:

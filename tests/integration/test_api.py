@@ -5,13 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,118 +12,16 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import redis
 
 from coditect_tasks import keys
-from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.history.store import HistoryStore
-from coditect_tasks.redis_server import RedisServer, free_port, stop_process, stop_processes
-from coditect_tasks.registry import Registry
-from coditect_tasks.settings import Settings
-from tests.conftest import ROOT, SUPPORT_MODULES, missing, run_cli, wait_for
+from coditect_tasks.redis_server import free_port
+from tests.conftest import run_cli, wait_for
+
+from .conftest import FLOWER, MAX_NODES, TOKEN, Served, chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("api")]  # one `serve` for the module
-TOKEN = "t0ken-for-tests"
-FLOWER = "http://127.0.0.1:5555"
-MAX_NODES = 40
-
-
-@dataclass
-class Served:
-    settings: Settings
-    env: dict[str, str]
-    http: httpx.Client
-    url: str
-    registry: Registry
-
-    def submit(self, doc: dict[str, Any]) -> dict[str, Any]:
-        reply = self.http.post("/api/runs", json=doc)
-        assert reply.status_code == 201, reply.text
-        return dict(reply.json())
-
-    def wait_end(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-
-        def ended() -> bool:
-            found.update(self.http.get(f"/api/runs/{run_id}").json())
-            return found["status"] in ("succeeded", "failed", "cancelled")
-
-        wait_for(ended, timeout, f"run {run_id} to end", interval=0.1)
-        return found
-
-    def events(self, run_id: str, last: str | None = None, seen: list[float] | None = None) -> list[dict[str, Any]]:
-        """The whole event stream of a run, read to its end, as (id, data) dicts; ``seen`` gets
-        the time each arrived."""
-        headers = {"Last-Event-ID": last} if last else {}
-        found, current = [], {}
-        with self.http.stream("GET", f"/api/runs/{run_id}/events", headers=headers, timeout=30) as reply:
-            assert reply.status_code == 200
-            assert reply.headers["content-type"].startswith("text/event-stream")
-            for line in reply.iter_lines():
-                if line.startswith("id:"):
-                    current["id"] = line[3:].strip()
-                elif line.startswith("data:"):
-                    current["data"] = json.loads(line[5:])
-                    if seen is not None:
-                        seen.append(time.time())
-                elif not line and "data" in current:
-                    found.append(current)
-                    current = {}
-        return found
-
-
-@pytest.fixture(scope="module")
-def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``serve`` with a token, two worker pools of the test agents, on the session Redis."""
-    home = tmp_path_factory.mktemp("serve")
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    settings = Settings(
-        home=home / "home",
-        broker_url=redis_server.url,
-        log_level="WARNING",
-        agent_modules=tuple(SUPPORT_MODULES.split(",")),
-        max_nodes=MAX_NODES,
-    )
-    registry = Registry.from_url(settings.state_url)
-    env = {**settings.environment(), "PYTHONPATH": str(ROOT)}
-    workers = [
-        WorkerProcess(settings, agents, concurrency=2, log_path=home / f"worker-{i}.log", extra_env=env).start()
-        for i, agents in enumerate((["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep", "waiter", "plan"]))
-    ]
-    port = free_port()
-    server_env = {**os.environ, **env, "CODITECT_API_TOKEN": TOKEN, "CODITECT_FLOWER_URL": FLOWER}
-    log = (home / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "coditect_tasks", "serve", "--port", str(port)],
-        env=server_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-    try:
-        for worker in workers:
-            worker.wait_ready(registry, timeout=30)
-
-        def answers() -> bool:
-            assert server.poll() is None, (home / "serve.log").read_text()
-            try:
-                return httpx.get(url + "/openapi.json", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(answers, 30, "serve to answer")
-        yield Served(settings, env, http, url, registry)
-    finally:
-        http.close()
-        stop_process(server, 10)
-        log.close()
-        stop_processes([worker.proc for worker in workers if worker.proc is not None], timeout=10)
-        registry.client.close()
 
 
 def diamond(name: str = "diamond") -> dict[str, Any]:
@@ -154,7 +45,7 @@ def test_every_api_call_needs_the_token_and_pages_take_it_once(served: Served) -
     assert httpx.get(served.url + "/").status_code == 401
     with httpx.Client(base_url=served.url, follow_redirects=True) as browser:
         reply = browser.get(f"/?token={TOKEN}")  # follows the redirect that moves it into a cookie
-        assert reply.status_code == 200 and "recent runs" in reply.text
+        assert reply.status_code == 200 and "Overview" in reply.text
         assert reply.url.query == b""
         assert browser.get("/api/runs").status_code == 200
     assert httpx.get(served.url + "/api/runs", headers={"Authorization": "Bearer t\u00e9".encode()}).status_code == 401
@@ -371,10 +262,6 @@ def test_agents_endpoint_matches_the_cli(served: Served) -> None:
     assert len(api["agents"]["echo"]["workers"]) == 2
 
 
-def chromium() -> str:
-    return shutil.which("chromium") or missing("Debian's chromium is not installed (apt-get install chromium)")
-
-
 def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -417,7 +304,7 @@ def test_run_page_follows_the_run_live_in_a_browser(served: Served, tmp_path: Pa
             assert link == f"{FLOWER}/worker/{quote(worker, safe='')}"
             expect(page.locator("#details")).to_contain_text('"gate": "open"')
             page.screenshot(path=str(tmp_path / "run-page.png"))
-            page.goto(f"{served.url}/")  # the run list, with the cookie the first visit set
+            page.goto(f"{served.url}/runs")  # the run list, with the cookie the first visit set
             row = page.wait_for_selector(f'tr[data-run="{run["run_id"]}"]')
             assert "succeeded" in row.inner_text()
             row.query_selector("a").click()

@@ -1,35 +1,78 @@
 "use strict";
-// The run list: newest first, a page of 50, "older runs" pages on with ?before=<last run id>.
-const PAGE = 50;
+// The overview: /api/overview read every 2 s; nothing on it needs a reload.
+const SVG = "http://www.w3.org/2000/svg";
 
-async function load() {
-  const before = new URLSearchParams(location.search).get("before");
-  const query = new URLSearchParams({ limit: PAGE });
-  if (before) query.set("before", before);
-  const reply = await fetch(`/api/runs?${query}`);
-  const body = await reply.json();
-  if (!reply.ok) { document.querySelector("main").textContent = body.error; return; }
-  const rows = document.querySelector("#runs tbody");
-  for (const run of body.runs) {
-    const row = rows.insertRow();
-    row.dataset.run = run.run_id;
-    const link = document.createElement("a");
-    link.href = `/runs/${encodeURIComponent(run.run_id)}`;
-    link.textContent = run.run_id;
-    row.insertCell().append(link);
-    row.insertCell().textContent = run.name || "-";
-    const badge = document.createElement("span");
-    badge.className = `badge ${run.status}`;
-    badge.textContent = run.status;
-    row.insertCell().append(badge);
-    row.insertCell().textContent = run.submitted_at || "-";
-    row.insertCell().textContent = run.finished_at || "-";
-  }
-  if (body.runs.length === PAGE) {
-    const older = document.getElementById("older");
-    older.href = `/?before=${encodeURIComponent(body.runs[body.runs.length - 1].run_id)}`;
-    older.hidden = false;
-  }
+// Stacked bars per minute (succeeded below, failed above), scaled to the busiest minute.
+function chart(svg, minutes) {
+  const width = 600, height = 90, gap = 1;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 14}`);
+  svg.replaceChildren();
+  const top = Math.max(1, ...minutes.map((m) => m.succeeded + m.failed));
+  const bar = width / minutes.length;
+  minutes.forEach((m, i) => {
+    let y = height;
+    for (const [count, kind] of [[m.succeeded, "ok"], [m.failed, "bad"]]) {
+      if (!count) continue;
+      const h = Math.max(1, (count / top) * height);
+      y -= h;
+      const rect = document.createElementNS(SVG, "rect");
+      Object.entries({ x: i * bar, y, width: bar - gap, height: h, class: kind }).forEach(([k, v]) => rect.setAttribute(k, v));
+      const tip = document.createElementNS(SVG, "title");
+      tip.textContent = `${m.minute} UTC: ${m.succeeded} succeeded, ${m.failed} failed`;
+      rect.append(tip);
+      svg.append(rect);
+    }
+  });
+  const label = document.createElementNS(SVG, "text");
+  label.setAttribute("x", 0); label.setAttribute("y", height + 12); label.setAttribute("class", "axis");
+  const total = minutes.reduce((sum, m) => sum + m.succeeded + m.failed, 0);
+  label.textContent = `peak ${top === 1 && total === 0 ? 0 : top}/min · ${total} in the hour`;
+  svg.append(label);
+  svg.setAttribute("aria-label", label.textContent);
 }
 
-load();
+function agentRow(body, name, agent) {
+  const row = body.insertRow();
+  row.dataset.agent = name;
+  const hosts = agent.workers.map((w) => w.hostname).join(", ");
+  cell(row, link(`/agents/${encodeURIComponent(name)}`, name));
+  cell(row, String(agent.workers.length)).title = hosts;
+  cell(row, String(agent.slots));
+  cell(row, String(agent.queue_depth));
+  cell(row, String(agent.demand));
+  cell(row, String(agent.upcoming));
+  cell(row, badge(agent.breaker === "closed" ? "closed" : agent.breaker)).dataset.breaker = agent.breaker;
+  if (!agent.workers.length) row.classList.add("idle");
+}
+
+async function load() {
+  const view = await getJSON("/api/overview");
+  for (const status of ["running", "succeeded", "failed", "cancelled"]) {
+    document.getElementById(`count-${status}`).textContent = view.runs[status] ?? 0;
+  }
+  document.getElementById("waiting").textContent = Object.values(view.waiting).reduce((a, b) => a + b, 0);
+  document.getElementById("waiting").parentElement.title = Object.entries(view.waiting).map(([k, v]) => `${k}: ${v}`).join(", ");
+  document.getElementById("lag").textContent = view.recorder.lag_entries;
+  chart(document.getElementById("chart-runs"), view.throughput.runs);
+  chart(document.getElementById("chart-nodes"), view.throughput.nodes);
+  const agents = document.querySelector("#agents tbody");
+  agents.replaceChildren();
+  for (const [name, agent] of Object.entries(view.agents)) agentRow(agents, name, agent);
+  const limits = document.querySelector("#limits tbody");
+  limits.replaceChildren();
+  for (const limit of view.limits) {
+    const row = limits.insertRow();
+    const d = limit.definition || {};
+    const parts = [d.concurrency ? `concurrency ${d.concurrency}` : "", d.rate ? `${d.rate} per ${d.per} s` : "", d.key ? `per ${d.key}` : ""];
+    cell(row, limit.name);
+    cell(row, parts.filter(Boolean).join(", "));
+    cell(row, String(limit.in_use));
+    cell(row, String(limit.waiting));
+    cell(row, limit.waiting ? `${limit.oldest_wait.toFixed(1)} s` : "-");
+  }
+  if (!view.limits.length) cell(limits.insertRow(), "no limits declared").colSpan = 5;
+  document.getElementById("updated").textContent = `updated ${new Date(view.generated_at).toLocaleTimeString()}`;
+  document.body.dataset.ready = "true";
+}
+
+every(2, load);

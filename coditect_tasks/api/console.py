@@ -1,0 +1,103 @@
+"""What the console's pages show, as the HTTP API serves it: the overview (agents, their queues
+and frontier, throughput, breakers, the recorder, limits, waiting nodes) and one agent's page.
+
+Everything comes from what the CLI and the exporter already read: the worker registry, the
+frontier counters the engine keeps, the broker's queue depths, and the history database. The
+per-minute throughput is the one costly read (a GROUP BY over the last hour's runs and nodes):
+it is kept ``THROUGHPUT_SECONDS`` between reads, since its buckets are a minute wide.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import keys
+from ..client import Client
+from ..dag.waits import KINDS
+from ..history.queries import EVERY
+
+#: Seconds the throughput charts are served from memory before the history is read again.
+THROUGHPUT_SECONDS = 10.0
+#: Minutes of throughput the overview charts.
+CHART_MINUTES = 60
+#: Nodes an agent's page lists.
+AGENT_NODES = 50
+
+
+class Console:
+    """The console's reads over one client (``serve``'s)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._throughput: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
+        self._lock = threading.Lock()
+
+    def overview(self) -> dict[str, Any]:
+        """The home page's document."""
+        redis = self.client.redis
+        frontier = {str(k): int(v) for k, v in redis.hgetall(keys.FRONTIER).items()}
+        agents = self.client.agents()["agents"]
+        history = self.client.history()
+        limits = self.client.limits()
+        return {
+            "generated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "agents": {name: _agent_row(info, frontier) for name, info in sorted(agents.items())},
+            "runs": history.counts(EVERY),
+            "throughput": self.throughput(),
+            "waiting": {kind: frontier.get(f"waiting|{kind}", 0) for kind in (*KINDS, "spawn")},
+            "recorder": {
+                "lag_entries": int(redis.xlen(keys.HISTORY)),
+                "unrecorded_runs": int(redis.zcard(keys.UNRECORDED)),
+            },
+            "outbox": int(redis.llen(keys.OUTBOX)),
+            "limits": [_limit_row(limit) for limit in limits],
+        }
+
+    def throughput(self) -> dict[str, list[dict[str, Any]]]:
+        """Runs and nodes ended per minute over the last hour, read at most every ``THROUGHPUT_SECONDS``."""
+        with self._lock:
+            if self._throughput is None or time.monotonic() - self._throughput[0] > THROUGHPUT_SECONDS:
+                self._throughput = (time.monotonic(), self.client.history().per_minute(CHART_MINUTES))
+            return self._throughput[1]
+
+    def agent(self, name: str) -> dict[str, Any] | None:
+        """One agent's page: its workers, queue, frontier, breaker and fallback, and its latest
+        recorded nodes; None for an agent nobody declares and no worker serves."""
+        agents = self.client.agents()["agents"]
+        if name not in agents:
+            return None
+        frontier = {str(k): int(v) for k, v in self.client.redis.hgetall(keys.FRONTIER).items()}
+        declared = self.client.app.agents.get(name)
+        return {
+            "name": name,
+            **_agent_row(agents[name], frontier),
+            "fallback": declared.fallback if declared is not None else None,
+            "description": declared.description if declared is not None else "",
+            "nodes": self.client.history().agent_nodes(name, AGENT_NODES),
+        }
+
+
+def _agent_row(info: dict[str, Any], frontier: dict[str, int]) -> dict[str, Any]:
+    name = info["queue"].removeprefix(keys.AGENT_QUEUE_PREFIX)
+    return {
+        **info,
+        "slots": sum(int(w["concurrency"]) for w in info["workers"]),
+        "demand": frontier.get(f"demand|{name}", 0),
+        "upcoming": frontier.get(f"upcoming|{name}", 0),
+    }
+
+
+def _limit_row(limit: dict[str, Any]) -> dict[str, Any]:
+    """A limit as the overview lists it: its definition, and over its keys the nodes holding it,
+    those waiting, and how long the oldest has waited."""
+    keyed = limit["keys"]
+    return {
+        "name": limit["name"],
+        "definition": limit["definition"],
+        "in_use": sum(int(k["in_use"]) for k in keyed),
+        "waiting": sum(int(k["waiting"]) for k in keyed),
+        "oldest_wait": max((float(k["oldest_wait"] or 0) for k in keyed), default=0.0),
+    }
