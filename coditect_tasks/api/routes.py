@@ -29,6 +29,7 @@ from ..errors import (
     CoditectError,
     ConfigError,
     DagError,
+    InvalidArgumentError,
     RunNotFoundError,
     RunStateError,
     UnknownAgentError,
@@ -54,6 +55,7 @@ STATUS_OF: tuple[tuple[type[CoditectError], int], ...] = (
     (RunStateError, 409),
     (DagError, 422),
     (UnknownAgentError, 422),
+    (InvalidArgumentError, 422),
     (BrokerUnreachableError, 503),
     (ConfigError, 400),
 )

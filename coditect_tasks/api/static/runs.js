@@ -66,6 +66,10 @@ function showCounts(counts, params) {
     a.className = status === params.get("status") ? "active" : "";
     return a;
   }));
+  const note = document.createElement("span");
+  note.textContent = "recorded runs of this filter";
+  note.title = "Counted in the history: as fresh as the recorder (see its lag on the overview).";
+  box.append(note);
 }
 
 async function load(params, fresh) {
