@@ -17,7 +17,7 @@ from typing import Any
 from .. import keys
 from ..client import Client
 from ..dag.waits import KINDS
-from ..history.queries import EVERY
+from ..history.queries import EVERY, RunQuery
 
 #: Seconds the throughput charts are served from memory before the history is read again.
 THROUGHPUT_SECONDS = 10.0
@@ -25,6 +25,9 @@ THROUGHPUT_SECONDS = 10.0
 CHART_MINUTES = 60
 #: Nodes an agent's page lists.
 AGENT_NODES = 50
+#: Seconds the runs' counts per status (a GROUP BY over the history) are served from memory: every
+#: open runs page asks twice a second.
+COUNTS_SECONDS = 2.0
 
 
 class Console:
@@ -33,19 +36,29 @@ class Console:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._throughput: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
+        self._counts: dict[RunQuery, tuple[float, dict[str, int]]] = {}
         self._lock = threading.Lock()
+
+    def counts(self, query: RunQuery) -> dict[str, int]:
+        """Recorded runs per status of ``query``'s filter, read at most every ``COUNTS_SECONDS``."""
+        query = query.any_status()
+        with self._lock:
+            for stale in [q for q, (at, _) in self._counts.items() if time.monotonic() - at > COUNTS_SECONDS]:
+                del self._counts[stale]
+            if query not in self._counts:
+                self._counts[query] = (time.monotonic(), self.client.history().counts(query))
+            return self._counts[query][1]
 
     def overview(self) -> dict[str, Any]:
         """The home page's document."""
         redis = self.client.redis
         frontier = {str(k): int(v) for k, v in redis.hgetall(keys.FRONTIER).items()}
         agents = self.client.agents()["agents"]
-        history = self.client.history()
         limits = self.client.limits()
         return {
             "generated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "agents": {name: _agent_row(info, frontier) for name, info in sorted(agents.items())},
-            "runs": history.counts(EVERY),
+            "runs": self.counts(EVERY),
             "throughput": self.throughput(),
             "waiting": {kind: frontier.get(f"waiting|{kind}", 0) for kind in (*KINDS, "spawn")},
             "recorder": {

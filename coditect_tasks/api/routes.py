@@ -80,6 +80,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
     # every open event stream holds one connection (its subscription): the next waits, never fails
     streams = AsyncClient(settings, max_connections=MAX_STREAMS, pool_timeout=None, history=client.history())
     guard = Guard(settings.api_token, address)
+    console = Console(client)
     pages = _pages(settings)
 
     @contextlib.asynccontextmanager
@@ -169,7 +170,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         runs = client.runs(
             limit=limit, before=before, status=status, name=name, search=search or None, since=since, until=until
         )
-        return JSONResponse({"runs": runs, "counts": client.history().counts(query)})
+        return JSONResponse({"runs": runs, "counts": console.counts(query)})
 
     @api.get(
         "/api/runs/{run_id}",
@@ -289,7 +290,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         """Drop an operator's change: the declared definition holds again (null: the limit is gone)."""
         return JSONResponse({"name": name, "definition": client.unset_limit(name)})
 
-    add_console(api, Console(client), guard, pages)
+    add_console(api, console, guard, pages)
 
     api.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return api

@@ -174,10 +174,17 @@ def dag_status(
 @dag_cli.command("list")
 def dag_list(
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option(help="Only runs in this state.")] = None,
+    name: Annotated[str | None, typer.Option(help="Only runs of this name.")] = None,
+    search: Annotated[
+        str | None, typer.Option(help="Only runs whose id starts with it or whose name holds it.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only runs submitted at or after this ISO-8601 time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only runs submitted before this ISO-8601 time.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """List recent runs (live and recorded)."""
-    runs = _client().runs(limit=limit)
+    """List recent runs (live and recorded), filtered as the console's runs page filters them."""
+    runs = _client().runs(status, limit, name=name, search=search, since=since, until=until)
     if as_json:
         emit_json({"runs": runs})
         return

@@ -11,6 +11,7 @@ import pytest
 from coditect_tasks import keys
 from coditect_tasks.client.core import RECHECK_SECONDS, Core, channel_run
 from coditect_tasks.errors import InvalidArgumentError
+from coditect_tasks.history.queries import RunQuery
 from coditect_tasks.settings import Settings
 from coditect_tasks.steps import Ask, Block, Listen, Outlast, Pause
 
@@ -68,10 +69,28 @@ def test_cancel_with_nothing_queued_revokes_nothing(reply: dict[str, Any], took_
 
 def test_a_listing_with_a_bad_filter_is_refused_before_any_read() -> None:
     with pytest.raises(InvalidArgumentError, match="not one of") as refused:
-        next(core().runs(status="done"))
+        RunQuery(status="done")
     assert isinstance(refused.value, ValueError)
+    with pytest.raises(InvalidArgumentError, match="since 'tomorrow' is not an ISO-8601 time"):
+        RunQuery(since="tomorrow")
     with pytest.raises(InvalidArgumentError, match="at least 1"):
         next(core().runs(limit=0))
+
+
+def test_a_filter_passes_a_live_row_as_its_sql_passes_a_recorded_one() -> None:
+    row = {
+        "run_id": "ab12cd",
+        "name": "Nightly-Review",
+        "status": "failed",
+        "submitted_at": "2026-12-06T10:00:00.000000+00:00",
+    }
+    assert RunQuery(status="failed", search="ab12").matches(row)
+    assert RunQuery(search="review").matches(row)  # a part of the name, in any case
+    assert not RunQuery(search="b12").matches(row)  # an id matches by its prefix only
+    assert not RunQuery(name="Nightly").matches(row)  # a name matches whole
+    assert RunQuery(since="2026-12-06T10:00:00Z", until="2026-12-06T11:00:00+01:00").matches(row) is False
+    assert RunQuery(since="2026-12-06T10:00:00Z", until="2026-12-06T10:00:01Z").matches(row)
+    assert RunQuery(since="2026-12-06T11:00:00+01:00").since == "2026-12-06T10:00:00.000000+00:00"
 
 
 def test_the_run_of_an_end_channel() -> None:
