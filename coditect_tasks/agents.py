@@ -43,8 +43,17 @@ class AgentCall:
     run_id: str | None = None
     node_id: str | None = None
     artifacts: Any = None
+    #: Where ``stream`` writes (``worker.output.NodeOutput``); None outside a DAG run.
+    output: Any = field(default=None, compare=False, repr=False)
     #: What ``spawn`` was given, in order (``dag.spawn.requested`` reads it once the agent returns).
     spawned: list[Any] = field(default_factory=list, compare=False, repr=False)
+
+    def stream(self, chunk: Any) -> None:
+        """Send ``chunk`` (text, or anything JSON) to whoever follows this node's output now
+        (``DagRun.stream``, the run page). A retried attempt's output starts over after a rewind.
+        Outside a DAG run (a plain Celery call) it goes nowhere."""
+        if self.output is not None:
+            self.output.write(chunk)
 
     def spawn(self, dags: Any) -> None:
         """Start ``dags`` (a ``Dag`` or a list of them) as child runs once the agent returns, whatever

@@ -25,6 +25,7 @@ caller needs, not just a message.
     │   └── DagTooLargeError        over a configured size limit (nodes, document bytes)
     ├── ReplicationError            a submit too few Redis replicas acknowledged in time (exit 3)
     ├── LiveWorkersError            workers of an earlier release still live during ``upgrade-keys``
+    ├── StreamLimitError            a node's attempt streamed more chunks than CODITECT_STREAM_MAX_CHUNKS
     ├── RunNotFoundError            no live state and no history for a run id (exit 2)
     ├── RunStateError               the run's state does not allow that (retry a running run) (exit 1)
     ├── LockTimeoutError            a lock still held by another after the wait
@@ -227,6 +228,16 @@ class LiveWorkersError(CoditectError):
             f"{len(self.workers)} worker(s) of the earlier release are live ({', '.join(self.workers[:3])}"
             f"{', …' if len(self.workers) > 3 else ''}): stop every process of that release first"
         )
+
+
+class StreamLimitError(CoditectError):
+    """An attempt streamed as many chunks as a node may (``CODITECT_STREAM_MAX_CHUNKS``): the rest
+    would grow Redis without bound."""
+
+    def __init__(self, node: str, most: int) -> None:
+        self.node = node
+        self.most = most
+        super().__init__(f"node {node} streamed {most} chunks, the most CODITECT_STREAM_MAX_CHUNKS allows an attempt")
 
 
 class RunNotFoundError(CoditectError):

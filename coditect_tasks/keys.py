@@ -126,6 +126,9 @@ RUN_HASHES = (
     "approvals",  # approval node → JSON list of its decisions {by, decision, comment, at}
     "children",  # spawning node → JSON list of the run ids of the children it spawned (spawns.lua)
     "spawns",  # '<node>|left', '|retry', '|one' while it waits for its children; child run id → its outcome
+    "output",  # STREAM of what nodes streamed (call.stream): n (node), a (attempt), c (a chunk, JSON) or r
+    # (a rewind: a new attempt of n begins its output again); kept with the run document (output.lua)
+    "streamed",  # node → '<attempt>|<chunks>' its latest attempt has streamed
 )
 
 #: The node hashes a run's document is read from (with its ``run`` hash).
@@ -145,7 +148,9 @@ NODE_FIELDS = (
 )
 #: Run hashes only a running run needs: a retired run drops them at once and keeps the rest (what
 #: its document is read from) for its retention window.
-SPENT_HASHES = tuple(h for h in RUN_HASHES if h != "run" and h not in NODE_FIELDS)
+SPENT_HASHES = tuple(h for h in RUN_HASHES if h not in ("run", "output") and h not in NODE_FIELDS)
+#: Bytes of one streamed chunk (as JSON) at most.
+MAX_CHUNK_BYTES = 64 * 1024
 
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
 #: Fields: ``runs_submitted``, ``runs|<status>``, ``attempts|<agent>``, ``nodes|<agent>|<outcome>``,

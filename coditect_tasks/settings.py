@@ -153,6 +153,8 @@ class Settings:
     spawn_max_depth: int = setting(8, _whole())
     #: Nodes a root run's whole tree (itself and every run spawned below it) may have at most.
     spawn_max_nodes: int = setting(20_000, _whole())
+    #: Chunks one attempt of a node may stream (``call.stream``); one more raises ``StreamLimitError``.
+    stream_max_chunks: int = setting(50_000, _whole())
     #: Seconds a finished run's live state stays in Redis once its history is recorded (0: none).
     live_retention: int = setting(600, _whole(minimum=0))
     #: Seconds an idempotency key keeps naming the run it started (a repeat within it returns that run).

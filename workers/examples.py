@@ -49,6 +49,17 @@ def noop(call: AgentCall) -> None:
     return None
 
 
+@agent("talk")
+def talk(call: AgentCall) -> dict[str, str]:
+    """Stream ``params["text"]`` word by word, ``delay`` s apart (a model's tokens, as a client
+    following the node sees them), and return it whole."""
+    words = str(call.params.get("text", "")).split()
+    for word in words:
+        call.stream(word + " ")
+        time.sleep(float(call.params.get("delay", 0)))
+    return {"text": " ".join(words)}
+
+
 @agent("plan")
 def plan(call: AgentCall) -> Spawn:
     """Spawn one child run per item of ``params["items"]``: one ``params["agent"]`` node (``noop`` by

@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..client import AsyncClient, AsyncRun, Client, DagRun
+from ..client.output import ENDED, valid_id
 from ..dag.spec import Dag
 from ..engine.events import order
 from ..errors import (
@@ -241,6 +242,37 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
                     return Response(status_code=204)
         return EventSourceResponse(_sse(streams, run_id, last_event_id), ping=15)
 
+    @api.get(
+        "/api/runs/{run_id}/nodes/{node}/stream",
+        dependencies=[Depends(guard.api)],
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "description": "Server-sent events; each `data` is a Chunk, ending once the node has ended.",
+                "content": {"text/event-stream": {"schema": schemas.Chunk.model_json_schema()}},
+            },
+            **_errors(401, 404, 422),
+        },
+    )
+    def node_stream(
+        run_id: str = RUN_ID,
+        node: str = NODE,
+        last_event_id: str | None = Header(None, description="The last chunk id seen: the stream resumes after it."),
+    ) -> Response:
+        """What the node streams (``call.stream``), from its start (or after ``Last-Event-ID``), live
+        until it ends; a chunk with ``rewind`` begins a retried attempt's output over. 204 for a
+        reconnect with nothing left to read of a node that has ended."""
+        run = run_of(run_id)
+        if last_event_id is not None and not valid_id(last_event_id):
+            return JSONResponse({"error": f"Last-Event-ID {last_event_id!r} is not a chunk id"}, 422)
+        nodes = run.status()["nodes"]  # RunNotFoundError (404) before the stream starts
+        if node.partition("#")[0] not in nodes:  # (a foreach item streams as '<node>#<k>')
+            return JSONResponse({"error": f"run {run_id} has no node {node!r}"}, 404)
+        ended = nodes[node]["status"] in ENDED if node in nodes else False
+        if ended and last_event_id is not None and not list(run.stream(node, last_event_id)):
+            return Response(status_code=204)  # tells a browser's EventSource to stop reconnecting
+        return EventSourceResponse(_chunks(streams, run_id, node, last_event_id), ping=15)
+
     @api.get("/api/agents", dependencies=[Depends(guard.api)], response_model=schemas.Agents)
     def get_agents() -> JSONResponse:
         """Agents with their live workers, queue depths and breakers."""
@@ -303,6 +335,11 @@ async def _body(request: Request) -> bytes:
 async def _sse(client: AsyncClient, run_id: str, after: str | None) -> AsyncIterator[dict[str, str]]:
     async for event in AsyncRun(run_id, client).events(after):
         yield {"id": event.id, "data": json.dumps(event.to_json(), separators=(",", ":"))}
+
+
+async def _chunks(client: AsyncClient, run_id: str, node: str, after: str | None) -> AsyncIterator[dict[str, str]]:
+    async for chunk in AsyncRun(run_id, client).stream(node, after):
+        yield {"id": chunk.id, "data": json.dumps(chunk.to_json(), separators=(",", ":"))}
 
 
 def _pages(settings: Settings) -> dict[str, str]:

@@ -238,3 +238,13 @@ class Transition(BaseModel):
         description="Beyond the status: a throttled node's limit and key, a waiting node's kind (a wait's event and"
         " key), an approval decision's by and comment.",
     )
+
+
+class Chunk(BaseModel):
+    """One entry of a node's streamed output (``call.stream``)."""
+
+    id: str = Field(description="The entry id: Last-Event-ID resumes after it.")
+    node: str
+    attempt: int = Field(description="The attempt that streamed it.")
+    data: Any = Field(description="The chunk: text or JSON, as the agent gave it (null for a rewind).")
+    rewind: bool = Field(description="A retried attempt begins its output over: drop what came before.")

@@ -37,6 +37,7 @@ from ..settings import Settings
 from ..steps import STEPS, Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, advance
 from .core import CLIENT_SCRIPTS, Core, History, channel_run
 from .document import outcome, results
+from .output import Chunk, node_output
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class AsyncClient:
             raise AssertionError("an operation that returns a value yielded an event")
         return result[0]
 
-    async def _iterate(self, steps: Any, result: list[Any] | None = None) -> AsyncIterator[Event]:
+    async def _iterate(self, steps: Any, result: list[Any] | None = None) -> AsyncIterator[Any]:
         """Run an operation, giving out the events it yields; what it returns goes into ``result``."""
         cleanups: Cleanups = []
         reply: Any = None
@@ -259,6 +260,10 @@ class AsyncRun:
         """``async for`` the run's transitions (those so far first, or after id ``after``), ending
         with its terminal event."""
         return self.client._iterate(self.client.core.events(self.id, after))
+
+    def stream(self, node: str, after: str | None = None) -> AsyncIterator[Chunk]:
+        """``async for`` what ``node`` streams, as ``DagRun.stream``."""
+        return self.client._iterate(node_output(self.id, node, after))
 
     async def terminal_event(self) -> str | None:
         """The id of the run's terminal event, if it has one yet."""

@@ -35,6 +35,7 @@ from ..settings import Settings
 from ..steps import Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, drive, iterate
 from .core import CLIENT_SCRIPTS, Core, History, channel_run
 from .document import outcome, results
+from .output import Chunk, node_output
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -245,6 +246,11 @@ class DagRun:
     def terminal_event(self) -> str | None:
         """The id of the run's terminal event, if it has one yet."""
         return self.client._drive(self.client.core.terminal_event(self.id))
+
+    def stream(self, node: str, after: str | None = None) -> Iterator[Chunk]:
+        """What ``node`` streams (``call.stream``), from its start or after entry ``after``, live
+        until the node ends. A chunk with ``rewind`` set begins a retried attempt's output over."""
+        return iterate(node_output(self.id, node, after), self.client._perform)
 
     def retry(self) -> DagRun:
         """A new run of this run's DAG, for a run that failed or was cancelled: nodes that succeeded

@@ -48,6 +48,7 @@ def _load_scripts() -> dict[str, str]:
             "event",
             "approve",
             "spawn",
+            "output",
         )
     }
 

@@ -210,6 +210,11 @@ class Engine:
     def retry(self, run_id: str, node_id: str, token: int, error: str, countdown: float) -> bool:
         return int(self._call("retry", run_id, node_id, token, error, countdown)) == 1
 
+    def output(self, run_id: str, node_id: str, token: int, chunk: str, most: int) -> str:
+        """Append ``chunk`` (JSON) to the node's output as attempt ``token``: the entry id, or
+        'stale' (no longer the running attempt) or 'full' (``most`` chunks streamed already)."""
+        return str(self._call("output", run_id, node_id, token, chunk, most))
+
     def renew(self, run_id: str, node_id: str, token: int, seconds: float) -> bool:
         return int(self._call("renew", run_id, node_id, token, seconds)) == 1
 

@@ -34,6 +34,7 @@ from ..observability import logs, tracing
 from ..resilience.breaker import breaker_for
 from ..state.artifacts import ArtifactStore, NodeArtifacts, store_for
 from .attempt import Attempt, policy_for
+from .output import NodeOutput
 from .spawning import spawn_children
 
 #: Engine id of foreach item k of node N: ``N#k`` (node ids cannot hold ``#``).
@@ -120,6 +121,7 @@ def _attempt(
             run_id=run_id,
             node_id=item["node"] if item else node_id,
             artifacts=NodeArtifacts(store, run_id, path, taken.token),
+            output=NodeOutput(engine, run_id, node_id, taken.token, task.app.settings.stream_max_chunks),
         )
         fn = spec.fn if store is None else _through(store, engine, spec.fn, (run_id, path, taken.token), task)
         try:

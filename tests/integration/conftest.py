@@ -91,7 +91,9 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     env = {**settings.environment(), "PYTHONPATH": str(ROOT)}
     workers = [
         WorkerProcess(settings, agents, concurrency=2, log_path=home / f"worker-{i}.log", extra_env=env).start()
-        for i, agents in enumerate((["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep", "waiter", "plan"]))
+        for i, agents in enumerate(
+            (["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep", "waiter", "plan", "streamer"])
+        )
     ]
     port = free_port()
     server_env = {**os.environ, **env, "CODITECT_API_TOKEN": TOKEN, "CODITECT_FLOWER_URL": FLOWER}

@@ -179,3 +179,18 @@ def planner(call: AgentCall) -> Spawn | None:
         Path(marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)
     return Spawn(dags)
+
+
+@agent("streamer", timeout=60.0)
+def streamer(call: AgentCall) -> dict[str, int]:
+    """Stream ``count`` chunks (0, 1, …) ``interval`` s apart. On its first attempt, after
+    ``pause_after`` chunks it waits for the file ``gate`` (so a test can kill it mid-stream)."""
+    p = call.params
+    for i in range(int(p.get("count", 10))):
+        if call.attempt == 1 and i == p.get("pause_after"):
+            while not Path(p["gate"]).exists():
+                time.sleep(0.01)
+        call.stream(i)
+        if p.get("interval"):
+            time.sleep(float(p["interval"]))
+    return {"streamed": int(p.get("count", 10))}

@@ -169,6 +169,44 @@ function decisionForm(nodeId) {
   return form;
 }
 
+// A node's streamed output (call.stream), followed once its details are open: text chunks run on,
+// JSON ones a line each; a rewind (a retried attempt) starts it over. One box per node, kept
+// across re-renders; only the open node's stream stays connected.
+const outputs = new Map();
+function outputOf(nodeId) {
+  for (const [id, box] of outputs) {
+    if (id !== nodeId && box.source) { box.source.close(); box.source = null; }
+  }
+  let box = outputs.get(nodeId);
+  if (!box) {
+    const holder = document.createElement("div");
+    holder.id = "output";
+    holder.hidden = true;
+    const title = document.createElement("dt");
+    title.textContent = "output";
+    const text = document.createElement("pre");
+    holder.append(title, text);
+    box = { holder, text, source: null };
+    outputs.set(nodeId, box);
+  }
+  if (!box.source) {
+    box.source = new EventSource(`/api/runs/${encodeURIComponent(runId)}/nodes/${encodeURIComponent(nodeId)}/stream`);
+    box.source.onmessage = (message) => {
+      const chunk = JSON.parse(message.data);
+      if (chunk.rewind) {
+        box.text.textContent = "";
+        box.holder.dataset.attempt = chunk.attempt;
+      } else {
+        box.text.textContent += typeof chunk.data === "string" ? chunk.data : JSON.stringify(chunk.data) + "\n";
+      }
+      box.holder.dataset.chunks = String(Number(box.holder.dataset.chunks || 0) + (chunk.rewind ? 0 : 1));
+      box.holder.hidden = false;
+      box.text.scrollTop = box.text.scrollHeight;
+    };
+  }
+  return box.holder;
+}
+
 function setStatus(nodeId, status) {
   const g = boxes.get(nodeId);
   if (g) g.setAttribute("data-status", status);
@@ -259,6 +297,7 @@ function showDetails() {
   if (node.error) field(list, node.status === "succeeded" ? "error of an earlier attempt" : "error", pre(node.error));
   if (node.result !== null && node.result !== undefined) field(list, "result", pre(JSON.stringify(node.result, null, 2)));
   panel.replaceChildren(title, list);
+  if (node.agent) panel.append(outputOf(selected));
   if (node.status === "waiting" && specs.get(selected)?.approval) panel.append(decisionForm(selected));
 }
 
