@@ -9,7 +9,7 @@ from coditect_tasks.app import create_app
 from coditect_tasks.errors import AgentDeclarationError, UnknownAgentError
 from coditect_tasks.settings import Settings
 
-EXAMPLES = {"echo", "emit", "sleep", "flaky", "noop", "plan"}
+EXAMPLES = {"echo", "emit", "sleep", "flaky", "noop", "plan", "talk"}
 
 
 def test_example_agents_are_discovered() -> None:
@@ -34,7 +34,7 @@ def test_unknown_agent_names_the_known_ones() -> None:
     with pytest.raises(UnknownAgentError) as info:
         select(load_agents(["workers.examples"]), ["echo", "coder"])
     assert info.value.name == "coder"
-    assert str(info.value) == "unknown agent 'coder' (known: echo, emit, flaky, noop, plan, sleep)"
+    assert str(info.value) == "unknown agent 'coder' (known: echo, emit, flaky, noop, plan, sleep, talk)"
 
 
 def test_unimportable_agent_module_is_one_clear_line() -> None:

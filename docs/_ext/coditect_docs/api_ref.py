@@ -16,6 +16,8 @@ SUPPORTING = (
     "coditect_tasks.resilience.retry.RetryPolicy",
     "coditect_tasks.client.core.History",
     "coditect_tasks.dag.waits.Wait",
+    "coditect_tasks.client.output.Chunk",
+    "coditect_tasks.history.queries.RunQuery",
 )
 
 
