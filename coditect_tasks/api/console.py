@@ -55,9 +55,13 @@ class Console:
         frontier = {str(k): int(v) for k, v in redis.hgetall(keys.FRONTIER).items()}
         agents = self.client.agents()["agents"]
         limits = self.client.limits()
+        oldest = self.client.history().oldest_queued()
         return {
             "generated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "agents": {name: _agent_row(info, frontier) for name, info in sorted(agents.items())},
+            "agents": {
+                name: {**_agent_row(info, frontier), "oldest_queued": oldest.get(name)}
+                for name, info in sorted(agents.items())
+            },
             "runs": self.counts(EVERY),
             "throughput": self.throughput(),
             "waiting": {kind: frontier.get(f"waiting|{kind}", 0) for kind in (*KINDS, "spawn")},

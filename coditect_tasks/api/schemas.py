@@ -105,6 +105,12 @@ class AgentRow(BaseModel):
     upcoming: int = Field(description="Its pending nodes whose unfinished predecessors all run now.")
 
 
+class OverviewAgent(AgentRow):
+    oldest_queued: str | None = Field(
+        description="When its longest-waiting queued node was put in line (from the history: as fresh as the recorder)."
+    )
+
+
 class Minute(BaseModel):
     minute: str = Field(description="YYYY-MM-DDTHH:MM (UTC)")
     succeeded: int
@@ -123,7 +129,7 @@ class Overview(BaseModel):
     """The console's home page: what runs where, how fast, and what waits."""
 
     generated_at: str
-    agents: dict[str, AgentRow]
+    agents: dict[str, OverviewAgent]
     runs: dict[str, int] = Field(description="Recorded runs per status.")
     throughput: dict[str, list[Minute]] = Field(
         description="runs and nodes that ended in each of the last 60 minutes (refreshed every 10 s)."

@@ -45,6 +45,7 @@ class NodeRecord(Base):
     __table_args__ = (
         Index("ix_coditect_nodes_finished_at", "finished_at"),
         Index("ix_coditect_nodes_agent_finished", "agent", "finished_at"),
+        Index("ix_coditect_nodes_status_queued", "status", "queued_at"),
     )
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -57,6 +58,9 @@ class NodeRecord(Base):
     finished_at: Mapped[str | None] = mapped_column(String(40))
     result: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    #: When it was last put in line (queued, retried, requeued, rerouted): the overview's oldest
+    #: queued node per agent; added after the first release (``store.upgrade``).
+    queued_at: Mapped[str | None] = mapped_column(String(40))
 
 
 class Transition(Base):

@@ -138,6 +138,20 @@ def per_minute(session: Session, minutes: int, now: datetime | None = None) -> d
     return charts
 
 
+#: Node statuses (as recorded) of a node in line for a worker.
+IN_LINE = ("queued", "requeued", "rerouted")
+
+
+def oldest_queued(session: Session) -> dict[str, str]:
+    """Agent → when its longest-waiting queued node was put in line: an index range per status."""
+    statement = (
+        select(NodeRecord.agent, func.min(NodeRecord.queued_at))
+        .where(NodeRecord.status.in_(IN_LINE), NodeRecord.queued_at.is_not(None))
+        .group_by(NodeRecord.agent)
+    )
+    return {str(agent): str(at) for agent, at in session.execute(statement) if agent is not None}
+
+
 def agent_nodes(session: Session, agent: str, limit: int) -> list[dict[str, Any]]:
     """The latest ``limit`` recorded nodes of ``agent`` that ended, newest first."""
     statement = (

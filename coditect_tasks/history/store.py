@@ -57,6 +57,7 @@ ADDED_COLUMNS = (
     ("coditect_runs", "parent_run_id", "VARCHAR(64)"),
     ("coditect_transitions", "detail", "TEXT"),
     ("coditect_runs", "parent_node", "VARCHAR(128)"),
+    ("coditect_nodes", "queued_at", "VARCHAR(40)"),
 )
 
 
@@ -67,6 +68,7 @@ ADDED_INDEXES = (
     ("ix_coditect_runs_status_submitted", "coditect_runs", "status, submitted_at"),
     ("ix_coditect_nodes_finished_at", "coditect_nodes", "finished_at"),
     ("ix_coditect_nodes_agent_finished", "coditect_nodes", "agent, finished_at"),
+    ("ix_coditect_nodes_status_queued", "coditect_nodes", "status, queued_at"),
 )
 
 
@@ -231,6 +233,11 @@ class HistoryStore:
         with Session(self.db) as session:
             return queries.per_minute(session, minutes)
 
+    def oldest_queued(self) -> dict[str, str]:
+        """Agent → when its longest-waiting queued node was put in line (as recorded)."""
+        with Session(self.db) as session:
+            return queries.oldest_queued(session)
+
     def agent_nodes(self, agent: str, limit: int = 50) -> list[dict[str, Any]]:
         """The latest nodes of ``agent`` that ended, newest first."""
         with Session(self.db) as session:
@@ -349,8 +356,10 @@ class _Batch:
             self.nodes.set(
                 key, status=NodeStatus.RUNNING.value, started_at=at, attempts=attempts, worker=fields.get("worker")
             )
+        elif status == NodeStatus.QUEUED:
+            self.nodes.set(key, status=NodeStatus.QUEUED.value, queued_at=at)
         elif status == "retrying":
-            self.nodes.set(key, status=NodeStatus.QUEUED.value, error=fields.get("error"))
+            self.nodes.set(key, status=NodeStatus.QUEUED.value, error=fields.get("error"), queued_at=at)
         elif status == "throttled":  # queued, held by a full limit
             self.nodes.set(key, status=NodeStatus.QUEUED.value)
         elif status in ("approved", "rejected"):  # a decision on a waiting approval: it waits on, or fails next
@@ -359,6 +368,8 @@ class _Batch:
             self.nodes.set(key, status=NodeStatus.SUCCEEDED.value, finished_at=at, result=fields.get("result", ""))
         elif status == NodeStatus.FAILED:
             self.nodes.set(key, status=NodeStatus.FAILED.value, finished_at=at, error=fields.get("error"))
+        elif status in ("requeued", "rerouted"):  # in line again: on its queue, or its fallback's
+            self.nodes.set(key, status=status, queued_at=at)
         else:
             self.nodes.set(key, status=status)
 
@@ -399,4 +410,5 @@ def _node_row(run_id: str, node_id: str, agent: str | None) -> dict[str, Any]:
         "finished_at": None,
         "result": None,
         "error": None,
+        "queued_at": None,
     }

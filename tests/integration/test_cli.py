@@ -128,6 +128,7 @@ def test_up_serves_agents_until_sigterm_and_leaves_nothing_behind(tmp_path: Path
             "flaky",
             "noop",
             "plan",
+            "talk",
         }
 
         up.send_signal(signal.SIGTERM)

@@ -5,6 +5,7 @@ Playwright), live without a reload; and the JSON they read, through the HTTP API
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def test_the_runs_api_filters_searches_pages_and_counts(served: Served, tmp_path
     bad = failing(served, tmp_path, "filtered-bad")
     for run in (*ok, bad):
         served.wait_end(run["run_id"])
+    stuck = served.submit({"name": "stuck", "nodes": [{"id": "n", "agent": "noop"}]})  # no worker serves noop
     record(served)
     failed = served.http.get("/api/runs", params={"status": "failed", "search": "filtered"}).json()
     assert [r["run_id"] for r in failed["runs"]] == [bad["run_id"]]
@@ -55,6 +57,10 @@ def test_the_runs_api_filters_searches_pages_and_counts(served: Served, tmp_path
     minutes = overview["throughput"]["runs"]
     assert len(minutes) == 60 and sum(m["failed"] for m in minutes) >= 1 and sum(m["succeeded"] for m in minutes) >= 3
     assert overview["agents"]["echo"]["slots"] == 4 and len(overview["agents"]["echo"]["workers"]) == 2
+    waited = datetime.fromisoformat(overview["agents"]["noop"]["oldest_queued"])
+    assert abs(waited - datetime.fromisoformat(stuck["submitted_at"])) < timedelta(seconds=2)
+    assert overview["agents"]["echo"]["oldest_queued"] is None  # nothing of echo waits
+    assert served.http.post(f"/api/runs/{stuck['run_id']}/cancel").status_code == 200
     agent = served.http.get("/api/agents/gated").json()
     assert agent["nodes"][0]["status"] == "failed" and "the gate is closed" in agent["nodes"][0]["error"]
     assert [w["concurrency"] for w in agent["workers"]] == [2] and agent["workers"][0]["pid"] > 0

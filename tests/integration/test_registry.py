@@ -34,7 +34,7 @@ def test_agents_lists_live_workers_and_queue_depth(settings: Settings, worker_fa
     app.close()
 
     agents = _agents_json(settings)
-    assert set(agents) == {"echo", "emit", "sleep", "flaky", "noop", "plan"}
+    assert set(agents) == {"echo", "emit", "sleep", "flaky", "noop", "plan", "talk"}
     for name in ("echo", "noop"):
         (entry,) = agents[name]["workers"]  # type: ignore[misc]
         assert entry["hostname"] == worker.hostname

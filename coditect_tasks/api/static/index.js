@@ -41,6 +41,7 @@ function agentRow(body, name, agent) {
   cell(row, String(agent.queue_depth));
   cell(row, String(agent.demand));
   cell(row, String(agent.upcoming));
+  cell(row, agent.oldest_queued ? timeCell(agent.oldest_queued) : "-");
   cell(row, badge(agent.breaker === "closed" ? "closed" : agent.breaker)).dataset.breaker = agent.breaker;
   if (!agent.workers.length) row.classList.add("idle");
 }
