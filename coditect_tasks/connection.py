@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ClusterDownError, TryAgainError
+from redis.exceptions import ClusterDownError, MovedError, SlotNotCoveredError, TryAgainError
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import keys
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Redis errors worth waiting out: a restart, a failover (a cluster's slot with no primary yet), a
 #: blip in the network.
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError, SlotNotCoveredError)
 
 
 def outlast_outages(seconds: float, retrying: type[tenacity.BaseRetrying] = tenacity.Retrying) -> Any:
@@ -136,7 +136,7 @@ class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool
 
 def require_noeviction(client: redis.Redis, url: str) -> None:
     """``EvictingRedisError`` unless Redis at ``url`` refuses writes when full instead of evicting keys."""
-    check_noeviction(client.info("memory"), url)
+    check_noeviction(on_slot(client).info("memory"), url)
 
 
 def check_noeviction(memory: dict[str, Any], url: str) -> None:
@@ -154,7 +154,7 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
     ``present``, also whether that key exists on the server waited on (a failover may have moved the
     pipeline to a new primary). Returns the pipeline's ``execute()`` (awaitable on an event loop):
     [barrier count, replicas that have it(, 1 if ``present`` exists)]."""
-    pipe = _on_slot(client).pipeline(transaction=False)
+    pipe = on_slot(client).pipeline(transaction=False)
     pipe.incr(keys.REPLICATED)
     pipe.wait(replicas, int(keys.REPLICA_WAIT_SECONDS * 1000))
     if present is not None:
@@ -165,6 +165,9 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
         except TRANSIENT:
             _remap(client)
             raise
+        except MovedError as exc:  # the slot moved (a failover): asked again next time, an outage till then
+            _remap(client)
+            raise redis.ConnectionError(f"the platform's slot moved: {exc}") from exc
     if isinstance(client, AsyncRedisCluster):
         return _remapping(client, pipe.execute())
     return pipe.execute()
@@ -181,13 +184,15 @@ async def _remapping(client: AsyncRedisCluster, execution: Any) -> Any:
     """``_remap`` for an event loop."""
     try:
         return await execution
-    except TRANSIENT:
+    except (*TRANSIENT, MovedError) as exc:
         with contextlib.suppress(redis.RedisError):
             await client.nodes_manager.initialize()
+        if isinstance(exc, MovedError):
+            raise redis.ConnectionError(f"the platform's slot moved: {exc}") from exc
         raise
 
 
-def _on_slot(client: Any) -> Any:
+def on_slot(client: Any) -> Any:
     """``client`` itself, or for a cluster a plain client of the primary that holds the platform's
     slot now: ``WAIT`` counts the writes of its own connection, and a cluster client would send it
     (it names no key) to some other node."""
@@ -195,8 +200,7 @@ def _on_slot(client: Any) -> Any:
         return client.get_redis_connection(client.get_node_from_key(keys.ROUTE))  # type: ignore[no-untyped-call]
     if isinstance(client, AsyncRedisCluster):
         node = client.get_node_from_key(keys.ROUTE)
-        if node is None:
-            raise redis.ConnectionError("no node of the cluster holds the platform's slot now")
+        assert node is not None  # (it raises SlotNotCoveredError rather than return None)
         plain: dict[str, aioredis.Redis] = client.__dict__.setdefault("_coditect_nodes", {})
         if node.name not in plain:
             pool = aioredis.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)

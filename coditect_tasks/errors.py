@@ -24,7 +24,7 @@ caller needs, not just a message.
     │   ├── CycleError              ``cycle`` lists the nodes of one cycle, in order
     │   └── DagTooLargeError        over a configured size limit (nodes, document bytes)
     ├── ReplicationError            a submit too few Redis replicas acknowledged in time (exit 3)
-    ├── LiveWorkersError            workers of an earlier release still live during ``upgrade-keys``
+    ├── UpgradeRefusedError         ``upgrade-keys`` found it unsafe to rename (and renamed nothing)
     ├── StreamLimitError            a node's attempt streamed more chunks than CODITECT_STREAM_MAX_CHUNKS
     ├── RunNotFoundError            no live state and no history for a run id (exit 2)
     ├── RunStateError               the run's state does not allow that (retry a running run) (exit 1)
@@ -219,15 +219,9 @@ class ReplicationError(CoditectError):
         super().__init__(f"{what}; submit again with the same idempotency key")
 
 
-class LiveWorkersError(CoditectError):
-    """Workers of an earlier release are live: renaming the keys under them would split the state."""
-
-    def __init__(self, workers: Iterable[str]) -> None:
-        self.workers = list(workers)
-        super().__init__(
-            f"{len(self.workers)} worker(s) of the earlier release are live ({', '.join(self.workers[:3])}"
-            f"{', …' if len(self.workers) > 3 else ''}): stop every process of that release first"
-        )
+class UpgradeRefusedError(CoditectError):
+    """``upgrade-keys`` found what makes renaming unsafe (a live worker of the earlier release, or
+    keys this release wrote already) and renamed nothing."""
 
 
 class StreamLimitError(CoditectError):

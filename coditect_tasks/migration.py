@@ -4,8 +4,8 @@ Releases before the Redis Cluster support kept every key under ``coditect:`` wit
 this one keeps them under ``coditect:{0}:`` (``keys.PREFIX``), so that on a cluster every script's
 keys share one slot. ``tag_keys`` renames what an earlier release left (runs in flight and in
 their retention window, limits an operator set, idempotency keys, breakers, the history stream
-with its recorder's place in it) once no process of that release runs: a worker of each layout
-at once would each see half the state.
+with its recorder's place in it) once no process of that release runs, and before any process of
+this one starts: a worker of each layout at once would each see half the state.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import redis
 
 from . import keys
-from .errors import LiveWorkersError
+from .errors import UpgradeRefusedError
 
 #: Where an earlier release kept its live workers' descriptions (expiring with their heartbeats).
 UNTAGGED_WORKER_PREFIX = f"{keys.UNTAGGED_PREFIX}worker:"
@@ -39,12 +39,22 @@ def _tagged(key: str) -> bool:
 
 
 def tag_keys(client: redis.Redis) -> Tagged:
-    """Rename every key of the earlier layout into this one (``LiveWorkersError`` while a worker
-    of that release is live). A key whose new name exists already is left as it is, and named."""
+    """Rename every key of the earlier layout into this one. ``UpgradeRefusedError``, with nothing
+    renamed, while a worker of that release is live, or once a process of this release has written
+    keys of its own (its indexes would not know the runs renamed under them)."""
     found = untagged(client)
     live = sorted(key.removeprefix(UNTAGGED_WORKER_PREFIX) for key in found if key.startswith(UNTAGGED_WORKER_PREFIX))
     if live:
-        raise LiveWorkersError(live)
+        shown = ", ".join(live[:3]) + (", …" if len(live) > 3 else "")
+        raise UpgradeRefusedError(
+            f"{len(live)} worker(s) of the earlier release are live ({shown}): stop every process of that release first"
+        )
+    ours = next(iter(client.scan_iter(match=f"{keys.PREFIX}*", count=1000)), None)
+    if found and ours is not None:
+        raise UpgradeRefusedError(
+            f"this release has written keys already ({ours}): run upgrade-keys before any of its processes "
+            "starts, or stop them and delete their keys (coditect:{0}:*) first"
+        )
     done = Tagged()
     for key in found:
         if client.renamenx(key, keys.PREFIX + key.removeprefix(keys.UNTAGGED_PREFIX)):

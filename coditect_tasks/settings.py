@@ -211,7 +211,7 @@ class Settings:
         outbox in the state Redis (``worker/outbox.py``)."""
         if self.broker_url is None:
             return False
-        return urlsplit(self.broker_url).scheme not in REDIS_SCHEMES or self.state_url != self.broker_url
+        return urlsplit(self.broker_url).scheme not in REDIS_SCHEMES or not same_redis(self.state_url, self.broker_url)
 
     def require_broker(self) -> str:
         if self.broker_url is None:
@@ -282,6 +282,24 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value)
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def same_redis(a: str, b: str) -> bool:
+    """Whether two Redis URLs name the same server and database, however spelt (a default port or
+    database written out or left out, the host's case); Sentinel URLs only as the same string."""
+    if a == b:
+        return True
+    first, second = urlsplit(a), urlsplit(b)
+    if SENTINEL_SCHEME in (first.scheme, second.scheme):
+        return False
+
+    def place(parts: Any) -> tuple[str, str, int, str]:
+        return (parts.scheme, (parts.hostname or "").lower(), parts.port or 6379, parts.path.strip("/") or "0")
+
+    try:
+        return place(first) == place(second)
+    except ValueError:  # a malformed port: not one Redis we can tell
+        return False
 
 
 def safe_url(url: str) -> str:

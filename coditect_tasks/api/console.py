@@ -45,9 +45,13 @@ class Console:
         with self._lock:
             for stale in [q for q, (at, _) in self._counts.items() if time.monotonic() - at > COUNTS_SECONDS]:
                 del self._counts[stale]
-            if query not in self._counts:
-                self._counts[query] = (time.monotonic(), self.client.history().counts(query))
-            return self._counts[query][1]
+            kept = self._counts.get(query)
+        if kept is not None:
+            return kept[1]
+        counted = self.client.history().counts(query)  # outside the lock: pages of other filters go on
+        with self._lock:
+            self._counts[query] = (time.monotonic(), counted)
+        return counted
 
     def overview(self) -> dict[str, Any]:
         """The home page's document."""
@@ -75,10 +79,11 @@ class Console:
 
     def throughput(self) -> dict[str, list[dict[str, Any]]]:
         """Runs and nodes ended per minute over the last hour, read at most every ``THROUGHPUT_SECONDS``."""
-        with self._lock:
-            if self._throughput is None or time.monotonic() - self._throughput[0] > THROUGHPUT_SECONDS:
-                self._throughput = (time.monotonic(), self.client.history().per_minute(CHART_MINUTES))
-            return self._throughput[1]
+        kept = self._throughput
+        if kept is not None and time.monotonic() - kept[0] <= THROUGHPUT_SECONDS:
+            return kept[1]
+        self._throughput = (time.monotonic(), self.client.history().per_minute(CHART_MINUTES))
+        return self._throughput[1]
 
     def agent(self, name: str) -> dict[str, Any] | None:
         """One agent's page: its workers, queue, frontier, breaker and fallback, and its latest

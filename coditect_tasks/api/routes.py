@@ -22,7 +22,7 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..client import AsyncClient, AsyncRun, Client, DagRun
-from ..client.output import ENDED, valid_id
+from ..client.output import ENDED, has_output, node_state, valid_id
 from ..dag.spec import Dag
 from ..engine.events import order
 from ..errors import (
@@ -260,17 +260,22 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         last_event_id: str | None = Header(None, description="The last chunk id seen: the stream resumes after it."),
     ) -> Response:
         """What the node streams (``call.stream``), from its start (or after ``Last-Event-ID``), live
-        until it ends; a chunk with ``rewind`` begins a retried attempt's output over. 204 for a
-        reconnect with nothing left to read of a node that has ended."""
+        until it ends, then an ``end`` event; a chunk with ``rewind`` begins a retried attempt's
+        output over. 204 when the node has ended and there is nothing (more) to read."""
         run = run_of(run_id)
         if last_event_id is not None and not valid_id(last_event_id):
             return JSONResponse({"error": f"Last-Event-ID {last_event_id!r} is not a chunk id"}, 422)
-        nodes = run.status()["nodes"]  # RunNotFoundError (404) before the stream starts
-        if node.partition("#")[0] not in nodes:  # (a foreach item streams as '<node>#<k>')
-            return JSONResponse({"error": f"run {run_id} has no node {node!r}"}, 404)
-        ended = nodes[node]["status"] in ENDED if node in nodes else False
-        if ended and last_event_id is not None and not list(run.stream(node, last_event_id)):
-            return Response(status_code=204)  # tells a browser's EventSource to stop reconnecting
+        run.state()  # RunNotFoundError (404) before the stream starts
+        status, live = node_state(client.redis, run_id, node)
+        if status is None:
+            gone = (
+                f"run {run_id}'s output left Redis with its live state"
+                if not live
+                else f"run {run_id} has no node {node!r}"
+            )
+            return JSONResponse({"error": gone}, 404)
+        if status in ENDED and not has_output(client.redis, run_id, node, last_event_id):
+            return Response(status_code=204)  # nothing (more) of a node that has ended: a browser stops asking
         return EventSourceResponse(_chunks(streams, run_id, node, last_event_id), ping=15)
 
     @api.get("/api/agents", dependencies=[Depends(guard.api)], response_model=schemas.Agents)
@@ -340,6 +345,7 @@ async def _sse(client: AsyncClient, run_id: str, after: str | None) -> AsyncIter
 async def _chunks(client: AsyncClient, run_id: str, node: str, after: str | None) -> AsyncIterator[dict[str, str]]:
     async for chunk in AsyncRun(run_id, client).stream(node, after):
         yield {"id": chunk.id, "data": json.dumps(chunk.to_json(), separators=(",", ":"))}
+    yield {"event": "end", "data": ""}  # the node has ended and all it streamed is sent
 
 
 def _pages(settings: Settings) -> dict[str, str]:

@@ -253,9 +253,14 @@ class Core:
         replies = yield Ask(lambda t: run_rows(t, run_ids))
         found: dict[str, dict[str, Any]] = {}
         for run_id, (name, status, submitted, finished) in zip(run_ids, replies, strict=True):
-            row = {"run_id": run_id, "name": name, "submitted_at": submitted, "finished_at": finished}
-            if status is not None and query.matches({**row, "status": public(status)}):
-                found[run_id] = {**row, "status": public(status)}
+            if status is not None:  # the live row wins over the history's (behind by the recorder's lag)
+                found[run_id] = {
+                    "run_id": run_id,
+                    "name": name,
+                    "submitted_at": submitted,
+                    "finished_at": finished,
+                    "status": public(status),
+                }
         for row in (yield Block(lambda: self.history().runs(limit, before=cutoff, query=query))):
             found.setdefault(row["run_id"], row)
         rows = [r for r in found.values() if cutoff is None or (r["submitted_at"] or "") < cutoff]

@@ -65,6 +65,30 @@ def node_output(run_id: str, node: str, after: str | None = None) -> Generator[S
         ended = status is None or status in ENDED
 
 
+def node_state(redis: Any, run_id: str, node: str) -> tuple[str | None, bool]:
+    """The node's status in the live state, and whether the run has live state at all (sync)."""
+    status, exists = _node_status(_Sync(redis), keys.run_prefix(run_id), node)
+    return status, bool(exists)
+
+
+def has_output(redis: Any, run_id: str, node: str, after: str | None) -> bool:
+    """Whether the node streamed anything after entry ``after`` (anything at all without), read
+    without waiting (sync)."""
+    key, start = keys.run_prefix(run_id) + "output", f"({after}" if after else "-"
+    while entries := redis.xrange(key, start, "+", count=PAGE):
+        if any(fields["n"] == node for _, fields in entries):
+            return True
+        start = f"({entries[-1][0]}"
+    return False
+
+
+@dataclass(frozen=True)
+class _Sync:
+    """A transport of one sync client, for the helpers the steps use."""
+
+    redis: Any
+
+
 def valid_id(text: str) -> bool:
     """Whether ``text`` is a stream entry id (``<ms>-<seq>``), as a reader may resume after."""
     ms, _, seq = text.partition("-")

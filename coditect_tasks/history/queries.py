@@ -60,11 +60,11 @@ class RunQuery:
             query = query.where(RunRecord.status == self.status)
         if self.name is not None:
             query = query.where(RunRecord.name == self.name)
-        if self.search:
+        if self.search:  # an id by its prefix, exactly; a name by a part of it, in any (ASCII) case
             pattern = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(
                 or_(
-                    RunRecord.run_id.like(f"{pattern}%", escape="\\"),
+                    func.substr(RunRecord.run_id, 1, len(self.search)) == self.search,
                     func.lower(RunRecord.name).like(f"%{pattern.lower()}%", escape="\\"),
                 )
             )

@@ -15,7 +15,7 @@ import pytest
 
 from coditect_tasks import AsyncClient, Client
 
-from .conftest import Served
+from .conftest import TOKEN, Served, chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("streaming")]  # one `serve` for the module
 COUNT = 5000
@@ -27,11 +27,18 @@ def sse(served: Served, path: str, last: str | None = None, stop_after: int | No
     found: list[dict[str, Any]] = []
     with served.http.stream("GET", path, headers=headers, timeout=60) as reply:
         assert reply.status_code == 200, reply.read()
+        event, ended = "", False
         for line in reply.iter_lines():
-            if line.startswith("data:"):
+            if line.startswith("event:"):
+                event = line[6:].strip()
+                ended = ended or event == "end"
+            elif line.startswith("data:") and event != "end":
                 found.append(json.loads(line[5:]))
                 if stop_after is not None and len(found) == stop_after:
                     break
+            elif not line:
+                event = ""
+        assert stop_after is not None or ended, "the stream ended without its end event"
     return found
 
 
@@ -90,5 +97,30 @@ def test_a_bad_stream_request_is_refused_before_it_starts(served: Served) -> Non
         reply = served.http.get(path, headers=headers)
         assert reply.status_code == status and problem in reply.json()["error"], reply.text
     assert served.wait_end(run["run_id"])["status"] == "succeeded"
-    assert sse(served, f"{base}/e/stream") == []  # a node that streamed nothing: the stream just ends
+    assert served.http.get(f"{base}/e/stream").status_code == 204  # it ended having streamed nothing
     assert httpx.get(served.url + f"{base}/e/stream").status_code == 401  # the token, as every endpoint
+
+
+def test_the_run_page_shows_a_nodes_output_as_it_arrives(served: Served, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    gate = tmp_path / "gate"
+    params = {"count": 40, "pause_after": 20, "gate": str(gate)}
+    run = served.submit({"name": "shown", "nodes": [{"id": "s", "agent": "streamer", "params": params}]})
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"{served.url}/runs/{run['run_id']}?token={TOKEN}")
+            page.wait_for_selector('body[data-ready=true] [data-node="s"][data-status="running"]', state="attached")
+            page.click('[data-node="s"] rect:last-of-type')
+            output = page.locator("#output")
+            expect(output).to_have_attribute("data-chunks", "20")  # live, while the node still runs
+            gate.touch()
+            expect(output).to_have_attribute("data-chunks", "40", timeout=10_000)
+            expect(output.locator("pre")).to_have_text("".join(f"{i}\n" for i in range(40)))
+            page.click('[data-node="s"] rect:last-of-type')  # opened again: the same output, once
+            expect(output).to_have_attribute("data-chunks", "40")
+            page.screenshot(path=str(tmp_path / "output.png"))
+        finally:
+            browser.close()

@@ -1,6 +1,7 @@
 """An upgrade from the key layout before the hash tag (``coditect:`` with no ``{0}``), on a real
-Redis and a real worker: ``upgrade-keys`` refuses while a worker of the earlier release is live,
-then moves a run waiting for an approval and an operator's limit, and the run goes on to succeed.
+Redis and a real worker: ``upgrade-keys`` refuses while a worker of the earlier release is live or
+once this release has written keys, then moves a run waiting for an approval and an operator's
+limit, and the run goes on to succeed.
 The earlier layout is this one with its tag taken out: the one difference between the two."""
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def test_upgrade_keys_moves_a_waiting_run_and_a_limit_and_refuses_under_live_wor
         assert "echo-1@old-host" in refused.stderr and "stop every process of that release" in refused.stderr
         assert not list(state.scan_iter(match=f"{keys.PREFIX}*"))  # nothing moved
         state.delete("coditect:worker:echo-1@old-host")
+        state.set(keys.REAPED_AT, "1")  # a process of this release ran already: its indexes lack the old runs
+        early = run_cli(["upgrade-keys"], env)
+        assert early.returncode == 1 and "this release has written keys already" in early.stderr, early.stderr
+        assert (
+            state.get(keys.UNTAGGED_PREFIX + "reaped_at") is None
+            and len(list(state.scan_iter("coditect:*"))) == moved + 1
+        )
+        state.delete(keys.REAPED_AT)
 
         upgraded = run_cli(["upgrade-keys", "--json"], env)
         assert upgraded.returncode == 0, upgraded.stderr

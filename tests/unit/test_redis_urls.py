@@ -88,3 +88,14 @@ def test_a_cluster_holds_run_state_only_with_a_broker_of_its_own() -> None:
     assert beside_rabbit.outbox and beside_rabbit.state_url == cluster
     one_redis = Settings.from_env({"CODITECT_BROKER_URL": "redis://b:6379/0"})
     assert not one_redis.outbox and one_redis.backend_url == "redis://b:6379/0"
+
+
+def test_one_redis_spelt_two_ways_is_one_redis_for_the_outbox() -> None:
+    same = Settings.from_env(
+        {"CODITECT_BROKER_URL": "redis://:pw@Cache:6379/0", "CODITECT_REDIS_URL": "redis://:pw@cache"}
+    )
+    assert not same.outbox  # the engine's scripts push straight onto the broker's lists
+    other = Settings.from_env(
+        {"CODITECT_BROKER_URL": "redis://cache:6379/0", "CODITECT_REDIS_URL": "redis://cache:6379/1"}
+    )
+    assert other.outbox  # another database: node messages go through the outbox

@@ -186,11 +186,14 @@ function outputOf(nodeId) {
     title.textContent = "output";
     const text = document.createElement("pre");
     holder.append(title, text);
-    box = { holder, text, source: null };
+    box = { holder, text, source: null, ended: false };
     outputs.set(nodeId, box);
   }
-  if (!box.source) {
+  if (!box.source && !box.ended) {
+    box.text.textContent = ""; // the stream starts from the node's first chunk again
+    box.holder.dataset.chunks = "0";
     box.source = new EventSource(`/api/runs/${encodeURIComponent(runId)}/nodes/${encodeURIComponent(nodeId)}/stream`);
+    box.source.addEventListener("end", () => { box.source.close(); box.source = null; box.ended = true; });
     box.source.onmessage = (message) => {
       const chunk = JSON.parse(message.data);
       if (chunk.rewind) {

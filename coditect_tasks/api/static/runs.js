@@ -48,6 +48,8 @@ function show(runs, fresh) {
     if (row.dataset.status !== run.status || row.dataset.finished !== String(run.finished_at)) {
       fill(row, run);
       row.dataset.finished = String(run.finished_at);
+    } else if (!run.finished_at) {
+      row.cells[4].textContent = duration(run.submitted_at, null); // a running run's time goes on
     }
   });
   const shown = new Set(runs.map((run) => run.run_id)); // the page read is the truth: a run the
