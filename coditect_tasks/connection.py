@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -136,7 +137,7 @@ class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool
 
 def require_noeviction(client: redis.Redis, url: str) -> None:
     """``EvictingRedisError`` unless Redis at ``url`` refuses writes when full instead of evicting keys."""
-    check_noeviction(on_slot(client).info("memory"), url)
+    check_noeviction(slot_memory(client), url)
 
 
 def check_noeviction(memory: dict[str, Any], url: str) -> None:
@@ -154,11 +155,9 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
     ``present``, also whether that key exists on the server waited on (a failover may have moved the
     pipeline to a new primary). Returns the pipeline's ``execute()`` (awaitable on an event loop):
     [barrier count, replicas that have it(, 1 if ``present`` exists)]."""
-    pipe = on_slot(client).pipeline(transaction=False)
-    pipe.incr(keys.REPLICATED)
-    pipe.wait(replicas, int(keys.REPLICA_WAIT_SECONDS * 1000))
-    if present is not None:
-        pipe.exists(present)
+    if isinstance(client, AsyncRedisCluster):
+        return _remapping(client, lambda: _barrier_pipe(client, replicas, present).execute())
+    pipe = _barrier_pipe(client, replicas, present)
     if isinstance(client, RedisCluster):
         try:
             return pipe.execute()
@@ -168,9 +167,23 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
         except MovedError as exc:  # the slot moved (a failover): asked again next time, an outage till then
             _remap(client)
             raise redis.ConnectionError(f"the platform's slot moved: {exc}") from exc
-    if isinstance(client, AsyncRedisCluster):
-        return _remapping(client, pipe.execute())
     return pipe.execute()
+
+
+def _barrier_pipe(client: Any, replicas: int, present: str | None) -> Any:
+    pipe = on_slot(client).pipeline(transaction=False)
+    pipe.incr(keys.REPLICATED)
+    pipe.wait(replicas, int(keys.REPLICA_WAIT_SECONDS * 1000))
+    if present is not None:
+        pipe.exists(present)
+    return pipe
+
+
+def slot_memory(client: Any) -> Any:
+    """``INFO memory`` of the primary that holds the platform's slot (awaitable on an event loop)."""
+    if isinstance(client, AsyncRedisCluster):
+        return _remapping(client, lambda: on_slot(client).info("memory"))
+    return on_slot(client).info("memory")
 
 
 def _remap(client: RedisCluster) -> None:
@@ -180,10 +193,12 @@ def _remap(client: RedisCluster) -> None:
         client.nodes_manager.initialize()
 
 
-async def _remapping(client: AsyncRedisCluster, execution: Any) -> Any:
-    """``_remap`` for an event loop."""
+async def _remapping(client: AsyncRedisCluster, call: Callable[[], Any]) -> Any:
+    """``call()`` on the slot's primary from an event loop, the cluster's map learnt first (an asyncio
+    cluster client learns it on its first command) and again after an error (``_remap``)."""
     try:
-        return await execution
+        await client.initialize()
+        return await call()
     except (*TRANSIENT, MovedError) as exc:
         with contextlib.suppress(redis.RedisError):
             await client.nodes_manager.initialize()

@@ -14,7 +14,7 @@ from redis import RedisError
 
 from .. import keys
 from ..agents import Agent
-from ..connection import barrier, check_noeviction, on_slot
+from ..connection import barrier, check_noeviction, slot_memory
 from ..dag.critical import ranks
 from ..dag.plan import validate
 from ..dag.spec import Dag
@@ -147,7 +147,7 @@ class Submitter:
         holds the submission. Roots past the first ``ROOT_SLICE`` are queued after it, a slice per
         script call (the reaper goes on with them if this process stops)."""
         if not self._no_eviction_checked:  # once per client: run state must never be evicted
-            check_noeviction((yield Ask(lambda t: on_slot(t.redis).info("memory"))), self.settings.state_url)
+            check_noeviction((yield Ask(lambda t: slot_memory(t.redis))), self.settings.state_url)
             self._no_eviction_checked = True
         held = yield Outlast(lambda number: self._write_once(write, number), self.outage_seconds)
         if held != write.run_id:  # an earlier run holds the idempotency key (written with that run)

@@ -312,14 +312,36 @@ async function select(nodeId) {
   await refresh(); // results are not in the event stream: read the node's latest
 }
 
+// Read the run document again. Reads can overlap (a click, an approval, the run's end), and
+// transitions arrive while one is on its way: only the newest read is shown, and the transitions
+// that arrived during it are applied to it again, so an older document never hides a newer state
+// (the stream is in order: one that is older than the document is followed by the newer ones).
+let reads = 0;
+const during = new Set(); // the transitions arriving while each read is on its way
 async function refresh() {
-  doc = await getJSON(`/api/runs/${encodeURIComponent(runId)}`);
+  const mine = ++reads;
+  const arrived = [];
+  during.add(arrived);
+  let fresh;
+  try {
+    fresh = await getJSON(`/api/runs/${encodeURIComponent(runId)}`);
+  } finally {
+    during.delete(arrived);
+  }
+  if (mine !== reads) return; // a newer read is on its way
+  doc = fresh;
+  for (const event of arrived) applyTo(event);
   for (const [id, node] of Object.entries(doc.nodes)) setStatus(id, node.status);
   header();
   showDetails();
 }
 
 function apply(event) {
+  for (const arrived of during) arrived.push(event);
+  applyTo(event);
+}
+
+function applyTo(event) {
   if (event.node === null) {
     doc.status = event.status;
   } else {
