@@ -19,6 +19,8 @@ from .errors import EmbeddedStackError
 from .redis_server import RedisServer, free_port
 
 SLOTS = 16384
+#: How far above its port a node's cluster bus listens.
+BUS_OFFSET = 10000
 
 
 class ClusterGroup:
@@ -35,10 +37,11 @@ class ClusterGroup:
             f"masterauth {self.password}",
         )
         # each bus port drawn as client ports are, not the default port + 10000 (maybe taken)
-        self.buses = [free_port() for _ in range(primaries * (1 + replicas))]
-        self.servers = [
-            RedisServer(self.data_dir / f"node-{i}", password=self.password, config=(*config, f"cluster-port {bus}"))
-            for i, bus in enumerate(self.buses)
+        self.servers = [  # each node's bus listens on its port + 10,000 (redis-server 6 has no cluster-port)
+            RedisServer(
+                self.data_dir / f"node-{i}", port=free_port(beside=BUS_OFFSET), password=self.password, config=config
+            )
+            for i in range(primaries * (1 + replicas))
         ]
         self.primaries = primaries
 
@@ -63,8 +66,8 @@ class ClusterGroup:
         for index, server in enumerate(self.servers[: self.primaries]):
             last = SLOTS - 1 if index == self.primaries - 1 else (index + 1) * share - 1
             self._ask(server, "CLUSTER", "ADDSLOTS", *range(index * share, last + 1))
-        for server, bus in zip(others, self.buses[1:], strict=True):
-            self._ask(first, "CLUSTER", "MEET", "127.0.0.1", server.port, bus)
+        for server in others:
+            self._ask(first, "CLUSTER", "MEET", "127.0.0.1", server.port)
         self._until(deadline, "every node to know the others", lambda: all(self._known(s) for s in self.servers))
         for number, replica in enumerate(self.servers[self.primaries :]):
             primary = self.servers[number % self.primaries]
