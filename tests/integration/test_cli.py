@@ -134,9 +134,13 @@ def test_up_serves_agents_until_sigterm_and_leaves_nothing_behind(tmp_path: Path
         up.send_signal(signal.SIGTERM)
         stdout, _ = up.communicate(timeout=30)
     finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
+        if up.poll() is None:  # a failed check: SIGTERM first, so up stops what it started (nothing outlives a test)
+            up.terminate()
+            try:
+                up.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
     assert up.returncode == 0
     assert "export CODITECT_BROKER_URL=redis://:" in stdout
     assert "@127.0.0.1:" in stdout

@@ -16,7 +16,7 @@ from coditect_tasks.engine.transitions import Engine, TakeNext, engine_for
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import WorkerFactory
+from ..conftest import WorkerFactory, wait_for
 
 QUEUE = keys.agent_queue("echo")
 
@@ -112,6 +112,10 @@ def test_a_hard_time_limit_fails_the_node_taken_after_the_message(
     dag.node("quick", "steadfast", params={"seconds": 0})
     dag.node("slow", "steadfast", params={"seconds": 30})
     worker = worker_factory(["steadfast"], extra_env={"CODITECT_AGENT_MODULES": modules})
+    state = engine_for(settings.state_url).client
+    # the heartbeat registers the worker, then writes its queue's hand-off window: before the window,
+    # both roots would go to the queue at once and the second process take slow's message itself
+    wait_for(lambda: state.hget(keys.WINDOWS, keys.agent_queue("steadfast")) is not None, 10, "the queue's window")
     run = submit(dag, app)
     assert run.wait(20) == "failed"
     nodes = run.status()["nodes"]
