@@ -74,7 +74,7 @@ def test_a_sigkill_of_the_primary_mid_load_loses_no_acknowledged_run(replicated:
         acknowledged, refused, killed_at, promoted_at = [], 0, 0.0, 0.0
         killed = replicated.primary()
         started = time.monotonic()
-        while time.monotonic() - started < 9:
+        while time.monotonic() - started < 7:
             if not killed_at and len(acknowledged) >= 20:
                 killed_at = time.time()
                 killed.kill()
