@@ -63,7 +63,7 @@ class Console:
         return {
             "generated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "agents": {
-                name: {**_agent_row(info, frontier), "oldest_queued": oldest.get(name)}
+                name: {**_agent_row(name, info, frontier), "oldest_queued": oldest.get(name)}
                 for name, info in sorted(agents.items())
             },
             "runs": self.counts(EVERY),
@@ -95,15 +95,14 @@ class Console:
         declared = self.client.app.agents.get(name)
         return {
             "name": name,
-            **_agent_row(agents[name], frontier),
+            **_agent_row(name, agents[name], frontier),
             "fallback": declared.fallback if declared is not None else None,
             "description": declared.description if declared is not None else "",
             "nodes": self.client.history().agent_nodes(name, AGENT_NODES),
         }
 
 
-def _agent_row(info: dict[str, Any], frontier: dict[str, int]) -> dict[str, Any]:
-    name = info["queue"].removeprefix(keys.AGENT_QUEUE_PREFIX)
+def _agent_row(name: str, info: dict[str, Any], frontier: dict[str, int]) -> dict[str, Any]:
     return {
         **info,
         "slots": sum(int(w["concurrency"]) for w in info["workers"]),

@@ -44,7 +44,7 @@ def node_output(run_id: str, node: str, after: str | None = None) -> Generator[S
     """Node ``node``'s output after entry ``after`` (all of it without), live, until the node has ended."""
     prefix = keys.run_prefix(run_id)
     key, last = prefix + "output", after or "0-0"
-    status, exists = yield Ask(lambda t: _node_status(t, prefix, node))
+    status, exists = yield Ask(lambda t: _node_status(t.redis, prefix, node))
     if status is None:
         if not exists:
             raise RunNotFoundError(run_id)  # (or its live state, and its output with it, has left Redis)
@@ -61,13 +61,13 @@ def node_output(run_id: str, node: str, after: str | None = None) -> Generator[S
             continue
         if ended:
             return  # what it streamed before it ended is read
-        status, _ = yield Ask(lambda t: _node_status(t, prefix, node))
+        status, _ = yield Ask(lambda t: _node_status(t.redis, prefix, node))
         ended = status is None or status in ENDED
 
 
 def node_state(redis: Any, run_id: str, node: str) -> tuple[str | None, bool]:
     """The node's status in the live state, and whether the run has live state at all (sync)."""
-    status, exists = _node_status(_Sync(redis), keys.run_prefix(run_id), node)
+    status, exists = _node_status(redis, keys.run_prefix(run_id), node)
     return status, bool(exists)
 
 
@@ -82,13 +82,6 @@ def has_output(redis: Any, run_id: str, node: str, after: str | None) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class _Sync:
-    """A transport of one sync client, for the helpers the steps use."""
-
-    redis: Any
-
-
 def valid_id(text: str) -> bool:
     """Whether ``text`` is a stream entry id (``<ms>-<seq>``), as a reader may resume after."""
     ms, _, seq = text.partition("-")
@@ -99,8 +92,9 @@ def _read(key: str, last: str, block: int | None) -> Any:
     return lambda t: t.redis.xread({key: last}, count=PAGE, block=block)
 
 
-def _node_status(transport: Any, prefix: str, node: str) -> Any:
-    pipe = transport.redis.pipeline(transaction=False)
+def _node_status(redis: Any, prefix: str, node: str) -> Any:
+    """The node's status and whether its run has live state (awaitable on an event loop)."""
+    pipe = redis.pipeline(transaction=False)
     pipe.hget(prefix + "status", node)
     pipe.exists(prefix + "run")
     return pipe.execute()

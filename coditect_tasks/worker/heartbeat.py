@@ -153,11 +153,16 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         assert self._registry is not None and self._info is not None
         try:
             self._registry.beat(self._info)
-            windows = {  # a window bounds a broker list Lua can see: through the outbox there is none
-                keys.agent_queue(agent): window(sum(w.concurrency for w in workers))
-                for agent, workers in self._registry.by_agent().items()
-                if workers and not self._app.settings.outbox
-            }
+            # a window bounds a broker list Lua can see: through the outbox there is none
+            windows = (
+                {}
+                if self._app.settings.outbox
+                else {
+                    keys.agent_queue(agent): window(sum(w.concurrency for w in workers))
+                    for agent, workers in self._registry.by_agent().items()
+                    if workers
+                }
+            )
             engine_for(self._app.settings.state_url).set_windows(windows)
         except redis.RedisError as exc:
             log.warning("heartbeat to the state Redis failed: %s", exc)

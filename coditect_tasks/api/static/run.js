@@ -26,13 +26,6 @@ function el(name, attrs = {}, parent = null) {
   return node;
 }
 
-async function getJSON(path, options) {
-  const reply = await fetch(path, options);
-  const body = await reply.json();
-  if (!reply.ok) throw new Error(body.error || reply.statusText);
-  return body;
-}
-
 // Longest-path layers, then one barycentre sweep so edges cross less.
 function layout(dag) {
   const after = new Map(dag.nodes.map((n) => [n.id, n.after || []]));
