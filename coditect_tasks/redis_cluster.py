@@ -36,11 +36,8 @@ class ClusterGroup:
             f"cluster-node-timeout {node_timeout_ms}",
             f"masterauth {self.password}",
         )
-        # each bus port drawn as client ports are, not the default port + 10000 (maybe taken)
-        self.servers = [  # each node's bus listens on its port + 10,000 (redis-server 6 has no cluster-port)
-            RedisServer(
-                self.data_dir / f"node-{i}", port=free_port(beside=BUS_OFFSET), password=self.password, config=config
-            )
+        self.servers = [
+            RedisServer(self.data_dir / f"node-{i}", password=self.password, config=config)
             for i in range(primaries * (1 + replicas))
         ]
         self.primaries = primaries
@@ -53,6 +50,9 @@ class ClusterGroup:
     def start(self, timeout: float = 30.0) -> ClusterGroup:
         try:
             for server in self.servers:
+                # each node's bus listens on its port + 10,000 (redis-server 6 has no cluster-port): a
+                # port drawn with that one free too, just before the node takes both
+                server.port = free_port(beside=BUS_OFFSET)
                 server.start()
             self._form(time.monotonic() + timeout)
         except BaseException:

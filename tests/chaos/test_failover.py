@@ -87,7 +87,12 @@ def test_a_sigkill_of_the_primary_mid_load_loses_no_acknowledged_run(replicated:
             time.sleep(0.05)
         assert killed_at, "the load never reached the kill"
         states = [run.wait(timeout=90) for run in acknowledged]
-        assert states == ["succeeded"] * len(acknowledged)
+        errors = {
+            run.id: {n: node["error"] for n, node in run.status()["nodes"].items() if node["error"]}
+            for run, state in zip(acknowledged, states, strict=True)
+            if state != "succeeded"
+        }
+        assert states == ["succeeded"] * len(acknowledged), errors
         assert replicated.primary() is not killed
         after = [
             run for run in acknowledged if datetime.fromisoformat(run.status()["submitted_at"]).timestamp() > killed_at

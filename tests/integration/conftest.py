@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -95,37 +96,51 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
             (["echo", "sleep", "counted", "gated"], ["echo", "emit", "sleep", "waiter", "plan", "streamer"])
         )
     ]
-    port = free_port()
     server_env = {**os.environ, **env, "CODITECT_API_TOKEN": TOKEN, "CODITECT_FLOWER_URL": FLOWER}
-    log = (home / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "coditect_tasks", "serve", "--port", str(port)],
-        env=server_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    log_path = home / "serve.log"
+    server: subprocess.Popen[bytes] | None = None
     try:
+        server, url = _serve(server_env, log_path)
+        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         for worker in workers:
             worker.wait_ready(registry, timeout=30)
-
-        def answers() -> bool:
-            assert server.poll() is None, (home / "serve.log").read_text()
-            try:
-                return httpx.get(url + "/openapi.json", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(answers, 30, "serve to answer")
-        yield Served(settings, env, http, url, registry)
+        try:
+            yield Served(settings, env, http, url, registry)
+        finally:
+            http.close()
     finally:
-        http.close()
-        stop_process(server, 10)
-        log.close()
+        if server is not None:
+            stop_process(server, 10)
         stop_processes([worker.proc for worker in workers if worker.proc is not None], timeout=10)
         registry.client.close()
+
+
+def _serve(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``serve`` on a free port, answering; another port if one drawn free was taken before it bound."""
+    for _ in range(3):
+        port, log = free_port(), log_path.open("ab")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "coditect_tasks", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda s=server, u=url: s.poll() is not None or _answers(u), 30, "serve to answer")  # type: ignore[misc]
+        if server.poll() is None:
+            return server, url
+        if "Address already in use" not in log_path.read_text():
+            break
+    raise AssertionError(log_path.read_text())
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/openapi.json", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def chromium() -> str:
