@@ -135,7 +135,7 @@ class LocalStack:
         concurrency: int = 2,
         data_dir: Path | None = None,
         record: bool = False,
-        recorder: bool = False,
+        services: Sequence[str] = (),
     ) -> None:
         self.base_settings = settings
         self.settings = settings
@@ -144,8 +144,8 @@ class LocalStack:
         self.concurrency = concurrency
         self.data_dir = data_dir or settings.home / "redis"
         self.record = record
-        self.with_recorder = recorder
-        self.recorder: subprocess.Popen[bytes] | None = None
+        self.service_names = tuple(services)
+        self.services: list[subprocess.Popen[bytes]] = []
         self.redis: RedisServer | None = None
         self.workers: list[WorkerProcess] = []
 
@@ -158,7 +158,7 @@ class LocalStack:
         label: str,
         workers: int = 1,
         concurrency: int = 2,
-        recorder: bool = False,
+        services: Sequence[str] = (),
     ) -> Iterator[LocalStack]:
         """A stack for one command (the caller starts it), stopped on exit with its Redis data removed.
 
@@ -167,7 +167,7 @@ class LocalStack:
         """
         root = settings.home / f"{label}-{uuid.uuid4().hex[:8]}"
         stack = cls(
-            settings, agents, workers=workers, concurrency=concurrency, data_dir=root / "redis", recorder=recorder
+            settings, agents, workers=workers, concurrency=concurrency, data_dir=root / "redis", services=services
         )
         try:
             yield stack
@@ -213,20 +213,22 @@ class LocalStack:
                 log_path=logs / f"worker-{index + 1}.log",
             )
             self.workers.append(worker.start())
-        if self.with_recorder:
+        for name in self.service_names:  # the recorder, the scheduler: one process each
             logs.mkdir(parents=True, exist_ok=True)
-            with (logs / "recorder.log").open("ab") as out:
-                self.recorder = subprocess.Popen(
-                    [sys.executable, "-m", "coditect_tasks", "recorder"],
-                    env={
-                        **os.environ,
-                        **self.settings.environment(),
-                        "CODITECT_LOG_FILE": str((logs / "recorder.log").resolve()),
-                    },
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+            with (logs / f"{name}.log").open("ab") as out:
+                self.services.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "coditect_tasks", name],
+                        env={
+                            **os.environ,
+                            **self.settings.environment(),
+                            "CODITECT_LOG_FILE": str((logs / f"{name}.log").resolve()),
+                        },
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
                 )
         registry = Registry.from_url(self.settings.state_url)
         try:
@@ -242,9 +244,9 @@ class LocalStack:
         for worker in self.workers:
             worker.stop()
         self.workers = []
-        if self.recorder is not None:
-            stop_process(self.recorder, timeout=15)
-            self.recorder = None
+        for service in self.services:
+            stop_process(service, timeout=15)
+        self.services = []
         if self.redis is not None:
             self.redis.stop()
             self.redis = None

@@ -9,6 +9,8 @@ caller needs, not just a message.
     │   ├── NoBrokerError           nothing configured and no embedded stack running
     │   └── EvictingRedisError      a Redis whose maxmemory-policy may evict run state
     ├── InvalidArgumentError        an argument out of its range (also a ValueError) (exit 2)
+    │   └── ScheduleError           a schedule that cannot fire: its cron, zone, duration or name
+    ├── ScheduleNotFoundError       no schedule of that name (exit 2)
     ├── UnknownAgentError           an agent name nobody declared (exit 2)
     ├── AgentDeclarationError       an @agent declaration that cannot work (exit 2)
     ├── BrokerUnreachableError      the broker or state Redis does not answer (exit 3)
@@ -83,6 +85,21 @@ class InvalidArgumentError(CoditectError, ValueError):
     ``ValueError``, as Python's own calls raise for one."""
 
     exit_code = 2
+
+
+class ScheduleError(InvalidArgumentError):
+    """A schedule that cannot fire as given (its cron expression, time zone, interval, overlap
+    policy or name), or one that exists already."""
+
+
+class ScheduleNotFoundError(CoditectError):
+    """No schedule of that name."""
+
+    exit_code = 2
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r} (coditect-tasks schedule list)")
 
 
 class UnknownAgentError(CoditectError):

@@ -97,7 +97,8 @@ RUN_HASHES = (
     # first_event (its first history stream id), events (how many it has recorded), seq (RUN_SEQ at
     # submit), fair (its fairness key); a spawned child's parent and parent_node (the node that spawned it),
     # root (its tree's first run), depth (levels below root), spawned_by ('<parent>|<node>|<attempt>');
-    # a root's tree (nodes in its whole tree, once a node spawned)
+    # a root's tree (nodes in its whole tree, once a node spawned); a scheduled run's schedule and
+    # fire_time (ISO-8601, UTC)
     "status",
     "attempts",
     "pending",
@@ -261,6 +262,23 @@ EVENTS_PREFIX = f"{PREFIX}events:"
 EVENT_RETENTION_SECONDS = 24 * 3600
 
 
+#: HASH schedule name → its definition as JSON (``schedules.spec.Schedule.to_json``).
+SCHEDULES = f"{PREFIX}schedules"
+#: ZSET of the schedules that are not paused, scored by when (ms since the epoch, jitter included)
+#: their next fire time is due: every scheduler reads it (``schedules/scheduler.py``).
+SCHEDULES_DUE = f"{PREFIX}schedules:due"
+#: SET of the schedules holding a fire back until their previous run ends (``--overlap buffer-one``).
+SCHEDULES_BUFFERED = f"{PREFIX}schedules:buffered"
+#: Prefix of HASH ``<prefix><name>``: ``next`` (its next fire time, ms), ``last_run``, ``last_fire``
+#: (ms), ``buffered`` (the fire time held back, ms); advanced by schedule.lua, compare-and-set, so
+#: that of the schedulers racing for one fire time one moves it on.
+SCHEDULE_PREFIX = f"{PREFIX}schedule:"
+
+
+def schedule_state(name: str) -> str:
+    return f"{SCHEDULE_PREFIX}{name}"
+
+
 #: STRING ``<owner>|<token>`` of a held lock (``state/lock.py``), expiring with its lease.
 #: STRING a durable write's barrier increments: WAIT on the same connection then tells how many
 #: replicas have it, and so every write before it (``connection.barrier``).
@@ -385,6 +403,9 @@ def lua_prelude() -> str:
         "WAITERS_PREFIX": WAITERS_PREFIX,
         "EVENTS_PREFIX": EVENTS_PREFIX,
         "EVENT_RETENTION_SECONDS": EVENT_RETENTION_SECONDS,
+        "SCHEDULES_DUE": SCHEDULES_DUE,
+        "SCHEDULES_BUFFERED": SCHEDULES_BUFFERED,
+        "SCHEDULE_PREFIX": SCHEDULE_PREFIX,
     }
     lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]
     for name, value in values.items():

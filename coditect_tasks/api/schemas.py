@@ -68,6 +68,8 @@ class RunDocument(BaseModel):
     name: str | None
     parent_run_id: str | None = Field(description="The run this one retries, or the run that spawned it.")
     parent_node: str | None = Field(default=None, description="The node of parent_run_id that spawned this run.")
+    schedule: str | None = Field(default=None, description="The schedule that started this run.")
+    fire_time: str | None = Field(default=None, description="The schedule's fire time this run is for (ISO-8601, UTC).")
     status: str = Field(description="running, succeeded, failed or cancelled")
     submitted_at: str | None
     finished_at: str | None

@@ -69,14 +69,14 @@ def temporary_stack(
     label: str,
     workers: int = 1,
     concurrency: int = 2,
-    recorder: bool = False,
+    services: Sequence[str] = (),
 ) -> Iterator[LocalStack]:
     """A local stack for this command alone, started under a spinner; stopped and removed on exit."""
     from ..embedded import LocalStack
 
     stop_on_sigterm()
     with LocalStack.temporary(
-        base, agents, label, workers=workers, concurrency=concurrency, recorder=recorder
+        base, agents, label, workers=workers, concurrency=concurrency, services=services
     ) as stack:
         parts = (["redis-server"] if base.embedded else []) + ([f"{workers} worker pool(s)"] if workers else [])
         with err.status(f"starting {' and '.join(parts) or 'the stack'}…"):

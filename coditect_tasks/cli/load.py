@@ -63,7 +63,7 @@ def load(
         if target.embedded:  # nothing configured and no `up` running: bring our own stack
             agents = sorted({node.agent for node in dag.nodes.values()})
             stack = cleanup.enter_context(
-                temporary_stack(config, agents, "load", workers=1, concurrency=concurrency, recorder=True)
+                temporary_stack(config, agents, "load", workers=1, concurrency=concurrency, services=("recorder",))
             )
             target = stack.settings
         client = cleanup.enter_context(redis_client(target.state_url))

@@ -1,7 +1,9 @@
-"""``exporter``, ``flower`` and ``recorder``: the long-running services beside the workers."""
+"""``exporter``, ``flower``, ``recorder``, ``scheduler`` and ``serve``: the long-running services
+beside the workers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Annotated
@@ -78,6 +80,24 @@ def recorder() -> None:
         rec.run_forever()
     except KeyboardInterrupt:
         rec.drain()
+
+
+def scheduler() -> None:
+    """Fire the schedules when due, in the foreground until SIGTERM; run as many as you like."""
+    from .. import broker
+    from ..client import Client
+    from ..observability import logs
+    from ..schedules.scheduler import Scheduler
+
+    config = settings()
+    if logs.log_file():
+        logs.configure_logging(config.log_level, file=logs.log_file())
+    broker.ping(config.state_url, config.connect_timeout)
+    stop_on_sigterm()
+    with Client(config) as client:
+        err.print("firing schedules (Ctrl-C stops)")
+        with contextlib.suppress(KeyboardInterrupt):
+            Scheduler(client).run_forever()
 
 
 def serve(

@@ -160,7 +160,9 @@ def up(
     served = names(agents, "--agents") if agents else sorted(declared)
     select(declared, served)
     stop_on_sigterm()
-    stack = LocalStack(config, served, workers=workers, concurrency=concurrency, record=True, recorder=True)
+    stack = LocalStack(
+        config, served, workers=workers, concurrency=concurrency, record=True, services=("recorder", "scheduler")
+    )
     try:
         with err.status("starting the local stack…"):
             stack.start()

@@ -38,6 +38,7 @@ from ..steps import STEPS, Ask, Block, Cleanups, Listen, Outlast, Pause, Receive
 from .core import CLIENT_SCRIPTS, Core, History, channel_run
 from .document import outcome, results
 from .output import Chunk, node_output
+from .schedules import AsyncSchedules
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class AsyncClient:
         self._history = history
         self._made_history: HistoryStore | None = None
         self.core = Core(self.app, self.history, OUTAGE_SECONDS)
+        self.schedules = AsyncSchedules(self, lambda run_id: AsyncRun(run_id, self))
         self._waits = _Waits(self.redis)
 
     def history(self) -> History:

@@ -28,6 +28,7 @@ from ..engine.transitions import now
 from ..errors import InvalidArgumentError, RunNotFoundError, RunStateError
 from ..history.queries import EVERY, RunQuery
 from ..registry import live_workers
+from ..schedules.book import ScheduleBook
 from ..settings import Settings
 from ..status import TERMINAL, public
 from ..steps import Ask, Block, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, ask
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 #: dropped subscription): waits and event streams are woken by pub/sub, never by this.
 RECHECK_SECONDS = 5.0
 #: The scripts a client calls (the rest are the workers').
-CLIENT_SCRIPTS = ("submit", "roots", "cancel", "limit", "event", "approve")
+CLIENT_SCRIPTS = ("submit", "roots", "cancel", "limit", "event", "approve", "schedule")
 
 
 class History(Protocol):
@@ -102,6 +103,7 @@ class Core:
         self.history = history
         self.outage_seconds = outage_seconds
         self.submitter = Submitter(app, outage_seconds)
+        self.schedules = ScheduleBook(self)
 
     # --- reading ---
 

@@ -71,6 +71,8 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
         "name": run.get("name"),
         "parent_run_id": run.get("parent") or None,
         "parent_node": run.get("parent_node") or None,
+        "schedule": run.get("schedule") or None,
+        "fire_time": run.get("fire_time") or None,
         "status": public(status),
         "submitted_at": run.get("submitted_at"),
         "finished_at": run.get("finished_at"),

@@ -36,6 +36,7 @@ from ..steps import Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step,
 from .core import CLIENT_SCRIPTS, Core, History, channel_run
 from .document import outcome, results
 from .output import Chunk, node_output
+from .schedules import Schedules
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Client:
         self.scripts = registered(client, CLIENT_SCRIPTS)
         self._history = history
         self.core = Core(app, self.history, OUTAGE_SECONDS)
+        self.schedules = Schedules(self, lambda run_id: DagRun(run_id, self))
 
     def history(self) -> History:
         if self._history is None:

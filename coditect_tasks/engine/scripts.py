@@ -49,6 +49,7 @@ def _load_scripts() -> dict[str, str]:
             "approve",
             "spawn",
             "output",
+            "schedule",
         )
     }
 

@@ -37,6 +37,9 @@ class RunRecord(Base):
     parent_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     #: The node of ``parent_run_id`` that spawned this run (None for a retry).
     parent_node: Mapped[str | None] = mapped_column(String(128))
+    #: The schedule that started this run and the fire time it is for (ISO-8601, UTC).
+    schedule: Mapped[str | None] = mapped_column(String(128))
+    fire_time: Mapped[str | None] = mapped_column(String(40))
 
 
 class NodeRecord(Base):

@@ -58,6 +58,8 @@ ADDED_COLUMNS = (
     ("coditect_transitions", "detail", "TEXT"),
     ("coditect_runs", "parent_node", "VARCHAR(128)"),
     ("coditect_nodes", "queued_at", "VARCHAR(40)"),
+    ("coditect_runs", "schedule", "VARCHAR(128)"),
+    ("coditect_runs", "fire_time", "VARCHAR(40)"),
 )
 
 
@@ -159,6 +161,8 @@ class HistoryStore:
                 "name": run.name,
                 "parent_run_id": run.parent_run_id,
                 "parent_node": run.parent_node,
+                "schedule": run.schedule,
+                "fire_time": run.fire_time,
                 "status": run.status,
                 "submitted_at": run.submitted_at,
                 "finished_at": run.finished_at,
@@ -385,6 +389,8 @@ class _Batch:
             "dag": dag,
             "parent_run_id": run_info.get("parent"),
             "parent_node": run_info.get("parent_node"),
+            "schedule": run_info.get("schedule"),
+            "fire_time": run_info.get("fire_time"),
         }
         for node in json.loads(dag)["nodes"] if dag else []:
             key = (run_id, node["id"])

@@ -53,11 +53,13 @@ class Submitter:
         parent: str = "",
         priority: int | None = None,
         fairness_key: str | None = None,
+        origin: dict[str, str] | None = None,
     ) -> Steps[str]:
         """Validate ``dag`` and start it (``DagError``: nothing enqueued); the id of the run that
         holds the submission (an earlier run of the same idempotency key, or the new one).
         ``priority`` (0–9) applies to its nodes without their own; ``fairness_key`` (a tenant, a
-        user) is served round robin with the other keys of the same priority."""
+        user) is served round robin with the other keys of the same priority; ``origin`` (a
+        scheduled run's ``schedule`` and ``fire_time``) goes into its run hash and history."""
         check_ordering(priority, fairness_key)
         idem = self.idempotency(dag, key)
         if idem is not None:  # a failover or a restart is waited out here too, as the write is
@@ -73,7 +75,7 @@ class Submitter:
         tracing.setup_tracing("coditect-producer")
         with tracing.run_span(dag.name, len(dag.nodes)) as span:
             ordering = (priority, fairness_key or "", seconds)
-            write = self.prepare(dag, live, span, reused, parent, idem, limits, ordering)
+            write = self.prepare(dag, live, span, reused, parent, idem, limits, ordering, origin or {})
             return (yield from self.write(write))
 
     def children(self, dags: Iterable[Dag], priority: int | None, fairness_key: str) -> Steps[list[RunWrite]]:
@@ -111,6 +113,7 @@ class Submitter:
         idem: Idempotency | None = None,
         held: dict[str, list[list[Any]]] | None = None,
         ordering: tuple[int | None, str, dict[str, float]] = (None, "", {}),
+        origin: dict[str, str] | None = None,
     ) -> RunWrite:
         """Validate and plan ``dag`` against the agents the app declares and ``live`` ones, and
         build its run's writes under the run's root ``span``."""
@@ -133,7 +136,7 @@ class Submitter:
                         app, run_id, known, node.timeout, trace
                     )
             node_templates[node.id] = template_key(node.agent, node.timeout)
-        fields = {"trace": trace, "parent": parent, **({"outbox": 1} if settings.outbox else {})}
+        fields = {"trace": trace, "parent": parent, **({"outbox": 1} if settings.outbox else {}), **(origin or {})}
         priority, fairness_key, seconds = ordering
         placed = Ordering(
             keys.DEFAULT_PRIORITY if priority is None else priority,
