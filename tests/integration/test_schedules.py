@@ -3,6 +3,7 @@ number of schedulers and whichever of them die, catch-up after downtime, and ove
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -15,8 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from coditect_tasks import Client, Dag
-from coditect_tasks import keys
+from coditect_tasks import Client, Dag, keys
 from coditect_tasks.redis_server import stop_processes
 from coditect_tasks.settings import Settings
 
@@ -145,9 +145,9 @@ def test_overlap_skip_and_buffer_one_never_run_two_at_once(
             status = doc.status()
             spans.append((_at(status["submitted_at"]), _at(status["finished_at"])))
         spans.sort()
-        overlaps = [(a, b) for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1]]
+        overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
         assert overlaps == [], f"{policy}: two runs at once"
-        idle = [round(b[0] - a[1], 2) for a, b in zip(spans, spans[1:], strict=False)]
+        idle = [round(b[0] - a[1], 2) for a, b in itertools.pairwise(spans)]
         print(f"{policy}: {len(spans)} runs, idle between them {idle} s")
         if policy == "buffer-one":  # the held fire starts as the previous run ends, not at a later fire
             assert max(idle) < 1.0
@@ -174,7 +174,9 @@ def _at(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def test_trigger_and_backfill_start_runs_that_name_their_schedule(client: Client, worker_factory: WorkerFactory) -> None:
+def test_trigger_and_backfill_start_runs_that_name_their_schedule(
+    client: Client, worker_factory: WorkerFactory
+) -> None:
     worker_factory(["echo"], concurrency=2)
     client.schedules.add("daily", echo_dag("daily"), cron="0 3 * * *", tz="Europe/Berlin")
     run = client.schedules.trigger("daily")
