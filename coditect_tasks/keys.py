@@ -4,15 +4,11 @@ All keys share the ``coditect:{0}:`` prefix so that an operator can find (and a 
 can flush) everything we own without touching the broker's own keys. Its ``{0}`` is a Redis
 Cluster hash tag: every key hashes to the same slot, so on a cluster each script's keys sit on
 one node and redis-py routes the script there by the one key it names (``ROUTE``). The Lua
-scripts never spell a key or a limit themselves: ``lua_prelude()`` renders these
+scripts never spell a key or a limit themselves: ``engine.prelude.lua_prelude()`` renders these
 constants as the first lines of every script when the engine loads them.
 """
 
 from __future__ import annotations
-
-import json
-
-from .status import NodeStatus, RunStatus
 
 PREFIX = "coditect:{0}:"
 #: Keys written before the hash tag (release 0.x): ``coditect-tasks upgrade-keys`` renames them.
@@ -317,7 +313,7 @@ def breaker_state(agent: str) -> str:
     return breaker_prefix(agent) + "state"
 
 
-# Limits the Lua scripts enforce (``lua_prelude``); Python code that needs one reads it here.
+# Limits the Lua scripts enforce (``engine/prelude.py``); Python code that needs one reads it here.
 
 #: Seconds an attempt's lease lasts without renewal: a running attempt not renewed for this long is presumed dead.
 LEASE_SECONDS = 5.0
@@ -346,85 +342,3 @@ SUBMIT_STALL_SECONDS = 10.0
 TAKE_NEXT_TRIES = 4
 #: Upper bounds (s) of the node and run duration histograms; an observation lands in the first that holds it.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
-
-
-def lua_prelude() -> str:
-    """The constants above as Lua locals: the first lines of every engine script."""
-    values: dict[str, str | int | float | tuple[str | float, ...]] = {
-        "HISTORY": HISTORY,
-        "LEASES": LEASES,
-        "WATCHES": WATCHES,
-        "PUSHED": PUSHED,
-        "ORDER_HEADER": ORDER_HEADER,
-        "DELAYED": DELAYED,
-        "METRICS": METRICS,
-        "FRONTIER": FRONTIER,
-        "RESERVERS": RESERVERS,
-        "OUTBOX": OUTBOX,
-        "OUTBOX_HELD_PREFIX": OUTBOX_HELD_PREFIX,
-        "REAPED_AT": REAPED_AT,
-        "REAP_GAP_SECONDS": REAP_GAP_SECONDS,
-        "WORKER_PREFIX": WORKER_PREFIX,
-        "RESERVED_PREFIX": RESERVED_PREFIX,
-        "RUN_KEY_PREFIX": RUN_KEY_PREFIX,
-        "DONE_CHANNEL": DONE_CHANNEL,
-        "EVENTS_CHANNEL": EVENTS_CHANNEL,
-        "AGENT_QUEUE_PREFIX": AGENT_QUEUE_PREFIX,
-        "RUN_HASHES": RUN_HASHES,
-        "SPENT_HASHES": SPENT_HASHES,
-        "LEASE_SECONDS": LEASE_SECONDS,
-        "MAX_RESULT_BYTES": MAX_RESULT_BYTES,
-        "QUEUED_CHECK_SECONDS": QUEUED_CHECK_SECONDS,
-        "RUNS": RUNS,
-        "UNRECORDED": UNRECORDED,
-        "RETIRED": RETIRED,
-        "HISTORY_CAP": HISTORY_CAP,
-        "TAKEN_AFTER_PREFIX": TAKEN_AFTER_PREFIX,
-        "SUBMITTING": SUBMITTING,
-        "ROOT_SLICE": ROOT_SLICE,
-        "SUBMIT_STALL_SECONDS": SUBMIT_STALL_SECONDS,
-        "TAKE_NEXT_TRIES": TAKE_NEXT_TRIES,
-        "HISTORY_MAX_ENTRIES": HISTORY_MAX_ENTRIES,
-        "DURATION_BUCKETS": DURATION_BUCKETS,
-        "LIMITS": LIMITS,
-        "LIMITS_DECLARED": LIMITS_DECLARED,
-        "LIMITS_SET": LIMITS_SET,
-        "LIMIT_PREFIX": LIMIT_PREFIX,
-        "LIMITS_DUE": LIMITS_DUE,
-        "CLOCK_CHANNEL": CLOCK_CHANNEL,
-        "WAKE_BUDGET": WAKE_BUDGET,
-        "WINDOWS": WINDOWS,
-        "READY_PREFIX": READY_PREFIX,
-        "READY_QUEUES": READY_QUEUES,
-        "RUN_SEQ": RUN_SEQ,
-        "RANK_SPAN": RANK_SPAN,
-        "DEFAULT_PRIORITY": DEFAULT_PRIORITY,
-        "WAITS_DUE": WAITS_DUE,
-        "WAITERS_PREFIX": WAITERS_PREFIX,
-        "EVENTS_PREFIX": EVENTS_PREFIX,
-        "EVENT_RETENTION_SECONDS": EVENT_RETENTION_SECONDS,
-        "SCHEDULES_DUE": SCHEDULES_DUE,
-        "SCHEDULES_BUFFERED": SCHEDULES_BUFFERED,
-        "SCHEDULE_PREFIX": SCHEDULE_PREFIX,
-    }
-    lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]
-    for name, value in values.items():
-        lines.append(f"local {name} = {_lua(value)}")
-    for table, statuses in (("RUN_STATUS", RunStatus), ("NODE_STATUS", NodeStatus)):  # status.py's enums
-        lines.append(f"local {table} = {{{', '.join(f'{s.name} = {_lua(s.value)}' for s in statuses)}}}")
-    # One variable per run hash (RUN, STATUS, …, TRACE), pointed at a run by use_run(run_id).
-    names = [suffix.upper() for suffix in RUN_HASHES]
-    lines.append(f"local RUN_ID, P, {', '.join(names)}")
-    lines.append("local function use_run(run_id)")
-    lines.append("  RUN_ID, P = run_id, RUN_KEY_PREFIX .. run_id .. ':'")
-    lines.extend(f"  {name} = P .. {_lua(suffix)}" for name, suffix in zip(names, RUN_HASHES, strict=True))
-    lines.append("end")
-    return "\n".join(lines) + "\n"
-
-
-def _lua(value: str | int | float | tuple[str | float, ...]) -> str:
-    if isinstance(value, tuple):
-        return "{" + ", ".join(_lua(v) for v in value) + "}"
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string literal is a valid Lua string literal for these ASCII names
-    return format(value, "g") if isinstance(value, float) else str(value)

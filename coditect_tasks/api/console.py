@@ -75,6 +75,7 @@ class Console:
             },
             "outbox": int(redis.llen(keys.OUTBOX)),
             "limits": [_limit_row(limit) for limit in limits],
+            "schedules": self.client.schedules.all(),
         }
 
     def throughput(self) -> dict[str, list[dict[str, Any]]]:

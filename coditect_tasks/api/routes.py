@@ -33,6 +33,7 @@ from ..errors import (
     InvalidArgumentError,
     RunNotFoundError,
     RunStateError,
+    ScheduleNotFoundError,
     UnknownAgentError,
 )
 from ..history.queries import RunQuery
@@ -41,6 +42,7 @@ from ..status import TERMINAL
 from . import schemas
 from .console import Console
 from .pages import add_console
+from .schedules import add_schedules
 from .security import Gate, Guard
 
 #: Media types ``POST /api/runs`` reads, and the suffix that makes ``Dag.from_text`` parse them as such.
@@ -53,6 +55,7 @@ DAG_MEDIA = {
 #: HTTP status of each error a request can meet (the first class that matches).
 STATUS_OF: tuple[tuple[type[CoditectError], int], ...] = (
     (RunNotFoundError, 404),
+    (ScheduleNotFoundError, 404),
     (RunStateError, 409),
     (DagError, 422),
     (UnknownAgentError, 422),
@@ -328,6 +331,7 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         return JSONResponse({"name": name, "definition": client.unset_limit(name)})
 
     add_console(api, console, guard, pages)
+    add_schedules(api, client, guard)
 
     api.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return api

@@ -127,6 +127,27 @@ class LimitRow(BaseModel):
     oldest_wait: float = Field(description="Seconds the longest waiter has waited.")
 
 
+class ScheduleState(BaseModel):
+    """One schedule, as ``coditect-tasks schedule list --json`` shows it."""
+
+    name: str
+    dag: dict[str, Any] = Field(description="The DAG each fire starts (before params).")
+    cron: str | None
+    every: float | None = Field(description="Seconds between fire times (multiples of it since the epoch).")
+    tz: str
+    overlap: str = Field(description="skip, buffer-one, allow or cancel-other: a fire while the previous run runs.")
+    catchup: float = Field(description="Seconds a fire missed while no scheduler ran is still made up.")
+    jitter: float
+    params: dict[str, Any]
+    paused: bool
+    created: int = Field(description="When it was added (ms since the epoch).")
+    when: str = Field(description="How it fires, for people.")
+    next_fire: str | None = Field(description="When its next run starts (ISO-8601, jitter in); null while paused.")
+    last_run: str | None
+    last_fire: str | None
+    buffered: str | None = Field(description="The fire time held back until the previous run ends (buffer-one).")
+
+
 class Overview(BaseModel):
     """The console's home page: what runs where, how fast, and what waits."""
 
@@ -140,6 +161,7 @@ class Overview(BaseModel):
     recorder: dict[str, int] = Field(description="lag_entries (transitions not yet recorded), unrecorded_runs.")
     outbox: int = Field(description="Node messages waiting for a worker to publish them.")
     limits: list[LimitRow]
+    schedules: list[ScheduleState] = Field(description="Every schedule with its next fire time and latest run.")
 
 
 class AgentNode(BaseModel):
@@ -256,3 +278,39 @@ class Chunk(BaseModel):
     attempt: int = Field(description="The attempt that streamed it.")
     data: Any = Field(description="The chunk: text or JSON, as the agent gave it (null for a rewind).")
     rewind: bool = Field(description="A retried attempt begins its output over: drop what came before.")
+
+
+class Schedules(BaseModel):
+    schedules: list[ScheduleState]
+
+
+class ScheduleNew(BaseModel):
+    """A schedule to add: ``dag`` (the DAG document) and exactly one of ``cron`` and ``every``."""
+
+    name: str
+    dag: dict[str, Any]
+    cron: str | None = None
+    every: str | float | None = Field(default=None, description="Seconds, or a duration: 2s, 5m, 1h.")
+    tz: str = "UTC"
+    overlap: str = "skip"
+    catchup: float = Field(default=60.0, ge=0)
+    jitter: float = Field(default=0.0, ge=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Backfill(BaseModel):
+    start: str = Field(description="ISO-8601: the first fire time counted.")
+    end: str = Field(description="ISO-8601: fire times before it are counted.")
+
+
+class BackfillRun(BaseModel):
+    fire_time: str
+    run_id: str
+
+
+class Backfilled(BaseModel):
+    runs: list[BackfillRun]
+
+
+class Triggered(BaseModel):
+    run_id: str

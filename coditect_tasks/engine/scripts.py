@@ -1,6 +1,6 @@
 """The engine's Lua scripts, loaded once: each file after the prelude and the shared functions.
 
-The prelude (``keys.lua_prelude``) renders the Python constants a script uses (key prefixes,
+The prelude (``prelude.lua_prelude``) renders the Python constants a script uses (key prefixes,
 statuses, limits), so no constant lives in two languages.
 """
 
@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from .. import keys
+from .prelude import lua_prelude
 
 #: The shared functions, by concern, in the order they build on each other (Lua locals must be
 #: defined before use): helpers, the frontier and metrics, the history, limits, queueing (and the
@@ -22,7 +23,7 @@ COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "wait
 
 def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__) / "lua"
-    common = keys.lua_prelude() + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in COMMON)
+    common = lua_prelude() + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in COMMON)
     return {
         name: common + "\n" + (folder / f"{name}.lua").read_text()
         for name in (

@@ -5,7 +5,7 @@ Playwright), live without a reload; and the JSON they read, through the HTTP API
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,33 @@ def test_the_runs_api_filters_searches_pages_and_counts(served: Served, tmp_path
     assert unknown.status_code == 404 and "no agent 'nobody'" in unknown.json()["error"]
 
 
+def test_the_schedules_api_adds_lists_pauses_triggers_and_deletes(served: Served) -> None:
+    dag = {"name": "hourly", "nodes": [{"id": "a", "agent": "echo"}]}
+    added = served.http.post(
+        "/api/schedules", json={"name": "hourly", "dag": dag, "cron": "0 * * * *", "tz": "Asia/Tokyo"}
+    )
+    assert added.status_code == 201, added.text
+    fire = datetime.fromisoformat(added.json()["next_fire"])
+    assert fire.minute == 0 and fire.second == 0 and timedelta(0) < fire - datetime.now(UTC) <= timedelta(hours=1)
+    listed = served.http.get("/api/overview").json()["schedules"]
+    assert [(s["name"], s["when"], s["next_fire"]) for s in listed] == [
+        ("hourly", "cron 0 * * * * (Asia/Tokyo)", added.json()["next_fire"])
+    ]
+    again = served.http.post("/api/schedules", json={"name": "hourly", "dag": dag, "every": "5m"})
+    assert again.status_code == 422 and "exists" in again.json()["error"]
+    bad = served.http.post("/api/schedules", json={"name": "bad", "dag": dag, "cron": "99 * * * *"})
+    assert bad.status_code == 422 and "cron '99 * * * *'" in bad.json()["error"]
+    assert served.http.get("/api/schedules").json()["schedules"][0]["name"] == "hourly"  # bad left nothing
+    paused = served.http.post("/api/schedules/hourly/pause").json()
+    assert paused["paused"] and paused["next_fire"] is None
+    run_id = served.http.post("/api/schedules/hourly/trigger").json()["run_id"]
+    assert served.wait_end(run_id)["schedule"] == "hourly"
+    assert served.http.get("/api/schedules/hourly").json()["last_run"] == run_id
+    assert served.http.delete("/api/schedules/hourly").status_code == 204
+    gone = served.http.post("/api/schedules/hourly/resume")
+    assert gone.status_code == 404 and "no schedule named 'hourly'" in gone.json()["error"]
+
+
 def test_the_console_follows_workers_and_runs_live_in_a_browser(served: Served, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -95,7 +122,14 @@ def test_the_console_follows_workers_and_runs_live_in_a_browser(served: Served, 
                 ready = time.monotonic()
                 expect(flaky_workers).to_have_text("1", timeout=5_000)  # the bar: within 5 s of its start
                 shown = time.monotonic() - ready
+                nightly = {"name": "nightly", "nodes": [{"id": "a", "agent": "echo"}]}
+                added = served.http.post("/api/schedules", json={"name": "nightly", "dag": nightly, "every": "1h"})
+                assert added.status_code == 201, added.text
+                listed = page.locator('tr[data-schedule="nightly"] td:nth-child(4) time')
+                expect(listed).to_have_attribute("datetime", added.json()["next_fire"], timeout=5_000)
+                assert (listed.text_content() or "").startswith("in ")
                 page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+                assert served.http.delete("/api/schedules/nightly").status_code == 204
                 page.click('tr[data-agent="flaky"] a')
                 page.wait_for_selector(f'tr[data-worker="{worker.hostname}"]')
             finally:

@@ -1,4 +1,4 @@
-"""The Lua scripts take every key name and shared limit from Python (``keys.lua_prelude``), never their own copy."""
+"""The Lua scripts take every key name and shared limit from Python (``engine.prelude.lua_prelude``), never their own copy."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from coditect_tasks import keys
+from coditect_tasks.engine.prelude import lua_prelude
 from coditect_tasks.engine.scripts import COMMON, SCRIPTS
 from coditect_tasks.status import NodeStatus, RunStatus
 
@@ -55,7 +56,7 @@ def test_no_script_spells_a_key_name_or_a_run_hash() -> None:
 
 
 def test_no_script_defines_a_constant_python_also_defines() -> None:
-    names = set(re.findall(r"^local (\w+) =", keys.lua_prelude(), flags=re.M))
+    names = set(re.findall(r"^local (\w+) =", lua_prelude(), flags=re.M))
     redefined = [
         f"{path.name}: {name}"
         for path in SCRIPT_FILES
@@ -66,7 +67,7 @@ def test_no_script_defines_a_constant_python_also_defines() -> None:
 
 
 def test_the_prelude_carries_pythons_values() -> None:
-    prelude = keys.lua_prelude()
+    prelude = lua_prelude()
     assert f'local LEASES = "{keys.LEASES}"' in prelude
     assert f'local UNRECORDED = "{keys.UNRECORDED}"' in prelude
     assert f"local LEASE_SECONDS = {keys.LEASE_SECONDS:g}" in prelude

@@ -72,6 +72,18 @@ async function load() {
     cell(row, limit.waiting ? `${limit.oldest_wait.toFixed(1)} s` : "-");
   }
   if (!view.limits.length) cell(limits.insertRow(), "no limits declared").colSpan = 5;
+  const schedules = document.querySelector("#schedules tbody");
+  schedules.replaceChildren();
+  for (const item of view.schedules) {
+    const row = schedules.insertRow();
+    row.dataset.schedule = item.name;
+    cell(row, item.name);
+    cell(row, item.when);
+    cell(row, item.overlap);
+    cell(row, item.paused ? badge("paused") : timeCell(item.next_fire));
+    cell(row, item.last_run ? link(`/runs/${item.last_run}`, item.last_run.slice(0, 8)) : "-");
+  }
+  if (!view.schedules.length) cell(schedules.insertRow(), "no schedules (coditect-tasks schedule add)").colSpan = 5;
   document.getElementById("updated").textContent = `updated ${new Date(view.generated_at).toLocaleTimeString()}`;
   document.body.dataset.ready = "true";
 }
