@@ -21,6 +21,9 @@ from .limits import Limit
 from .resilience.retry import RetryPolicy
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+#: Between an agent's name and its version in its key, queue and task: ``coder@2``, ``agents.coder@2``.
+VERSION_MARK = "@"
 #: Longest hard time limit of an agent or a node, in seconds (a day). The broker's visibility
 #: timeout sits above it, so the broker never redelivers the message of a call still running.
 MAX_TIMEOUT = 24 * 3600.0
@@ -83,14 +86,22 @@ class Agent:
     breaker_reset: float = 30.0
     #: Limits every node of this agent holds while it runs (``limits.Limit``), beside its own.
     limits: tuple[Limit, ...] = ()
+    #: Its version (``@agent(..., version="2")``): served on a queue of its own, which the runs pinned
+    #: to it by a ramp (``coditect-tasks agents ramp``) use. None: the unversioned queue.
+    version: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``coder``, or ``coder@2`` for a version: what a worker serves and the registry lists."""
+        return versioned(self.name, self.version)
 
     @property
     def queue(self) -> str:
-        return keys.agent_queue(self.name)
+        return keys.agent_queue(self.key)
 
     @property
     def task_name(self) -> str:
-        return keys.agent_queue(self.name)
+        return keys.agent_queue(self.key)
 
     @property
     def soft_limit(self) -> float:
@@ -119,6 +130,7 @@ def agent(
     breaker_failures: int = 5,
     breaker_reset: float = 30.0,
     limits: Iterable[Limit] = (),
+    version: str | None = None,
 ) -> Callable[[AgentFn], Agent]:
     """Declare the decorated function as agent type ``name``.
 
@@ -128,6 +140,8 @@ def agent(
     After ``breaker_failures`` consecutive failures the agent's circuit opens for
     ``breaker_reset`` seconds; its nodes then go to ``fallback`` or fail fast.
     Every node of the agent holds ``limits`` (global concurrency and rate limits) while it runs.
+    A ``version`` is served on its own queue (``agents.coder@2``): runs reach it when a ramp pins
+    them to it (``coditect-tasks agents ramp coder --to 2 --percent 10``).
     """
     if not NAME_PATTERN.match(name):
         raise AgentDeclarationError(f"agent name {name!r} must match {NAME_PATTERN.pattern} (it names a queue)")
@@ -135,6 +149,8 @@ def agent(
         raise AgentDeclarationError(f"agent {name!r}: timeout must be over 0 and at most {MAX_TIMEOUT:g} s")
     if soft_timeout is not None and soft_timeout > timeout:
         raise AgentDeclarationError(f"agent {name!r}: soft_timeout exceeds timeout")
+    if version is not None and not VERSION_PATTERN.match(version):
+        raise AgentDeclarationError(f"agent {name!r}: version {version!r} must match {VERSION_PATTERN.pattern}")
     policy = RetryPolicy.retries(retries, backoff=backoff, backoff_max=backoff_max, retry_on=retry_on)
     held = tuple(limits)
     if not all(isinstance(limit, Limit) for limit in held):
@@ -152,13 +168,14 @@ def agent(
             breaker_failures=breaker_failures,
             breaker_reset=breaker_reset,
             limits=held,
+            version=version,
         )
 
     return declare
 
 
 def load_agents(modules: Iterable[str]) -> dict[str, Agent]:
-    """Import ``modules`` and collect the agents they declare, by name."""
+    """Import ``modules`` and collect the agents they declare, by key (name, or ``name@version``)."""
     found: dict[str, Agent] = {}
     for module_name in modules:
         try:
@@ -170,11 +187,21 @@ def load_agents(modules: Iterable[str]) -> dict[str, Agent]:
         for value in vars(module).values():
             if not isinstance(value, Agent):
                 continue
-            known = found.get(value.name)
+            known = found.get(value.key)
             if known is not None and known.fn is not value.fn:
-                raise AgentDeclarationError(f"agent {value.name!r} is declared twice (second time in {module_name})")
-            found[value.name] = value
+                raise AgentDeclarationError(f"agent {value.key!r} is declared twice (second time in {module_name})")
+            found[value.key] = value
     return found
+
+
+def versioned(name: str, version: str | None) -> str:
+    """The key of ``name`` at ``version`` (``coder@2``); ``name`` itself for no version."""
+    return f"{name}{VERSION_MARK}{version}" if version else name
+
+
+def base_name(key: str) -> str:
+    """The agent's name in a key: ``coder`` of ``coder@2``."""
+    return key.partition(VERSION_MARK)[0]
 
 
 def select(agents: Mapping[str, Agent], names: Iterable[str]) -> list[Agent]:

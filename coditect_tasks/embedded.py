@@ -49,7 +49,8 @@ class WorkerProcess:
         self.agents = list(agents)
         self.concurrency = concurrency
         self.pool = pool
-        self.hostname = hostname or f"{'+'.join(self.agents)[:40]}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        named = "+".join(self.agents).replace("@", ".v")[:40]  # "coder@2": no second @ in a node name
+        self.hostname = hostname or f"{named}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         self.log_path = log_path
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None

@@ -94,7 +94,7 @@ RUN_HASHES = (
     # submit), fair (its fairness key); a spawned child's parent and parent_node (the node that spawned it),
     # root (its tree's first run), depth (levels below root), spawned_by ('<parent>|<node>|<attempt>');
     # a root's tree (nodes in its whole tree, once a node spawned); a scheduled run's schedule and
-    # fire_time (ISO-8601, UTC)
+    # fire_time (ISO-8601, UTC); versions (JSON agent → version its ramp pinned, '' unversioned)
     "status",
     "attempts",
     "pending",
@@ -257,6 +257,9 @@ EVENTS_PREFIX = f"{PREFIX}events:"
 #: Seconds an event is kept for the lookback of waits that begin after it was sent (a day).
 EVENT_RETENTION_SECONDS = 24 * 3600
 
+
+#: HASH agent name → its ramp as JSON (``submitting.ramps.Ramp``): the version new runs are pinned to.
+RAMPS = f"{PREFIX}ramps"
 
 #: HASH schedule name → its definition as JSON (``schedules.spec.Schedule.to_json``).
 SCHEDULES = f"{PREFIX}schedules"

@@ -132,6 +132,7 @@ def agents_document(
     table = registry.by_agent(declared)
     depths = queue_depths(settings.require_broker(), [keys.agent_queue(name) for name in table])
     breakers = breaker_states(client, table)
+    ramps = {str(agent): json.loads(body) for agent, body in client.hgetall(keys.RAMPS).items()}
     return {
         "agents": {
             name: {
@@ -140,6 +141,7 @@ def agents_document(
                 "workers": [w.to_json() for w in workers],
                 "queue_depth": depths[keys.agent_queue(name)],
                 "breaker": breakers[name],
+                "ramp": ramps.get(name),
             }
             for name, workers in table.items()
         }

@@ -70,6 +70,9 @@ class RunDocument(BaseModel):
     parent_node: str | None = Field(default=None, description="The node of parent_run_id that spawned this run.")
     schedule: str | None = Field(default=None, description="The schedule that started this run.")
     fire_time: str | None = Field(default=None, description="The schedule's fire time this run is for (ISO-8601, UTC).")
+    versions: dict[str, str] = Field(
+        default_factory=dict, description='Agent → the version a ramp pinned this run to ("" unversioned).'
+    )
     status: str = Field(description="running, succeeded, failed or cancelled")
     submitted_at: str | None
     finished_at: str | None

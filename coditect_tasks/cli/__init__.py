@@ -28,7 +28,7 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.command()(workers.worker)
-cli.command("agents")(workers.agents_cmd)
+cli.add_typer(workers.agents_cli, name="agents")
 cli.command()(workers.up)
 cli.command()(workers.health)
 cli.command()(demo.demo)

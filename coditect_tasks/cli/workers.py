@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -112,10 +112,20 @@ def worker_name(hostname: str | None, agents: list[str]) -> str:
     return str(host_format(default_nodename(hostname)))
 
 
+agents_cli = typer.Typer(
+    help="Show every agent with its live workers and queue depth; ramp and roll back its versions.",
+    invoke_without_command=True,
+)
+
+
+@agents_cli.callback()
 def agents_cmd(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Show every agent with its live workers and queue depth."""
+    """Show every agent (each version its own row) with its live workers, queue depth and ramp."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .. import broker
     from ..agents import load_agents
     from ..client import Client
@@ -130,7 +140,7 @@ def agents_cmd(
         emit_json(data)
         return
     view = Table(title=f"agents on {safe_url(broker_url)}")
-    for column in ("agent", "queue", "workers", "slots", "queued", "breaker", "hosts"):
+    for column in ("agent", "queue", "workers", "slots", "queued", "breaker", "ramp", "hosts"):
         view.add_column(column, justify="right" if column in ("workers", "slots", "queued") else "left")
     for name, info in data["agents"].items():
         workers = info["workers"]
@@ -141,9 +151,55 @@ def agents_cmd(
             str(sum(w["concurrency"] for w in workers)),
             str(info["queue_depth"]),
             {"closed": "closed", "open": "[red]open[/red]"}.get(info["breaker"], f"[yellow]{info['breaker']}[/yellow]"),
+            _ramp(info["ramp"]),
             ", ".join(w["hostname"] for w in workers) or "-",
         )
     out.print(view)
+
+
+def _ramp(ramp: dict[str, Any] | None) -> str:
+    """``1 → 2 at 10 %``; the base alone once rolled back; ``-`` with no ramp."""
+    if ramp is None:
+        return "-"
+    base = ramp["base"] or "unversioned"
+    return f"{base} → {ramp['to']} at {ramp['percent']:g} %" if ramp["to"] else base
+
+
+@agents_cli.command("ramp")
+def agents_ramp(
+    agent: Annotated[str, typer.Argument(help="The agent's name (coder).")],
+    to: Annotated[str, typer.Option("--to", help="The version new runs go to (its workers serve agents.NAME@TO).")],
+    percent: Annotated[float, typer.Option(min=0, max=100, help="Share of new runs pinned to it.")],
+    base: Annotated[
+        str | None, typer.Option("--from", help="The version the rest run on (default: the ramp's, else unversioned).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Pin a share of the agent's new runs to a version; runs keep their version to the end."""
+    from ..client import Client
+
+    with Client(settings()) as client:
+        ramp = client.ramp(agent, to=to, percent=percent, base=base)
+    if as_json:
+        emit_json(ramp)
+    else:
+        out.print(f"{agent}: {_ramp(ramp)}")
+
+
+@agents_cli.command("rollback")
+def agents_rollback(
+    agent: Annotated[str, typer.Argument(help="The agent's name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """New runs on the base version again at once; runs already pinned finish on theirs."""
+    from ..client import Client
+
+    with Client(settings()) as client:
+        ramp = client.rollback(agent)
+    if as_json:
+        emit_json(ramp)
+    else:
+        out.print(f"{agent}: new runs on {_ramp(ramp)}")
 
 
 def up(

@@ -133,6 +133,14 @@ class AsyncClient:
         """As ``Client.unset_limit``."""
         return await self._drive(self.core.submitter.limits.unset(name))
 
+    async def ramp(self, agent: str, *, to: str, percent: float, base: str | None = None) -> dict[str, Any]:
+        """``Client.ramp``."""
+        return await self._drive(self.core.submitter.ramps.ramp(agent, to, percent, base))
+
+    async def rollback(self, agent: str) -> dict[str, Any]:
+        """``Client.rollback``."""
+        return await self._drive(self.core.submitter.ramps.rollback(agent))
+
     async def aclose(self) -> None:
         """Stop the waits' subscription and give back every connection."""
         await self._waits.close()

@@ -214,11 +214,20 @@ class Core:
         doc = yield from self.status(run_id)
         reused = retry_plan(run_id, doc)
         dag = Dag.from_json((yield from self.definition(run_id)), source=f"run {run_id}")
-        # its priority and fairness key too, while its live state holds them (within its retention)
-        priority, fairness = yield Ask(lambda t: t.redis.hmget(keys.run_prefix(run_id) + "run", "priority", "fair"))
+        # its priority, fairness key and versions too, while its live state holds them (within its
+        # retention); its versions from the history after that
+        priority, fairness, versions = yield Ask(
+            lambda t: t.redis.hmget(keys.run_prefix(run_id) + "run", "priority", "fair", "versions")
+        )
         return (
             yield from self.submitter.submit(
-                dag, None, reused, run_id, int(priority) if priority else None, fairness or None
+                dag,
+                None,
+                reused,
+                run_id,
+                int(priority) if priority else None,
+                fairness or None,
+                versions=json.loads(versions) if versions else doc.get("versions") or {},
             )
         )
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import keys
+from ..agents import versioned
 from ..dag.waits import KINDS
 from ..errors import RunFailedError, RunStateError, RunTimeoutError
 from ..status import TERMINAL, NodeStatus, RunStatus, public
@@ -73,6 +74,7 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
         "parent_node": run.get("parent_node") or None,
         "schedule": run.get("schedule") or None,
         "fire_time": run.get("fire_time") or None,
+        "versions": json.loads(run["versions"]) if run.get("versions") else {},
         "status": public(status),
         "submitted_at": run.get("submitted_at"),
         "finished_at": run.get("finished_at"),
@@ -90,10 +92,14 @@ def throttled_detail(raw: str) -> dict[str, str]:
 
 
 def stall_warnings(doc: dict[str, Any], live: Mapping[str, Any]) -> None:
-    """Add to ``doc``'s warnings every queued node whose agent has no worker in ``live`` (agent → workers)."""
+    """Add to ``doc``'s warnings every queued node whose agent (at the version the run is pinned to)
+    has no worker in ``live`` (agent key → workers)."""
+    pins = doc.get("versions") or {}
     for nid, node in doc["nodes"].items():
-        if node["status"] == NodeStatus.QUEUED and not live.get(node["agent"]):
-            doc["warnings"].append(f"node {nid!r} waits for agent {node['agent']!r}, which has no live worker")
+        key = versioned(node["agent"], pins.get(node["agent"]) or None) if node["agent"] else node["agent"]
+        if node["status"] == NodeStatus.QUEUED and not live.get(key):
+            at = f" at version {pins[node['agent']]}" if key != node["agent"] else ""
+            doc["warnings"].append(f"node {nid!r} waits for agent {node['agent']!r}{at}, which has no live worker")
 
 
 def outcome(run_id: str, state: str, doc: dict[str, Any], timeout: float | None) -> dict[str, Any]:

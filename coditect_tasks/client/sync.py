@@ -150,6 +150,15 @@ class Client:
         """Drop the change ``set_limit`` made: the declared definition again, or None (no code declares it)."""
         return self._drive(self.core.submitter.limits.unset(name))
 
+    def ramp(self, agent: str, *, to: str, percent: float, base: str | None = None) -> dict[str, Any]:
+        """Pin ``percent`` of ``agent``'s new runs to version ``to`` (the rest to ``base``: the
+        ramp's, else unversioned); each run keeps its versions to its end. The ramp now."""
+        return self._drive(self.core.submitter.ramps.ramp(agent, to, percent, base))
+
+    def rollback(self, agent: str) -> dict[str, Any]:
+        """New runs of ``agent`` on its base version again; runs already pinned keep theirs."""
+        return self._drive(self.core.submitter.ramps.rollback(agent))
+
     def close(self) -> None:
         """Give back every connection; the client is unusable after."""
         if self._owned:

@@ -150,12 +150,14 @@ def prepare(
     idempotency: Idempotency | None = None,
     held: dict[str, list[list[Any]]] | None = None,
     ordering: Ordering | None = None,
+    routing: Mapping[str, str] | None = None,
 ) -> RunWrite:
     """The writes of run ``run_id``. ``fields`` go into its run hash (trace, parent, outbox). A
     retry passes ``reused``: node → result (JSON) of the nodes that succeeded in its parent; they
     start succeeded, and the run begins at the nodes whose every predecessor is among them.
     ``held``: node → the limits it holds (``limits.holds``), in its description for the engine;
-    ``ordering``: where its nodes wait past the hand-off window."""
+    ``ordering``: where its nodes wait past the hand-off window; ``routing``: agent → the key
+    (``coder@2``) whose queue its nodes go to, for the agents a ramp pinned."""
     reused = reused or {}
     ordering = ordering or Ordering()
     dag = plan.dag
@@ -167,7 +169,7 @@ def prepare(
         if node.wait is not None:
             desc["w"] = node.wait.engine()  # it calls no agent: no queue, no message
         else:
-            desc.update(q=keys.agent_queue(node.agent), t=node_templates[node_id])
+            desc.update(q=keys.agent_queue((routing or {}).get(node.agent, node.agent)), t=node_templates[node_id])
         if node.foreach is not None:
             desc["x"] = 1
         if isinstance(node.foreach, str):

@@ -18,7 +18,7 @@ class Base(DeclarativeBase):
 
 class RunRecord(Base):
     __tablename__ = "coditect_runs"
-    #: (also made on upgrade: ``store.ADDED_INDEXES``) the console's outcomes per minute and its
+    #: (also made on upgrade: ``upgrade.ADDED_INDEXES``) the console's outcomes per minute and its
     #: runs of one status, newest first
     __table_args__ = (
         Index("ix_coditect_runs_finished_at", "finished_at"),
@@ -40,6 +40,8 @@ class RunRecord(Base):
     #: The schedule that started this run and the fire time it is for (ISO-8601, UTC).
     schedule: Mapped[str | None] = mapped_column(String(128))
     fire_time: Mapped[str | None] = mapped_column(String(40))
+    #: The versions a ramp pinned its agents to (JSON: agent → version, "" unversioned).
+    versions: Mapped[str | None] = mapped_column(Text)
 
 
 class NodeRecord(Base):

@@ -42,7 +42,7 @@ OUTAGES = (OperationalError, InterfaceError, DisconnectionError, OSError, redis.
 #: Errors that say "this entry is bad": the database refused its values, or its fields are malformed.
 BAD_DATA = (DataError, IntegrityError, KeyError, ValueError, TypeError)
 #: What the recorder reads of a run's hash for its row: the stream carries transitions only.
-RUN_FIELDS = ("name", "dag", "submitted_at", "error", "parent", "parent_node", "schedule", "fire_time")
+RUN_FIELDS = ("name", "dag", "submitted_at", "error", "parent", "parent_node", "schedule", "fire_time", "versions")
 
 
 class Recorder:

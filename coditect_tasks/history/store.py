@@ -18,12 +18,9 @@ from sqlalchemy import (
     delete,
     event,
     insert,
-    inspect,
     select,
-    text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from ..dag.waits import KINDS
@@ -32,6 +29,7 @@ from ..status import TERMINAL, NodeStatus, RunStatus
 from . import queries
 from .models import Base, NodeRecord, RunRecord, Transition
 from .queries import EVERY, RunQuery
+from .upgrade import upgrade
 
 _DATABASES: dict[str, Engine] = {}  # SQLAlchemy engines by URL
 
@@ -51,48 +49,6 @@ def _write_ahead_log(connection: Any, record: Any) -> None:
     cursor.close()
 
 
-#: Columns added after the first release: (table, column, type). A database created before them
-#: gets them on first use; they are nullable, so older rows read as None.
-ADDED_COLUMNS = (
-    ("coditect_runs", "parent_run_id", "VARCHAR(64)"),
-    ("coditect_transitions", "detail", "TEXT"),
-    ("coditect_runs", "parent_node", "VARCHAR(128)"),
-    ("coditect_nodes", "queued_at", "VARCHAR(40)"),
-    ("coditect_runs", "schedule", "VARCHAR(128)"),
-    ("coditect_runs", "fire_time", "VARCHAR(40)"),
-)
-
-
-#: Indexes added after the first release (name, table, columns), made on upgrade for older databases.
-ADDED_INDEXES = (
-    ("ix_coditect_runs_parent_run_id", "coditect_runs", "parent_run_id"),  # a spawned run's children
-    ("ix_coditect_runs_finished_at", "coditect_runs", "finished_at"),
-    ("ix_coditect_runs_status_submitted", "coditect_runs", "status, submitted_at"),
-    ("ix_coditect_nodes_finished_at", "coditect_nodes", "finished_at"),
-    ("ix_coditect_nodes_agent_finished", "coditect_nodes", "agent, finished_at"),
-    ("ix_coditect_nodes_status_queued", "coditect_nodes", "status, queued_at"),
-)
-
-
-def _upgrade(engine: Engine) -> None:
-    for table, column, kind in ADDED_COLUMNS:
-        if column in {c["name"] for c in inspect(engine).get_columns(table)}:
-            continue
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
-        except (OperationalError, ProgrammingError):  # another process added it meanwhile
-            if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
-                raise
-    for name, table, columns in ADDED_INDEXES:  # (SQLite and PostgreSQL alike)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns})"))
-        except (OperationalError, ProgrammingError, IntegrityError):  # another process made it meanwhile
-            if name not in {i["name"] for i in inspect(engine).get_indexes(table)}:
-                raise
-
-
 class HistoryStore:
     """The history database; tables are created on first use."""
 
@@ -105,7 +61,7 @@ class HistoryStore:
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _write_ahead_log)
             Base.metadata.create_all(engine)
-            _upgrade(engine)
+            upgrade(engine)
         self.db = engine
 
     def close(self) -> None:
@@ -163,6 +119,7 @@ class HistoryStore:
                 "parent_node": run.parent_node,
                 "schedule": run.schedule,
                 "fire_time": run.fire_time,
+                "versions": json.loads(run.versions) if run.versions else {},
                 "status": run.status,
                 "submitted_at": run.submitted_at,
                 "finished_at": run.finished_at,
@@ -391,6 +348,7 @@ class _Batch:
             "parent_node": run_info.get("parent_node"),
             "schedule": run_info.get("schedule"),
             "fire_time": run_info.get("fire_time"),
+            "versions": run_info.get("versions"),
         }
         for node in json.loads(dag)["nodes"] if dag else []:
             key = (run_id, node["id"])

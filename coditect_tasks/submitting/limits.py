@@ -35,15 +35,20 @@ class LimitBook:
         self._limits: dict[str, Limit] = {}
         self._limits_read = -LIMITS_TTL_SECONDS
 
-    def holds(self, dag: Dag, workers: list[dict[str, Any]]) -> Steps[dict[str, list[list[Any]]]]:
+    def holds(
+        self, dag: Dag, workers: list[dict[str, Any]], routing: Mapping[str, str] | None = None
+    ) -> Steps[dict[str, list[list[Any]]]]:
         """Node → the limits it holds (``limits.holds``), its agent's and its own; the app's agents'
         limits are declared to the engine first (once per client), so it enforces them before a
         worker of theirs has started. Remote agents' limit names come from their workers'
-        registrations. Nothing is read for a DAG with no limit anywhere."""
-        names = {name: [limit.name for limit in agent.limits] for name, agent in self.agents.items()}
+        registrations; a pinned agent's (``routing``: agent → ``coder@2``) are its version's.
+        Nothing is read for a DAG with no limit anywhere."""
+        names = {key: [limit.name for limit in agent.limits] for key, agent in self.agents.items()}
         for worker in workers:
             for agent, limits in worker.get("limits", {}).items():
                 names.setdefault(agent, list(limits))
+        for agent, key in (routing or {}).items():
+            names[agent] = names.get(key, [])
         if not any(node.limits or names.get(node.agent) for node in dag.nodes.values()):
             return {}
         yield from self.declare_limits(self.agents.values())

@@ -5,15 +5,17 @@ Steps, as the rest of the client's behaviour (``core.py``): the sync and asyncio
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import RedisError
 
 from .. import keys
-from ..agents import Agent
+from ..agents import VERSION_MARK, Agent, base_name
 from ..connection import barrier, check_noeviction, slot_memory
 from ..dag.critical import ranks
 from ..dag.plan import validate
@@ -29,6 +31,7 @@ from ..status import RunStatus
 from ..steps import Ask, Outlast, Steps, ask
 from .limits import LimitBook
 from .ordering import Medians, check_ordering
+from .ramps import RampBook, routes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class Submitter:
         self._no_eviction_checked = False
         self.limits = LimitBook(app.agents)
         self.medians = Medians()
+        self.ramps = RampBook()
 
     def submit(
         self,
@@ -54,12 +58,14 @@ class Submitter:
         priority: int | None = None,
         fairness_key: str | None = None,
         origin: dict[str, str] | None = None,
+        versions: Mapping[str, str] | None = None,
     ) -> Steps[str]:
         """Validate ``dag`` and start it (``DagError``: nothing enqueued); the id of the run that
         holds the submission (an earlier run of the same idempotency key, or the new one).
         ``priority`` (0–9) applies to its nodes without their own; ``fairness_key`` (a tenant, a
         user) is served round robin with the other keys of the same priority; ``origin`` (a
-        scheduled run's ``schedule`` and ``fire_time``) goes into its run hash and history."""
+        scheduled run's ``schedule`` and ``fire_time``) goes into its run hash and history;
+        ``versions``: agent → version pins it keeps (a retried run's), others come from the ramps."""
         check_ordering(priority, fairness_key)
         idem = self.idempotency(dag, key)
         if idem is not None:  # a failover or a restart is waited out here too, as the write is
@@ -70,27 +76,38 @@ class Submitter:
                 return held
         workers = list((yield from live_workers())) if self.needs_registry(dag) else []
         live = {name for worker in workers for name in worker["agents"]}
-        limits = yield from self.limits.holds(dag, workers)
+        run_id = uuid.uuid4().hex
+        pins = yield from self.ramps.pins(run_id, called(dag), versions or {})
+        limits = yield from self.limits.holds(dag, workers, routes(pins))
         seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
         tracing.setup_tracing("coditect-producer")
         with tracing.run_span(dag.name, len(dag.nodes)) as span:
             ordering = (priority, fairness_key or "", seconds)
-            write = self.prepare(dag, live, span, reused, parent, idem, limits, ordering, origin or {})
+            run = Lineage(run_id, parent, pins, origin or {})
+            write = self.prepare(dag, live, span, run, reused, idem, limits, ordering)
             return (yield from self.write(write))
 
-    def children(self, dags: Iterable[Dag], priority: int | None, fairness_key: str) -> Steps[list[RunWrite]]:
+    def children(
+        self, dags: Iterable[Dag], priority: int | None, fairness_key: str, versions: Mapping[str, str]
+    ) -> Steps[list[RunWrite]]:
         """The writes of child runs a node spawns (the spawn script writes them, with the end of its
-        attempt): validated and planned as a submit's (``DagError``: nothing is written)."""
+        attempt): validated and planned as a submit's (``DagError``: nothing is written); they keep
+        the spawning run's ``versions``."""
         dags = list(dags)
         needed = [dag for dag in dags if self.needs_registry(dag)]
         workers = list((yield from live_workers())) if needed else []
         live = {name for worker in workers for name in worker["agents"]}
         writes = []
         for dag in dags:
-            limits = yield from self.limits.holds(dag, workers)
+            run_id = uuid.uuid4().hex
+            pins = yield from self.ramps.pins(run_id, called(dag), versions)
+            limits = yield from self.limits.holds(dag, workers, routes(pins))
             seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
             with tracing.run_span(dag.name, len(dag.nodes)) as span:
-                writes.append(self.prepare(dag, live, span, held=limits, ordering=(priority, fairness_key, seconds)))
+                run = Lineage(run_id, pins=pins)
+                writes.append(
+                    self.prepare(dag, live, span, run, held=limits, ordering=(priority, fairness_key, seconds))
+                )
         return writes
 
     def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
@@ -108,18 +125,17 @@ class Submitter:
         dag: Dag,
         live: Iterable[str],
         span: Any,
+        run: Lineage,
         reused: dict[str, str] | None = None,
-        parent: str = "",
         idem: Idempotency | None = None,
         held: dict[str, list[list[Any]]] | None = None,
         ordering: tuple[int | None, str, dict[str, float]] = (None, "", {}),
-        origin: dict[str, str] | None = None,
     ) -> RunWrite:
         """Validate and plan ``dag`` against the agents the app declares and ``live`` ones, and
-        build its run's writes under the run's root ``span``."""
+        build its run's writes under the run's root ``span``, its nodes routed to their pinned versions."""
         app, settings = self.app, self.settings
-        plan = validate(dag, set(app.agents) | set(live), **settings.dag_limits())
-        run_id = uuid.uuid4().hex
+        plan = validate(dag, {base_name(key) for key in (*app.agents, *live)}, **settings.dag_limits())
+        run_id, routing = run.run_id, routes(run.pins)
         span.set_attribute("coditect.run_id", run_id)
         trace = tracing.traceparent(span)
         templates: dict[str, str] = {}
@@ -127,23 +143,26 @@ class Submitter:
         for node in dag.nodes.values():
             if node.wait is not None:
                 continue  # it calls no agent: no message
-            spec = app.agents.get(node.agent)
+            key = routing.get(node.agent, node.agent)
+            spec = app.agents.get(key)
             fallback = node.fallback or (spec.fallback if spec else None)
-            for name in (node.agent, fallback):
+            for name in (key, fallback):
                 if name is not None and template_key(name, node.timeout) not in templates:
-                    known = app.agents.get(name) or Agent(name=name, fn=lambda call: None)  # remote: defaults
+                    known = app.agents.get(name) or remote(name)
                     templates[template_key(name, node.timeout)] = message_template(
                         app, run_id, known, node.timeout, trace
                     )
-            node_templates[node.id] = template_key(node.agent, node.timeout)
-        fields = {"trace": trace, "parent": parent, **({"outbox": 1} if settings.outbox else {}), **(origin or {})}
+            node_templates[node.id] = template_key(key, node.timeout)
+        fields = {"trace": trace, "parent": run.parent, **({"outbox": 1} if settings.outbox else {}), **run.origin}
+        if run.pins:
+            fields["versions"] = json.dumps(run.pins, sort_keys=True)
         priority, fairness_key, seconds = ordering
         placed = Ordering(
             keys.DEFAULT_PRIORITY if priority is None else priority,
             fairness_key,
             ranks(plan, seconds, settings.critical_path),
         )
-        return prepare(run_id, plan, templates, node_templates, now(), fields, reused, idem, held, placed)
+        return prepare(run_id, plan, templates, node_templates, now(), fields, reused, idem, held, placed, routing)
 
     def write(self, write: RunWrite) -> Steps[str]:
         """Write the whole run and enqueue its roots in one MULTI/EXEC: all or nothing; the run that
@@ -197,6 +216,28 @@ class Submitter:
             if reply is MISSING:  # a Redis without the script: the writes are in, it runs alone
                 reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
         return write.started(reply)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Who a run is: its id, the run it retries (``parent``), the versions it is pinned to (agent →
+    version, ``""`` unversioned), and where it came from (a schedule's ``schedule`` and ``fire_time``)."""
+
+    run_id: str
+    parent: str = ""
+    pins: Mapping[str, str] = field(default_factory=dict)
+    origin: Mapping[str, str] = field(default_factory=dict)
+
+
+def called(dag: Dag) -> set[str]:
+    """The agents ``dag``'s nodes call."""
+    return {node.agent for node in dag.nodes.values() if node.wait is None}
+
+
+def remote(key: str) -> Agent:
+    """An agent only remote workers declare: the defaults, at its version."""
+    name, _, version = key.partition(VERSION_MARK)
+    return Agent(name=name, fn=lambda call: None, version=version or None)
 
 
 def _transaction(transport: Any, write: RunWrite) -> Any:

@@ -63,7 +63,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     engine = engine_for(task.app.settings.state_url, task.app.settings.min_replicas)
     worker = str(task.request.hostname or socket.gethostname())
     task_id = via = str(task.request.id)
-    breaker = keys.breaker_prefix(spec.name)
+    breaker = keys.breaker_prefix(spec.key)
     # a node goes through its agent's breaker, whose state begin reads in the same round trip
     taken = engine.begin(run_id, node_id, worker, task_id, "" if ITEM_ID.match(node_id) else breaker)
     until = started + min(keys.TAKE_NEXT_SECONDS, _soft_limit(task, spec) / 10)
@@ -105,7 +105,7 @@ def _attempt(
     policy = policy_for(spec, taken.record.get("retries"))
     attempt = Attempt(engine, run_id, node_id, taken.token, policy, number=taken.retried + 1)
     store = store_for(task.app.settings)
-    with tracing.node_span(spec.name, run_id, node_id, taken.token, taken.parent_span, taken.link_spans) as span:
+    with tracing.node_span(spec.key, run_id, node_id, taken.token, taken.parent_span, taken.link_spans) as span:
         if item is None and taken.record["foreach"]:
             _fan_out(task, attempt, taken, store)
             return None
@@ -128,12 +128,12 @@ def _attempt(
             if item is not None:
                 result = _call(task, spec, attempt, call, fn)
             else:
-                breaker = breaker_for(state_url, spec.name, spec.breaker_failures, spec.breaker_reset, taken.breaker)
+                breaker = breaker_for(state_url, spec.key, spec.breaker_failures, spec.breaker_reset, taken.breaker)
                 result = _call(task, spec, attempt, call, lambda c: breaker.call(fn, c))
         except pybreaker.CircuitBreakerError:
             fallback = taken.record.get("fallback") or spec.fallback
             if not (fallback and attempt.reroute(fallback, template_key(fallback, taken.record["timeout"]))):
-                attempt.fail(f"circuit open for agent {spec.name!r}")
+                attempt.fail(f"circuit open for agent {spec.key!r}")
             return None
         except _Failed as failed:
             attempt.fail(failed.error)

@@ -3,6 +3,7 @@ attempt by starting them, in one script (``Attempt.spawn``)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -21,7 +22,7 @@ _LOCK = threading.Lock()
 
 def spawn_children(task: Task, attempt: Attempt, spawn: Spawn, item: bool) -> None:
     """End the attempt by starting the child runs the agent asked for; children inherit the run's
-    priority and fairness key. A child DAG that is not valid fails the node with its error, and
+    priority, fairness key and versions. A child DAG that is not valid fails the node with its error, and
     nothing is started."""
     if item:
         attempt.fail("spawn: a foreach item cannot spawn child runs")
@@ -32,8 +33,10 @@ def spawn_children(task: Task, attempt: Attempt, spawn: Spawn, item: bool) -> No
     settings = task.app.settings
     engine = attempt.engine
     try:
-        priority, fair = engine.client.hmget(keys.run_prefix(attempt.run_id) + "run", "priority", "fair")
-        steps = _submitter(task.app).children(spawn.dags, int(priority) if priority else None, str(fair or ""))
+        run = keys.run_prefix(attempt.run_id) + "run"
+        priority, fair, versions = engine.client.hmget(run, "priority", "fair", "versions")
+        pins = json.loads(versions) if versions else {}
+        steps = _submitter(task.app).children(spawn.dags, int(priority) if priority else None, str(fair or ""), pins)
         writes = drive(steps, _Transport(engine).perform)
     except CoditectError as exc:  # a child DAG that cannot run
         attempt.fail(f"spawn: {exc}")

@@ -194,3 +194,15 @@ def streamer(call: AgentCall) -> dict[str, int]:
         if p.get("interval"):
             time.sleep(float(p["interval"]))
     return {"streamed": int(p.get("count", 10))}
+
+
+@agent("versioned")
+def versioned_v1(call: AgentCall) -> dict[str, str]:
+    """Version 1 (unversioned): says which version ran."""
+    return {"version": "1"}
+
+
+@agent("versioned", version="2")
+def versioned_v2(call: AgentCall) -> dict[str, str]:
+    """Version 2, served on agents.versioned@2: says which version ran."""
+    return {"version": "2"}
