@@ -286,6 +286,26 @@ def create_api(settings: Settings, address: str = "127.0.0.1") -> FastAPI:
         """Agents with their live workers, queue depths and breakers."""
         return JSONResponse(client.agents())
 
+    @api.put(
+        "/api/agents/{name}/ramp",
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.RampState,
+        responses=_errors(401, 422),
+    )
+    def ramp_agent(change: schemas.RampChange, name: str = Path(description="The agent's name.")) -> JSONResponse:
+        """Pin ``percent`` of the agent's new runs to version ``to``; each run keeps its versions."""
+        return JSONResponse(client.ramp(name, to=change.to, percent=change.percent, base=change.base))
+
+    @api.post(
+        "/api/agents/{name}/rollback",
+        dependencies=[Depends(guard.api)],
+        response_model=schemas.RampState,
+        responses=_errors(401, 422),
+    )
+    def rollback_agent(name: str = Path(description="The agent's name.")) -> JSONResponse:
+        """New runs on the base version again; runs already pinned finish on theirs."""
+        return JSONResponse(client.rollback(name))
+
     @api.post("/api/events", dependencies=[Depends(guard.api)], response_model=schemas.EventResolved)
     def send_event(event: schemas.EventSent) -> JSONResponse:
         """Send an event: every node waiting for its name and key succeeds with its data; a wait that

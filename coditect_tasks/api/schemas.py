@@ -317,3 +317,18 @@ class Backfilled(BaseModel):
 
 class Triggered(BaseModel):
     run_id: str
+
+
+class RampChange(BaseModel):
+    """``coditect-tasks agents ramp``: ``percent`` of new runs to version ``to``, the rest to ``base``."""
+
+    to: str
+    percent: float = Field(ge=0, le=100)
+    base: str | None = Field(default=None, description="Default: the ramp's base, else the unversioned queue.")
+
+
+class RampState(BaseModel):
+    agent: str
+    base: str | None = Field(description="The version the rest of new runs go to (null: unversioned).")
+    to: str | None = Field(description="The version ramped to (null once rolled back).")
+    percent: float

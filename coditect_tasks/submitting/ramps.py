@@ -112,7 +112,10 @@ class RampBook:
         if current is None or current.to is None:
             raise InvalidArgumentError(f"agent {agent!r} has no ramp to roll back")
         ramp = Ramp(agent, current.base)
-        yield Ask(lambda t: t.redis.hset(keys.RAMPS, agent, json.dumps(ramp.to_json())))
+        if ramp.base is None:  # the unversioned queue again: as if there had never been a ramp
+            yield Ask(lambda t: t.redis.hdel(keys.RAMPS, agent))
+        else:
+            yield Ask(lambda t: t.redis.hset(keys.RAMPS, agent, json.dumps(ramp.to_json())))
         self._read = -RAMPS_TTL_SECONDS
         return ramp.to_json()
 

@@ -68,6 +68,19 @@ def test_the_runs_api_filters_searches_pages_and_counts(served: Served, tmp_path
     assert unknown.status_code == 404 and "no agent 'nobody'" in unknown.json()["error"]
 
 
+def test_the_ramp_api_ramps_and_rolls_back_an_agent(served: Served) -> None:
+    ramped = served.http.put("/api/agents/echo/ramp", json={"to": "2", "percent": 10})
+    assert ramped.status_code == 200 and ramped.json() == {"agent": "echo", "base": None, "to": "2", "percent": 10}
+    assert served.http.get("/api/agents").json()["agents"]["echo"]["ramp"] == ramped.json()
+    other = served.http.put("/api/agents/echo/ramp", json={"to": "3", "percent": 10})
+    assert other.status_code == 422 and "is ramping to version 2" in other.json()["error"]
+    assert served.http.put("/api/agents/echo/ramp", json={"to": "3", "percent": 150}).status_code == 422
+    assert served.http.post("/api/agents/echo/rollback").json()["to"] is None
+    again = served.http.post("/api/agents/echo/rollback")
+    assert again.status_code == 422 and "has no ramp" in again.json()["error"]
+    assert served.http.get("/api/agents").json()["agents"]["echo"]["ramp"] is None
+
+
 def test_the_schedules_api_adds_lists_pauses_triggers_and_deletes(served: Served) -> None:
     dag = {"name": "hourly", "nodes": [{"id": "a", "agent": "echo"}]}
     added = served.http.post(
