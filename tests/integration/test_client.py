@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -188,6 +189,7 @@ def test_an_orchestrator_killed_mid_submits_and_restarted_with_its_keys_makes_on
 def test_a_submit_refused_in_the_script_leaves_nothing_of_its_run(app: CoditectApp) -> None:
     """The race's losing side, made deterministic: the key is taken between the check and the write."""
     from coditect_tasks.observability import tracing
+    from coditect_tasks.submitting.submitter import Lineage
 
     client = Client.of(app)
     dag = diamond()
@@ -195,7 +197,7 @@ def test_a_submit_refused_in_the_script_leaves_nothing_of_its_run(app: CoditectA
     assert idem is not None
     client.redis.set(idem.redis_key, f"winner {idem.digest}")
     with tracing.run_span(dag.name, len(dag.nodes)) as span:
-        write = client.core.submitter.prepare(dag, [], span, idem=idem)
+        write = client.core.submitter.prepare(dag, [], span, Lineage(uuid.uuid4().hex), idem=idem)
     assert client._drive(client.core.submitter.write(write)) == "winner"
     assert client.redis.keys(keys.run_prefix(write.run_id) + "*") == []
     assert client.redis.zscore(keys.RUNS, write.run_id) is None
