@@ -111,6 +111,14 @@ def settings(redis_server: RedisServer, tmp_path: Path) -> Iterator[Settings]:
 
 
 @pytest.fixture
+def unmeasured_subprocesses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The processes the test starts run without coverage measurement (coverage's ``patch =
+    subprocess`` reaches them through this variable): the load and chaos tests, which load the
+    machine, would take a third longer traced, and what they run the other tests measure."""
+    monkeypatch.delenv("COVERAGE_PROCESS_CONFIG", raising=False)
+
+
+@pytest.fixture
 def registry(settings: Settings) -> Iterator[Registry]:
     reg = Registry.from_url(settings.state_url)
     yield reg

@@ -6,6 +6,5 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _unmeasured_subprocesses(monkeypatch: pytest.MonkeyPatch) -> None:
-    """coverage's ``patch = subprocess`` reaches child processes through this variable."""
-    monkeypatch.delenv("COVERAGE_PROCESS_CONFIG", raising=False)
+def _unmeasured(unmeasured_subprocesses: None) -> None:
+    """Every load test's processes (``unmeasured_subprocesses``)."""
