@@ -20,7 +20,8 @@ FROM python:3.11-slim
 ENV PATH=/opt/coditect/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    CODITECT_HOME=/var/lib/coditect
+    CODITECT_HOME=/var/lib/coditect \
+    CODITECT_HEALTH_FILE=/tmp/coditect-health.json
 # A numeric UID, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 RUN groupadd --system --gid 10001 coditect \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/coditect --no-create-home coditect \
@@ -28,5 +29,8 @@ RUN groupadd --system --gid 10001 coditect \
 COPY --from=build /opt/coditect /opt/coditect
 USER 10001:10001
 WORKDIR /var/lib/coditect
+# Every role (worker, recorder, scheduler, serve, exporter, flower) rewrites the health file each
+# second; the check reads it, never the broker. Workers also say whether they take work (--ready).
+HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 CMD ["coditect-tasks", "health"]
 ENTRYPOINT ["coditect-tasks"]
 CMD ["--help"]

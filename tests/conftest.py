@@ -27,7 +27,8 @@ from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["coditect_tasks.testing"]  # the plugin users get; tests/integration/test_testing_plugin.py uses it
+# coditect_tasks.testing, the plugin users get, is loaded through its pytest11 entry point (the
+# package is installed); tests/integration/test_testing_plugin.py uses it.
 #: Agent modules of the tests: the examples plus tests/support/agents.py (limits, poison, counters).
 SUPPORT_MODULES = "workers.examples,tests.support.agents"
 #: What a worker needs in its environment to serve them.

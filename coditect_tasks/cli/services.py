@@ -12,6 +12,7 @@ import typer
 
 from ..errors import ConfigError
 from ..settings import safe_url
+from ..worker.health import serve_probe
 from .context import emit_json, err, out, settings, stop_on_sigterm
 
 
@@ -38,6 +39,7 @@ def exporter(
         server, _ = start_http_server(port, addr=address, registry=registry)
     except OSError as exc:
         raise ConfigError("--port", f"cannot listen on {address}:{port}: {exc.strerror}") from None
+    serve_probe(config.health_file, "exporter")
     err.print(f"serving metrics on http://{address}:{port}/metrics")
     try:
         while True:
@@ -58,6 +60,7 @@ def flower(
     os.environ["FLOWER_BASIC_AUTH"] = flower_mod.basic_auth()
     config = settings()
     broker.ping(config.require_broker(), config.connect_timeout)
+    serve_probe(config.health_file, "flower")
     create_app(config).start(flower_mod.flower_argv(port, address))
 
 
@@ -75,6 +78,7 @@ def recorder() -> None:
     broker.ping(config.state_url, config.connect_timeout)
     rec = Recorder(redis_client(config.state_url), HistoryStore.from_settings(config), retention=config.live_retention)
     stop_on_sigterm()
+    serve_probe(config.health_file, "recorder")
     err.print(f"recording history into {safe_url(config.history_url)}")
     try:
         rec.run_forever()
@@ -94,6 +98,7 @@ def scheduler() -> None:
         logs.configure_logging(config.log_level, file=logs.log_file())
     broker.ping(config.state_url, config.connect_timeout)
     stop_on_sigterm()
+    serve_probe(config.health_file, "scheduler")
     with Client(config) as client:
         err.print("firing schedules (Ctrl-C stops)")
         with contextlib.suppress(KeyboardInterrupt):
@@ -132,6 +137,7 @@ def serve(
     server = uvicorn.Server(
         uvicorn.Config(create_api(config, address), log_level="warning", timeout_graceful_shutdown=3, access_log=False)
     )
+    serve_probe(config.health_file, "serve")
     shown = f"[{address}]" if family == socket.AF_INET6 else address
     err.print(f"serving the API and run pages on http://{shown}:{sock.getsockname()[1]}/")
     server.run(sockets=[sock])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,15 @@ class Beacon:
 
 #: The one beacon of this worker process.
 BEACON = Beacon()
+
+
+def serve_probe(path: Path | None, role: str) -> None:
+    """Beat ``path`` from a long-running service other than a worker (the recorder, the scheduler,
+    ``serve``, the exporter, Flower), so the image's one HEALTHCHECK (``coditect-tasks health``)
+    holds for every role: alive and ready while the process lives. Nothing without a path."""
+    if path is not None:
+        BEACON.ready = True
+        BEACON.start(path, f"{role}@{socket.gethostname()}", threading.Event())
 
 
 def beat(path: Path, hostname: str, ready: bool) -> None:

@@ -7,15 +7,22 @@ without limit. Here running nodes get ``CODITECT_SHUTDOWN_GRACE`` seconds; each 
 running then is handed off (its attempt ended and its node queued again at once, so another
 pool starts it within seconds, not after its lease expires), and the worker goes on to Celery's
 cold shutdown, which stops the calls. SIGQUIT and SIGKILL keep Celery's meaning.
+
+The same holds when SIGTERM reaches the pool processes too: systemd's ``KillMode=control-group``,
+``kill -TERM -<pgid>`` or a container runtime signalling every process. Celery resets SIGTERM in
+its pool processes to the default, which kills the running call at once; here a pool process
+ignores it until the main process has begun its cold shutdown, whose own SIGTERMs then stop it.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import signal
 import threading
 import time
+from types import FrameType
 from typing import Any
 
 import redis
@@ -31,11 +38,32 @@ HANDOFF_OUTAGE_SECONDS = 3.0
 
 log = logging.getLogger(__name__)
 
+#: One byte shared with every pool process forked after this import (an anonymous shared map):
+#: 1 once the main process has begun its cold shutdown, so a pool process's SIGTERM is meant for it.
+COLD = mmap.mmap(-1, 1)
+
+
+def keep_calls_on_sigterm(**kwargs: Any) -> None:
+    """In a pool process: a SIGTERM before the cold shutdown leaves the running call alone."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+# at import, in the main process: every pool process forked after it runs this first
+signals.worker_process_init.connect(keep_calls_on_sigterm, weak=False, dispatch_uid="coditect-keep-calls")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if COLD[0]:  # the main process stops its pool: die of SIGTERM, as Celery expects
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
 
 def install(app: Celery, hostname: str) -> None:
     """Drain on SIGTERM (Celery's warm shutdown), in a thread: signal handlers must return."""
 
     def on_shutting_down(how: str = "", **kwargs: Any) -> None:
+        if how == "Cold":
+            COLD[0] = 1
         if how == "Warm" and not DRAINING.is_set():
             DRAINING.set()
             threading.Thread(target=drain, args=(app, hostname), name="coditect-drain", daemon=True).start()

@@ -3,6 +3,7 @@ upcoming per agent), the worker's probe file, graceful handoff on SIGTERM, and C
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,10 +16,11 @@ import pytest
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.engine.transitions import Engine, engine_for
+from coditect_tasks.redis_server import stop_processes
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
-from ..conftest import ROOT, WorkerFactory, run_cli, wait_for
+from ..conftest import ROOT, SUPPORT_ENV, WorkerFactory, run_cli, wait_for
 from .test_observability import exporter, scrape
 
 pytestmark = pytest.mark.integration
@@ -165,6 +167,27 @@ def test_a_worker_told_to_stop_hands_its_node_to_another_pool(
     assert run.status()["nodes"]["long"]["attempts"] == 2
 
 
+def test_sigterm_to_the_whole_process_group_lets_the_running_node_finish_there_once(
+    test_app: CoditectApp, worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    """systemd's KillMode=control-group, Ctrl-C's kill of a group: the pool processes get SIGTERM too."""
+    worker = worker_factory(["counted"], concurrency=2, extra_env={**SUPPORT_ENV, "CODITECT_SHUTDOWN_GRACE": "2"})
+    log = tmp_path / "executions.log"
+    dag = Dag("group")
+    dag.node("slow", "counted", params={"log": str(log), "seconds": 3})
+    run = submit(dag, test_app)
+    wait_for(log.exists, 20, "the node to start")
+    began = time.monotonic()
+    time.sleep(1.5)  # the point under test: the signal lands 1.5 s before the node's end
+    os.killpg(os.getpgid(worker.pid), signal.SIGTERM)
+    assert worker.proc is not None and worker.proc.wait(15) == 0
+    print(f"the worker exited {time.monotonic() - began:.1f} s after its node began (3 s node, SIGTERM at 1.5 s)")
+    assert run.wait(10) == "succeeded"
+    node = run.status()["nodes"]["slow"]
+    assert (node["worker"], node["attempts"]) == (worker.hostname, 1)
+    assert log.read_text().splitlines() == ["- 1"]  # ran once, on that worker
+
+
 def test_celery_own_cli_finds_the_app(settings: Settings, worker_factory: WorkerFactory) -> None:
     worker = worker_factory(["echo"])
     proc = subprocess.run(
@@ -177,6 +200,28 @@ def test_celery_own_cli_finds_the_app(settings: Settings, worker_factory: Worker
     )
     assert proc.returncode == 0, proc.stderr
     assert "pong" in proc.stdout and worker.hostname in proc.stdout
+
+
+def test_the_recorder_and_the_scheduler_answer_the_images_healthcheck_too(settings: Settings, tmp_path: Path) -> None:
+    """The image's one HEALTHCHECK (``coditect-tasks health``) holds for every role, not only workers."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for role in ("recorder", "scheduler"):
+            probe = tmp_path / f"{role}.json"
+            env = {**settings.environment(), "CODITECT_HEALTH_FILE": str(probe)}
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "coditect_tasks", role],
+                    env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+            wait_for(lambda e=env: run_cli(["health", "--ready"], e).returncode == 0, 30, f"the {role}'s probe")
+            assert json.loads(probe.read_text())["hostname"].startswith(f"{role}@")
+    finally:
+        stop_processes(procs, timeout=10)
 
 
 def test_the_probe_says_what_is_wrong(tmp_path: Path) -> None:

@@ -377,6 +377,11 @@ def _dockerfile_problems(text: str) -> list[str]:
     installs = [args for op, args in steps if op == "RUN" and "pip install" in args]
     if not any(re.search(r"\.\[postgres\]", a) for a in installs) or any(re.search(r"\[[^]]*dev", a) for a in installs):
         problems.append("the project must be installed with the postgres extra and without dev")
+    checks = [args for op, args in steps if op == "HEALTHCHECK"]
+    if not checks or not re.search(r'CMD \[\s*"coditect-tasks",\s*"health"\s*\]$', checks[-1]):
+        problems.append('no HEALTHCHECK running ["coditect-tasks", "health"] in exec form')
+    if not any(op == "ENV" and "CODITECT_HEALTH_FILE=/tmp/" in args for op, args in steps):
+        problems.append("CODITECT_HEALTH_FILE is not set to a file under /tmp (writable under a read-only root)")
     if any(op in ("ENV", "ARG") and SECRETISH.search(args) for op, args in steps):
         problems.append("a secret is baked into the image")
     return problems
@@ -393,6 +398,9 @@ def _dockerfile_problems(text: str) -> list[str]:
         ('ENTRYPOINT ["coditect-tasks"]', "ENTRYPOINT coditect-tasks"),
         ("'.[postgres]'", "'.[postgres,dev]'"),
         ("CODITECT_HOME=/var/lib/coditect", "CODITECT_HOME=/var/lib/coditect REDIS_PASSWORD=x"),
+        ('CMD ["coditect-tasks", "health"]', "CMD coditect-tasks health"),
+        ("HEALTHCHECK --interval", "# HEALTHCHECK --interval"),
+        ("CODITECT_HEALTH_FILE=/tmp/coditect-health.json", "CODITECT_HEALTH_FILE=/var/lib/health.json"),
     ],
 )
 def test_dockerfile_builds_a_slim_non_root_image_with_the_cli_as_entrypoint(old: str | None, new: str) -> None:

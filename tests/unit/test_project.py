@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import coditect_tasks
@@ -38,3 +41,21 @@ def test_every_module_reads_in_one_sitting() -> None:
         if (n := len(path.read_text().splitlines())) > 420
     }
     assert not long, f"split these modules: {long}"
+
+
+def test_installing_the_package_registers_its_pytest_plugin(tmp_path: Path) -> None:
+    """A project that only installed coditect-tasks sees the plugin's fixtures, with no conftest."""
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COVERAGE_PROCESS_CONFIG")}
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--fixtures", "-p", "no:cacheprovider", "-p", "no:xdist"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    for fixture in ("coditect ", "coditect_worker", "coditect_redis", "coditect_agent_modules"):
+        assert fixture in listed.stdout, listed.stdout[-2000:]
+    assert "coditect_tasks/testing.py" in listed.stdout
