@@ -41,21 +41,40 @@ log = logging.getLogger(__name__)
 #: One byte shared with every pool process forked after this import (an anonymous shared map):
 #: 1 once the main process has begun its cold shutdown, so a pool process's SIGTERM is meant for it.
 COLD = mmap.mmap(-1, 1)
+#: The worker's main process (this module is imported there before the pool forks).
+MAIN_PID = os.getpid()
+#: The SIGTERM handler billiard gave this pool process, while a call holds SIGTERM.
+_HELD: list[Any] = []
 
 
-def keep_calls_on_sigterm(**kwargs: Any) -> None:
-    """In a pool process: a SIGTERM before the cold shutdown leaves the running call alone."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+def hold_sigterm(**kwargs: Any) -> None:
+    """In a pool process, as a call begins: a SIGTERM before the cold shutdown leaves it running."""
+    if os.getpid() != MAIN_PID and not _HELD:  # a solo or threads pool runs calls in the main process
+        _HELD.append(signal.signal(signal.SIGTERM, _on_sigterm))
 
 
-# at import, in the main process: every pool process forked after it runs this first
-signals.worker_process_init.connect(keep_calls_on_sigterm, weak=False, dispatch_uid="coditect-keep-calls")
+def release_sigterm(**kwargs: Any) -> None:
+    """As the call ends: billiard's handler again (an idle pool process may go at once)."""
+    if _HELD:
+        signal.signal(signal.SIGTERM, _HELD.pop())
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    if COLD[0]:  # the main process stops its pool: die of SIGTERM, as Celery expects
+    if not COLD[0]:
+        return  # the main process drains: it waits for this call within the grace
+    release_sigterm()  # the main process stops its pool: go as billiard would
+    handler = signal.getsignal(signal.SIGTERM)
+    if callable(handler):
+        handler(signum, frame)
+    else:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+# At import, in the main process: every pool process forked after it runs them around each call.
+# (billiard resets SIGTERM after Celery's process initializer, so the handler goes in per call.)
+signals.task_prerun.connect(hold_sigterm, weak=False, dispatch_uid="coditect-hold-sigterm")
+signals.task_postrun.connect(release_sigterm, weak=False, dispatch_uid="coditect-release-sigterm")
 
 
 def install(app: Celery, hostname: str) -> None:
