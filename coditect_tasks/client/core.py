@@ -227,7 +227,7 @@ class Core:
                 run_id,
                 int(priority) if priority else None,
                 fairness or None,
-                versions=json.loads(versions) if versions else doc.get("versions") or {},
+                versions=json.loads(versions) if versions else doc.get("versions") or {},  # exactly its pins
             )
         )
 

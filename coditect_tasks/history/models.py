@@ -33,7 +33,7 @@ class RunRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     dag: Mapped[str | None] = mapped_column(Text)
     #: The run this one retries (``DagRun.retry``), or that spawned it (``dag.spawn``); added after
-    #: the first release (``store.upgrade``).
+    #: the first release (``history.upgrade``).
     parent_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     #: The node of ``parent_run_id`` that spawned this run (None for a retry).
     parent_node: Mapped[str | None] = mapped_column(String(128))
@@ -64,7 +64,7 @@ class NodeRecord(Base):
     result: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     #: When it was last put in line (queued, retried, requeued, rerouted): the overview's oldest
-    #: queued node per agent; added after the first release (``store.upgrade``).
+    #: queued node per agent; added after the first release (``history.upgrade``).
     queued_at: Mapped[str | None] = mapped_column(String(40))
 
 

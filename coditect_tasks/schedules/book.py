@@ -43,6 +43,13 @@ class ScheduleBook:
         """Store ``schedule`` and arm its first fire time after now; ``ScheduleError`` if one of
         that name exists."""
         stamped = replace(schedule, created=now_ms())
+        retention = self.core.settings.idempotency_retention
+        if stamped.catchup > retention:  # a fire's key must outlive the time it may still be made up in
+            raise ScheduleError(
+                f"schedule {schedule.name!r}: catchup {stamped.catchup:g} s exceeds "
+                f"CODITECT_IDEMPOTENCY_RETENTION ({retention} s)"
+            )
+        yield from self.core.submitter.check(stamped.run_dag())
         added = yield Ask(lambda t: t.redis.hsetnx(keys.SCHEDULES, stamped.name, json.dumps(stamped.to_json())))
         if not added:
             raise ScheduleError(f"schedule {schedule.name!r} exists; delete it first")
@@ -168,7 +175,8 @@ class ScheduleBook:
             return None
         schedule = Schedule.from_json(json.loads(raw))
         state = yield Ask(lambda t: t.redis.hgetall(keys.schedule_state(name)))
-        if schedule.paused or "next" not in state:
+        if schedule.paused or "next" not in state:  # a pause that raced a resume: out of the due set
+            yield Ask(lambda t: t.redis.zrem(keys.SCHEDULES_DUE, name))
             return None
         fire = int(state["next"])
         late = at - fire - schedule.delay(fire)
@@ -181,7 +189,9 @@ class ScheduleBook:
             yield from self._advance(schedule, fire, following)
             return None
         run_id, held = "", ""
-        if (yield from self.ended(state.get("last_run"))) or schedule.overlap == "allow":
+        # a fire held back (buffer-one) goes first: until it has started, the schedule is busy
+        idle = "buffered" not in state and (yield from self.ended(state.get("last_run")))
+        if idle or schedule.overlap == "allow":
             run_id = yield from self._fire(schedule, fire)
         elif schedule.overlap == "cancel-other":
             yield from self.core.cancel(state["last_run"])
@@ -212,8 +222,8 @@ class ScheduleBook:
         if raw is None or "buffered" not in state:
             yield Ask(lambda t: t.redis.srem(keys.SCHEDULES_BUFFERED, name))
             return None
-        if not (yield from self.ended(state.get("last_run"))):
-            return None
+        if json.loads(raw).get("paused") or not (yield from self.ended(state.get("last_run"))):
+            return None  # paused: it starts once resumed, when the previous run has ended
         fire = state["buffered"]
         run_id = yield from self.submit(Schedule.from_json(json.loads(raw)), int(fire))
         yield Ask(lambda t: t.scripts["schedule"](args=["unbuffer", name, fire, run_id]))

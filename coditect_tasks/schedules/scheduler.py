@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from redis import RedisError
@@ -39,17 +40,25 @@ class Scheduler:
         """Fire everything due now and release what a previous run held back; the seconds until
         the next fire time is due (at most ``IDLE_SECONDS``)."""
         redis = self.client.redis
+        for name in redis.smembers(keys.SCHEDULES_BUFFERED):  # a held fire before any later one
+            self._fire(self.client.schedules.release, str(name))
         at = now_ms()
         for name in redis.zrangebyscore(keys.SCHEDULES_DUE, "-inf", at, start=0, num=BATCH):
-            if self.client.schedules.fire_due(str(name), at):
-                self.fired += 1
-        for name in redis.smembers(keys.SCHEDULES_BUFFERED):
-            if self.client.schedules.release(str(name)):
-                self.fired += 1
+            self._fire(lambda n: self.client.schedules.fire_due(n, at), str(name))
         following = redis.zrange(keys.SCHEDULES_DUE, 0, 0, withscores=True)
         if not following:
             return IDLE_SECONDS
         return max(0.0, min(IDLE_SECONDS, (float(following[0][1]) - now_ms()) / 1000))
+
+    def _fire(self, fire: Callable[[str], str | None], name: str) -> None:
+        """One schedule's fire; its failure is logged and the others go on (an outage is raised)."""
+        try:
+            if fire(name):
+                self.fired += 1
+        except (BrokerUnreachableError, RedisError):
+            raise
+        except Exception:  # a revoke the broker refused, a replica that did not answer: next tick
+            log.exception("schedule %s: its fire failed; it is tried again", name)
 
     def run_forever(self) -> None:
         while not self._stop.is_set():

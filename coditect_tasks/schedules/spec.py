@@ -10,9 +10,11 @@ maintains: a time a spring change skips fires once at the change, as Debian's cr
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -92,10 +94,10 @@ class Schedule:
             raise ScheduleError(f"schedule {self.name!r}: overlap {self.overlap!r} is not one of {', '.join(OVERLAPS)}")
         if self.every is not None and not self.every >= MIN_INTERVAL:
             raise ScheduleError(f"schedule {self.name!r}: the interval must be at least {MIN_INTERVAL:g} s")
+        if not all(math.isfinite(v) for v in (self.catchup, self.jitter, self.every or 0.0)):
+            raise ScheduleError(f"schedule {self.name!r}: catchup, jitter and every must be finite numbers")
         if self.catchup < 0 or self.jitter < 0:
             raise ScheduleError(f"schedule {self.name!r}: catchup and jitter must not be negative")
-        if self.every is not None and self.jitter >= self.every:
-            raise ScheduleError(f"schedule {self.name!r}: jitter must be shorter than the interval")
         if not isinstance(self.params, dict):
             raise ScheduleError(f"schedule {self.name!r}: params must be a JSON object")
         try:
@@ -103,14 +105,27 @@ class Schedule:
         except (ZoneInfoNotFoundError, ValueError):
             raise ScheduleError(f"schedule {self.name!r}: unknown time zone {self.tz!r} (as Europe/Berlin)") from None
         if self.cron is not None:
+            if len(self.cron.split()) != 5:
+                raise ScheduleError(
+                    f"schedule {self.name!r}: cron {self.cron!r}: five fields (minute hour day month weekday)"
+                )
             try:
                 CronSim(self.cron, datetime.now(self.zone()))
             except CronSimError as exc:
                 raise ScheduleError(f"schedule {self.name!r}: cron {self.cron!r}: {exc}") from None
+        if self.jitter * 1000 >= self.shortest_gap():  # a delayed fire would make the next one late
+            raise ScheduleError(f"schedule {self.name!r}: jitter must be shorter than the time between fires")
         try:
             self.run_dag()
         except DagError as exc:
             raise ScheduleError(f"schedule {self.name!r}: {exc}") from None
+
+    def shortest_gap(self) -> int:
+        """Milliseconds between two fire times at least (of a cron: over its next 100)."""
+        if self.every is not None:
+            return round(self.every * 1000)
+        fires = self.fires(round(time.time() * 1000), 2**62, limit=100)
+        return min(b - a for a, b in itertools.pairwise(fires))
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
@@ -131,14 +146,18 @@ class Schedule:
             return (ms // step + 1) * step
         assert self.cron is not None
         moment = datetime.fromtimestamp(ms / 1000, self.zone())
-        return round(next(CronSim(self.cron, moment)).timestamp() * 1000)
+        for found in CronSim(self.cron, moment):  # in an hour the autumn change repeats, cronsim may
+            at = round(found.timestamp() * 1000)  # give the first pass of a time the input is past
+            if at > ms:
+                return at
+        raise AssertionError("unreachable: a cron's fire times never end")
 
-    def fires(self, start: int, end: int) -> list[int]:
+    def fires(self, start: int, end: int, limit: int | None = None) -> list[int]:
         """Its fire times from ``start`` (included) to ``end`` (excluded), at most ``MAX_BACKFILL``
-        (``ScheduleError`` beyond: ask for a shorter span)."""
+        (``ScheduleError`` beyond: ask for a shorter span); the first ``limit`` only, if given."""
         found: list[int] = []
         at = self.next_after(start - 1)
-        while at < end:
+        while at < end and len(found) != limit:
             if len(found) == MAX_BACKFILL:
                 raise ScheduleError(f"schedule {self.name!r}: over {MAX_BACKFILL} fire times in that span")
             found.append(at)
@@ -173,4 +192,6 @@ class Schedule:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Schedule:
-        return cls(**data)
+        """A stored schedule; fields a later release added are left out (a rolling upgrade)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

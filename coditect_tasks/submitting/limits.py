@@ -47,8 +47,8 @@ class LimitBook:
         for worker in workers:
             for agent, limits in worker.get("limits", {}).items():
                 names.setdefault(agent, list(limits))
-        for agent, key in (routing or {}).items():
-            names[agent] = names.get(key, [])
+        for agent, key in (routing or {}).items():  # a version nobody registered: its base's limits
+            names[agent] = names[key] if key in names else names.get(agent, [])
         if not any(node.limits or names.get(node.agent) for node in dag.nodes.values()):
             return {}
         yield from self.declare_limits(self.agents.values())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -88,15 +88,14 @@ class RampBook:
             self._read = time.monotonic()
         return self._ramps
 
-    def pins(self, run_id: str, agents: Iterable[str], inherited: Mapping[str, str]) -> Steps[dict[str, str]]:
-        """Agent → version (``""``: unversioned) of run ``run_id``: the ``inherited`` pins (a
-        spawning or retried run's), and a pin drawn from its ramp for each other of ``agents``."""
-        ramps = yield from self.all()
-        pins = dict(inherited)  # all of them: a run this one spawns may call agents it does not
-        for agent in agents:
-            if agent in ramps and agent not in pins:
-                pins[agent] = ramps[agent].pick(run_id)
-        return pins
+    def pins(self, run_id: str, inherited: Mapping[str, str] | None) -> Steps[dict[str, str]]:
+        """Agent → version (``""``: unversioned) of run ``run_id``: exactly the ``inherited`` pins of
+        a spawning or retried run (an agent it has none for had no ramp when its tree began: it
+        stays unversioned), else one drawn for every agent with a ramp now, called or not (a run it
+        spawns may call one it does not)."""
+        if inherited is not None:
+            return dict(inherited)
+        return {agent: ramp.pick(run_id) for agent, ramp in (yield from self.all()).items()}
 
     def ramp(self, agent: str, to: str, percent: float, base: str | None = None) -> Steps[dict[str, Any]]:
         """Send ``percent`` of ``agent``'s new runs to version ``to``; the ramp now."""

@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis import RedisError
@@ -65,7 +65,7 @@ class Submitter:
         ``priority`` (0–9) applies to its nodes without their own; ``fairness_key`` (a tenant, a
         user) is served round robin with the other keys of the same priority; ``origin`` (a
         scheduled run's ``schedule`` and ``fire_time``) goes into its run hash and history;
-        ``versions``: agent → version pins it keeps (a retried run's), others come from the ramps."""
+        ``versions``: the pins a retried run keeps (exactly those); without, the ramps draw them."""
         check_ordering(priority, fairness_key)
         idem = self.idempotency(dag, key)
         if idem is not None:  # a failover or a restart is waited out here too, as the write is
@@ -74,10 +74,10 @@ class Submitter:
                 # a repeat after a ReplicationError checks again (the key, written with the run, outlives it)
                 yield from self._replicated(held, idem.redis_key)
                 return held
-        workers = list((yield from live_workers())) if self.needs_registry(dag) else []
-        live = {name for worker in workers for name in worker["agents"]}
         run_id = uuid.uuid4().hex
-        pins = yield from self.ramps.pins(run_id, called(dag), versions or {})
+        pins = yield from self.ramps.pins(run_id, versions)
+        workers = list((yield from live_workers())) if self.needs_registry(dag, routes(pins)) else []
+        live = {name for worker in workers for name in worker["agents"]}
         limits = yield from self.limits.holds(dag, workers, routes(pins))
         seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
         tracing.setup_tracing("coditect-producer")
@@ -94,13 +94,13 @@ class Submitter:
         attempt): validated and planned as a submit's (``DagError``: nothing is written); they keep
         the spawning run's ``versions``."""
         dags = list(dags)
-        needed = [dag for dag in dags if self.needs_registry(dag)]
-        workers = list((yield from live_workers())) if needed else []
+        routing = routes(versions)
+        workers = list((yield from live_workers())) if any(self.needs_registry(d, routing) for d in dags) else []
         live = {name for worker in workers for name in worker["agents"]}
         writes = []
         for dag in dags:
             run_id = uuid.uuid4().hex
-            pins = yield from self.ramps.pins(run_id, called(dag), versions)
+            pins = yield from self.ramps.pins(run_id, versions)
             limits = yield from self.limits.holds(dag, workers, routes(pins))
             seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
             with tracing.run_span(dag.name, len(dag.nodes)) as span:
@@ -110,14 +110,26 @@ class Submitter:
                 )
         return writes
 
+    def check(self, dag: Dag) -> Steps[None]:
+        """What a submit of ``dag`` validates now (``DagError``, ``UnknownAgentError``), writing nothing."""
+        workers = list((yield from live_workers())) if self.needs_registry(dag, {}) else []
+        live = {name for worker in workers for name in worker["agents"]}
+        validate(dag, {base_name(key) for key in (*self.app.agents, *live)}, **self.settings.dag_limits())
+
     def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
         """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), None without a key."""
         return None if key is None else Idempotency.of(key, dag.to_json(), self.settings.idempotency_retention)
 
-    def needs_registry(self, dag: Dag) -> bool:
-        """Whether ``dag`` names an agent the app does not declare (only a remote worker might serve it)."""
+    def needs_registry(self, dag: Dag, routing: Mapping[str, str]) -> bool:
+        """Whether ``dag`` names an agent (at the version ``routing`` pins it to) the app does not
+        declare: only a remote worker's registration tells its limits."""
         agents = self.app.agents
-        named = (name for node in dag.nodes.values() if node.wait is None for name in (node.agent, node.fallback))
+        named = (
+            name
+            for node in dag.nodes.values()
+            if node.wait is None
+            for name in (routing.get(node.agent, node.agent), node.fallback)
+        )
         return any(name not in agents for name in named if name)
 
     def prepare(
@@ -148,7 +160,7 @@ class Submitter:
             fallback = node.fallback or (spec.fallback if spec else None)
             for name in (key, fallback):
                 if name is not None and template_key(name, node.timeout) not in templates:
-                    known = app.agents.get(name) or remote(name)
+                    known = app.agents.get(name) or remote(name, app.agents)
                     templates[template_key(name, node.timeout)] = message_template(
                         app, run_id, known, node.timeout, trace
                     )
@@ -229,14 +241,12 @@ class Lineage:
     origin: Mapping[str, str] = field(default_factory=dict)
 
 
-def called(dag: Dag) -> set[str]:
-    """The agents ``dag``'s nodes call."""
-    return {node.agent for node in dag.nodes.values() if node.wait is None}
-
-
-def remote(key: str) -> Agent:
-    """An agent only remote workers declare: the defaults, at its version."""
+def remote(key: str, declared: Mapping[str, Agent]) -> Agent:
+    """An agent at a version only remote workers declare: the unversioned declaration's time
+    limits if this app has one (a new version of the same agent), else the defaults."""
     name, _, version = key.partition(VERSION_MARK)
+    if name in declared:
+        return replace(declared[name], version=version or None)
     return Agent(name=name, fn=lambda call: None, version=version or None)
 
 

@@ -11,7 +11,9 @@ cold shutdown, which stops the calls. SIGQUIT and SIGKILL keep Celery's meaning.
 The same holds when SIGTERM reaches the pool processes too: systemd's ``KillMode=control-group``,
 ``kill -TERM -<pgid>`` or a container runtime signalling every process. Celery resets SIGTERM in
 its pool processes to the default, which kills the running call at once; here a pool process
-ignores it until the main process has begun its cold shutdown, whose own SIGTERMs then stop it.
+ignores it while a call runs, until the main process has begun its cold shutdown (after the
+grace, or SIGQUIT, or Ctrl-C), whose own SIGTERMs then stop it. So a call is not stopped by
+``revoke(terminate=True)`` with SIGTERM either: send SIGKILL for that.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ COLD = mmap.mmap(-1, 1)
 MAIN_PID = os.getpid()
 #: The SIGTERM handler billiard gave this pool process, while a call holds SIGTERM.
 _HELD: list[Any] = []
+#: Set once Celery's cold-shutdown handlers are wrapped (a consumer restart starts the step again).
+_COLD_SIGNALS_MARKED: list[bool] = []
 
 
 def hold_sigterm(**kwargs: Any) -> None:
@@ -57,6 +61,19 @@ def release_sigterm(**kwargs: Any) -> None:
     """As the call ends: billiard's handler again (an idle pool process may go at once)."""
     if _HELD:
         signal.signal(signal.SIGTERM, _HELD.pop())
+
+
+def _mark_cold(signum: int) -> None:
+    """Wrap Celery's handler of ``signum`` (a cold shutdown): the pool processes learn it first."""
+    previous = signal.getsignal(signum)
+    if not callable(previous):
+        return
+
+    def cold(number: int, frame: FrameType | None) -> None:
+        COLD[0] = 1
+        previous(number, frame)
+
+    signal.signal(signum, cold)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -78,7 +95,13 @@ signals.task_postrun.connect(release_sigterm, weak=False, dispatch_uid="coditect
 
 
 def install(app: Celery, hostname: str) -> None:
-    """Drain on SIGTERM (Celery's warm shutdown), in a thread: signal handlers must return."""
+    """Drain on SIGTERM (Celery's warm shutdown), in a thread: signal handlers must return. Mark
+    Celery's cold shutdowns (SIGQUIT, SIGINT) before its handlers stop the pool processes."""
+    # (a worker in a thread of a test process, the pytest plugin's, has no signals of its own)
+    if not _COLD_SIGNALS_MARKED and threading.current_thread() is threading.main_thread():
+        _COLD_SIGNALS_MARKED.append(True)
+        for cold in (signal.SIGQUIT, signal.SIGINT):
+            _mark_cold(cold)
 
     def on_shutting_down(how: str = "", **kwargs: Any) -> None:
         if how == "Cold":
@@ -103,6 +126,7 @@ def drain(app: Celery, hostname: str) -> None:
         handed = _hand_off(app, hostname, left)
     finally:
         if handed or _running():  # a call that ended at the last moment needs no cold shutdown
+            COLD[0] = 1  # before Celery's handler SIGTERMs the pool processes
             os.kill(os.getpid(), signal.SIGQUIT)  # Celery's cold shutdown: stop the calls, exit
 
 

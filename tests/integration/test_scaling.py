@@ -163,6 +163,8 @@ def test_a_worker_told_to_stop_hands_its_node_to_another_pool(
     print(f"handoff from SIGTERM to running on another pool: {handoff:.1f} s")
     assert handoff < 1 + 4  # the grace plus a few seconds, not a lease expiry after a kill
     assert leaving.proc is not None and leaving.proc.wait(10) == 0  # it exits once the node is handed off
+    exited = time.monotonic() - stopped_at
+    assert exited < 1 + 3, f"exited {exited:.1f} s after SIGTERM: its cold shutdown waited for the 6 s call"
     assert run.wait(30) == "succeeded"
     assert run.status()["nodes"]["long"]["attempts"] == 2
 

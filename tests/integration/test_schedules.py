@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from coditect_tasks import Client, Dag, keys
+from coditect_tasks.errors import DagError, ScheduleError
 from coditect_tasks.redis_server import stop_processes
 from coditect_tasks.settings import Settings
 
@@ -195,4 +196,11 @@ def test_trigger_and_backfill_start_runs_that_name_their_schedule(
         assert client.get(item["run_id"]).wait(timeout=20) == "succeeded"
         assert client.get(item["run_id"]).status()["fire_time"] == item["fire_time"]
     assert client.schedules.delete("daily") and client.schedules.all() == []
+    nobody = Dag("nobody")
+    nobody.node("a", "nobody-serves-this")
+    with pytest.raises(DagError, match=r"unknown agent .nobody-serves-this."):  # refused at add, as by a submit
+        client.schedules.add("lost", nobody, every="1h")
+    with pytest.raises(ScheduleError, match="exceeds CODITECT_IDEMPOTENCY_RETENTION"):
+        client.schedules.add("long", echo_dag("long"), every="1h", catchup=10**9)
+    assert client.schedules.all() == []
     assert not redis.Redis.from_url(client.settings.state_url).exists(keys.schedule_state("daily"))

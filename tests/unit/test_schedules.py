@@ -75,6 +75,18 @@ def test_an_hourly_cron_in_berlin_keeps_real_hours_across_the_changes() -> None:
     assert {b - a for a, b in itertools.pairwise(fires)} == {3_600_000}
 
 
+def test_next_after_is_strictly_after_inside_the_hour_the_autumn_change_repeats() -> None:
+    daily = Schedule("nightly", DAG, cron="30 2 * * *", tz="Europe/Berlin")
+    inside = ms(datetime(2026, 10, 25, 1, 10, tzinfo=UTC))  # 02:10 CET, after the first 02:30 (00:30Z)
+    after = daily.next_after(inside)
+    assert after > inside and berlin(after) == "2026-10-26T02:30:00+01:00"
+
+
+def test_a_stored_schedule_with_a_field_from_a_later_release_still_loads() -> None:
+    stored = {**Schedule("s", DAG, every=5.0).to_json(), "added_later": 1}
+    assert Schedule.from_json(stored) == Schedule("s", DAG, every=5.0)
+
+
 def test_the_same_cron_in_utc_and_in_berlin_fires_at_different_instants() -> None:
     utc = Schedule("u", DAG, cron="0 9 * * *")
     local = Schedule("b", DAG, cron="0 9 * * *", tz="Europe/Berlin")
@@ -121,7 +133,10 @@ def test_params_go_over_every_agent_nodes_own() -> None:
         ({"every": 5.0, "tz": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"every": 5.0, "overlap": "queue"}, "overlap 'queue' is not one of skip, buffer-one, allow, cancel-other"),
         ({"every": 5.0, "catchup": -1.0}, "must not be negative"),
-        ({"every": 5.0, "jitter": 5.0}, "jitter must be shorter than the interval"),
+        ({"every": 5.0, "jitter": 5.0}, "jitter must be shorter than the time between fires"),
+        ({"cron": "*/5 * * * *", "jitter": 300.0}, "jitter must be shorter than the time between fires"),
+        ({"cron": "0 0 * * * *"}, "five fields: minute hour day month weekday|five fields"),
+        ({"every": 5.0, "jitter": float("inf")}, "must be finite numbers"),
         ({"every": 5.0, "name": "no spaces"}, "must match"),
     ],
 )

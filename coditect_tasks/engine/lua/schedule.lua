@@ -9,7 +9,14 @@
 local op, name = ARGV[1], ARGV[2]
 local state = SCHEDULE_PREFIX .. name
 if op == 'advance' then
-  if redis.call('HGET', state, 'next') ~= ARGV[3] then return 0 end
+  if redis.call('HGET', state, 'next') ~= ARGV[3] then
+    -- another scheduler moved it on, maybe judging the fire otherwise (the previous run ended in
+    -- between): the run this one started is still the latest, if it is the newer
+    if ARGV[6] ~= '' and tonumber(redis.call('HGET', state, 'last_fire') or '0') <= tonumber(ARGV[7]) then
+      redis.call('HSET', state, 'last_run', ARGV[6], 'last_fire', ARGV[7])
+    end
+    return 0
+  end
   redis.call('HSET', state, 'next', ARGV[4])
   if ARGV[6] ~= '' then redis.call('HSET', state, 'last_run', ARGV[6], 'last_fire', ARGV[7]) end
   if ARGV[8] ~= '' and redis.call('HSETNX', state, 'buffered', ARGV[8]) == 1 then

@@ -1,4 +1,4 @@
--- Shared helpers of every engine script, after the constants keys.py generates (key names,
+-- Shared helpers of every engine script, after the constants engine/prelude.py renders from keys.py (key names,
 -- leases, caps). ARGV[1] is the run id (empty for scripts that span runs), ARGV[2] the
 -- caller's ISO-8601 UTC timestamp; a script's own arguments start at ARGV[3]. Keys are
 -- derived from the run id.
