@@ -358,6 +358,78 @@ def test_prometheus_config_and_rules_pass_promtool() -> None:
     assert "SUCCESS: 10 rules found" in rules.stdout
 
 
+ALERTMANAGER = MONITORING / "alertmanager"
+#: What compose/.env gives the ALERT_* variables in the test: characters a shell or sed would mangle.
+ALERT_ENV = {
+    "ALERT_WEBHOOK_URL": "https://hooks.example.com/alerts?a=1&b=2|c",
+    "ALERT_SLACK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
+    "ALERT_SLACK_CHANNEL": "#ops",
+    "ALERT_EMAIL_TO": "oncall@example.com",
+    "ALERT_EMAIL_FROM": "alertmanager@example.com",
+    "ALERT_SMTP_HOST": "smtp.example.com:587",
+    "ALERT_SMTP_USER": "alerts",
+    "ALERT_SMTP_PASSWORD": "p&ss|w${X}rd\\1",
+}
+
+
+def _render(template: Path) -> str:
+    """alertmanager.yml as render.sh fills it in at the container's start (sh and awk, as there)."""
+    done = subprocess.run(
+        ["sh", str(ALERTMANAGER / "render.sh"), str(template)],
+        env={"PATH": os.environ["PATH"], "RENDER_ONLY": "1", **ALERT_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(None, None), ("receiver: slack\n", "receiver: pager\n"), ("group_wait: 30s", "group_wait: soon")],
+    ids=["as shipped", "a route to no receiver", "a bad duration"],
+)
+def test_alertmanager_routes_pass_amtool_with_every_address_from_a_variable(
+    old: str | None, new: str | None, tmp_path: Path
+) -> None:
+    amtool = shutil.which("amtool") or missing("amtool not installed (apt-get install prometheus-alertmanager)")
+    template = tmp_path / "alertmanager.yml"
+    text = (ALERTMANAGER / "alertmanager.yml").read_text()
+    template.write_text(text if old is None else text.replace(old, new or "", 1))
+    rendered = tmp_path / "rendered.yml"
+    rendered.write_text(_render(template))
+    checked = subprocess.run([amtool, "check-config", str(rendered)], capture_output=True, text=True)
+    assert (checked.returncode == 0) == (old is None), checked.stdout + checked.stderr
+    if old is not None:
+        return
+    config = yaml.safe_load(rendered.read_text())
+    webhook = config["receivers"][0]["webhook_configs"][0]["url"]
+    oncall = config["receivers"][2]["email_configs"][0]
+    assert (webhook, oncall["auth_password"]) == (ALERT_ENV["ALERT_WEBHOOK_URL"], ALERT_ENV["ALERT_SMTP_PASSWORD"])
+    # none literal: every address and secret of every receiver is a variable of compose/.env
+    shipped = yaml.safe_load(text)
+    fields = [
+        value
+        for receiver in shipped["receivers"]
+        for kind, configs in receiver.items()
+        if kind != "name"
+        for conf in configs
+        for key, value in conf.items()
+        if key != "send_resolved"
+    ]
+    assert fields and all(re.fullmatch(r"\$\{ALERT_[A-Z_]+\}", v) for v in fields), fields
+    compose = yaml.safe_load((ROOT / "compose" / "compose.yaml").read_text())
+    named = set(re.findall(r"\$\{(ALERT_[A-Z_]+)\}", text))
+    assert named == set(compose["services"]["alertmanager"]["environment"]) == set(ALERT_ENV)
+    example = (ROOT / "compose" / ".env.example").read_text()
+    assert all(f"\n{name}=" in example for name in named)
+    severities = set(re.findall(r"severity: (\w+)", (MONITORING / "prometheus" / "alerts.yml").read_text()))
+    routed = {m.split('"')[1] for r in shipped["route"]["routes"] for m in r["matchers"] if "=~" not in m}
+    assert severities <= routed, f"alerts of severity {severities - routed} reach no person"
+    prometheus = yaml.safe_load((ROOT / "compose" / "prometheus.yml").read_text())
+    assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+
+
 def test_the_collector_forwards_traces_to_jaeger() -> None:
     config = yaml.safe_load((MONITORING / "otel" / "collector.yaml").read_text())
     pipeline = config["service"]["pipelines"]["traces"]
