@@ -146,6 +146,21 @@ def test_compose_prometheus_and_grafana_mount_what_their_configs_name() -> None:
     assert grafana["/etc/grafana/provisioning"] == "../monitoring/grafana/provisioning"
 
 
+def test_compose_sends_every_processs_traces_through_the_collector_to_jaeger_and_grafana() -> None:
+    services = _compose()["services"]
+    coditect = [name for name, s in services.items() if "CODITECT_BROKER_URL" in s.get("environment", {})]
+    endpoint = "http://otel-collector:4318"  # the collector's OTLP/HTTP receiver
+    assert coditect and all(services[n]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint for n in coditect)
+    collector = services["otel-collector"]
+    config = collector["command"][0].removeprefix("--config=")
+    assert _mounts(collector)[config] == "../monitoring/otel/collector.yaml"
+    forwarded = yaml.safe_load((ROOT / "monitoring/otel/collector.yaml").read_text())
+    assert forwarded["exporters"]["otlp/jaeger"]["endpoint"].split(":")[0] in services
+    sources = yaml.safe_load((ROOT / "monitoring/grafana/provisioning/datasources/jaeger.yaml").read_text())
+    jaeger = next(s for s in sources["datasources"] if s["type"] == "jaeger")
+    assert jaeger["url"] == "http://jaeger:16686" and "127.0.0.1:16686:16686" in services["jaeger"]["ports"]
+
+
 def _manifests(directory: Path = K8S) -> list[Path]:
     return sorted(p for p in directory.glob("*.yaml") if p.name != "kustomization.yaml")
 
