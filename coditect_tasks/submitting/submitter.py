@@ -18,7 +18,7 @@ from .. import keys
 from ..agents import VERSION_MARK, Agent, base_name
 from ..connection import barrier, check_noeviction, slot_memory
 from ..dag.critical import ranks
-from ..dag.plan import validate
+from ..dag.plan import Plan, validate
 from ..dag.spec import Dag
 from ..engine.message import message_template, template_key
 from ..engine.submission import MISSING, Idempotency, Ordering, RunWrite, prepare
@@ -76,9 +76,10 @@ class Submitter:
                 return held
         run_id = uuid.uuid4().hex
         pins = yield from self.ramps.pins(run_id, versions)
-        workers = list((yield from live_workers())) if self.needs_registry(dag, routes(pins)) else []
+        routing = routes(pins)
+        workers = list((yield from live_workers())) if self.needs_registry(dag, routing) else []
         live = {name for worker in workers for name in worker["agents"]}
-        limits = yield from self.limits.holds(dag, workers, routes(pins))
+        limits = yield from self.limits.holds(dag, workers, routing)
         seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
         tracing.setup_tracing("coditect-producer")
         with tracing.run_span(dag.name, len(dag.nodes)) as span:
@@ -114,7 +115,13 @@ class Submitter:
         """What a submit of ``dag`` validates now (``DagError``, ``UnknownAgentError``), writing nothing."""
         workers = list((yield from live_workers())) if self.needs_registry(dag, {}) else []
         live = {name for worker in workers for name in worker["agents"]}
-        validate(dag, {base_name(key) for key in (*self.app.agents, *live)}, **self.settings.dag_limits())
+        self._plan(dag, live)
+
+    def _plan(self, dag: Dag, live: Iterable[str]) -> Plan:
+        """``dag`` validated and planned against the agents the app declares and ``live`` ones
+        (by name: any version of an agent serves its nodes)."""
+        known = {base_name(key) for key in (*self.app.agents, *live)}
+        return validate(dag, known, **self.settings.dag_limits())
 
     def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
         """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), None without a key."""
@@ -146,7 +153,7 @@ class Submitter:
         """Validate and plan ``dag`` against the agents the app declares and ``live`` ones, and
         build its run's writes under the run's root ``span``, its nodes routed to their pinned versions."""
         app, settings = self.app, self.settings
-        plan = validate(dag, {base_name(key) for key in (*app.agents, *live)}, **settings.dag_limits())
+        plan = self._plan(dag, live)
         run_id, routing = run.run_id, routes(run.pins)
         span.set_attribute("coditect.run_id", run_id)
         trace = tracing.traceparent(span)
