@@ -148,16 +148,17 @@ def check_noeviction(memory: dict[str, Any], url: str) -> None:
         raise EvictingRedisError(safe_url(url), policy)
 
 
-def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
+def barrier(client: Any, replicas: int, present: str | None = None, cell: int = 0) -> Any:
     """Wait for ``replicas`` replicas to have every write made so far on ``client`` (sync or asyncio),
     whatever connection made it: a barrier write, then ``WAIT`` on the same connection (replication
     is one ordered stream, so a replica that has the barrier has everything before it). With
     ``present``, also whether that key exists on the server waited on (a failover may have moved the
     pipeline to a new primary). Returns the pipeline's ``execute()`` (awaitable on an event loop):
-    [barrier count, replicas that have it(, 1 if ``present`` exists)]."""
+    [barrier count, replicas that have it(, 1 if ``present`` exists)]. On a cluster, the primary
+    waited on is that of cell ``cell``, whose writes these were."""
     if isinstance(client, AsyncRedisCluster):
-        return _remapping(client, lambda: _barrier_pipe(client, replicas, present).execute())
-    pipe = _barrier_pipe(client, replicas, present)
+        return _remapping(client, lambda: _barrier_pipe(client, replicas, present, cell).execute())
+    pipe = _barrier_pipe(client, replicas, present, cell)
     if isinstance(client, RedisCluster):
         try:
             return pipe.execute()
@@ -170,9 +171,9 @@ def barrier(client: Any, replicas: int, present: str | None = None) -> Any:
     return pipe.execute()
 
 
-def _barrier_pipe(client: Any, replicas: int, present: str | None) -> Any:
-    pipe = on_slot(client).pipeline(transaction=False)
-    pipe.incr(keys.REPLICATED)
+def _barrier_pipe(client: Any, replicas: int, present: str | None, cell: int) -> Any:
+    pipe = on_slot(client, cell).pipeline(transaction=False)
+    pipe.incr(keys.in_cell(keys.REPLICATED, cell))
     pipe.wait(replicas, int(keys.REPLICA_WAIT_SECONDS * 1000))
     if present is not None:
         pipe.exists(present)
@@ -207,14 +208,15 @@ async def _remapping(client: AsyncRedisCluster, call: Callable[[], Any]) -> Any:
         raise
 
 
-def on_slot(client: Any) -> Any:
-    """``client`` itself, or for a cluster a plain client of the primary that holds the platform's
+def on_slot(client: Any, cell: int = 0) -> Any:
+    """``client`` itself, or for a cluster a plain client of the primary that holds cell ``cell``'s
     slot now: ``WAIT`` counts the writes of its own connection, and a cluster client would send it
     (it names no key) to some other node."""
     if isinstance(client, RedisCluster):
-        return client.get_redis_connection(client.get_node_from_key(keys.ROUTE))  # type: ignore[no-untyped-call]
+        node = client.get_node_from_key(keys.route(cell))  # type: ignore[no-untyped-call]
+        return client.get_redis_connection(node)
     if isinstance(client, AsyncRedisCluster):
-        node = client.get_node_from_key(keys.ROUTE)
+        node = client.get_node_from_key(keys.route(cell))
         assert node is not None  # (it raises SlotNotCoveredError rather than return None)
         plain: dict[str, aioredis.Redis] = client.__dict__.setdefault("_coditect_nodes", {})
         if node.name not in plain:

@@ -24,7 +24,8 @@ caller needs, not just a message.
     ├── DagError                    a DAG file or object that cannot run (exit 2)
     │   ├── MalformedDagError       unreadable YAML/JSON or wrong field types
     │   ├── CycleError              ``cycle`` lists the nodes of one cycle, in order
-    │   └── DagTooLargeError        over a configured size limit (nodes, document bytes)
+    │   ├── DagTooLargeError        over a configured size limit (nodes, document bytes)
+    │   └── PlacementError          a spawned child holds a limit, in a tree outside cell 0
     ├── ReplicationError            a submit too few Redis replicas acknowledged in time (exit 3)
     ├── UpgradeRefusedError         ``upgrade-keys`` found it unsafe to rename (and renamed nothing)
     ├── StreamLimitError            a node's attempt streamed more chunks than CODITECT_STREAM_MAX_CHUNKS
@@ -215,6 +216,20 @@ class CycleError(DagError):
 
 class DagTooLargeError(DagError):
     """Over a size limit: more nodes than ``CODITECT_MAX_NODES``, a document over ``CODITECT_MAX_DAG_BYTES``."""
+
+
+class PlacementError(DagError):
+    """A child run that holds a limit, spawned by a run outside cell 0 on a Redis Cluster of many
+    cells: every run that holds a limit lives in cell 0, with its whole tree, so that the limit holds
+    across all of them; the tree was placed when its root was submitted, holding none."""
+
+    def __init__(self, source: str, limits: list[str], cell: int) -> None:
+        self.limits = limits
+        super().__init__(
+            source,
+            f"holds limit(s) {', '.join(limits)}, but its tree is in cell {cell}: on a Redis Cluster only the "
+            "trees of roots that hold a limit may spawn children that hold one (or set CODITECT_REDIS_CELLS=1)",
+        )
 
 
 class ReplicationError(CoditectError):

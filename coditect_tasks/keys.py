@@ -1,22 +1,42 @@
 """Every Redis key name coditect-tasks writes, and every constant its Lua scripts share, in one place.
 
-All keys share the ``coditect:{0}:`` prefix so that an operator can find (and a test
-can flush) everything we own without touching the broker's own keys. Its ``{0}`` is a Redis
-Cluster hash tag: every key hashes to the same slot, so on a cluster each script's keys sit on
-one node and redis-py routes the script there by the one key it names (``ROUTE``). The Lua
-scripts never spell a key or a limit themselves: ``engine.prelude.lua_prelude()`` renders these
-constants as the first lines of every script when the engine loads them.
+All keys share the ``coditect:{<tag>}:`` prefix so that an operator can find (and a test
+can flush) everything we own without touching the broker's own keys. Its ``{<tag>}`` is a Redis
+Cluster hash tag, one per *cell*: a run lives in one cell (named by its id), with its share of the
+engine's global structures (leases, the history stream, the outbox, the counters …), so every
+script touches the keys of one cell, on one node; readers of a global structure merge the cells.
+A deployment has one cell (tag ``0``: the constants below are its keys) unless it runs on a Redis
+Cluster, where ``CODITECT_REDIS_CELLS`` spreads runs over many (``in_cell``). The registry, the
+definitions of limits, ramps and schedules, locks and breakers are cell 0's alone, and so are the
+runs that hold a limit: a limit holds across every run that can take it. The Lua scripts never
+spell a key or a limit themselves: ``engine.prelude.lua_prelude()`` renders these constants as the
+first lines of every script when the engine loads them, relative to the cell the script runs on.
 """
 
 from __future__ import annotations
 
-PREFIX = "coditect:{0}:"
+from .cells import CELL_DIGITS as CELL_DIGITS
+from .cells import MAX_CELLS as MAX_CELLS
+from .cells import RUN_ID_DIGITS as RUN_ID_DIGITS
+from .cells import cell_of as cell_of
+from .cells import cell_prefix as cell_prefix
+from .cells import in_cell as in_cell
+from .cells import new_run_id as new_run_id
+from .cells import run_id_in as run_id_in
+
+PREFIX = cell_prefix(0)
 #: Keys written before the hash tag (release 0.x): ``coditect-tasks upgrade-keys`` renames them.
 UNTAGGED_PREFIX = "coditect:"
 
 #: The one key every engine script names (its KEYS[1]; the script never reads it): a Redis Cluster
 #: client sends the script to the node that holds the platform's slot.
 ROUTE = f"{PREFIX}route"
+
+def route(cell: int = 0) -> str:
+    """The key an engine script names for cell ``cell`` (its KEYS[1]): the script's keys are that
+    cell's (``engine.prelude``), and a cluster client sends it to the node of the cell's slot."""
+    return in_cell(ROUTE, cell)
+
 
 #: SET of worker hostnames that have announced themselves (pruned lazily).
 WORKERS = f"{PREFIX}workers"
@@ -65,8 +85,8 @@ HISTORY_DEAD = f"{PREFIX}history:dead"
 
 
 def run_prefix(run_id: str) -> str:
-    """Prefix of every key of one run: ``<prefix>run`` (hash), ``<prefix>status`` (node → status) …"""
-    return f"{RUN_KEY_PREFIX}{run_id}:"
+    """Prefix of every key of one run, in its cell: ``<prefix>run`` (hash), ``<prefix>status`` (node → status) …"""
+    return f"{in_cell(RUN_KEY_PREFIX, cell_of(run_id))}{run_id}:"
 
 
 #: Suffix of ``run_prefix`` of the pub/sub channel on which a run announces its terminal state.
@@ -76,6 +96,15 @@ DONE_CHANNEL = "done"
 def run_channel(run_id: str) -> str:
     """Pub/sub channel on which a run announces that it reached a terminal state."""
     return run_prefix(run_id) + DONE_CHANNEL
+
+
+#: Pattern of every run's end channel, in every cell (a Redis glob's braces are plain characters).
+RUN_CHANNELS = "coditect:{*}:run:*:" + DONE_CHANNEL
+
+
+def channel_run(channel: str) -> str:
+    """The run id of a run's end channel (``run_channel``)."""
+    return channel.partition("}:run:")[2].removesuffix(":" + DONE_CHANNEL)
 
 
 #: Suffix of ``run_prefix`` of the pub/sub channel of every transition of a run: ``<stream id> <JSON>``,
@@ -190,8 +219,8 @@ OUTBOX = f"{PREFIX}outbox"
 OUTBOX_HELD_PREFIX = f"{PREFIX}outbox:held:"
 
 
-def outbox_held(hostname: str) -> str:
-    return f"{OUTBOX_HELD_PREFIX}{hostname}"
+def outbox_held(hostname: str, cell: int = 0) -> str:
+    return f"{in_cell(OUTBOX_HELD_PREFIX, cell)}{hostname}"
 
 
 #: Prefix of STRING ``<prefix><task id>``: "run|node|task id" of the node a pool process runs on
@@ -201,7 +230,8 @@ TAKEN_AFTER_PREFIX = f"{PREFIX}taken-after:"
 
 
 def taken_after(task_id: str) -> str:
-    return f"{TAKEN_AFTER_PREFIX}{task_id}"
+    """In the cell of the message's run (a node message's task id is ``<run>:<node>:<seq>``)."""
+    return f"{in_cell(TAKEN_AFTER_PREFIX, cell_of(task_id.partition(':')[0]))}{task_id}"
 
 
 #: HASH limit name → its definition as JSON (``limits.Limit.to_json``): what the engine enforces, the
@@ -291,14 +321,15 @@ FENCE_PREFIX = f"{PREFIX}fence:"
 STATE_PREFIX = f"{PREFIX}state:"
 
 
-def idempotency(key: str) -> str:
-    """STRING "<run id> <DAG digest>": the run a submit with idempotency ``key`` started (expiring)."""
-    return f"{PREFIX}idempotency:{key}"
+def idempotency(key: str, cell: int = 0) -> str:
+    """STRING "<run id> <DAG digest>": the run a submit with idempotency ``key`` started (expiring),
+    in the cell that run is in."""
+    return f"{cell_prefix(cell)}idempotency:{key}"
 
 
-def reserved(hostname: str) -> str:
-    """SET of "run|node" whose message this worker has received but not yet begun."""
-    return f"{RESERVED_PREFIX}{hostname}"
+def reserved(hostname: str, cell: int = 0) -> str:
+    """SET of "run|node" of cell ``cell`` whose message this worker has received but not yet begun."""
+    return f"{in_cell(RESERVED_PREFIX, cell)}{hostname}"
 
 
 def breaker_namespace(agent: str) -> str:

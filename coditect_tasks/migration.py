@@ -35,7 +35,8 @@ def untagged(client: redis.Redis) -> list[str]:
 
 
 def _tagged(key: str) -> bool:
-    return key.startswith(keys.PREFIX)
+    """A key of this release's layout: in a cell (``coditect:{<tag>}:``)."""
+    return key.startswith(keys.UNTAGGED_PREFIX + "{")
 
 
 def tag_keys(client: redis.Redis) -> Tagged:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import keys
 from .cluster import SCHEMES as CLUSTER_SCHEMES
 from .cluster import ClusterUrl, ClusterUrlError, is_cluster
 from .errors import ConfigError, NoBrokerError
@@ -31,6 +32,9 @@ BROKER_SCHEMES = REDIS_SCHEMES | {"amqp", "amqps", "pyamqp"}
 #: Celery cannot use as a broker or result backend.
 STATE_SCHEMES = REDIS_SCHEMES | CLUSTER_SCHEMES
 DEFAULT_AGENT_MODULES = ("workers.examples",)
+#: Cells on a Redis Cluster when ``CODITECT_REDIS_CELLS`` is not set: enough for a few primaries each
+#: to hold several, so that they share the load evenly.
+DEFAULT_CLUSTER_CELLS = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: AOF fsync policies the embedded Redis may run with: every write on disk before its reply
 #: (the default), or once a second (up to a second of writes lost if the machine, not just the
@@ -92,7 +96,7 @@ def _whole(minimum: int = 1, maximum: int | None = None) -> Parse:
             kind = "positive whole number" if minimum == 1 else f"whole number ≥ {minimum}"
             raise ConfigError(name, f"{text!r} is not a {kind}")
         if maximum is not None and int(text) > maximum:
-            raise ConfigError(name, f"{text} is over {maximum}, the most a result in Redis may be")
+            raise ConfigError(name, f"{text} is over {maximum}, the most it may be")
         return int(text)
 
     return parse
@@ -133,6 +137,9 @@ class Settings:
     #: Replicas that must acknowledge a submit, a completion or a fencing write before it counts
     #: (Redis ``WAIT``; none: 1 on a Sentinel-watched Redis or a Redis Cluster, 0 on a single Redis).
     redis_min_replicas: int | None = setting(None, _whole(minimum=0))
+    #: Cells run state is spread over on a Redis Cluster, each on its own slot (none: 16 on a
+    #: cluster, 1 otherwise). Every process of a deployment must agree; it may grow, never shrink.
+    redis_cells: int | None = setting(None, _whole(maximum=keys.MAX_CELLS))
     #: SQLAlchemy URL of the run history (none: SQLite under ``home``).
     database_url: str | None = setting(None, _database)
     #: Python modules whose ``@agent`` declarations are loaded, comma-separated.
@@ -193,6 +200,8 @@ class Settings:
                 "CODITECT_BROKER_URL",
                 "required with a Redis Cluster (kombu has no cluster transport): a RabbitMQ or another Redis",
             )
+        if values.get("redis_cells", 1) > 1 and not is_cluster(values.get("redis_url")):
+            raise ConfigError("CODITECT_REDIS_CELLS", "more than 1 cell needs a Redis Cluster (redis+cluster://)")
         return cls(**values)
 
     @property
@@ -247,6 +256,13 @@ class Settings:
         if self.redis_min_replicas is not None:
             return self.redis_min_replicas
         return 1 if is_sentinel(self.state_url) or is_cluster(self.state_url) else 0
+
+    @property
+    def cells(self) -> int:
+        """Cells run state is spread over (``keys.in_cell``): ``redis_cells``, else 16 on a cluster."""
+        if self.redis_cells is not None:
+            return self.redis_cells
+        return DEFAULT_CLUSTER_CELLS if is_cluster(self.redis_url) else 1  # (a broker is never a cluster)
 
     @property
     def history_url(self) -> str:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import keys
+from ..cells import counted, summed
 from ..client import Client
 from ..dag.waits import KINDS
 from ..history.queries import EVERY, RunQuery
@@ -55,8 +56,8 @@ class Console:
 
     def overview(self) -> dict[str, Any]:
         """The home page's document."""
-        redis = self.client.redis
-        frontier = {str(k): int(v) for k, v in redis.hgetall(keys.FRONTIER).items()}
+        redis, cells = self.client.redis, self.client.settings.cells
+        frontier = {k: int(v) for k, v in summed(redis, keys.FRONTIER, cells).items()}
         agents = self.client.agents()["agents"]
         limits = self.client.limits()
         oldest = self.client.history().oldest_queued()
@@ -70,10 +71,10 @@ class Console:
             "throughput": self.throughput(),
             "waiting": {kind: frontier.get(f"waiting|{kind}", 0) for kind in (*KINDS, "spawn")},
             "recorder": {
-                "lag_entries": int(redis.xlen(keys.HISTORY)),
-                "unrecorded_runs": int(redis.zcard(keys.UNRECORDED)),
+                "lag_entries": counted(redis, "xlen", keys.HISTORY, cells),
+                "unrecorded_runs": counted(redis, "zcard", keys.UNRECORDED, cells),
             },
-            "outbox": int(redis.llen(keys.OUTBOX)),
+            "outbox": counted(redis, "llen", keys.OUTBOX, cells),
             "limits": [_limit_row(limit) for limit in limits],
             "schedules": self.client.schedules.all(),
         }
@@ -92,7 +93,7 @@ class Console:
         agents = self.client.agents()["agents"]
         if name not in agents:
             return None
-        frontier = {str(k): int(v) for k, v in self.client.redis.hgetall(keys.FRONTIER).items()}
+        frontier = {k: int(v) for k, v in summed(self.client.redis, keys.FRONTIER, self.client.settings.cells).items()}
         declared = self.client.app.agents.get(name)
         return {
             "name": name,

@@ -32,7 +32,12 @@ def exporter(
     broker.ping(config.state_url, config.connect_timeout)
     registry = CollectorRegistry()
     registry.register(
-        PlatformCollector(redis_client(config.state_url), config.require_broker(), load_agents(config.agent_modules))
+        PlatformCollector(
+            redis_client(config.state_url),
+            config.require_broker(),
+            load_agents(config.agent_modules),
+            cells=config.cells,
+        )
     )
     stop_on_sigterm()
     try:
@@ -76,7 +81,12 @@ def recorder() -> None:
     if logs.log_file():
         logs.configure_logging(config.log_level, file=logs.log_file())
     broker.ping(config.state_url, config.connect_timeout)
-    rec = Recorder(redis_client(config.state_url), HistoryStore.from_settings(config), retention=config.live_retention)
+    rec = Recorder(
+        redis_client(config.state_url),
+        HistoryStore.from_settings(config),
+        retention=config.live_retention,
+        cells=config.cells,
+    )
     stop_on_sigterm()
     serve_probe(config.health_file, "recorder")
     err.print(f"recording history into {safe_url(config.history_url)}")

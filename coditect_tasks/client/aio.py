@@ -35,7 +35,7 @@ from ..limits import change
 from ..registry import agents_document
 from ..settings import Settings
 from ..steps import STEPS, Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, advance
-from .core import CLIENT_SCRIPTS, Core, History, channel_run
+from .core import CLIENT_SCRIPTS, Core, History
 from .document import outcome, results
 from .output import Chunk, node_output
 from .schedules import AsyncSchedules
@@ -349,12 +349,12 @@ class _Waits:
     async def _listen(self, ready: asyncio.Future[None]) -> None:
         pubsub = self._client.pubsub()
         try:
-            await pubsub.psubscribe(keys.run_channel("*"))
+            await pubsub.psubscribe(keys.RUN_CHANNELS)
             async for message in pubsub.listen():
                 if message["type"] == "psubscribe" and not ready.done():
                     ready.set_result(None)
                 elif message["type"] == "pmessage":
-                    self._wake(channel_run(str(message["channel"])))
+                    self._wake(keys.channel_run(str(message["channel"])))
         except Exception as exc:  # a dropped connection: the next wait subscribes again
             log.warning("the runs' end subscription dropped (%s); waits subscribe again", exc)
         finally:

@@ -87,12 +87,6 @@ def check_event(name: str, key: str, data: Any) -> str:
         raise InvalidArgumentError(f"an event's data must be JSON: {exc}") from None
 
 
-def channel_run(channel: str) -> str:
-    """The run id of a run's end channel (``keys.run_channel``)."""
-    prefix, _, suffix = keys.run_channel("\0").partition("\0")
-    return channel.removeprefix(prefix).removesuffix(suffix)
-
-
 class Core:
     """The operations of one client over one app (which builds node messages without I/O) and the
     history it reads once a run's live state has gone."""
@@ -183,7 +177,12 @@ class Core:
         """Stop starting nodes and revoke the queued ones; the run ends ``cancelled``. False if it
         was over already."""
         reply = named(
-            (yield Outlast(lambda _: ask(lambda t: t.scripts["cancel"](args=[run_id, now()])), self.outage_seconds))
+            (
+                yield Outlast(
+                    lambda _: ask(lambda t: t.scripts["cancel"](args=[run_id, now()], cell=keys.cell_of(run_id))),
+                    self.outage_seconds,
+                )
+            )
         )
         if reply["ok"] != 1:
             return False
@@ -196,17 +195,20 @@ class Core:
         ``RunStateError`` if it is not an approval that waits."""
         check_identity(by)
         args = [run_id, now(), node, by, "reject" if reject else "approve", comment]
-        reply = named((yield Ask(lambda t: t.scripts["approve"](args=args))))
+        reply = named((yield Ask(lambda t: t.scripts["approve"](args=args, cell=keys.cell_of(run_id)))))
         if reply["ok"] != 1:
             raise RunStateError(run_id, reply["why"])
         return {k: reply[k] for k in ("status", "approvals", "needed")}
 
     def send_event(self, name: str, key: str, data: Any) -> Steps[int]:
         """Send event ``name`` with ``key``: every node waiting for both succeeds with ``data``; a wait
-        that begins later within its lookback still takes it. How many waiting nodes it resolved."""
+        that begins later within its lookback still takes it. How many waiting nodes it resolved.
+        It goes to every cell, each holding its own runs' waiters and its own copy for the lookback."""
         body = check_event(name, key, data)
-        event_id = uuid.uuid4().hex
-        return int((yield Ask(lambda t: t.scripts["event"](args=["", now(), name, key, body, event_id]))))
+        event_id, resolved = uuid.uuid4().hex, 0
+        for cell in range(self.settings.cells):
+            resolved += int((yield Ask(_event(cell, ["", now(), name, key, body, event_id]))))
+        return resolved
 
     def retry(self, run_id: str) -> Steps[str]:
         """A new run of a failed or cancelled run's DAG: nodes that succeeded start succeeded with
@@ -257,10 +259,8 @@ class Core:
             # a run's score is taken a moment after its submitted_at: a second's slack, then the exact cut below
             newest = str(datetime.fromisoformat(str(cutoff)).timestamp() + 1)
         # twice the page: runs in the second of slack above the cut are dropped below, the page stays full
-        run_ids = [
-            str(r)
-            for r in (yield Ask(lambda t: t.redis.zrevrangebyscore(keys.RUNS, newest, "-inf", start=0, num=2 * limit)))
-        ]
+        pages = yield Ask(lambda t: newest_pages(t.redis, newest, 2 * limit, self.settings.cells))
+        run_ids = newest_runs(pages, 2 * limit)
         replies = yield Ask(lambda t: run_rows(t, run_ids))
         found: dict[str, dict[str, Any]] = {}
         for run_id, (name, status, submitted, finished) in zip(run_ids, replies, strict=True):
@@ -335,9 +335,14 @@ class Core:
         first, status = yield Ask(lambda t: t.redis.hmget(keys.run_prefix(run_id) + "run", "first_event", "status"))
         start = entries_start(first, status)
         while start is not None:
-            page = yield Ask(_history_page(start))
+            page = yield Ask(_history_page(run_id, start))
             start = entries_page(page, run_id, found)
         return found
+
+
+def _event(cell: int, args: list[str]) -> Callable[[Any], Any]:
+    """The event script on cell ``cell``."""
+    return lambda t: t.scripts["event"](args=args, cell=cell)
 
 
 def _counted(run_id: str) -> Callable[[Any], Any]:
@@ -345,6 +350,21 @@ def _counted(run_id: str) -> Callable[[Any], Any]:
     return lambda t: t.redis.hmget(keys.run_prefix(run_id) + "run", "events", "status")
 
 
-def _history_page(start: str) -> Callable[[Any], Any]:
-    """One page of the history stream from ``start``."""
-    return lambda t: t.redis.xrange(keys.HISTORY, start, "+", count=PAGE)
+def _history_page(run_id: str, start: str) -> Callable[[Any], Any]:
+    """One page of the history stream of run ``run_id``'s cell from ``start``."""
+    return lambda t: t.redis.xrange(keys.in_cell(keys.HISTORY, keys.cell_of(run_id)), start, "+", count=PAGE)
+
+
+def newest_pages(redis: Any, newest: str, count: int, cells: int) -> Any:
+    """Each cell's ``count`` newest live runs submitted no later than ``newest`` (seconds), with their
+    scores, in one round trip (an awaitable on an event loop)."""
+    pipe = redis.pipeline(transaction=False)
+    for cell in range(cells):
+        pipe.zrevrangebyscore(keys.in_cell(keys.RUNS, cell), newest, "-inf", start=0, num=count, withscores=True)
+    return pipe.execute()
+
+
+def newest_runs(pages: list[list[tuple[str, float]]], count: int) -> list[str]:
+    """The ``count`` newest of the cells' ``pages`` (``newest_pages``)."""
+    scored = sorted(((float(score), str(run)) for page in pages for run, score in page), reverse=True)
+    return [run for _, run in scored[:count]]

@@ -33,7 +33,7 @@ from ..limits import change
 from ..registry import agents_document
 from ..settings import Settings
 from ..steps import Ask, Block, Cleanups, Listen, Outlast, Pause, Receive, Step, Steps, Subscribe, drive, iterate
-from .core import CLIENT_SCRIPTS, Core, History, channel_run
+from .core import CLIENT_SCRIPTS, Core, History
 from .document import outcome, results
 from .output import Chunk, node_output
 from .schedules import Schedules
@@ -331,7 +331,7 @@ class _Waits:
         while not self._closed.is_set():
             pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
             try:
-                pubsub.psubscribe(keys.run_channel("*"))
+                pubsub.psubscribe(keys.RUN_CHANNELS)
                 while not self._closed.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:
@@ -339,7 +339,7 @@ class _Waits:
                     if message["type"] == "psubscribe":
                         self._ready.set()
                     elif message["type"] == "pmessage":
-                        self._wake(channel_run(str(message["channel"])))
+                        self._wake(keys.channel_run(str(message["channel"])))
             except redis.RedisError as exc:
                 self._ready.clear()
                 with self._lock:

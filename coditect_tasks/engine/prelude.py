@@ -74,8 +74,10 @@ def lua_prelude() -> str:
     """``NAMES`` and the statuses as Lua locals, and ``use_run``, which points a script's run-hash
     variables (RUN, STATUS, …) at one run."""
     lines = ["-- generated from coditect_tasks/keys.py when the scripts load; do not spell these in Lua"]
+    # KEYS[1] is the cell's route key (keys.route): every key below is that cell's
+    lines.append(f"local PREFIX = string.sub(KEYS[1], 1, {-len(keys.ROUTE.removeprefix(keys.PREFIX)) - 1})")
     for name in NAMES:
-        lines.append(f"local {name} = {_lua(getattr(keys, name))}")
+        lines.append(f"local {name} = {_value(name)}")
     for table, statuses in (("RUN_STATUS", RunStatus), ("NODE_STATUS", NodeStatus)):  # status.py's enums
         lines.append(f"local {table} = {{{', '.join(f'{s.name} = {_lua(s.value)}' for s in statuses)}}}")
     # One variable per run hash (RUN, STATUS, …, TRACE), pointed at a run by use_run(run_id).
@@ -86,6 +88,18 @@ def lua_prelude() -> str:
     lines.extend(f"  {name} = P .. {_lua(suffix)}" for name, suffix in zip(names, keys.RUN_HASHES, strict=True))
     lines.append("end")
     return "\n".join(lines) + "\n"
+
+
+#: Names whose value is the same in every cell: pub/sub channels reach every node of a cluster.
+ABSOLUTE = frozenset({"CLOCK_CHANNEL"})
+
+
+def _value(name: str) -> str:
+    """Constant ``name`` in Lua: a key of the script's cell, relative to its PREFIX."""
+    value = getattr(keys, name)
+    if isinstance(value, str) and value.startswith(keys.PREFIX) and name not in ABSOLUTE:
+        return f"PREFIX .. {_lua(value.removeprefix(keys.PREFIX))}"
+    return _lua(value)
 
 
 def _lua(value: str | int | float | tuple[str | float, ...]) -> str:

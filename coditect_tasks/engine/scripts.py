@@ -59,15 +59,16 @@ SCRIPTS = _load_scripts()
 
 
 class Routed:
-    """A registered engine script that names ``keys.ROUTE`` as its one key, so a Redis Cluster
-    client sends it to the node of the platform's slot (a plain client ignores it)."""
+    """A registered engine script that names its cell's route key (``keys.route``) as its one key:
+    the script works on that cell's keys, and a Redis Cluster client sends it to the node of the
+    cell's slot."""
 
     def __init__(self, client: Any, name: str) -> None:
         self._script = client.register_script(SCRIPTS[name])
         self.sha: str = self._script.sha
 
-    def __call__(self, args: Sequence[Any], client: Any = None) -> Any:
-        return self._script(keys=[keys.ROUTE], args=args, client=client)
+    def __call__(self, args: Sequence[Any], client: Any = None, cell: int = 0) -> Any:
+        return self._script(keys=[keys.route(cell)], args=args, client=client)
 
 
 def registered(client: Any, names: Iterable[str] = ()) -> dict[str, Routed]:

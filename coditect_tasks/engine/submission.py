@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ class Idempotency:
     key: str
     digest: str
     seconds: int
+    #: The cell of the run that takes the key (``keys.idempotency``).
+    cell: int = 0
 
     @classmethod
     def of(cls, key: object, dag_json: dict[str, Any], seconds: int) -> Idempotency:
@@ -50,7 +53,12 @@ class Idempotency:
 
     @property
     def redis_key(self) -> str:
-        return keys.idempotency(self.key)
+        return keys.idempotency(self.key, self.cell)
+
+    def cell_for(self, cells: int) -> int:
+        """The cell a run of this key goes to, of ``cells``, unless it holds a limit (cell 0): the
+        same for every submit of the key, so that its atomic check (submit.lua) sees the others."""
+        return zlib.crc32(self.key.encode()) % cells
 
     def holder(self, held: Any) -> str | None:
         """The run id that ``held`` (the key's value, "<run id> <digest>") names for the same DAG;
@@ -97,13 +105,14 @@ class RunWrite:
             if mapping:
                 pipe.hset(p + suffix, mapping=mapping)
         stamp = datetime.now(UTC).timestamp()
-        pipe.zadd(keys.RUNS, {self.run_id: stamp})
+        cell = keys.cell_of(self.run_id)
+        pipe.zadd(keys.in_cell(keys.RUNS, cell), {self.run_id: stamp})
         if self.later:
             pipe.rpush(p + "unpushed", *self.later)
             # the reaper's turn (a skewed clock only moves it: slices never overlap)
-            pipe.zadd(keys.SUBMITTING, {self.run_id: stamp + keys.SUBMIT_STALL_SECONDS})
+            pipe.zadd(keys.in_cell(keys.SUBMITTING, cell), {self.run_id: stamp + keys.SUBMIT_STALL_SECONDS})
         args = self.script_args()
-        pipe.execute_command("EVALSHA", sha, 1, keys.ROUTE, *args)  # a cluster pipeline refuses evalsha()
+        pipe.execute_command("EVALSHA", sha, 1, keys.route(cell), *args)  # a cluster pipeline refuses evalsha()
         return args
 
     def child(self) -> dict[str, Any]:

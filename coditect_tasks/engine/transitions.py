@@ -107,11 +107,15 @@ class Engine:
         url: str = "redis://",
         outage_seconds: float = OUTAGE_SECONDS,
         min_replicas: int = 0,
+        cells: int = 1,
     ) -> None:
         self.client = client
         self.url = url
         self.outage_seconds = outage_seconds
         self.min_replicas = min_replicas
+        #: The cells run state is spread over (``keys.in_cell``): a run's scripts go to its own, and
+        #: the calls on the global structures (reap, pace, the outbox …) to each in turn.
+        self.cells = cells
         self.scripts = registered(client)
 
     def _call(self, name: str, run_id: str, *args: Any, more: Sequence[Any] = (), until: float = 0.0) -> Any:
@@ -122,19 +126,27 @@ class Engine:
             self._replicated(name, run_id)
         return reply
 
-    def _run(self, name: str, run_id: str, args: Sequence[Any], more: Sequence[Any], until: float) -> Any:
+    def _run(
+        self, name: str, run_id: str, args: Sequence[Any], more: Sequence[Any] = (), until: float = 0.0, cell: int = 0
+    ) -> Any:
+        """Script ``name`` on run ``run_id``'s cell (``cell`` for a call of no run)."""
+        cell = keys.cell_of(run_id) if run_id else cell
         for attempt in outlast_outages(self.outage_seconds):
             with attempt:
                 extra = more if time.monotonic() < until else ()
-                return self.scripts[name](args=[run_id, now(), *args, *extra])
+                return self.scripts[name](args=[run_id, now(), *args, *extra], cell=cell)
         raise AssertionError("unreachable: tenacity re-raises")
+
+    def _each_cell(self, name: str, *args: Any) -> list[Any]:
+        """Script ``name`` (of no run) on every cell, in turn: its replies."""
+        return [self._run(name, "", args, cell=cell) for cell in range(self.cells)]
 
     def _replicated(self, name: str, run_id: str) -> None:
         """Wait for ``min_replicas`` replicas to have the write just made. Short of them (or with
         Redis gone meanwhile), the write stands (a script cannot be undone, nor should it be run
         again) and is logged: a failover now could lose it, and then the node's lease rules run it again."""
         try:
-            acked = int(barrier(self.client, self.min_replicas)[1])
+            acked = int(barrier(self.client, self.min_replicas, cell=keys.cell_of(run_id))[1])
         except TRANSIENT as exc:
             log.warning("%s of run %s: could not wait for its replicas (%s)", name, run_id, exc)
             return
@@ -151,7 +163,9 @@ class Engine:
     def begin(self, run_id: str, node_id: str, worker: str, task_id: str, breaker: str = "") -> Taken | None:
         """Take a node for a new attempt from the message ``task_id``, or None if it must not run
         (finished, cancelled, superseded, or its current attempt is alive: a duplicate message).
-        With ``breaker`` (``keys.breaker_prefix``) it also reads that breaker's state."""
+        With ``breaker`` (``keys.breaker_prefix``) it also reads that breaker's state, when the run is
+        in cell 0, where breakers live (the breaker reads it itself otherwise)."""
+        breaker = "" if keys.cell_of(run_id) else breaker
         return _taken(named(self._call("begin", run_id, node_id, worker, task_id, breaker)), breaker)
 
     def fan_out(self, run_id: str, node_id: str, token: int, record: dict[str, Any], items: list[Any]) -> bool:
@@ -240,8 +254,9 @@ class Engine:
         """Queue retries whose delay is over, requeue attempts whose lease expired and messages
         lost in transit; returns ``run|node|attempt`` (or ``error|<member>|<why>``) of each, or
         None right after an outage of Redis (leases were extended instead: see reap.lua)."""
-        reply = [str(m) for m in self._call("reap", "", limit)]
-        return None if reply == ["outage"] else reply
+        replies = [[str(m) for m in reply] for reply in self._each_cell("reap", limit)]
+        reaped = [member for reply in replies if reply != ["outage"] for member in reply]
+        return None if not reaped and ["outage"] in replies else reaped
 
     def declare_limit(self, name: str, definition: dict[str, Any]) -> None:
         """Declare limit ``name`` as code does (``limits.Limit.to_json``); an operator's change stays over it."""
@@ -267,8 +282,8 @@ class Engine:
 
     def pace(self, limit: int = 100) -> float | None:
         """Let go the waiters of limits whose rate window freed units; seconds until the next is due."""
-        due = float(self._call("pace", "", limit))
-        return None if due < 0 else due
+        dues = [float(due) for due in self._each_cell("pace", limit) if float(due) >= 0]
+        return min(dues) if dues else None
 
     def set_windows(self, windows: dict[str, int]) -> int:
         """Each queue's hand-off window (``windows``; a queue left out has none any more, as no live
@@ -279,27 +294,31 @@ class Engine:
         """Note that ``worker`` holds the messages ``notes`` (run id, node id, task id), for
         ``reclaim`` if it dies before they begin: only while its notes are of ``epoch`` and only
         for nodes still queued for that message. Returns the notes kept."""
-        if not notes:
-            return 0
-        return int(self._call("reserve", "", worker, epoch, *(part for note in notes for part in note)))
+        by_cell: dict[int, list[str]] = {}
+        for note in notes:
+            by_cell.setdefault(keys.cell_of(note[0]), []).extend(note)
+        return sum(int(self._run("reserve", "", [worker, epoch, *parts], cell=c)) for c, parts in by_cell.items())
 
     def reclaim_lost(self, grace: float) -> int:
         """Requeue nodes whose message a now-dead worker had received but not begun."""
         count = 0
-        for host in self.client.zrange(keys.RESERVERS, 0, -1):
-            if not self.client.exists(keys.worker(str(host))):
-                count += int(self._call("reclaim", "", str(host), grace))
+        for cell in range(self.cells):
+            for host in self.client.zrange(keys.in_cell(keys.RESERVERS, cell), 0, -1):
+                if not self.client.exists(keys.worker(str(host))):
+                    count += int(self._run("reclaim", "", [str(host), grace], cell=cell))
         return count
 
-    def take_outbox(self, hostname: str, published: int, limit: int) -> list[str]:
-        """Worker ``hostname``'s outbox entries to publish, newest first: it drops the ``published``
-        oldest it held (the broker confirmed them) and takes more until it holds ``limit``. One
-        try, never repeated (outbox.lua): on an error the caller publishes what it holds again."""
-        return [str(entry) for entry in self.scripts["outbox"](args=["", now(), hostname, published, limit])]
+    def take_outbox(self, hostname: str, published: int, limit: int, cell: int = 0) -> list[str]:
+        """Worker ``hostname``'s outbox entries of cell ``cell`` to publish, newest first: it drops
+        the ``published`` oldest it held (the broker confirmed them) and takes more until it holds
+        ``limit``. One try, never repeated (outbox.lua): on an error the caller publishes what it
+        holds again."""
+        reply = self.scripts["outbox"](args=["", now(), hostname, published, limit], cell=cell)
+        return [str(entry) for entry in reply]
 
-    def await_outbox(self, hostname: str, seconds: int) -> None:
-        """Block up to ``seconds`` until an entry is in the outbox; worker ``hostname`` then holds it."""
-        self.client.blmove(keys.OUTBOX, keys.outbox_held(hostname), seconds, "RIGHT", "LEFT")
+    def await_outbox(self, hostname: str, seconds: int, cell: int = 0) -> None:
+        """Block up to ``seconds`` until an entry is in cell ``cell``'s outbox; ``hostname`` then holds it."""
+        self.client.blmove(keys.in_cell(keys.OUTBOX, cell), keys.outbox_held(hostname, cell), seconds, "RIGHT", "LEFT")
 
     def retire(self, run_id: str, retention: float) -> bool:
         """The run's history is written: let its live state expire in ``retention`` seconds (0: now).
@@ -308,7 +327,7 @@ class Engine:
 
     def delete_retired(self) -> None:
         """Delete the retired runs whose retention window has ended (``retire`` does too)."""
-        self._call("retire", "", 0)
+        self._each_cell("retire", 0)
 
     def reroute(self, run_id: str, node_id: str, token: int, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback); False if no template or stale."""
@@ -317,19 +336,19 @@ class Engine:
         return int(self._call("reroute", run_id, node_id, token, agent, keys.agent_queue(agent), template)) == 1
 
 
-_ENGINES: dict[tuple[int, str, int], Engine] = {}
+_ENGINES: dict[tuple[int, str, int, int], Engine] = {}
 
 
-def engine_for(state_url: str, min_replicas: int = 0) -> Engine:
+def engine_for(state_url: str, min_replicas: int = 0, cells: int = 1) -> Engine:
     """This process's engine on the state Redis at ``state_url`` (a prefork child gets its own
     connection), as ``breaker_for`` keys its breakers; its durable writes wait for ``min_replicas``
-    replicas. Engines of one URL share one connection pool."""
-    key = (os.getpid(), state_url, min_replicas)
+    replicas; run state is spread over ``cells``. Engines of one URL share one connection pool."""
+    key = (os.getpid(), state_url, min_replicas, cells)
     engine = _ENGINES.get(key)
     if engine is None:
-        shared = next((e for (pid, url, _), e in _ENGINES.items() if (pid, url) == key[:2]), None)
+        shared = next((e for (pid, url, *_), e in _ENGINES.items() if (pid, url) == key[:2]), None)
         client = shared.client if shared is not None else redis_client(state_url)
-        engine = _ENGINES[key] = Engine(client, state_url, min_replicas=min_replicas)
+        engine = _ENGINES[key] = Engine(client, state_url, min_replicas=min_replicas, cells=cells)
     return engine
 
 

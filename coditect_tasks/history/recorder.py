@@ -14,6 +14,9 @@ It is never stuck on one entry: a batch that fails for its data (not for an
 outage) is written again entry by entry; an entry that still fails after
 ``MAX_ATTEMPTS`` reads moves to the dead-letter stream ``keys.HISTORY_DEAD`` with its
 error, is counted (``coditect_recorder_dead_letters_total``), and the rest flow on.
+
+On a Redis Cluster of many cells each cell has its own stream (``keys.in_cell``): the recorder
+takes them in turn, and waits for new entries on one at a time.
 """
 
 from __future__ import annotations
@@ -47,45 +50,58 @@ RUN_FIELDS = ("name", "dag", "submitted_at", "error", "parent", "parent_node", "
 
 class Recorder:
     def __init__(
-        self, client: redis.Redis, store: HistoryStore, consumer: str = "recorder-1", retention: float = 600
+        self,
+        client: redis.Redis,
+        store: HistoryStore,
+        consumer: str = "recorder-1",
+        retention: float = 600,
+        cells: int = 1,
     ) -> None:
         self.client = client
         self.store = store
         self.consumer = consumer
         self.retention = retention
-        self.engine = Engine(client)
+        self.cells = cells
+        self.engine = Engine(client, cells=cells)
         self._stop = threading.Event()
         self._failures: dict[str, int] = {}
-        try:
-            client.xgroup_create(keys.HISTORY, keys.HISTORY_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self._turn = 0  # the cell whose stream an idle drain waits on next
+        for cell in range(cells):
+            try:
+                client.xgroup_create(keys.in_cell(keys.HISTORY, cell), keys.HISTORY_GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def drain(self, block_ms: int | None = None) -> int:
         """Record everything pending, then everything new; return how many entries were taken off
         the stream (recorded, found already recorded, or dead-lettered).
 
-        With ``block_ms`` it waits that long for the first new entry.
+        With ``block_ms`` it waits that long for the first new entry (on one cell's stream, in turn,
+        a share of that long).
         """
-        total = self._read("0", None)  # our own unacknowledged entries first (after a crash)
-        while True:
-            count = self._read(">", block_ms if total == 0 else None)
-            total += count
-            if count == 0:
-                if total == 0:  # idle: no retirement deletes the retired runs whose window ended
-                    self.engine.delete_retired()
-                return total
+        total = 0
+        for cell in range(self.cells):
+            total += self._read(cell, "0", None)  # our own unacknowledged entries first (after a crash)
+            while count := self._read(cell, ">", None):
+                total += count
+        if total == 0 and block_ms is not None:
+            self._turn = (self._turn + 1) % self.cells
+            total = self._read(self._turn, ">", max(block_ms // self.cells, 50))
+        if total == 0:  # idle: no retirement deletes the retired runs whose window ended
+            self.engine.delete_retired()
+        return total
 
-    def _read(self, start: str, block_ms: int | None) -> int:
+    def _read(self, cell: int, start: str, block_ms: int | None) -> int:
+        stream = keys.in_cell(keys.HISTORY, cell)
         reply: Any = self.client.xreadgroup(
-            keys.HISTORY_GROUP, self.consumer, {keys.HISTORY: start}, count=BATCH, block=block_ms
+            keys.HISTORY_GROUP, self.consumer, {stream: start}, count=BATCH, block=block_ms
         )
         if not reply:
             return 0
         trimmed = [str(eid) for eid, fields in reply[0][1] if not fields]  # the stream's cap dropped them
         if trimmed:
-            self.client.xack(keys.HISTORY, keys.HISTORY_GROUP, *trimmed)
+            self.client.xack(stream, keys.HISTORY_GROUP, *trimmed)
         entries = [(str(eid), dict(fields)) for eid, fields in reply[0][1] if fields]
         if not entries:
             return 0
@@ -97,11 +113,11 @@ class Recorder:
         except OUTAGES:
             raise
         except BAD_DATA:  # some entry's data: find it, keep the others flowing
-            done = [eid for eid, fields in entries if self._apply_alone(eid, fields, runs)]
+            done = [eid for eid, fields in entries if self._apply_alone(cell, eid, fields, runs)]
         if done:
             with self.client.pipeline(transaction=True) as pipe:
-                pipe.xack(keys.HISTORY, keys.HISTORY_GROUP, *done)
-                pipe.xdel(keys.HISTORY, *done)
+                pipe.xack(stream, keys.HISTORY_GROUP, *done)
+                pipe.xdel(stream, *done)
                 pipe.execute()
             recorded = set(done)
             for eid, fields in entries:
@@ -121,7 +137,7 @@ class Recorder:
                 if whole is not None:
                     fields["result"] = whole
 
-    def _apply_alone(self, entry_id: str, fields: dict[str, str], runs: dict[str, dict[str, str]]) -> bool:
+    def _apply_alone(self, cell: int, entry_id: str, fields: dict[str, str], runs: dict[str, dict[str, str]]) -> bool:
         """Write one entry in its own transaction; True once it is recorded or dead-lettered."""
         try:
             self.store.apply([(entry_id, fields)], runs)
@@ -142,8 +158,8 @@ class Recorder:
             )
             dead: dict[Any, Any] = {**fields, "entry": entry_id, "refused": error, "attempts": attempts}
             with self.client.pipeline(transaction=True) as pipe:
-                pipe.xadd(keys.HISTORY_DEAD, dead)
-                pipe.hincrby(keys.METRICS, "recorder_dead", 1)
+                pipe.xadd(keys.in_cell(keys.HISTORY_DEAD, cell), dead)
+                pipe.hincrby(keys.in_cell(keys.METRICS, cell), "recorder_dead", 1)
                 pipe.execute()
             return True
 

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from .. import keys
 from ..broker import queue_depths
+from ..cells import counted, summed
 from ..dag.waits import KINDS
 from ..engine.scripts import Routed
 from ..engine.transitions import now
@@ -40,15 +41,16 @@ class PlatformCollector(Collector):
     broker that holds the agents' queues (Redis or RabbitMQ).
     """
 
-    def __init__(self, state: redis.Redis, broker_url: str, agents: Iterable[str]) -> None:
+    def __init__(self, state: redis.Redis, broker_url: str, agents: Iterable[str], cells: int = 1) -> None:
         self.state = state
         self.broker_url = broker_url
         self.declared = tuple(agents)
+        self.cells = cells
         self.limit_script = Routed(state, "limit")
 
     def collect(self) -> Iterator[Metric]:
-        counters = {str(k): str(v) for k, v in self.state.hgetall(keys.METRICS).items()}
-        frontier = {str(k): int(v) for k, v in self.state.hgetall(keys.FRONTIER).items()}
+        counters = summed(self.state, keys.METRICS, self.cells)
+        frontier = {k: int(v) for k, v in summed(self.state, keys.FRONTIER, self.cells).items()}
         live = Registry(self.state).by_agent()
         agents = sorted(set(self.declared) | set(live) | _agents_in(counters) | _agents_in(frontier))
         yield from _run_metrics(counters)
@@ -75,17 +77,17 @@ class PlatformCollector(Collector):
         yield GaugeMetricFamily(
             "coditect_recorder_lag_entries",
             "Transitions in the history stream not yet written to the database (the recorder's backlog).",
-            value=float(self.state.xlen(keys.HISTORY)),
+            value=float(counted(self.state, "xlen", keys.HISTORY, self.cells)),
         )
         yield GaugeMetricFamily(
             "coditect_runs_unrecorded",
             "Finished runs whose history is not written yet: their live state stays in Redis until it is.",
-            value=float(self.state.zcard(keys.UNRECORDED)),
+            value=float(counted(self.state, "zcard", keys.UNRECORDED, self.cells)),
         )
         yield GaugeMetricFamily(
             "coditect_outbox_entries",
             "Node messages waiting in the outbox for a worker to publish them (RabbitMQ brokers only).",
-            value=float(self.state.llen(keys.OUTBOX)),
+            value=float(counted(self.state, "llen", keys.OUTBOX, self.cells)),
         )
 
     def _agent_gauges(self, agents: list[str], live: Mapping[str, Sequence[object]]) -> Iterator[Metric]:

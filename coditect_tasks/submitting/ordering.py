@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from .. import keys
+from ..cells import added, shares
 from ..dag.critical import median_seconds
 from ..dag.spec import PRIORITIES
 from ..errors import InvalidArgumentError
@@ -29,13 +30,14 @@ class Medians:
     """Agent → median node duration from the engine's histograms (``keys.METRICS``), read again
     every ``MEDIANS_TTL_SECONDS``."""
 
-    def __init__(self) -> None:
+    def __init__(self, cells: int = 1) -> None:
+        self.cells = cells
         self._seconds: dict[str, float] = {}
         self._read = -MEDIANS_TTL_SECONDS
 
     def read(self) -> Steps[dict[str, float]]:
         if time.monotonic() - self._read > MEDIANS_TTL_SECONDS:
-            counters = yield Ask(lambda t: t.redis.hgetall(keys.METRICS))
-            self._seconds = median_seconds({str(k): str(v) for k, v in counters.items()}, keys.DURATION_BUCKETS)
+            counters = added((yield Ask(lambda t: shares(t.redis, keys.METRICS, self.cells))))
+            self._seconds = median_seconds(counters, keys.DURATION_BUCKETS)
             self._read = time.monotonic()
         return self._seconds

@@ -46,8 +46,10 @@ class Ramp:
 
 
 def _share(run_id: str, agent: str) -> float:
-    """A number in [0, 1) drawn from the run and the agent: the same everywhere, even across agents."""
-    digest = hashlib.sha256(f"{run_id}|{agent}".encode()).digest()
+    """A number in [0, 1) drawn from the run and the agent: the same everywhere, even across agents.
+    A run id's random digits draw it (``keys.RUN_ID_DIGITS``): the pins are drawn before the cell is
+    chosen, which may depend on them (a pinned version's limits)."""
+    digest = hashlib.sha256(f"{run_id[: keys.RUN_ID_DIGITS]}|{agent}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,7 +23,7 @@ from ..dag.spec import Dag
 from ..engine.message import message_template, template_key
 from ..engine.submission import MISSING, Idempotency, Ordering, RunWrite, prepare
 from ..engine.transitions import now
-from ..errors import ReplicationError
+from ..errors import PlacementError, ReplicationError
 from ..observability import tracing
 from ..registry import live_workers
 from ..settings import Settings
@@ -46,7 +46,7 @@ class Submitter:
         self.outage_seconds = outage_seconds
         self._no_eviction_checked = False
         self.limits = LimitBook(app.agents)
-        self.medians = Medians()
+        self.medians = Medians(self.settings.cells)
         self.ramps = RampBook()
 
     def submit(
@@ -68,18 +68,21 @@ class Submitter:
         ``versions``: the pins a retried run keeps (exactly those); without, the ramps draw them."""
         check_ordering(priority, fairness_key)
         idem = self.idempotency(dag, key)
-        if idem is not None:  # a failover or a restart is waited out here too, as the write is
-            key_read = Outlast(lambda _: ask(lambda t: t.redis.get(idem.redis_key)), self.outage_seconds)
-            if held := idem.holder((yield key_read)):
+        for cell in self.key_cells(idem):  # a failover or a restart is waited out here too, as the write is
+            assert idem is not None
+            there = replace(idem, cell=cell)
+            if held := there.holder((yield Outlast(_reading(there.redis_key), self.outage_seconds))):
                 # a repeat after a ReplicationError checks again (the key, written with the run, outlives it)
-                yield from self._replicated(held, idem.redis_key)
+                yield from self._replicated(held, there.redis_key)
                 return held
-        run_id = uuid.uuid4().hex
+        run_id = keys.new_run_id()
         pins = yield from self.ramps.pins(run_id, versions)
         routing = routes(pins)
         workers = list((yield from live_workers())) if self.needs_registry(dag, routing) else []
         live = {name for worker in workers for name in worker["agents"]}
         limits = yield from self.limits.holds(dag, workers, routing)
+        run_id = keys.run_id_in(run_id, cell := self.place(limits, idem))
+        idem = replace(idem, cell=cell) if idem is not None else None
         seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
         tracing.setup_tracing("coditect-producer")
         with tracing.run_span(dag.name, len(dag.nodes)) as span:
@@ -89,20 +92,23 @@ class Submitter:
             return (yield from self.write(write))
 
     def children(
-        self, dags: Iterable[Dag], priority: int | None, fairness_key: str, versions: Mapping[str, str]
+        self, dags: Iterable[Dag], priority: int | None, fairness_key: str, versions: Mapping[str, str], cell: int = 0
     ) -> Steps[list[RunWrite]]:
         """The writes of child runs a node spawns (the spawn script writes them, with the end of its
         attempt): validated and planned as a submit's (``DagError``: nothing is written); they keep
-        the spawning run's ``versions``."""
+        the spawning run's ``versions`` and go in its ``cell`` (``PlacementError`` for a child that
+        holds a limit outside cell 0, where limits are held)."""
         dags = list(dags)
         routing = routes(versions)
         workers = list((yield from live_workers())) if any(self.needs_registry(d, routing) for d in dags) else []
         live = {name for worker in workers for name in worker["agents"]}
         writes = []
         for dag in dags:
-            run_id = uuid.uuid4().hex
+            run_id = keys.new_run_id(cell)
             pins = yield from self.ramps.pins(run_id, versions)
             limits = yield from self.limits.holds(dag, workers, routes(pins))
+            if limits and cell:
+                raise PlacementError(dag.name, sorted({h[0] for held in limits.values() for h in held}), cell)
             seconds = (yield from self.medians.read()) if self.settings.critical_path and len(dag.nodes) > 1 else {}
             with tracing.run_span(dag.name, len(dag.nodes)) as span:
                 run = Lineage(run_id, pins=pins)
@@ -122,6 +128,21 @@ class Submitter:
         (by name: any version of an agent serves its nodes)."""
         known = {base_name(key) for key in (*self.app.agents, *live)}
         return validate(dag, known, **self.settings.dag_limits())
+
+    def key_cells(self, idem: Idempotency | None) -> list[int]:
+        """The cells a run of ``idem``'s key may be in (``place``): none without a key."""
+        if idem is None:
+            return []
+        cells = self.settings.cells
+        return [0] if cells == 1 else list(dict.fromkeys((idem.cell_for(cells), 0)))
+
+    def place(self, held: Mapping[str, Any], idem: Idempotency | None) -> int:
+        """The cell of a new run: cell 0 if it ``held`` a limit (a limit holds across every run that
+        can take it: all of them are in cell 0), else its key's cell, else any at random."""
+        cells = self.settings.cells
+        if cells == 1 or held:
+            return 0
+        return idem.cell_for(cells) if idem is not None else secrets.randbelow(cells)
 
     def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
         """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), None without a key."""
@@ -196,8 +217,10 @@ class Submitter:
             yield from self._replicated(str(held), write.idempotency.redis_key)
             return str(held)
         if write.later:
+            cell = keys.cell_of(write.run_id)
             roots = Outlast(
-                lambda _: ask(lambda t: t.scripts["roots"](args=[write.run_id, now()])), self.outage_seconds
+                lambda _: ask(lambda t: t.scripts["roots"](args=[write.run_id, now()], cell=cell)),
+                self.outage_seconds,
             )
             try:
                 while int((yield roots)) > 0:
@@ -214,7 +237,7 @@ class Submitter:
         that never got the run) is not taken for success."""
         if not (needed := self.settings.min_replicas):
             return
-        _, acked, present = yield Ask(lambda t: barrier(t.redis, needed, written))
+        _, acked, present = yield Ask(lambda t: barrier(t.redis, needed, written, keys.cell_of(run_id)))
         if not present:
             raise ReplicationError(run_id, 0, needed, keys.REPLICA_WAIT_SECONDS, lost=True)
         if int(acked) < needed:
@@ -225,15 +248,16 @@ class Submitter:
         status = (
             (yield Ask(lambda t: t.redis.hget(keys.run_prefix(write.run_id) + "run", "status"))) if number else None
         )
+        cell = keys.cell_of(write.run_id)
         if status == RunStatus.SUBMITTING:  # an earlier try wrote the run, its script never ran
-            reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
+            reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args(), cell=cell))
         elif status is not None:
             return write.run_id  # an earlier try got through
         else:
             replies = yield Ask(lambda t: _transaction(t, write))
             reply = write.script_reply(replies)
             if reply is MISSING:  # a Redis without the script: the writes are in, it runs alone
-                reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args()))
+                reply = yield Ask(lambda t: t.scripts["submit"](args=write.script_args(), cell=cell))
         return write.started(reply)
 
 
@@ -246,6 +270,11 @@ class Lineage:
     parent: str = ""
     pins: Mapping[str, str] = field(default_factory=dict)
     origin: Mapping[str, str] = field(default_factory=dict)
+
+
+def _reading(key: str) -> Callable[[int], Steps[Any]]:
+    """Steps that read string ``key``, for ``Outlast``."""
+    return lambda _: ask(lambda t: t.redis.get(key))
 
 
 def remote(key: str, declared: Mapping[str, Agent]) -> Agent:

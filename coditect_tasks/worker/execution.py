@@ -60,7 +60,7 @@ def execute(task: Task, spec: Agent, run_id: str, node_id: str) -> None:
     queue in the same script (``TakeNext``), and this process runs that node the same way.
     """
     started = time.monotonic()  # the take-next budget counts from the message's start, as its limits do
-    engine = engine_for(task.app.settings.state_url, task.app.settings.min_replicas)
+    engine = engine_for(task.app.settings.state_url, task.app.settings.min_replicas, task.app.settings.cells)
     worker = str(task.request.hostname or socket.gethostname())
     task_id = via = str(task.request.id)
     breaker = keys.breaker_prefix(spec.key)
@@ -248,7 +248,7 @@ def on_hard_timeout(app: Celery, task_id: str, kwargs: dict[str, Any], seconds: 
     """
     run_id, node_id = kwargs.get("run_id"), kwargs.get("node_id")
     if run_id and node_id:
-        engine = engine_for(app.settings.state_url, app.settings.min_replicas)
+        engine = engine_for(app.settings.state_url, app.settings.min_replicas, app.settings.cells)
         why = f"hard time limit of {seconds:g} s exceeded"
         if not engine.fail_from_message(run_id, node_id, task_id, why) and (taken := engine.taken_after(task_id)):
             engine.fail_from_message(*taken, why)  # the node the process took after the message's own

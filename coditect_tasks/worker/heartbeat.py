@@ -61,7 +61,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._app: Any = None
         self._quiet_until = 0.0
         self._reservations: Reservations | None = None
-        self._drainer: Drainer | None = None
+        self._drainers: dict[int, Drainer] = {}  # cell → its outbox's drainer
         self._pacer: Pacer | None = None
 
     def start(self, parent: Any) -> None:
@@ -85,14 +85,14 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         self._registry = Registry.from_url(app.settings.state_url)
         self._app = app
         self._stop.clear()
-        shared = engine_for(app.settings.state_url)
+        shared = engine_for(app.settings.state_url, cells=app.settings.cells)
         self._reservations = Reservations(Engine(shared.client, shared.url, outage_seconds=1.0), parent.hostname)
         try:
             self._reservations.forget()
         except redis.RedisError as exc:  # its notes are then refused: the queued-node check covers them
             log.warning("could not clear the noted messages: %s", exc)
         self._reservations.start()
-        quick = Engine(shared.client, shared.url, outage_seconds=1.0)
+        quick = Engine(shared.client, shared.url, outage_seconds=1.0, cells=shared.cells)
         try:  # before the registration: a client that reads the agent's limit names finds them defined
             for limit in {limit.name: limit for agent in declared.values() for limit in agent.limits}.values():
                 quick.declare_limit(limit.name, limit.to_json())
@@ -100,10 +100,12 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
             log.warning("could not declare the agents' limits: %s", exc)
         if self._pacer is None or not self._pacer.alive:
             self._pacer = Pacer(quick).start()
-        if app.settings.outbox and (self._drainer is None or not self._drainer.alive):
-            # RabbitMQ: the engine's messages go out through this worker too; one drainer for the
-            # worker's life (a consumer restart keeps it), so two never share its held entries
-            self._drainer = Drainer(app, Engine(shared.client, shared.url, outage_seconds=1.0), parent.hostname).start()
+        # RabbitMQ: the engine's messages go out through this worker too; one drainer per cell for the
+        # worker's life (a consumer restart keeps them), so two never share its held entries
+        for cell in range(shared.cells) if app.settings.outbox else ():
+            if cell not in self._drainers or not self._drainers[cell].alive:
+                engine = Engine(shared.client, shared.url, outage_seconds=1.0)
+                self._drainers[cell] = Drainer(app, engine, parent.hostname, cell).start()
         health.BEACON.ready = True  # before the first write, and before the registry says "consuming"
         if app.settings.health_file is not None:
             health.BEACON.start(app.settings.health_file, parent.hostname, shutdown.DRAINING)
@@ -125,7 +127,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
 
     def _reap(self) -> None:
         try:
-            engine = engine_for(self._app.settings.state_url)
+            engine = engine_for(self._app.settings.state_url, cells=self._app.settings.cells)
             requeued = engine.reap()
             if requeued is None:
                 log.warning("Redis was unreachable for a while: leases get one more length before they are judged")
@@ -188,6 +190,8 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         if self._pacer is not None:
             self._pacer.stop()
             self._pacer = None
-        if self._drainer is not None:
-            self._drainer.stop()  # what it holds unpublished goes back to the outbox once it is gone
-            self._drainer = None
+        for drainer in self._drainers.values():
+            drainer.stop(timeout=0)  # all at once: each may be waiting on its outbox
+        for drainer in self._drainers.values():
+            drainer.stop()  # what it holds unpublished goes back to the outbox once it is gone
+        self._drainers = {}

@@ -6,7 +6,8 @@ outbox (a Redis list) instead, atomically with the state change, and every worke
 thread moves entries to a list of its own, publishes them with publisher confirms, and only
 then drops them. A worker that dies mid-publish leaves its list behind; the reaper returns
 it to the outbox (reclaim.lua). So a node's message is published at least once; a second
-copy is harmless, because ``begin`` drops a stale or duplicate message.
+copy is harmless, because ``begin`` drops a stale or duplicate message. On a Redis Cluster each
+cell has its own outbox, and each worker a drainer per cell.
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ log = logging.getLogger(__name__)
 class Drainer:
     """A thread that publishes the outbox's entries to the app's broker, oldest first."""
 
-    def __init__(self, app: Any, engine: Engine, hostname: str) -> None:
+    def __init__(self, app: Any, engine: Engine, hostname: str, cell: int = 0) -> None:
         self._app = app
         self._engine = engine
         self._hostname = hostname
+        self.cell = cell  # the cell whose outbox it drains
         self._queues: dict[str, Queue] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="coditect-outbox", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"coditect-outbox-{cell}", daemon=True)
 
     def start(self) -> Drainer:
         self._thread.start()
@@ -64,10 +66,10 @@ class Drainer:
             published = 0
             while not self._stop.is_set():
                 try:
-                    held = self._engine.take_outbox(self._hostname, published, BATCH)
+                    held = self._engine.take_outbox(self._hostname, published, BATCH, self.cell)
                     published = 0
                     if not held:
-                        self._engine.await_outbox(self._hostname, WAIT_SECONDS)
+                        self._engine.await_outbox(self._hostname, WAIT_SECONDS, self.cell)
                         continue
                     for entry in reversed(held):  # oldest first
                         self._publish(producer, entry)
@@ -77,7 +79,7 @@ class Drainer:
                     published = 0
                     self._stop.wait(1.0)
             with contextlib.suppress(redis.RedisError):
-                self._engine.take_outbox(self._hostname, published, 0)  # drop what was confirmed
+                self._engine.take_outbox(self._hostname, published, 0, self.cell)  # drop what was confirmed
 
     def _publish(self, producer: Any, entry: str) -> None:
         name, _, raw = entry.partition("\n")

@@ -36,7 +36,10 @@ def spawn_children(task: Task, attempt: Attempt, spawn: Spawn, item: bool) -> No
         run = keys.run_prefix(attempt.run_id) + "run"
         priority, fair, versions = engine.client.hmget(run, "priority", "fair", "versions")
         pins = json.loads(versions) if versions else {}
-        steps = _submitter(task.app).children(spawn.dags, int(priority) if priority else None, str(fair or ""), pins)
+        cell = keys.cell_of(attempt.run_id)  # children live in their tree's cell
+        steps = _submitter(task.app).children(
+            spawn.dags, int(priority) if priority else None, str(fair or ""), pins, cell
+        )
         writes = drive(steps, _Transport(engine).perform)
     except CoditectError as exc:  # a child DAG that cannot run
         attempt.fail(f"spawn: {exc}")

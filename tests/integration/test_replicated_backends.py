@@ -130,21 +130,31 @@ def test_the_cli_reads_and_writes_through_the_url(replicated: Settings, tmp_path
     assert variable in bad.stderr and problem in bad.stderr
 
 
-def test_every_key_of_the_platform_carries_its_slot_tag(replicated: Settings) -> None:
-    """On a cluster every script's keys must sit on one node: all of the platform's keys share one slot."""
+def test_every_script_touches_the_keys_of_one_cell(replicated: Settings) -> None:
+    """On a cluster every script's keys must sit on one node: a run's keys, and its cell's share of
+    the global structures, share its cell's slot; the cells spread over every primary."""
     dag = Dag("slot")
     dag.node("items", "emit", params={"value": [1, 2]})
     dag.node("each", "echo", foreach="items", after=["items"])
     with Client(replicated) as client:
-        assert client.submit(dag).wait(timeout=30) == "succeeded"
+        runs = [client.submit(dag) for _ in range(8)]
+        assert [run.wait(timeout=30) for run in runs] == ["succeeded"] * len(runs)
     state = redis_client(replicated.state_url)
     try:
         found = list(state.scan_iter(match=f"{keys.UNTAGGED_PREFIX}*", count=1000))
-        assert len(found) > 10 and all(key.startswith(keys.PREFIX) for key in found), found
-        if replicated.redis_url is not None:  # the cluster
-            slot = state.keyslot(keys.ROUTE)  # type: ignore[attr-defined]
-            assert {state.keyslot(key) for key in found} == {slot}  # type: ignore[attr-defined]
-            with pytest.raises(redis.RedisError, match="non local key"):  # what a key elsewhere would meet
-                state.eval("return redis.call('GET', 'elsewhere:{1}')", 1, keys.ROUTE)
+        assert len(found) > 10 and all(key.startswith(keys.UNTAGGED_PREFIX + "{") for key in found), found
+        if replicated.redis_url is None:  # Sentinel: one Redis, one cell
+            assert all(key.startswith(keys.PREFIX) for key in found) and replicated.cells == 1
+            return
+        assert replicated.cells == 16  # a cluster's default
+        cells = {keys.cell_of(run.id) for run in runs}
+        assert len(cells) > 1, cells  # 8 runs over 16 cells: one cell for all has odds of 16**-7
+        for run in runs:  # each run's keys on its cell's slot
+            slot = state.keyslot(keys.route(keys.cell_of(run.id)))  # type: ignore[attr-defined]
+            assert {state.keyslot(key) for key in found if run.id in key} == {slot}  # type: ignore[attr-defined]
+        slots = {state.keyslot(keys.route(cell)) for cell in range(replicated.cells)}  # type: ignore[attr-defined]
+        assert {state.keyslot(key) for key in found} <= slots  # type: ignore[attr-defined]
+        with pytest.raises(redis.RedisError, match="non local key"):  # what a key elsewhere would meet
+            state.eval("return redis.call('GET', 'elsewhere:{1}')", 1, keys.ROUTE)
     finally:
         state.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 
 from coditect_tasks import keys
-from coditect_tasks.client.core import RECHECK_SECONDS, Core, channel_run
+from coditect_tasks.client.core import RECHECK_SECONDS, Core
 from coditect_tasks.errors import InvalidArgumentError
 from coditect_tasks.history.queries import RunQuery
 from coditect_tasks.settings import Settings
@@ -93,5 +95,9 @@ def test_a_filter_passes_a_live_row_as_its_sql_passes_a_recorded_one() -> None:
     assert RunQuery(since="2026-12-06T11:00:00+01:00").since == "2026-12-06T10:00:00.000000+00:00"
 
 
-def test_the_run_of_an_end_channel() -> None:
-    assert channel_run(keys.run_channel("abc123")) == "abc123"
+def test_the_run_of_an_end_channel_in_any_cell() -> None:
+    for cell in (0, 1, 15):
+        run_id = keys.new_run_id(cell)
+        channel = keys.run_channel(run_id)
+        assert keys.channel_run(channel) == run_id
+        assert fnmatch.fnmatchcase(channel, keys.RUN_CHANNELS.replace("[", "[[]"))

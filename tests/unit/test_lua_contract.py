@@ -68,8 +68,11 @@ def test_no_script_defines_a_constant_python_also_defines() -> None:
 
 def test_the_prelude_carries_pythons_values() -> None:
     prelude = lua_prelude()
-    assert f'local LEASES = "{keys.LEASES}"' in prelude
-    assert f'local UNRECORDED = "{keys.UNRECORDED}"' in prelude
+    # every key is its cell's: relative to the prefix of the route key the script is called with
+    assert "local PREFIX = string.sub(KEYS[1], 1, -6)" in prelude and keys.route(0).endswith(":route")
+    assert f'local LEASES = PREFIX .. "{keys.LEASES.removeprefix(keys.PREFIX)}"' in prelude
+    assert f'local UNRECORDED = PREFIX .. "{keys.UNRECORDED.removeprefix(keys.PREFIX)}"' in prelude
+    assert f'local CLOCK_CHANNEL = "{keys.CLOCK_CHANNEL}"' in prelude  # one channel for every cell
     assert f"local LEASE_SECONDS = {keys.LEASE_SECONDS:g}" in prelude
     assert '  TRACE = P .. "trace"' in prelude  # one variable per run hash, from keys.RUN_HASHES
     assert all(script.startswith(prelude) for script in SCRIPTS.values())
