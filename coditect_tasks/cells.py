@@ -71,7 +71,6 @@ def run_id_in(run_id: str, cell: int) -> str:
     return random if cell == 0 else f"{random}{cell:0{CELL_DIGITS}x}"
 
 
-
 def shares(client: Any, key: str, cells: int) -> Any:
     """Every cell's share of hash ``key`` (``keys.METRICS``, ``keys.FRONTIER``), in one round trip
     (an awaitable on an event loop): add them up with ``added``."""

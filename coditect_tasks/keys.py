@@ -32,6 +32,7 @@ UNTAGGED_PREFIX = "coditect:"
 #: client sends the script to the node that holds the platform's slot.
 ROUTE = f"{PREFIX}route"
 
+
 def route(cell: int = 0) -> str:
     """The key an engine script names for cell ``cell`` (its KEYS[1]): the script's keys are that
     cell's (``engine.prelude``), and a cluster client sends it to the node of the cell's slot."""
