@@ -82,7 +82,7 @@ class ClusterGroup:
                 continue
             try:
                 info = self._ask(server, "CLUSTER", "INFO")
-                replication = self._client(server).info("replication")
+                replication = self.client(server).info("replication")
             except redis.RedisError:
                 return False
             if "cluster_state:ok" not in str(info):
@@ -119,11 +119,12 @@ class ClusterGroup:
                 raise EmbeddedStackError(f"the cluster did not form: waited for {what}")
             time.sleep(0.05)
 
-    def _client(self, server: RedisServer) -> redis.Redis:
+    def client(self, server: RedisServer) -> redis.Redis:
+        """A plain client of one node (the caller closes it)."""
         return redis.Redis(port=server.port, password=self.password, socket_timeout=2, decode_responses=True)
 
     def _ask(self, server: RedisServer, *command: Any) -> Any:
-        client = self._client(server)
+        client = self.client(server)
         try:
             return client.execute_command(*command)  # type: ignore[no-untyped-call]
         finally:
