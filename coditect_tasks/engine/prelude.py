@@ -87,6 +87,10 @@ def lua_prelude() -> str:
     lines.append("  RUN_ID, P = run_id, RUN_KEY_PREFIX .. run_id .. ':'")
     lines.extend(f"  {name} = P .. {_lua(suffix)}" for name, suffix in zip(names, keys.RUN_HASHES, strict=True))
     lines.append("end")
+    lines.append("local function server_now()")  # Redis's clock (s): the one every script and server shares
+    lines.append("  local t = redis.call('TIME')")
+    lines.append("  return tonumber(t[1]) + tonumber(t[2]) / 1e6")
+    lines.append("end")
     return "\n".join(lines) + "\n"
 
 

@@ -21,10 +21,17 @@ from .prelude import lua_prelude
 COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "waits", "spawns", "take_next")
 
 
+#: Scripts that need only the prelude: called often (on every cell every second, on every outbox
+#: batch, on every message a worker receives), they cost a few microseconds where a script that
+#: defines the shared functions costs tens.
+LIGHT = ("tick", "outbox", "reserve")
+
+
 def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__) / "lua"
     common = lua_prelude() + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in COMMON)
-    return {
+    light = {name: lua_prelude() + (folder / f"{name}.lua").read_text() for name in LIGHT}
+    return light | {
         name: common + "\n" + (folder / f"{name}.lua").read_text()
         for name in (
             "submit",
@@ -39,10 +46,8 @@ def _load_scripts() -> dict[str, str]:
             "renew",
             "reap",
             "reroute",
-            "reserve",
             "reclaim",
             "roots",
-            "outbox",
             "limit",
             "pace",
             "window",

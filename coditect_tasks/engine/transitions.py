@@ -137,10 +137,6 @@ class Engine:
                 return self.scripts[name](args=[run_id, now(), *args, *extra], cell=cell)
         raise AssertionError("unreachable: tenacity re-raises")
 
-    def _each_cell(self, name: str, *args: Any) -> list[Any]:
-        """Script ``name`` (of no run) on every cell, in turn: its replies."""
-        return [self._run(name, "", args, cell=cell) for cell in range(self.cells)]
-
     def _replicated(self, name: str, run_id: str) -> None:
         """Wait for ``min_replicas`` replicas to have the write just made. Short of them (or with
         Redis gone meanwhile), the write stands (a script cannot be undone, nor should it be run
@@ -254,7 +250,11 @@ class Engine:
         """Queue retries whose delay is over, requeue attempts whose lease expired and messages
         lost in transit; returns ``run|node|attempt`` (or ``error|<member>|<why>``) of each, or
         None right after an outage of Redis (leases were extended instead: see reap.lua)."""
-        replies = [[str(m) for m in reply] for reply in self._each_cell("reap", limit)]
+        replies = [
+            [str(m) for m in self._run("reap", "", [limit], cell=cell)]
+            for cell in range(self.cells)
+            if int(self._run("tick", "", ["reap"], cell=cell))  # a cell with nothing due costs no reap
+        ]
         reaped = [member for reply in replies if reply != ["outage"] for member in reply]
         return None if not reaped and ["outage"] in replies else reaped
 
@@ -282,7 +282,13 @@ class Engine:
 
     def pace(self, limit: int = 100) -> float | None:
         """Let go the waiters of limits whose rate window freed units; seconds until the next is due."""
-        dues = [float(due) for due in self._each_cell("pace", limit) if float(due) >= 0]
+        dues = []
+        for cell in range(self.cells):
+            due = float(self._run("tick", "", ["pace"], cell=cell))  # a cell with nothing due costs no pace
+            if due == 0:
+                due = float(self._run("pace", "", [limit], cell=cell))
+            if due >= 0:
+                dues.append(due)
         return min(dues) if dues else None
 
     def set_windows(self, windows: dict[str, int]) -> int:
@@ -301,9 +307,12 @@ class Engine:
 
     def reclaim_lost(self, grace: float) -> int:
         """Requeue nodes whose message a now-dead worker had received but not begun."""
-        count = 0
+        pipe = self.client.pipeline(transaction=False)
         for cell in range(self.cells):
-            for host in self.client.zrange(keys.in_cell(keys.RESERVERS, cell), 0, -1):
+            pipe.zrange(keys.in_cell(keys.RESERVERS, cell), 0, -1)
+        count = 0
+        for cell, hosts in enumerate(pipe.execute()):
+            for host in hosts:
                 if not self.client.exists(keys.worker(str(host))):
                     count += int(self._run("reclaim", "", [str(host), grace], cell=cell))
         return count
@@ -316,18 +325,26 @@ class Engine:
         reply = self.scripts["outbox"](args=["", now(), hostname, published, limit], cell=cell)
         return [str(entry) for entry in reply]
 
-    def await_outbox(self, hostname: str, seconds: int, cell: int = 0) -> None:
-        """Block up to ``seconds`` until an entry is in cell ``cell``'s outbox; ``hostname`` then holds it."""
-        self.client.blmove(keys.in_cell(keys.OUTBOX, cell), keys.outbox_held(hostname, cell), seconds, "RIGHT", "LEFT")
+    def await_outbox(self, hostname: str, seconds: int, cell: int = 0) -> str | None:
+        """Block up to ``seconds`` until an entry is in cell ``cell``'s outbox; ``hostname`` then
+        holds it, and it is returned (None if none came)."""
+        held = self.client.blmove(
+            keys.in_cell(keys.OUTBOX, cell), keys.outbox_held(hostname, cell), seconds, "RIGHT", "LEFT"
+        )
+        if held is None:
+            return None
+        # listed with the reservers as outbox.lua lists it, so reclaim.lua returns it if this worker dies
+        self.client.zadd(keys.in_cell(keys.RESERVERS, cell), {hostname: time.time()}, nx=True)
+        return str(held)
 
     def retire(self, run_id: str, retention: float) -> bool:
         """The run's history is written: let its live state expire in ``retention`` seconds (0: now).
         False if the run has not ended."""
         return int(self._call("retire", run_id, retention)) == 1
 
-    def delete_retired(self) -> None:
-        """Delete the retired runs whose retention window has ended (``retire`` does too)."""
-        self._each_cell("retire", 0)
+    def delete_retired(self, cell: int = 0) -> None:
+        """Delete cell ``cell``'s retired runs whose retention window has ended (``retire`` does too)."""
+        self._run("retire", "", [0], cell=cell)
 
     def reroute(self, run_id: str, node_id: str, token: int, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback); False if no template or stale."""

@@ -88,8 +88,8 @@ class Recorder:
         if total == 0 and block_ms is not None:
             self._turn = (self._turn + 1) % self.cells
             total = self._read(self._turn, ">", max(block_ms // self.cells, 50))
-        if total == 0:  # idle: no retirement deletes the retired runs whose window ended
-            self.engine.delete_retired()
+        if total == 0:  # idle: no retirement deletes the retired runs whose window ended (a cell a turn)
+            self.engine.delete_retired(self._turn)
         return total
 
     def _read(self, cell: int, start: str, block_ms: int | None) -> int:

@@ -5,6 +5,7 @@ Steps, as the rest of the client's behaviour (``core.py``): the sync and asyncio
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
@@ -48,6 +49,7 @@ class Submitter:
         self.limits = LimitBook(app.agents)
         self.medians = Medians(self.settings.cells)
         self.ramps = RampBook()
+        self._turns = itertools.count(secrets.randbelow(self.settings.cells))  # the cells new runs go to
 
     def submit(
         self,
@@ -138,11 +140,12 @@ class Submitter:
 
     def place(self, held: Mapping[str, Any], idem: Idempotency | None) -> int:
         """The cell of a new run: cell 0 if it ``held`` a limit (a limit holds across every run that
-        can take it: all of them are in cell 0), else its key's cell, else any at random."""
+        can take it: all of them are in cell 0), else its key's cell, else the next in turn (each
+        client starts its turns at a cell of its own), so that the cells fill evenly."""
         cells = self.settings.cells
         if cells == 1 or held:
             return 0
-        return idem.cell_for(cells) if idem is not None else secrets.randbelow(cells)
+        return idem.cell_for(cells) if idem is not None else next(self._turns) % cells
 
     def idempotency(self, dag: Dag, key: object) -> Idempotency | None:
         """The submit's idempotency (``InvalidIdempotencyKeyError`` for a bad key), None without a key."""

@@ -68,9 +68,13 @@ class Drainer:
                 try:
                     held = self._engine.take_outbox(self._hostname, published, BATCH, self.cell)
                     published = 0
-                    if not held:
-                        self._engine.await_outbox(self._hostname, WAIT_SECONDS, self.cell)
-                        continue
+                    if not held:  # wait for an entry, with no script while none comes: it is all it holds
+                        entry = None
+                        while entry is None and not self._stop.is_set():
+                            entry = self._engine.await_outbox(self._hostname, WAIT_SECONDS, self.cell)
+                        if entry is None:
+                            continue
+                        held = [entry]
                     for entry in reversed(held):  # oldest first
                         self._publish(producer, entry)
                     published = len(held)

@@ -5,11 +5,6 @@
 local NOW = ARGV[2]
 use_run(ARGV[1])
 
-local function server_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1e6
-end
-
 local function count(name)
   redis.call('HINCRBY', METRICS, name, 1)
 end
