@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import typer
 
 from ..errors import CoditectError
-from . import bench, dag, demo, events, history, limits, load, schedules, services, workers
+from . import bench, chaos, dag, demo, events, history, limits, load, schedules, services, workers
 from .context import err
 from .docs import docs as docs_command
 
@@ -39,6 +39,7 @@ cli.add_typer(limits.limits_cli, name="limits")
 cli.add_typer(events.event_cli, name="event")
 cli.add_typer(schedules.schedule_cli, name="schedule")
 cli.command()(bench.bench)
+cli.command()(chaos.chaos)
 cli.command()(load.load)
 cli.command()(services.exporter)
 cli.command()(services.flower)

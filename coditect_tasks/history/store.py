@@ -154,6 +154,15 @@ class HistoryStore:
             gone = cast(CursorResult[Any], session.execute(delete(RunRecord).where(RunRecord.run_id.in_(old))))
             return int(gone.rowcount or 0)
 
+    def delete_runs(self, run_ids: list[str]) -> int:
+        """Delete these runs with their nodes and transitions (``coditect-tasks chaos``'s own, after
+        it); how many runs went."""
+        with Session(self.db) as session, session.begin():
+            session.execute(delete(Transition).where(Transition.run_id.in_(run_ids)))
+            session.execute(delete(NodeRecord).where(NodeRecord.run_id.in_(run_ids)))
+            gone = cast(CursorResult[Any], session.execute(delete(RunRecord).where(RunRecord.run_id.in_(run_ids))))
+            return int(gone.rowcount or 0)
+
     def transitions(self, run_id: str) -> list[dict[str, Any]]:
         """The run's recorded transitions in stream order, as the history stream held them."""
         with Session(self.db) as session:

@@ -18,6 +18,7 @@ import redis
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
+from coditect_tasks.chaos.proxy import ChaosProxy
 from coditect_tasks.client import DagRun
 from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.redis_server import RedisServer, stop_processes
@@ -25,7 +26,6 @@ from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
 from ..conftest import ROOT, WorkerFactory, own_pools, wait_for
-from .proxy import ChaosProxy
 
 pytestmark = pytest.mark.chaos
 

@@ -1,4 +1,6 @@
-"""A small TCP proxy for chaos tests: added latency and partitions between a worker and Redis.
+"""A small TCP proxy on loopback: added latency and partitions between a worker and Redis.
+
+``coditect-tasks chaos`` puts one before a probe worker; the chaos tests use it the same way.
 
 Runs its own asyncio loop in a thread. A partition holds every byte in flight
 (as a dropped link does, until TCP retransmits get through after it heals);
@@ -12,12 +14,16 @@ import asyncio
 import contextlib
 import threading
 import time
+from urllib.parse import urlsplit, urlunsplit
 
-from coditect_tasks.redis_server import free_port
+from ..redis_server import free_port
 
 
 class ChaosProxy:
-    def __init__(self, target_port: int, latency: float = 0.0) -> None:
+    """A proxy on a loopback port of its own towards ``target_host``:``target_port``."""
+
+    def __init__(self, target_port: int, latency: float = 0.0, target_host: str = "127.0.0.1") -> None:
+        self.target_host = target_host
         self.target_port = target_port
         self.port = free_port()
         self.latency = latency
@@ -35,9 +41,18 @@ class ChaosProxy:
         self._open.set()
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
+    @classmethod
+    def towards(cls, redis_url: str) -> ChaosProxy:
+        """A proxy towards the host and port of ``redis_url``."""
+        parts = urlsplit(redis_url)
+        return cls(parts.port or 6379, target_host=parts.hostname or "127.0.0.1")
+
     def url(self, redis_url: str) -> str:
-        """``redis_url`` with its port replaced by the proxy's."""
-        return redis_url.replace(f":{self.target_port}/", f":{self.port}/")
+        """``redis_url`` through the proxy: its host and port replaced by the proxy's."""
+        parts = urlsplit(redis_url)
+        auth, _, _ = parts.netloc.rpartition("@")
+        netloc = f"{auth}@127.0.0.1:{self.port}" if auth else f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     def partition(self, seconds: float) -> None:
         """Hold all traffic for ``seconds`` (returns at once; heals by itself)."""
@@ -46,7 +61,7 @@ class ChaosProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
             writer.close()
             return
