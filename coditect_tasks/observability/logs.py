@@ -77,7 +77,7 @@ def configure_logging(
     )
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler, *exported(formatter)]
     root.setLevel(level)
     structlog.configure(
         processors=[*SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -85,6 +85,27 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def exported(formatter: logging.Formatter) -> list[logging.Handler]:
+    """With ``OTEL_LOGS_EXPORTER=otlp`` and an OTLP endpoint, a handler that also sends every record
+    (its JSON line as body, the current span's trace context with it) over OTLP: the collector
+    forwards them to Loki, where a line's ``trace_id`` opens its trace. None otherwise."""
+    from . import tracing
+
+    if os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() != "otlp" or not tracing.export_configured():
+        return []
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    name = os.environ.get("OTEL_SERVICE_NAME") or f"coditect-{sys.argv[1] if len(sys.argv) > 1 else 'process'}"
+    provider = LoggerProvider(resource=Resource.create({"service.name": name}))
+    provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+    handler = LoggingHandler(logger_provider=provider)
+    handler.setFormatter(formatter)
+    return [handler]
 
 
 def bind(**values: Any) -> None:

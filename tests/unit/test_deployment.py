@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,6 +160,33 @@ def test_compose_sends_every_processs_traces_through_the_collector_to_jaeger_and
     sources = yaml.safe_load((ROOT / "monitoring/grafana/provisioning/datasources/jaeger.yaml").read_text())
     jaeger = next(s for s in sources["datasources"] if s["type"] == "jaeger")
     assert jaeger["url"] == "http://jaeger:16686" and "127.0.0.1:16686:16686" in services["jaeger"]["ports"]
+
+
+def test_compose_sends_every_processs_log_lines_to_loki_linked_both_ways_with_their_traces() -> None:
+    services = _compose()["services"]
+    coditect = [name for name, s in services.items() if "CODITECT_BROKER_URL" in s.get("environment", {})]
+    assert all(services[n]["environment"]["OTEL_LOGS_EXPORTER"] == "otlp" for n in coditect)
+    collector = yaml.safe_load((ROOT / "monitoring/otel/collector.yaml").read_text())
+    exporter = collector["service"]["pipelines"]["logs"]["exporters"][0]
+    assert collector["exporters"][exporter]["endpoint"] == "http://loki:3100/otlp"  # Loki's own OTLP ingestion
+    loki = services["loki"]
+    assert _mounts(loki)[loki["command"][0].removeprefix("-config.file=")] == "../monitoring/loki/loki.yaml"
+    assert "127.0.0.1:3100:3100" in loki["ports"]
+    config = yaml.safe_load((ROOT / "monitoring/loki/loki.yaml").read_text())
+    assert config["limits_config"]["allow_structured_metadata"]  # what OTLP ingestion needs
+    assert {c["schema"] for c in config["schema_config"]["configs"]} == {"v13"}
+    folder = ROOT / "monitoring/grafana/provisioning/datasources"
+    sources = {s["type"]: s for f in folder.glob("*.yaml") for s in yaml.safe_load(f.read_text())["datasources"]}
+    # a log line's trace_id opens its trace: the regex finds it in a line as the processes write it
+    field = sources["loki"]["jsonData"]["derivedFields"][0]
+    assert field["datasourceUid"] == sources["jaeger"]["uid"] and field["url"] == "$${__value.raw}"
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    line = structlog.processors.JSONRenderer()(None, "info", {"event": "node began", "trace_id": trace_id})
+    found = re.search(field["matcherRegex"], str(line))
+    assert found is not None and found.group(1) == trace_id
+    # and a span opens the lines of its trace
+    links = sources["jaeger"]["jsonData"]["tracesToLogsV2"]
+    assert links["datasourceUid"] == sources["loki"]["uid"] and links["filterByTraceID"] is True
 
 
 def _manifests(directory: Path = K8S) -> list[Path]:
