@@ -71,6 +71,12 @@ def run_id_in(run_id: str, cell: int) -> str:
     return random if cell == 0 else f"{random}{cell:0{CELL_DIGITS}x}"
 
 
+def entry_id(raw: str, cell: int) -> str:
+    """A history stream id as the history and every reader name it: each cell's stream numbers its
+    own entries, so ids of cells other than 0 carry their cell (``<ms>-<seq>@<cell>``)."""
+    return raw if cell == 0 else f"{raw}@{cell}"
+
+
 def shares(client: Any, key: str, cells: int) -> Any:
     """Every cell's share of hash ``key`` (``keys.METRICS``, ``keys.FRONTIER``), in one round trip
     (an awaitable on an event loop): add them up with ``added``."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import keys
 from ..client import Client, DagRun
@@ -26,7 +27,7 @@ from ..embedded import WorkerProcess
 from ..errors import EmbeddedStackError
 from ..redis_server import send_signal
 from ..registry import Registry
-from ..settings import Settings
+from ..settings import Settings, same_redis
 from .probes import PROBE_AGENTS, executions, probe
 from .proxy import ChaosProxy
 from .target import Target
@@ -78,9 +79,9 @@ class Lab:
         self.workers: list[WorkerProcess] = []
         try:
             self.workers.append(self._worker(self.settings))
-            exposed = self._through_proxy()
-            if exposed is not None:
-                self.workers.append(self._worker(exposed))
+            # the second behind a proxy, where the URL allows one: else a plain second, so a lost
+            # worker's node still has somewhere to go
+            self.workers.append(self._worker(self._through_proxy() or self.settings))
             for worker in self.workers:
                 worker.wait_ready(self.registry, timeout=60)
         except BaseException:
@@ -100,20 +101,23 @@ class Lab:
         return worker.start()
 
     def _through_proxy(self) -> Settings | None:
-        """The settings with the state Redis reached through a proxy (None where a URL names no one
-        host to proxy: Sentinel, a cluster)."""
-        url = self.settings.redis_url or self.settings.broker_url
-        if url is None or "+" in url.split("://", 1)[0]:
+        """The settings with the state Redis reached through a proxy: None where the URL names no
+        one plain host to put it before (Sentinel, a cluster, TLS, whose certificate names the host)."""
+        url = self.settings.state_url
+        if urlsplit(url).scheme != "redis":
             return None
         self.proxy = ChaosProxy.towards(url).start()
-        if self.settings.redis_url:
-            return replace(self.settings, redis_url=self.proxy.url(url))
-        return replace(self.settings, broker_url=self.proxy.url(url))
+        proxied = self.proxy.url(url)
+        if self.settings.redis_url is None:  # the broker is the state Redis: both go through it
+            return replace(self.settings, broker_url=proxied)
+        if self.settings.broker_url and same_redis(url, self.settings.broker_url):
+            return replace(self.settings, redis_url=proxied, broker_url=proxied)  # still one Redis for it
+        return replace(self.settings, redis_url=proxied)
 
     @property
     def exposed(self) -> WorkerProcess | None:
-        """The probe worker behind the proxy."""
-        return self.workers[1] if len(self.workers) > 1 else None
+        """The probe worker behind the proxy, if there is one."""
+        return self.workers[1] if self.proxy is not None else None
 
     def submit(self, dag: Dag) -> DagRun:
         run = self.client.submit(dag)
@@ -234,7 +238,7 @@ def _through_redis(lab: Lab, name: str, act: Callable[[], str], timeout: float) 
     healed = time.time()
     outcome, events = observe(lab, run, began, timeout)
     after = [_stamp(e.ts) for e in events if _stamp(e.ts) > healed]
-    outcome.figures["failover_seconds"] = round(min(after) - began, 2) if after else None
+    outcome.figures["failover_seconds"] = round(min(after) - healed, 2) if after else None
     outcome.acts = [(0.0, what), (round(healed - began, 3), "Redis answers again")]
     return outcome
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 
 from .. import keys
-from ..client import Client
+from ..client import Client, DagRun
 from ..history.store import HistoryStore
 from .probes import executions
 
@@ -22,9 +22,14 @@ STREAM_LOOK = 10_000
 
 
 def purge(client: Client, run_ids: Sequence[str]) -> int:
-    """Delete every trace of ``run_ids`` (ended runs) in Redis and the history; how many of them
-    the recorder had not written within ``RECORD_WAIT_SECONDS`` (their stream entries dropped)."""
+    """Delete every trace of ``run_ids`` in Redis and the history, cancelling first any still
+    running (so no lease, queued message or frontier count of theirs stays behind); how many of
+    them the recorder had not written within ``RECORD_WAIT_SECONDS`` (their stream entries dropped)."""
     redis = client.redis
+    for run_id in run_ids:
+        run = DagRun(run_id, client)
+        if run.cancel():  # (False: it had ended)
+            run.wait(timeout=RECORD_WAIT_SECONDS)
     deadline = time.monotonic() + RECORD_WAIT_SECONDS
     unrecorded = list(run_ids)
     while unrecorded and time.monotonic() < deadline:

@@ -17,6 +17,15 @@ from .target import ComposeTarget, EmbeddedTarget, ProcessTarget, Target
 from .verdicts import Objectives, judge
 
 
+def _attempt(lab: Lab, name: str, dials: Dials, objectives: Objectives) -> Outcome:
+    """Fault ``name``'s outcome; one that broke off (a probe that never started, a worker that
+    would not stop) fails with what broke it, and the session goes on with the next."""
+    try:
+        return run_fault(lab, name, dials, 2 * objectives.latency + 30)
+    except Exception as exc:  # the verdict names it; the clean-up still runs
+        return Outcome(name, problems=[f"the fault broke off: {type(exc).__name__}: {exc}"])
+
+
 def make_target(config: Settings | None, compose: tuple[str, str], redis_pid: int) -> Target:
     """The embedded target (``config`` None), else the deployment of ``config``."""
     if config is None:
@@ -49,11 +58,13 @@ def run_session(
                 task = progress.add_task("faults", total=len(faults))
                 for name in faults:
                     progress.update(task, description=name)
-                    outcomes.append(judge(run_fault(lab, name, dials, 2 * objectives.latency + 30), objectives))
+                    outcomes.append(judge(_attempt(lab, name, dials, objectives), objectives))
                     progress.advance(task)
-            purge(lab.client, lab.runs)
         finally:
-            lab.close()
+            try:
+                purge(lab.client, lab.runs)
+            finally:
+                lab.close()
     finally:
         target.close()
     return outcomes

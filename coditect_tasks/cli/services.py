@@ -78,8 +78,7 @@ def recorder() -> None:
     from ..observability import logs
 
     config = settings()
-    if logs.log_file():
-        logs.configure_logging(config.log_level, file=logs.log_file())
+    logs.configure_logging(config.log_level, file=logs.log_file())  # JSON lines (and over OTLP, if asked)
     broker.ping(config.state_url, config.connect_timeout)
     rec = Recorder(
         redis_client(config.state_url),
@@ -104,8 +103,7 @@ def scheduler() -> None:
     from ..schedules.scheduler import Scheduler
 
     config = settings()
-    if logs.log_file():
-        logs.configure_logging(config.log_level, file=logs.log_file())
+    logs.configure_logging(config.log_level, file=logs.log_file())  # JSON lines (and over OTLP, if asked)
     broker.ping(config.state_url, config.connect_timeout)
     stop_on_sigterm()
     serve_probe(config.health_file, "scheduler")

@@ -297,7 +297,7 @@ class Core:
         then the database, merges by id, and goes on with the channel; an id seen twice counts
         once. A message whose count skips one, or a silence after which the run's count is ahead,
         makes it read both again; a run that ended without its last event found ends it too."""
-        cursor = Cursor(after)
+        cursor = Cursor(after, keys.cell_of(run_id))
         subscription = yield Subscribe(keys.events_channel(run_id))
         for event in cursor.replay(
             (yield from self._entries(run_id)), (yield Block(lambda: self.history().transitions(run_id)))

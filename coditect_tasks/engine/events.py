@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .. import cells, keys
 from ..status import TERMINAL
 
 #: Stream entries read per XRANGE while looking for one run's.
@@ -68,9 +69,9 @@ def _detail(raw: Any) -> dict[str, Any] | None:
 
 
 def order(entry_id: str) -> tuple[int, int]:
-    """A stream id ('<ms>-<seq>') as a sortable pair; ids compare as numbers, not strings.
-    ``ValueError`` for anything else (a malformed Last-Event-ID)."""
-    ms, _, seq = entry_id.partition("-")
+    """A stream id ('<ms>-<seq>', and its cell: ``cells.entry_id``) as a sortable pair; ids compare
+    as numbers, not strings. ``ValueError`` for anything else (a malformed Last-Event-ID)."""
+    ms, _, seq = entry_id.partition("@")[0].partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -78,7 +79,8 @@ class Cursor:
     """Where a follower is: the last id it gave out, how many of the run's events it knows
     (to notice one it missed), and whether the run has ended."""
 
-    def __init__(self, after: str | None = None) -> None:
+    def __init__(self, after: str | None = None, cell: int = 0) -> None:
+        self.cell = cell  # of the run: its stream's ids are named with it (``cells.entry_id``)
         self.last = order(after) if after else (-1, -1)
         self.known = 0
         self.missed = 0
@@ -99,7 +101,8 @@ class Cursor:
     def live(self, message: str) -> list[Event] | None:
         """The event of one channel message ('<id> <JSON>'), unless given out already; None if
         the message shows that one was missed (replay, with ``known=self.missed``)."""
-        entry_id, _, body = message.partition(" ")
+        raw, _, body = message.partition(" ")
+        entry_id = cells.entry_id(raw, self.cell)
         data = json.loads(body)
         count = int(data.get("n", 0))
         if count and count <= self.known:
@@ -129,7 +132,8 @@ class Cursor:
 def entries_page(page: Any, run_id: str, found: list[tuple[str, dict[str, Any]]]) -> str | None:
     """Add the run's entries of one XRANGE ``page`` of the history stream to ``found``; where the
     next page starts (None: done)."""
-    found.extend((str(eid), dict(f)) for eid, f in page if f.get("run") == run_id)
+    cell = keys.cell_of(run_id)
+    found.extend((cells.entry_id(str(eid), cell), dict(f)) for eid, f in page if f.get("run") == run_id)
     return "(" + str(page[-1][0]) if len(page) == PAGE else None
 
 

@@ -55,6 +55,12 @@ class Idempotency:
     def redis_key(self) -> str:
         return keys.idempotency(self.key, self.cell)
 
+    @property
+    def draw(self) -> str:
+        """What a run of this key draws its ramp pins from, in place of its run id: every submit of
+        the key draws the same."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[: keys.RUN_ID_DIGITS]
+
     def cell_for(self, cells: int) -> int:
         """The cell a run of this key goes to, of ``cells``, unless it holds a limit (cell 0): the
         same for every submit of the key, so that its atomic check (submit.lua) sees the others."""

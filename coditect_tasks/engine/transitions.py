@@ -15,10 +15,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -27,65 +26,21 @@ from ..connection import TRANSIENT, barrier, outlast_outages, redis_client
 from ..errors import InvalidArgumentError
 from ..limits import document
 from .scripts import named, registered
+from .taken import Next, Taken, TakeNext, taken_from
 
 log = logging.getLogger(__name__)
 
 #: Seconds a caller's engine call waits out a Redis outage (a restart, a failover) before it fails.
 OUTAGE_SECONDS = 120.0
+#: Seconds a pass over many cells (reap, pace) waits for one of them before it goes on to the next.
+CELL_OUTAGE_SECONDS = 1.0
+
+T = TypeVar("T")
 
 
 def now() -> str:
     """ISO-8601 UTC timestamp with microseconds: the only time format we store."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-@dataclass(frozen=True)
-class TakeNext:
-    """What ``succeed`` needs to take the next message of a pool process's queue itself (``take_next``
-    in common.lua): only the engine's messages for ``task`` with the time limits ``hard`` and
-    ``soft`` ('' for none), begun for ``worker`` with ``breaker``, noted under ``via`` (the running
-    message's id) for ``ttl`` seconds; asked only until ``until`` (``time.monotonic()``), so a
-    completion repeated after a Redis outage takes nothing."""
-
-    queue: str
-    task: str
-    hard: str
-    soft: str
-    worker: str
-    breaker: str
-    via: str
-    ttl: int
-    until: float
-
-    def args(self) -> tuple[str | int, ...]:
-        return self.queue, self.task, self.hard, self.soft, self.worker, self.breaker, self.via, self.ttl
-
-
-@dataclass(frozen=True)
-class Taken:
-    """What ``begin`` hands a worker: the attempt token, the node's record, its
-    predecessors' results, the foreach items, the trace context to open its span in, and how
-    many retries the node has taken."""
-
-    token: int
-    record: dict[str, Any]
-    upstream: dict[str, Any]
-    items: Any
-    parent_span: str
-    link_spans: str
-    retried: int = 0
-    #: The agent's breaker as ``begin`` read it (state, failure count), when it was asked to.
-    breaker: tuple[str | None, str | None] | None = None
-
-
-@dataclass(frozen=True)
-class Next:
-    """The node a process took after finishing one (``Engine.succeed`` with ``TakeNext``)."""
-
-    run_id: str
-    node_id: str
-    task_id: str
-    taken: Taken
 
 
 #: The scripts of an attempt whose writes a failover must not lose: its start (its fencing token)
@@ -127,11 +82,19 @@ class Engine:
         return reply
 
     def _run(
-        self, name: str, run_id: str, args: Sequence[Any], more: Sequence[Any] = (), until: float = 0.0, cell: int = 0
+        self,
+        name: str,
+        run_id: str,
+        args: Sequence[Any],
+        more: Sequence[Any] = (),
+        until: float = 0.0,
+        cell: int = 0,
+        outage: float | None = None,
     ) -> Any:
-        """Script ``name`` on run ``run_id``'s cell (``cell`` for a call of no run)."""
+        """Script ``name`` on run ``run_id``'s cell (``cell`` for a call of no run), outlasting an
+        outage of ``outage`` seconds (``outage_seconds`` by default)."""
         cell = keys.cell_of(run_id) if run_id else cell
-        for attempt in outlast_outages(self.outage_seconds):
+        for attempt in outlast_outages(self.outage_seconds if outage is None else outage):
             with attempt:
                 extra = more if time.monotonic() < until else ()
                 return self.scripts[name](args=[run_id, now(), *args, *extra], cell=cell)
@@ -162,7 +125,7 @@ class Engine:
         With ``breaker`` (``keys.breaker_prefix``) it also reads that breaker's state, when the run is
         in cell 0, where breakers live (the breaker reads it itself otherwise)."""
         breaker = "" if keys.cell_of(run_id) else breaker
-        return _taken(named(self._call("begin", run_id, node_id, worker, task_id, breaker)), breaker)
+        return taken_from(named(self._call("begin", run_id, node_id, worker, task_id, breaker)), breaker)
 
     def fan_out(self, run_id: str, node_id: str, token: int, record: dict[str, Any], items: list[Any]) -> bool:
         """Queue one message per item of foreach node ``node_id`` (attempt ``token``, at least one
@@ -205,7 +168,7 @@ class Engine:
             return self.fail(run_id, node_id, token, problem), None
         more, until = (take_next.args(), take_next.until) if take_next else ((), 0.0)
         reply = named(self._call("complete", run_id, node_id, token, encoded, span, more=more, until=until))
-        taken = _taken(reply["taken"], take_next.breaker) if take_next and "taken" in reply else None
+        taken = taken_from(reply["taken"], take_next.breaker) if take_next and "taken" in reply else None
         if taken is None:
             return reply["ok"] == 1, None
         return True, Next(reply["next"]["run"], reply["next"]["node"], reply["next"]["task"], taken)
@@ -250,13 +213,14 @@ class Engine:
         """Queue retries whose delay is over, requeue attempts whose lease expired and messages
         lost in transit; returns ``run|node|attempt`` (or ``error|<member>|<why>``) of each, or
         None right after an outage of Redis (leases were extended instead: see reap.lua)."""
-        replies = [
-            [str(m) for m in self._run("reap", "", [limit], cell=cell)]
-            for cell in range(self.cells)
-            if int(self._run("tick", "", ["reap"], cell=cell))  # a cell with nothing due costs no reap
-        ]
-        reaped = [member for reply in replies if reply != ["outage"] for member in reply]
-        return None if not reaped and ["outage"] in replies else reaped
+
+        def reap(cell: int) -> list[str]:
+            if not int(self._run("tick", "", ["reap"], cell=cell, outage=self._cell_outage)):  # nothing due
+                return []
+            return [str(m) for m in self._run("reap", "", [limit], cell=cell, outage=self._cell_outage)]
+
+        replies = self._each_reachable("reaping", reap)
+        return None if ["outage"] in replies else [member for reply in replies for member in reply]
 
     def declare_limit(self, name: str, definition: dict[str, Any]) -> None:
         """Declare limit ``name`` as code does (``limits.Limit.to_json``); an operator's change stays over it."""
@@ -282,14 +246,32 @@ class Engine:
 
     def pace(self, limit: int = 100) -> float | None:
         """Let go the waiters of limits whose rate window freed units; seconds until the next is due."""
-        dues = []
-        for cell in range(self.cells):
-            due = float(self._run("tick", "", ["pace"], cell=cell))  # a cell with nothing due costs no pace
-            if due == 0:
-                due = float(self._run("pace", "", [limit], cell=cell))
-            if due >= 0:
-                dues.append(due)
+
+        def pace(cell: int) -> float:
+            due = float(self._run("tick", "", ["pace"], cell=cell, outage=self._cell_outage))  # nothing due: no pace
+            return float(self._run("pace", "", [limit], cell=cell, outage=self._cell_outage)) if due == 0 else due
+
+        dues = [due for due in self._each_reachable("pacing", pace) if due >= 0]
         return min(dues) if dues else None
+
+    @property
+    def _cell_outage(self) -> float:
+        """Seconds a call on one of many cells waits out its outage: a failover of one primary must
+        not hold up the cells of the others."""
+        return self.outage_seconds if self.cells == 1 else min(self.outage_seconds, CELL_OUTAGE_SECONDS)
+
+    def _each_reachable(self, doing: str, call: Callable[[int], T]) -> list[T]:
+        """``call(cell)`` for each cell in turn; with many, one that does not answer is skipped (and
+        logged) for this pass, so the others go on (a single cell's outage raises, as ever)."""
+        replies = []
+        for cell in range(self.cells):
+            try:
+                replies.append(call(cell))
+            except TRANSIENT as exc:
+                if self.cells == 1:
+                    raise
+                log.warning("%s: cell %d skipped this pass (%s)", doing, cell, exc)
+        return replies
 
     def set_windows(self, windows: dict[str, int]) -> int:
         """Each queue's hand-off window (``windows``; a queue left out has none any more, as no live
@@ -327,15 +309,13 @@ class Engine:
 
     def await_outbox(self, hostname: str, seconds: int, cell: int = 0) -> str | None:
         """Block up to ``seconds`` until an entry is in cell ``cell``'s outbox; ``hostname`` then
-        holds it, and it is returned (None if none came)."""
+        holds it, and it is returned (None if none came). It is listed with the reservers first, as
+        outbox.lua lists it, so reclaim.lua returns what it holds if it dies."""
+        self.client.zadd(keys.in_cell(keys.RESERVERS, cell), {hostname: time.time()}, nx=True)
         held = self.client.blmove(
             keys.in_cell(keys.OUTBOX, cell), keys.outbox_held(hostname, cell), seconds, "RIGHT", "LEFT"
         )
-        if held is None:
-            return None
-        # listed with the reservers as outbox.lua lists it, so reclaim.lua returns it if this worker dies
-        self.client.zadd(keys.in_cell(keys.RESERVERS, cell), {hostname: time.time()}, nx=True)
-        return str(held)
+        return None if held is None else str(held)
 
     def retire(self, run_id: str, retention: float) -> bool:
         """The run's history is written: let its live state expire in ``retention`` seconds (0: now).
@@ -367,22 +347,6 @@ def engine_for(state_url: str, min_replicas: int = 0, cells: int = 1) -> Engine:
         client = shared.client if shared is not None else redis_client(state_url)
         engine = _ENGINES[key] = Engine(client, state_url, min_replicas=min_replicas, cells=cells)
     return engine
-
-
-def _taken(reply: dict[str, Any], breaker: str) -> Taken | None:
-    """``take``'s named reply (common.lua) as a ``Taken``, or None if the node must not run."""
-    if reply["ok"] != 1:
-        return None
-    return Taken(
-        int(reply["token"]),
-        json.loads(reply["record"]),
-        json.loads(reply["upstream"]),
-        json.loads(reply["items"]) if reply["items"] else None,
-        str(reply["parent"] or ""),
-        str(reply["links"] or "[]"),
-        int(reply["retried"]),
-        (reply.get("breaker") or None, reply.get("failures") or None) if breaker else None,
-    )
 
 
 def encode_result(result: Any) -> tuple[str, str | None]:

@@ -28,7 +28,7 @@ from typing import Any
 import redis
 from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
-from .. import keys
+from .. import cells, keys
 from ..engine.transitions import Engine
 from ..status import TERMINAL
 from .store import HistoryStore
@@ -82,9 +82,14 @@ class Recorder:
         """
         total = 0
         for cell in range(self.cells):
-            total += self._read(cell, "0", None)  # our own unacknowledged entries first (after a crash)
-            while count := self._read(cell, ">", None):
-                total += count
+            try:
+                total += self._read(cell, "0", None)  # our own unacknowledged entries first (after a crash)
+                while count := self._read(cell, ">", None):
+                    total += count
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if self.cells == 1:
+                    raise
+                log.warning("recorder: cell %d skipped this pass (%s)", cell, exc)  # the others go on
         if total == 0 and block_ms is not None:
             self._turn = (self._turn + 1) % self.cells
             total = self._read(self._turn, ">", max(block_ms // self.cells, 50))
@@ -108,7 +113,7 @@ class Recorder:
         runs = self._run_info({f.get("run", "") for _, f in entries})
         self._whole_results(entries)
         try:
-            self.store.apply(entries, runs)
+            self.store.apply([(cells.entry_id(eid, cell), fields) for eid, fields in entries], runs)
             done = [eid for eid, _ in entries]
         except OUTAGES:
             raise
@@ -140,7 +145,7 @@ class Recorder:
     def _apply_alone(self, cell: int, entry_id: str, fields: dict[str, str], runs: dict[str, dict[str, str]]) -> bool:
         """Write one entry in its own transaction; True once it is recorded or dead-lettered."""
         try:
-            self.store.apply([(entry_id, fields)], runs)
+            self.store.apply([(cells.entry_id(entry_id, cell), fields)], runs)
             self._failures.pop(entry_id, None)
             return True
         except OUTAGES:

@@ -108,6 +108,12 @@ def exported(formatter: logging.Formatter) -> list[logging.Handler]:
     return [handler]
 
 
+def flush() -> None:
+    """Send what the handlers hold (the OTLP batch) before the process exits."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def bind(**values: Any) -> None:
     """Bind ``values`` to every log line of the current task."""
     structlog.contextvars.bind_contextvars(**values)

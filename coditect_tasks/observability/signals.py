@@ -39,6 +39,7 @@ def _init_tracing(**kwargs: Any) -> None:
 
 def _flush(**kwargs: Any) -> None:
     tracing.flush()
+    logs.flush()
 
 
 def _bind_task(task_id: str | None = None, task: Any = None, kwargs: dict[str, Any] | None = None, **rest: Any) -> None:

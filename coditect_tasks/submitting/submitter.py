@@ -78,7 +78,8 @@ class Submitter:
                 yield from self._replicated(held, there.redis_key)
                 return held
         run_id = keys.new_run_id()
-        pins = yield from self.ramps.pins(run_id, versions)
+        # a key's submits draw the same pins, so hold the same limits and meet in one cell's check
+        pins = yield from self.ramps.pins(run_id if idem is None else idem.draw, versions)
         routing = routes(pins)
         workers = list((yield from live_workers())) if self.needs_registry(dag, routing) else []
         live = {name for worker in workers for name in worker["agents"]}

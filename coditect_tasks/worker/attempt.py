@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import keys
 from ..agents import Agent
-from ..engine.transitions import Engine, Next, TakeNext
+from ..engine.taken import Next, TakeNext
+from ..engine.transitions import Engine
 from ..errors import ChildRunFailedError
 from ..resilience.lease import LeaseKeeper
 from ..resilience.retry import RetryPolicy

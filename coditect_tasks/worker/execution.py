@@ -29,7 +29,8 @@ from .. import keys
 from ..agents import Agent, AgentCall
 from ..dag.spawn import Spawn, requested
 from ..engine.message import template_key
-from ..engine.transitions import Engine, Next, Taken, TakeNext, engine_for
+from ..engine.taken import Next, Taken, TakeNext
+from ..engine.transitions import Engine, engine_for
 from ..observability import logs, tracing
 from ..resilience.breaker import breaker_for
 from ..state.artifacts import ArtifactStore, NodeArtifacts, store_for

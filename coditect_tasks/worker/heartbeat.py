@@ -3,10 +3,9 @@
 It also declares the worker's agents' limits to the engine, runs the pacer (``pacer.py``), and
 sets each queue's hand-off window from the slots of its live workers (``keys.WINDOWS``).
 
-A consumer bootstep, so "registered" means "consuming". The same thread is every
-worker's reaper: it requeues node attempts whose lease expired, and nodes whose
-message a dead worker had received but not begun, so a dead worker's work runs
-again within seconds.
+A consumer bootstep, so "registered" means "consuming". A thread of its own beside the beats is
+every worker's reaper: it requeues node attempts whose lease expired, and nodes whose message a
+dead worker had received but not begun, so a dead worker's work runs again within seconds.
 """
 
 from __future__ import annotations
@@ -45,9 +44,8 @@ def window(slots: int) -> int:
 class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
     """Consumer bootstep: register once consuming has started, renew, withdraw on stop.
 
-    It starts after the ``Tasks`` step, so "registered" means "taking work". The
-    same thread is every worker's reaper: it requeues node attempts whose lease
-    expired, so a dead worker's work runs again within seconds.
+    It starts after the ``Tasks`` step, so "registered" means "taking work". Its reaper thread
+    requeues node attempts whose lease expired, so a dead worker's work runs again within seconds.
     """
 
     requires: ClassVar[set[str]] = {"celery.worker.consumer.tasks:Tasks"}
@@ -56,6 +54,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         super().__init__(parent, **kwargs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reaper: threading.Thread | None = None
         self._registry: Registry | None = None
         self._info: WorkerInfo | None = None
         self._app: Any = None
@@ -113,16 +112,18 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         shutdown.install(app, parent.hostname)
         self._thread = threading.Thread(target=self._run, name="coditect-heartbeat", daemon=True)
         self._thread.start()
+        # its own thread: a reap that waits out one cell's failover must not hold the beats up
+        self._reaper = threading.Thread(target=self._reap_loop, name="coditect-reaper", daemon=True)
+        self._reaper.start()
         if not app.settings.outbox:  # RabbitMQ redelivers what a dead consumer held: no notes needed
             signals.task_received.connect(self._on_received, weak=False, dispatch_uid=f"coditect-{id(self)}")
 
     def _run(self) -> None:
-        ticks = 0
+        while not self._stop.wait(BEAT_INTERVAL):
+            self._beat()
+
+    def _reap_loop(self) -> None:
         while not self._stop.wait(REAP_INTERVAL):
-            ticks += 1
-            if ticks * REAP_INTERVAL >= BEAT_INTERVAL:
-                ticks = 0
-                self._beat()
             self._reap()
 
     def _reap(self) -> None:
@@ -176,9 +177,10 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         if self._reservations is not None:
             self._reservations.stop()  # writes what is pending; a late write is refused once the next start forgets
             self._reservations = None
-        if self._thread is not None:
-            self._thread.join(timeout=BEAT_INTERVAL + 1)
-            self._thread = None
+        for thread in (self._thread, self._reaper):
+            if thread is not None:
+                thread.join(timeout=BEAT_INTERVAL + 1)
+        self._thread = self._reaper = None
         if self._registry is not None and self._info is not None:
             try:
                 self._registry.withdraw(self._info.hostname)

@@ -9,7 +9,8 @@ import time
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp
 from coditect_tasks.client import DagRun
-from coditect_tasks.engine.transitions import Engine, Taken, engine_for
+from coditect_tasks.engine.taken import Taken
+from coditect_tasks.engine.transitions import Engine, engine_for
 from coditect_tasks.registry import Registry
 
 

@@ -12,7 +12,8 @@ from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.bench import fanout
 from coditect_tasks.client import DagRun
-from coditect_tasks.engine.transitions import Engine, TakeNext, engine_for
+from coditect_tasks.engine.taken import TakeNext
+from coditect_tasks.engine.transitions import Engine, engine_for
 from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
