@@ -21,6 +21,8 @@ from coditect_tasks import AsyncClient, Client, Dag, keys
 from coditect_tasks.cells import summed
 from coditect_tasks.connection import redis_client
 from coditect_tasks.embedded import WorkerProcess
+from coditect_tasks.history.recorder import Recorder
+from coditect_tasks.history.store import HistoryStore
 from coditect_tasks.redis_cluster import ClusterGroup
 from coditect_tasks.redis_server import RedisServer, SentinelGroup, stop_processes
 from coditect_tasks.registry import Registry
@@ -211,6 +213,13 @@ def test_runs_spread_over_cells_on_every_primary_and_read_as_one(replicated: Set
         assert events[-1].terminal and events[-1].status == "succeeded"
         counters = summed(client.redis, keys.METRICS, replicated.cells)
         assert int(counters["runs|succeeded"]) >= len(runs)
+        # the history has every transition of every run: the cells' streams number their entries
+        # alike (the same millisecond in two cells), which must not make one pass for the other
+        store = HistoryStore.from_settings(replicated)
+        Recorder(client.redis, store, cells=replicated.cells).drain()
+        recorded = {row["run_id"]: row["status"] for row in store.runs(500)}
+        assert {run_id: recorded.get(run_id) for run_id in ids} == dict.fromkeys(ids, "succeeded")
+        assert len(store.transitions(elsewhere.id)) == len(events)
 
 
 @ON_CLUSTER
