@@ -125,11 +125,13 @@ class Lab:
         return run
 
     def running_on(self, run: DagRun, node: str, timeout: float = 30.0) -> WorkerProcess:
-        """The probe worker running ``node`` of ``run``, once it runs."""
+        """The probe worker running ``node`` of ``run``, once its probe's body has begun (it counted
+        the execution): a fault sooner would hit the attempt before the agent was called."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             doc = run.status()["nodes"][node]
-            if doc["status"] == "running" and doc["worker"]:
+            began = self.client.redis.hget(executions(run.id), node)
+            if doc["status"] == "running" and doc["worker"] and began:
                 return next(w for w in self.workers if w.hostname == doc["worker"])
             time.sleep(0.02)
         raise EmbeddedStackError(f"node {node} of probe run {run.id} did not start within {timeout:g} s")
