@@ -160,7 +160,13 @@ def test_retry_runs_only_what_did_not_succeed(served: Served, tmp_path: Path) ->
         "name": "gated",
         "nodes": [
             {"id": "a", "agent": "counted", "params": {"log": str(logs["a"])}},
-            {"id": "b", "agent": "gated", "after": ["a"], "params": {"log": str(logs["b"]), "gate": str(gate)}},
+            # b fails once d has run: its failure ends the run, which would skip a d not yet begun
+            {
+                "id": "b",
+                "agent": "gated",
+                "after": ["a"],
+                "params": {"log": str(logs["b"]), "gate": str(gate), "after": str(logs["d"])},
+            },
             {"id": "c", "agent": "counted", "after": ["b"], "params": {"log": str(logs["c"])}},
             {"id": "d", "agent": "counted", "params": {"log": str(logs["d"])}},
             {"id": "e", "agent": "waiter", "params": {"gate": str(tmp_path / "later")}},  # the run waits for it

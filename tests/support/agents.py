@@ -109,9 +109,13 @@ def backlogged(call: AgentCall) -> dict[str, float]:
 
 @agent("gated")
 def gated(call: AgentCall) -> dict[str, Any]:
-    """Append one line per execution to ``params["log"]``; fail unless the file ``params["gate"]`` exists."""
+    """Append one line per execution to ``params["log"]``; fail unless the file ``params["gate"]``
+    exists, looked at once the file ``params["after"]`` exists (if given: at most 30 s)."""
     with Path(call.params["log"]).open("a") as handle:
         handle.write(f"{call.node_id} {call.attempt}\n")
+    deadline = time.monotonic() + 30
+    while call.params.get("after") and not Path(call.params["after"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     if not Path(call.params["gate"]).exists():
         raise RuntimeError("the gate is closed")
     return {"upstream": call.upstream}
