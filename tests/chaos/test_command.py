@@ -21,7 +21,7 @@ from coditect_tasks.settings import Settings
 
 from ..conftest import run_cli
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("chaos-command")]
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos-command")]
 
 
 def probes_running() -> list[str]:
