@@ -15,11 +15,10 @@ first lines of every script when the engine loads them, relative to the cell the
 
 from __future__ import annotations
 
-from .cells import CELL_DIGITS as CELL_DIGITS
 from .cells import MAX_CELLS as MAX_CELLS
 from .cells import RUN_ID_DIGITS as RUN_ID_DIGITS
 from .cells import cell_of as cell_of
-from .cells import cell_prefix as cell_prefix
+from .cells import cell_prefix
 from .cells import in_cell as in_cell
 from .cells import new_run_id as new_run_id
 from .cells import run_id_in as run_id_in

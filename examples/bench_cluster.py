@@ -26,23 +26,14 @@ from typing import Any
 
 import redis
 
-from coditect_tasks import Dag
 from coditect_tasks.client import Client
 from coditect_tasks.embedded import LocalStack
+from coditect_tasks.load.scenario import default_dag
 from coditect_tasks.redis_cluster import ClusterGroup
 from coditect_tasks.redis_server import RedisServer
 from coditect_tasks.settings import Settings
 
-NODES_PER_RUN = 4
-
-
-def diamond(i: int) -> Dag:
-    dag = Dag(f"diamond-{i}")
-    dag.node("a", "echo")
-    dag.node("b", "noop", after=["a"])
-    dag.node("c", "noop", after=["a"])
-    dag.node("d", "echo", after=["b", "c"])
-    return dag
+NODES_PER_RUN = len(default_dag().nodes)
 
 
 @contextlib.contextmanager
@@ -92,7 +83,7 @@ def burst(settings: Settings, primaries: list[redis.Redis], runs: int) -> dict[s
     before = [cpu(node) for node in primaries]
     with Client(settings) as client, ThreadPoolExecutor(4) as pool:
         started = time.perf_counter()
-        submitted = list(pool.map(lambda i: client.submit(diamond(i)), range(runs)))
+        submitted = list(pool.map(lambda i: client.submit(default_dag()), range(runs)))
         states = list(pool.map(lambda run: run.wait(timeout=600), submitted))
         elapsed = time.perf_counter() - started
     if states != ["succeeded"] * runs:

@@ -28,12 +28,13 @@ from ..errors import EmbeddedStackError
 from ..redis_server import send_signal
 from ..registry import Registry
 from ..settings import Settings, same_redis
+from . import probes
 from .probes import PROBE_AGENTS, executions, probe
 from .proxy import ChaosProxy
 from .target import Target
 
 #: Agent modules the probe workers load.
-PROBE_MODULES = "coditect_tasks.chaos.probes"
+PROBE_MODULES = probes.__name__
 
 
 @dataclass
@@ -48,6 +49,11 @@ class Outcome:
     acts: list[tuple[float, str]] = field(default_factory=list)
     skipped: str | None = None
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def why(self) -> str:
+        """What made it skip or fail (empty if it passed)."""
+        return self.skipped or "; ".join(self.problems)
 
     @property
     def verdict(self) -> str:

@@ -55,8 +55,7 @@ def table(outcomes: Sequence[Outcome]) -> Table:
     style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
     for o in outcomes:
         cells = ["" if o.figures.get(k) is None else str(o.figures[k]) for k, _ in COLUMNS]
-        why = o.skipped or "; ".join(o.problems)
-        grid.add_row(o.fault, f"[{style[o.verdict]}]{o.verdict}[/]", *cells, escape(why))
+        grid.add_row(o.fault, f"[{style[o.verdict]}]{o.verdict}[/]", *cells, escape(o.why))
     return grid
 
 
@@ -65,7 +64,7 @@ def page(outcomes: Sequence[Outcome], objectives: Objectives) -> str:
     rows = "".join(
         f"<tr><td>{_e(o.fault)}</td><td class={o.verdict}>{o.verdict}</td>"
         + "".join(f"<td>{_e(o.figures.get(k, ''))}</td>" for k, _ in COLUMNS)
-        + f"<td>{_e(o.skipped or '; '.join(o.problems))}</td></tr>"
+        + f"<td>{_e(o.why)}</td></tr>"
         for o in outcomes
     )
     heads = "".join(f"<th>{_e(h)}</th>" for _, h in COLUMNS)

@@ -103,8 +103,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         # worker's life (a consumer restart keeps them), so two never share its held entries
         for cell in range(shared.cells) if app.settings.outbox else ():
             if cell not in self._drainers or not self._drainers[cell].alive:
-                engine = Engine(shared.client, shared.url, outage_seconds=1.0)
-                self._drainers[cell] = Drainer(app, engine, parent.hostname, cell).start()
+                self._drainers[cell] = Drainer(app, quick, parent.hostname, cell).start()
         health.BEACON.ready = True  # before the first write, and before the registry says "consuming"
         if app.settings.health_file is not None:
             health.BEACON.start(app.settings.health_file, parent.hostname, shutdown.DRAINING)

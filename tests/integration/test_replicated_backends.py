@@ -23,6 +23,7 @@ from coditect_tasks.connection import redis_client
 from coditect_tasks.embedded import WorkerProcess
 from coditect_tasks.history.recorder import Recorder
 from coditect_tasks.history.store import HistoryStore
+from coditect_tasks.load.scenario import default_dag
 from coditect_tasks.redis_cluster import ClusterGroup
 from coditect_tasks.redis_server import RedisServer, SentinelGroup, stop_processes
 from coditect_tasks.registry import Registry
@@ -172,15 +173,6 @@ def test_every_script_touches_the_keys_of_one_cell(replicated: Settings) -> None
         state.close()
 
 
-def diamond(name: str) -> Dag:
-    dag = Dag(name)
-    dag.node("a", "echo")
-    dag.node("b", "noop", after=["a"])
-    dag.node("c", "noop", after=["a"])
-    dag.node("d", "echo", after=["b", "c"])
-    return dag
-
-
 def key_in_cell(cell: int, prefix: str) -> str:
     """An idempotency key (``prefix`` and a number) whose runs go to cell ``cell`` of 16 (unless
     they hold a limit)."""
@@ -190,7 +182,7 @@ def key_in_cell(cell: int, prefix: str) -> str:
 @ON_CLUSTER
 def test_runs_spread_over_cells_on_every_primary_and_read_as_one(replicated: Settings) -> None:
     with Client(replicated) as client:
-        runs = [client.submit(diamond(f"spread-{i}")) for i in range(120)]
+        runs = [client.submit(default_dag()) for _ in range(120)]
         assert [run.wait(timeout=120) for run in runs] == ["succeeded"] * len(runs)
         ids = {run.id for run in runs}
         # each primary holds a fair share of the runs' keys
@@ -208,7 +200,7 @@ def test_runs_spread_over_cells_on_every_primary_and_read_as_one(replicated: Set
         listed = {row["run_id"] for row in client.runs(limit=200)}
         assert ids <= listed
         elsewhere = next(run for run in runs if keys.cell_of(run.id) != 0)
-        assert elsewhere.status()["nodes"]["d"]["status"] == "succeeded"
+        assert elsewhere.status()["nodes"]["join"]["status"] == "succeeded"
         events = list(elsewhere.events())
         assert events[-1].terminal and events[-1].status == "succeeded"
         counters = summed(client.redis, keys.METRICS, replicated.cells)
@@ -262,7 +254,7 @@ def test_children_stay_in_their_trees_cell_and_a_limit_outside_cell_0_fails_the_
 def test_an_idempotency_key_names_one_run_in_its_cell(replicated: Settings) -> None:
     key = key_in_cell(3, "once-")
     with Client(replicated) as client:
-        first = client.submit(diamond("once"), idempotency_key=key)
-        again = client.submit(diamond("once"), idempotency_key=key)
+        first = client.submit(default_dag(), idempotency_key=key)
+        again = client.submit(default_dag(), idempotency_key=key)
         assert first.id == again.id and keys.cell_of(first.id) == 3
         assert first.wait(timeout=30) == "succeeded"
