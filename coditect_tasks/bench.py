@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from celery import chain, group
 
-from .app import CoditectApp, create_app
+from .app import CoditectApp
 from .client import DagRun, submit
-from .connection import redis_client
 from .dag.plan import validate
 from .dag.spec import Dag
-from .redis_server import RedisServer
-from .settings import Settings
 
 
 def validate_seconds(nodes: int = 10_000) -> float:
@@ -149,39 +144,6 @@ def submit_milliseconds(app: CoditectApp, runs: int, timeout: float) -> tuple[li
     return plain, ours
 
 
-def memory_per_1000_in_flight(settings: Settings, nodes: int = 10_000) -> dict[str, float]:
-    """Bytes of Redis memory per 1,000 queued, unfinished nodes: a fan-out run vs a plain
-    Celery group of noop tasks with results, on a private Redis that no worker drains
-    (so they stay in flight and a cluster's queues are never touched). Ours includes the
-    run's history entries that wait in Redis for the recorder."""
-    with tempfile.TemporaryDirectory(prefix="coditect-bench-") as folder:
-        server = RedisServer(Path(folder), appendonly=False).start()
-        app = create_app(settings.with_broker(server.url))
-        client = redis_client(server.url)
-        try:
-
-            def used() -> int:
-                return int(client.info("memory")["used_memory"])
-
-            client.ping()
-            before = used()
-            group(app.tasks["agents.noop"].si() for _ in range(nodes)).apply_async()
-            celery = used() - before
-            before = used()
-            submit(fanout(nodes), app)
-            ours = used() - before
-        finally:
-            client.close()
-            app.close()
-            server.stop()
-    return {
-        "nodes": nodes,
-        "celery_bytes_per_1000": round(celery * 1000 / nodes),
-        "coditect_bytes_per_1000": round(ours * 1000 / nodes),
-        "ratio": round(ours / celery, 2),
-    }
-
-
 def fanout(n: int) -> Dag:
     dag = Dag(f"fanout-{n}")
     for i in range(n):
@@ -244,7 +206,7 @@ def run_engine_bench(
     on_step: Callable[[str], None] = lambda step: None,
 ) -> dict[str, Any]:
     """Validation time, fan-out throughput ratio, chain and per-edge latency, dispatch
-    latency, diamond capacity and memory per 1,000 in-flight nodes, each against plain Celery."""
+    latency and diamond capacity, each against plain Celery (``footprint``: what a node costs Redis)."""
     from .load.scenario import default_dag
 
     on_step("warm-up")
@@ -279,8 +241,6 @@ def run_engine_bench(
         on_step(f"repetition {rep + 1}/{repeats}: capacity, {diamonds} diamond runs at once")
         plain_capacity.append(celery_capacity(app, default_dag(), diamonds, timeout))
         ours_capacity.append(dag_capacity(app, default_dag(), diamonds, timeout))
-    on_step("memory per 1,000 in-flight nodes (a private Redis)")
-    memory = memory_per_1000_in_flight(app.settings)
     med = statistics.median
     return {
         "repeats": repeats,
@@ -320,7 +280,6 @@ def run_engine_bench(
             "coditect_diamonds_per_s": round(med(ours_capacity), 1),
             "ratio": round(med(ours_capacity) / med(plain_capacity), 3),
         },
-        "memory": memory,
     }
 
 

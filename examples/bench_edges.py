@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from datetime import datetime
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -30,6 +28,7 @@ from coditect_tasks import Dag, submit
 from coditect_tasks.app import create_app
 from coditect_tasks.bench import edge_latencies_ms, percentile
 from coditect_tasks.embedded import LocalStack
+from coditect_tasks.footprint import wide, wide_edges_ms
 from coditect_tasks.settings import Settings
 
 
@@ -38,28 +37,6 @@ def chain(n: int, agents: tuple[str, ...]) -> Dag:
     for i in range(n):
         dag.node(f"n{i}", agents[i % len(agents)], after=[f"n{i - 1}"] if i else [])
     return dag
-
-
-def wide(n: int) -> Dag:
-    dag = Dag(f"wide-{n}")
-    dag.node("root", "echo")
-    for i in range(n):
-        dag.node(f"w{i}", "noop", after=["root"])
-    dag.node("join", "echo", after=[f"w{i}" for i in range(n)])
-    return dag
-
-
-def _at(node: dict[str, Any], field: str) -> datetime:
-    return datetime.fromisoformat(node[field])
-
-
-def wide_edges_ms(doc: dict[str, Any]) -> tuple[float, float]:
-    """(fan-out edge, fan-in edge) of a ``wide`` run, in milliseconds."""
-    nodes = doc["nodes"]
-    layer = [node for nid, node in nodes.items() if nid.startswith("w")]
-    out = min(_at(n, "started_at") for n in layer) - _at(nodes["root"], "finished_at")
-    into = _at(nodes["join"], "started_at") - max(_at(n, "finished_at") for n in layer)
-    return out.total_seconds() * 1000, into.total_seconds() * 1000
 
 
 def main() -> None:

@@ -21,10 +21,14 @@ def bench(
     observability: Annotated[
         bool, typer.Option("--observability", help="Instead: DAG throughput with workers exporting traces vs not.")
     ] = False,
+    footprint_only: Annotated[
+        bool, typer.Option("--footprint", help="Only what a node costs Redis: memory, CPU, the fan-out edge.")
+    ] = False,
 ) -> None:
     """Measure the DAG engine against plain Celery on the same workers, in one run."""
     from ..app import create_app
     from ..bench import run_engine_bench
+    from ..footprint import run_footprint_bench
 
     config = Settings.from_env()
     if observability:
@@ -34,17 +38,19 @@ def bench(
         temporary_stack(config, ["noop", "echo"], "bench", workers=1, concurrency=concurrency) as stack,
         err.status("measuring…") as status,
     ):
-        report = run_engine_bench(
-            create_app(stack.settings),
-            fan=fan,
-            length=length,
-            repeats=repeats,
-            on_step=lambda step: status.update(step),
-        )
+        app = create_app(stack.settings)
+        report = {} if footprint_only else run_engine_bench(app, fan, length, repeats, on_step=status.update)
+        report["footprint"] = run_footprint_bench(app, repeats, on_step=status.update)
     report["worker_concurrency"] = concurrency
     if as_json:
         emit_json(report)
         return
+    if not footprint_only:
+        out.print(_speed_table(report, repeats, concurrency, fan, length))
+    out.print(footprint_table(report["footprint"]))
+
+
+def _speed_table(report: dict[str, Any], repeats: int, concurrency: int, fan: int, length: int) -> Table:
     view = Table(title=f"coditect vs plain Celery (medians of {repeats}, concurrency {concurrency})")
     for column in ("figure", "plain Celery", "coditect", "ratio"):
         view.add_column(column, justify="left" if column == "figure" else "right")
@@ -67,7 +73,7 @@ def bench(
         f"{c['edge_latency_p50_ms']:.2f} / {c['edge_latency_p99_ms']:.2f}",
         "",
     )
-    d, m = report["dispatch"], report["memory"]
+    d = report["dispatch"]
     view.add_row(
         f"dispatch of a 1-node run: ms (p50 / p99, {d['runs']} runs)",
         f"{d['celery_p50_ms']:.2f} / {d['celery_p99_ms']:.2f}",
@@ -88,14 +94,50 @@ def bench(
         str(cap["coditect_diamonds_per_s"]),
         f"{cap['ratio']:.2f}",
     )
-    view.add_row(
-        "Redis memory per 1,000 in-flight nodes: KiB",
-        f"{m['celery_bytes_per_1000'] / 1024:.0f}",
-        f"{m['coditect_bytes_per_1000'] / 1024:.0f}",
-        f"{m['ratio']:.2f}",
-    )
     view.add_row("validate + plan 10,000 nodes: s", "", str(report["validate_10k_seconds"]), "")
-    out.print(view)
+    return view
+
+
+def footprint_table(report: dict[str, Any]) -> Table:
+    """What a node costs Redis, against plain Celery (``footprint.run_footprint_bench``)."""
+    view = Table(title=f"what a node costs Redis (medians of {report['repeats']})")
+    for column in ("figure", "plain Celery", "coditect", "ratio"):
+        view.add_column(column, justify="left" if column == "figure" else "right")
+    q, cpu, edge = report["queued"], report["cpu"], report["fanout_edge"]
+    view.add_row(
+        f"memory per queued node, fan-out of {q['nodes']:,}: bytes",
+        str(round(q["celery_bytes_per_1000"] / 1000)),
+        str(round(q["coditect_bytes_per_1000"] / 1000)),
+        f"{q['ratio']:.2f}",
+    )
+    view.add_row(
+        "memory per queued single-node run: bytes",
+        str(q["celery_bytes_per_single"]),
+        str(q["coditect_bytes_per_single"]),
+        f"{q['single_ratio']:.2f}",
+    )
+    retired = report["retired_diamond"]
+    view.add_row(f"a retired diamond run: bytes ({retired['keys']} keys)", "", str(retired["bytes"]), "")
+    view.add_row(
+        f"Redis CPU per node, fan-out of {cpu['nodes']:,}: µs",
+        str(cpu["celery_us_per_node"]),
+        str(cpu["coditect_us_per_node"]),
+        f"{cpu['ratio']:.2f}",
+    )
+    view.add_row(
+        "  of it in commands (INFO commandstats): µs",
+        str(cpu["celery_command_us_per_node"]),
+        str(cpu["coditect_command_us_per_node"]),
+        f"{cpu['coditect_command_us_per_node'] / cpu['celery_command_us_per_node']:.2f}",
+    )
+    narrow, broad = edge["widths"]
+    view.add_row(
+        f"fan-out edge p50, {narrow:,} wide / {broad:,} wide: ms",
+        "",
+        " / ".join(f"{ms:.2f}" for ms in edge["p50_ms"]),
+        f"{edge['ratio']:.2f}",
+    )
+    return view
 
 
 def _bench_observability(config: Settings, fan: int, repeats: int, concurrency: int, as_json: bool) -> None:

@@ -1,0 +1,220 @@
+"""What a node costs Redis, against plain Celery doing the same work on the same Redis: memory while
+queued and after a run retires, Redis CPU per node, and the fan-out edge against the fan-out's width.
+
+These are the figures that size a deployment's Redis (a backlog of a million queued runs, a retention
+window of finished ones, the nodes a second one core serves), so ``bench`` reports them beside speed.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from celery import group
+
+from . import keys
+from .app import CoditectApp, create_app
+from .bench import fanout
+from .client import submit
+from .connection import redis_client
+from .dag.spec import Dag
+from .redis_server import RedisServer
+from .settings import Settings
+
+#: A run id in a key's name, for grouping keys by kind.
+_RUN_ID = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{2})?")
+
+
+def single() -> Dag:
+    dag = Dag("single")
+    dag.node("only", "noop")
+    return dag
+
+
+def wide(n: int) -> Dag:
+    """A root fanned out to ``n`` nodes that join into one: its first edge is the fan-out edge."""
+    dag = Dag(f"wide-{n}")
+    dag.node("root", "echo")
+    for i in range(n):
+        dag.node(f"w{i}", "noop", after=["root"])
+    dag.node("join", "echo", after=[f"w{i}" for i in range(n)])
+    return dag
+
+
+def _at(node: dict[str, Any], field: str) -> datetime:
+    return datetime.fromisoformat(node[field])
+
+
+def wide_edges_ms(doc: dict[str, Any]) -> tuple[float, float]:
+    """(fan-out edge, fan-in edge) of a finished ``wide`` run's document, in milliseconds: the root's
+    end to the first of the wide layer's starts, and the last of the layer's ends to the join's start."""
+    nodes = doc["nodes"]
+    layer = [node for nid, node in nodes.items() if nid.startswith("w")]
+    out = min(_at(n, "started_at") for n in layer) - _at(nodes["root"], "finished_at")
+    into = _at(nodes["join"], "started_at") - max(_at(n, "finished_at") for n in layer)
+    return out.total_seconds() * 1000, into.total_seconds() * 1000
+
+
+def key_kind(key: str) -> str:
+    """A key's name with its run id and Celery task id left out: the keys of one kind group together."""
+    if key.startswith("celery-task-meta-"):
+        return "celery-task-meta-<id>"
+    return _RUN_ID.sub("<run>", key)
+
+
+def bytes_by_kind(client: Any, match: str = "*") -> dict[str, dict[str, int]]:
+    """Kind of key → how many keys of it and their bytes (``MEMORY USAGE``, every element counted)."""
+    kinds: dict[str, dict[str, int]] = defaultdict(lambda: {"keys": 0, "bytes": 0})
+    for key in client.scan_iter(match=match, count=1000):
+        kind = kinds[key_kind(key if isinstance(key, str) else key.decode())]
+        kind["keys"] += 1
+        kind["bytes"] += int(client.memory_usage(key, samples=0) or 0)
+    return dict(sorted(kinds.items(), key=lambda item: -item[1]["bytes"]))
+
+
+def queued_memory(settings: Settings, nodes: int = 10_000, runs: int = 1_000) -> dict[str, Any]:
+    """Redis memory per queued node, on a private Redis no worker drains: a fan-out of ``nodes``
+    against a Celery group of as many tasks with results, and ``runs`` single-node runs against as
+    many single tasks. Ours counts the history entries that wait in Redis for the recorder."""
+    with tempfile.TemporaryDirectory(prefix="coditect-bench-") as folder:
+        server = RedisServer(Path(folder), appendonly=False).start()
+        app = create_app(settings.with_broker(server.url))
+        client = redis_client(server.url)
+        try:
+            noop = app.tasks["agents.noop"]
+
+            def grown(act: Callable[[], object]) -> int:
+                before = int(client.info("memory")["used_memory"])
+                act()
+                return int(client.info("memory")["used_memory"]) - before
+
+            celery_fan = grown(lambda: group(noop.si() for _ in range(nodes)).apply_async())
+            ours_fan = grown(lambda: submit(fanout(nodes), app))
+            client.flushall()
+            celery_single = grown(lambda: [noop.si().apply_async() for _ in range(runs)])
+            ours_single = grown(lambda: [submit(single(), app) for _ in range(runs)])
+            kinds = bytes_by_kind(client, f"{keys.PREFIX}*")
+        finally:
+            client.close()
+            app.close()
+            server.stop()
+    return {
+        "nodes": nodes,
+        "celery_bytes_per_1000": round(celery_fan * 1000 / nodes),
+        "coditect_bytes_per_1000": round(ours_fan * 1000 / nodes),
+        "ratio": round(ours_fan / celery_fan, 2),
+        "single_runs": runs,
+        "celery_bytes_per_single": round(celery_single / runs),
+        "coditect_bytes_per_single": round(ours_single / runs),
+        "single_ratio": round(ours_single / celery_single, 2),
+        "single_bytes_by_kind": {kind: round(v["bytes"] / runs) for kind, v in kinds.items()},
+    }
+
+
+def retired_bytes(app: CoditectApp, dag: Dag, retention: float = 600, timeout: float = 120) -> dict[str, Any]:
+    """Run ``dag`` to its end and retire it as the recorder does: what its live state holds for the
+    retention window (bytes and keys; the shared structures' share is not counted)."""
+    from .engine.transitions import engine_for
+
+    run = submit(dag, app)
+    if run.wait(timeout) != "succeeded":
+        raise RuntimeError(f"benchmark run {run.id} did not succeed")
+    engine = engine_for(app.settings.state_url)
+    if not engine.retire(run.id, retention):
+        raise RuntimeError(f"benchmark run {run.id} could not be retired")
+    client = engine.client
+    prefix = keys.run_prefix(run.id)
+    sizes = {
+        key.removeprefix(prefix): int(client.memory_usage(key, samples=0) or 0) for key in client.keys(prefix + "*")
+    }
+    return {"keys": len(sizes), "bytes": sum(sizes.values()), "by_kind": sizes}
+
+
+def redis_cpu(client: Any) -> tuple[float, float]:
+    """Seconds of CPU the Redis server has used (user + system, whatever the machine's noise), and
+    of it the seconds its commands took (``INFO commandstats``: without the network and the loop)."""
+    info = client.info("cpu")
+    commands = sum(float(stat["usec"]) for stat in client.info("commandstats").values()) / 1e6
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"]), commands
+
+
+def cpu_per_node(app: CoditectApp, client: Any, nodes: int, timeout: float) -> dict[str, float]:
+    """Redis CPU (µs) per task of a Celery group of ``nodes`` noop tasks with results, and per node
+    of a fan-out of as many, on the same workers and Redis: all of it, and in commands."""
+    noop = app.tasks["agents.noop"]
+    before = redis_cpu(client)
+    result = group(noop.si() for _ in range(nodes)).apply_async()
+    result.get(timeout=timeout, disable_sync_subtasks=False)
+    result.forget()
+    middle = redis_cpu(client)
+    run = submit(fanout(nodes), app)
+    if run.wait(timeout) != "succeeded":
+        raise RuntimeError(f"benchmark run {run.id} did not succeed")
+    after = redis_cpu(client)
+    return {
+        f"{who}_{what}": (end[i] - start[i]) / nodes * 1e6
+        for who, start, end in (("celery", before, middle), ("coditect", middle, after))
+        for i, what in enumerate(("us_per_node", "command_us_per_node"))
+    }
+
+
+def fanout_edge_ms(app: CoditectApp, width: int, timeout: float) -> float:
+    """The fan-out edge of one ``wide(width)`` run, in milliseconds."""
+    run = submit(wide(width), app)
+    if run.wait(timeout) != "succeeded":
+        raise RuntimeError(f"benchmark run {run.id} did not succeed")
+    return wide_edges_ms(run.status())[0]
+
+
+def run_footprint_bench(
+    app: CoditectApp,
+    repeats: int = 3,
+    nodes: int = 5_000,
+    widths: tuple[int, int] = (10, 1_000),
+    timeout: float = 300,
+    on_step: Callable[[str], None] = lambda step: None,
+) -> dict[str, Any]:
+    """Every footprint figure, medians of ``repeats`` where the machine's noise moves them."""
+    from .load.scenario import default_dag
+
+    client = redis_client(app.settings.state_url)
+    try:
+        on_step("warm-up")
+        fanout_edge_ms(app, 10, timeout)
+        cpu: dict[str, list[float]] = defaultdict(list)
+        edges: dict[int, list[float]] = {width: [] for width in widths}
+        for rep in range(repeats):
+            on_step(f"repetition {rep + 1}/{repeats}: Redis CPU of a fan-out of {nodes:,}")
+            for figure, value in cpu_per_node(app, client, nodes, timeout).items():
+                cpu[figure].append(value)
+            for width in widths:
+                on_step(f"repetition {rep + 1}/{repeats}: fan-out edge, {width:,} wide")
+                edges[width].append(fanout_edge_ms(app, width, timeout))
+        on_step("a retired diamond run")
+        retired = retired_bytes(app, default_dag())
+    finally:
+        client.close()
+    on_step("memory of queued nodes (a private Redis)")
+    med = statistics.median
+    narrow, broad = (med(edges[w]) for w in widths)
+    return {
+        "repeats": repeats,
+        "cpu": {"nodes": nodes}
+        | {figure: round(med(values), 1) for figure, values in cpu.items()}
+        | {"ratio": round(med(cpu["coditect_us_per_node"]) / med(cpu["celery_us_per_node"]), 3)},
+        "fanout_edge": {
+            "widths": list(widths),
+            "p50_ms": [round(narrow, 2), round(broad, 2)],
+            "ratio": round(broad / max(narrow, 0.01), 2),
+        },
+        "retired_diamond": retired,
+        "queued": queued_memory(app.settings),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
