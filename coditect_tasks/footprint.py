@@ -129,11 +129,10 @@ def retired_bytes(app: CoditectApp, dag: Dag, retention: float = 600, timeout: f
     engine = engine_for(app.settings.state_url)
     if not engine.retire(run.id, retention):
         raise RuntimeError(f"benchmark run {run.id} could not be retired")
-    client = engine.client
+    client: Any = engine.client
     prefix = keys.run_prefix(run.id)
-    sizes = {
-        key.removeprefix(prefix): int(client.memory_usage(key, samples=0) or 0) for key in client.keys(prefix + "*")
-    }
+    found = client.keys(prefix + "*")
+    sizes = {str(key).removeprefix(prefix): int(client.memory_usage(key, samples=0) or 0) for key in found}
     return {"keys": len(sizes), "bytes": sum(sizes.values()), "by_kind": sizes}
 
 
