@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coditect_tasks import keys
 from coditect_tasks.engine.prelude import lua_prelude
-from coditect_tasks.engine.scripts import COMMON, SCRIPTS
+from coditect_tasks.engine.scripts import COMMON, SCRIPTS, trimmed
 from coditect_tasks.status import NodeStatus, RunStatus
 
 LUA = Path(keys.__file__).parent / "engine" / "lua"
@@ -75,4 +75,49 @@ def test_the_prelude_carries_pythons_values() -> None:
     assert f'local CLOCK_CHANNEL = "{keys.CLOCK_CHANNEL}"' in prelude  # one channel for every cell
     assert f"local LEASE_SECONDS = {keys.LEASE_SECONDS:g}" in prelude
     assert '  TRACE = P .. "trace"' in prelude  # one variable per run hash, from keys.RUN_HASHES
-    assert all(script.startswith(prelude) for script in SCRIPTS.values())
+    # each script starts with the prelude's lines it needs, unchanged and in order
+    lines = [line for line in prelude.splitlines() if line.startswith("local ")]
+    for name, script in SCRIPTS.items():
+        head = [line for line in script.splitlines() if line in lines]
+        assert head[0] == lines[0] and head == sorted(head, key=lines.index), name
+
+
+def test_a_script_carries_the_shared_definitions_it_reaches_and_no_others() -> None:
+    shared = "\n".join(
+        [
+            "local A = 1",
+            "local B = 2  -- f uses B",
+            "local f_later, unused_later",
+            "local function helper(x)",
+            "  return x + A",
+            "end",
+            "local function unused(x)",
+            "  return helper(x) -- 'f_later'",
+            "end",
+            "use_it(A)",
+            "f_later = function()",
+            "  return helper(B)",
+            "end",
+            "",
+        ]
+    )
+    kept = trimmed(shared, "return f_later() .. 'unused'\n")
+    assert kept.splitlines() == [
+        "local A = 1",
+        "local B = 2  -- f uses B",
+        "local f_later, unused_later",
+        "local function helper(x)",
+        "  return x + A",
+        "end",
+        "use_it(A)",
+        "f_later = function()",
+        "  return helper(B)",
+        "end",
+    ]
+
+
+def test_a_light_engine_script_is_short() -> None:
+    """``renew`` runs on every lease renewal: it carries the fence and the lease, not take-next."""
+    assert "local function fenced" in SCRIPTS["renew"]
+    assert "take_next" not in SCRIPTS["renew"]
+    assert len(SCRIPTS["renew"]) < len(SCRIPTS["complete"]) / 5
