@@ -146,7 +146,8 @@ RUN_HASHES = (
     "fanout",  # foreach node → item count; '<node>|done' → items succeeded; '<node>|open' → not yet ended
     "waiting",  # node → its predecessors neither running nor succeeded (0: it is upcoming while pending)
     "phase",  # node → the FRONTIER field it is counted in ('demand|<agent>' or 'upcoming|<agent>')
-    "unpushed",  # LIST of the roots not queued yet, while a submit queues them in slices (ROOT_SLICE)
+    "unpushed",  # LIST of the roots not queued yet, while a submit queues them in slices (ROOT_SLICE), and of
+    # a wide fan-out's successors past the first READY_SLICE, while its completing process queues them
     "throttled",  # node → '<limit>|<since>|<key>': held queued by that full limit since then (limits.lua)
     "awaits",  # waiting node → '<event>|<key>' it waits for (waits.lua)
     "approvals",  # approval node → JSON list of its decisions {by, decision, comment, at}
@@ -370,6 +371,10 @@ TAKE_NEXT_SECONDS = 0.25
 #: Roots queued per script call: a run with more is queued in slices, each its own call, so that no
 #: script holds Redis for long (100,000 roots in one ran past Redis's 5 s busy-script limit).
 ROOT_SLICE = 2_000
+#: Successors a completing node's script queues itself: a wider fan-out's rest waits in the run's
+#: ``unpushed`` list and goes out in slices of as many, each its own call by the same process (or,
+#: if it stops, by the reaper), so the first successors are takeable at once, whatever the width.
+READY_SLICE = 16
 #: Seconds without a slice after which the reaper goes on queueing a run's roots itself.
 SUBMIT_STALL_SECONDS = 10.0
 #: Messages one take-next looks at at most (stale ones are dropped, as ``begin`` drops them).

@@ -39,6 +39,7 @@ from coditect_tasks.bench import dag_capacity, dag_seconds, fanout, max_overlap,
 from coditect_tasks.client import Client, DagRun
 from coditect_tasks.embedded import LocalStack
 from coditect_tasks.engine.transitions import engine_for
+from coditect_tasks.footprint import redis_cpu
 from coditect_tasks.limits import Limit
 from coditect_tasks.load.scenario import default_dag
 from coditect_tasks.settings import Settings
@@ -57,12 +58,6 @@ def limited(dag: Dag, limits: list[str]) -> Dag:
     for node in dag.nodes.values():
         copy.node(node.id, node.agent, params=node.params, after=node.after, limits=limits)
     return copy
-
-
-def redis_cpu(state: redis.Redis) -> float:
-    """Seconds of CPU the Redis server has used (user + system): its cost, whatever the machine's noise."""
-    info = state.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def overhead(app: CoditectApp, state: redis.Redis, repeats: int) -> dict[str, Any]:

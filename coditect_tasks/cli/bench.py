@@ -124,12 +124,6 @@ def footprint_table(report: dict[str, Any]) -> Table:
         str(cpu["coditect_us_per_node"]),
         f"{cpu['ratio']:.2f}",
     )
-    view.add_row(
-        "  of it in commands (INFO commandstats): µs",
-        str(cpu["celery_command_us_per_node"]),
-        str(cpu["coditect_command_us_per_node"]),
-        f"{cpu['coditect_command_us_per_node'] / cpu['celery_command_us_per_node']:.2f}",
-    )
     narrow, broad = edge["widths"]
     view.add_row(
         f"fan-out edge p50, {narrow:,} wide / {broad:,} wide: ms",

@@ -153,7 +153,16 @@ class Engine:
         return int(reply) == 1
 
     def complete(self, run_id: str, node_id: str, token: int, result_json: str, span: str = "") -> bool:
-        return bool(named(self._call("complete", run_id, node_id, token, result_json, span))["ok"] == 1)
+        reply = named(self._call("complete", run_id, node_id, token, result_json, span))
+        self._queue_left(run_id, reply)
+        return bool(reply["ok"] == 1)
+
+    def _queue_left(self, run_id: str, reply: dict[str, Any]) -> None:
+        """Queue the successors a completion left (past ``keys.READY_SLICE``), a slice a call, so
+        other scripts run between them; the reaper goes on if this process stops."""
+        left = reply.get("left", 0)
+        while left:
+            left = int(self._call("roots", run_id, keys.READY_SLICE))
 
     def succeed(
         self, run_id: str, node_id: str, token: int, result: Any, span: str = "", take_next: TakeNext | None = None
@@ -168,6 +177,7 @@ class Engine:
             return self.fail(run_id, node_id, token, problem), None
         more, until = (take_next.args(), take_next.until) if take_next else ((), 0.0)
         reply = named(self._call("complete", run_id, node_id, token, encoded, span, more=more, until=until))
+        self._queue_left(run_id, reply)
         taken = taken_from(reply["taken"], take_next.breaker) if take_next and "taken" in reply else None
         if taken is None:
             return reply["ok"] == 1, None

@@ -3,15 +3,17 @@
 -- its successors and enqueues those now ready. A foreach item records its result; the last
 -- one completes its node with every item's result, in order. With ARGV[7..14] (queue, task name,
 -- hard and soft limits, worker, breaker prefix, running message id, seconds) the process then
--- takes the next message of its queue (take_next, common.lua). Returns as JSON {ok = 1, ready (how
--- many successors it queued)[, next = {run, node, task}, taken = take's reply]}, or {ok = 0} if stale.
+-- takes the next message of its queue (take_next, common.lua). It queues READY_SLICE successors at
+-- most: a wider fan-out's rest waits for the process to queue it in slices (roots.lua). Returns as
+-- JSON {ok = 1, ready (how many successors it queued)[, left (how many wait)][, next = {run, node,
+-- task}, taken = take's reply]}, or {ok = 0} if stale.
 local node, token, result, span = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 local function completed()
   if not fenced(node, token) then return {ok = 0} end
   local parent = parent_of(node)
   if not parent then
-    local plan = plan_completion(node)
+    local plan = plan_completion(node, READY_SLICE)
     complete_node(node, token, result, span, plan)
     return {ok = 1, ready = #plan.ready}
   end
@@ -37,7 +39,7 @@ local function completed()
       parts[k + 1] = (k == index) and result or redis.call('HGET', RESULT, parent .. '#' .. k)
     end
     whole = '[' .. table.concat(parts, ',') .. ']'
-    if #whole <= MAX_RESULT_BYTES then plan = plan_completion(parent) end
+    if #whole <= MAX_RESULT_BYTES then plan = plan_completion(parent, READY_SLICE) end
   end
   settle(node, token, nil)
   close_item(node, NODE_STATUS.SUCCEEDED)
@@ -63,6 +65,8 @@ local function completed()
 end
 
 local reply = completed()
+local left = redis.call('LLEN', UNPUSHED)
+if left > 0 then reply.left = left end
 if reply.ok == 1 and (ARGV[7] or '') ~= '' then
   local next_ids, taken = take_next(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
                                  tonumber(ARGV[14]))

@@ -127,13 +127,20 @@ local function requeue(node, token, why)
 end
 
 -- What completing node makes ready, read before anything is written: its successors, and the
--- messages of those it is the last predecessor of.
-local function plan_completion(node)
-  local plan = {succs = {}, ready = {}}
+-- messages of those it is the last predecessor of; past `most` of them (none: no bound), the rest
+-- are `later`, for succeed to leave to slices.
+local function plan_completion(node, most)
+  local plan = {succs = {}, ready = {}, later = {}}
   if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
     plan.succs = desc_of(node).s
     for _, succ in ipairs(plan.succs) do
-      if tonumber(redis.call('HGET', PENDING, succ)) == 1 then plan.ready[#plan.ready + 1] = ready(succ) end
+      if tonumber(redis.call('HGET', PENDING, succ)) == 1 then
+        if most and #plan.ready >= most then
+          plan.later[#plan.later + 1] = succ
+        else
+          plan.ready[#plan.ready + 1] = ready(succ)
+        end
+      end
     end
   end
   return plan
@@ -152,6 +159,12 @@ local function succeed(node, result, plan, extra, status)
   record(node, status, extra)
   for _, succ in ipairs(plan.succs) do redis.call('HINCRBY', PENDING, succ, -1) end
   for _, r in ipairs(plan.ready) do push(r) end
+  if #plan.later > 0 then  -- the rest of a wide fan-out: queued in slices (push_roots), as roots are
+    for first = 1, #plan.later, 1000 do
+      redis.call('RPUSH', UNPUSHED, unpack(plan.later, first, math.min(first + 999, #plan.later)))
+    end
+    redis.call('ZADD', SUBMITTING, server_now() + SUBMIT_STALL_SECONDS, RUN_ID)
+  end
   if remaining == 0 then finish() end
 end
 

@@ -243,14 +243,15 @@ local function enqueue(node)
   push(ready(node))
 end
 
--- Queue up to ROOT_SLICE more of the run's roots (a run with more roots than that is queued in
--- slices, each its own script call, by its submitter or, if that stopped, by the reaper). In a run
+-- Queue up to `most` (ROOT_SLICE) more of the run's roots (a run with more roots than that is queued
+-- in slices, each its own script call, by its submitter or, if that stopped, by the reaper), or of
+-- the successors a completed node left (succeed). In a run
 -- that starts nothing new they are dropped: cancel and failure have ended them. The reaper takes
 -- the run's next slice `next_in` seconds from now unless another call comes first. Returns the
 -- roots still to queue.
-local function push_roots(next_in)
+local function push_roots(next_in, most)
   if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
-    for _, root in ipairs(redis.call('LPOP', UNPUSHED, ROOT_SLICE) or {}) do
+    for _, root in ipairs(redis.call('LPOP', UNPUSHED, most or ROOT_SLICE) or {}) do
       if redis.call('HGET', STATUS, root) == NODE_STATUS.PENDING then enqueue(root) end
     end
   else
