@@ -121,3 +121,39 @@ def test_cancelling_a_run_whose_roots_are_still_being_queued_drops_the_rest(
     _reap(engine)
     assert _queued(registry) == 0  # nothing of a cancelled run is queued later
     assert registry.client.zcard(keys.SUBMITTING) == 0
+
+
+def _wide(app: CoditectApp, n: int) -> DagRun:
+    dag = Dag("wide")
+    dag.node("root", "echo")
+    for i in range(n):
+        dag.node(f"w{i}", "noop", after=["root"])
+    return submit(dag, app)
+
+
+def test_a_wide_fan_out_queues_its_first_successors_at_once_and_the_reaper_the_rest_of_a_stopped_one(
+    app: CoditectApp, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 3 * keys.READY_SLICE + 5
+    engine = engine_for(app.settings.state_url)
+    whole = _wide(app, n)
+    taken = engine.begin(whole.id, "root", "w1", f"{whole.id}:root:1")
+    assert taken is not None and engine.complete(whole.id, "root", taken.token, "null")
+    assert _queued(registry) == n  # the completing process queued the rest, a slice a call
+    assert registry.client.zcard(keys.SUBMITTING) == 0
+    registry.client.delete(keys.agent_queue("noop"))
+
+    stopped = _wide(app, n)
+    taken = engine.begin(stopped.id, "root", "w1", f"{stopped.id}:root:1")
+    assert taken is not None
+    monkeypatch.setattr(Engine, "_queue_left", lambda *args: None)  # it stops right after its script
+    assert engine.complete(stopped.id, "root", taken.token, "null")
+    monkeypatch.undo()
+    assert _queued(registry) == keys.READY_SLICE  # its first successors are takeable at once
+    nodes = stopped.status()["nodes"]
+    assert sum(node["status"] == "pending" for node in nodes.values()) == n - keys.READY_SLICE
+    registry.client.zadd(keys.SUBMITTING, {stopped.id: 0})  # its stall time is over
+    _reap(engine)
+    assert _queued(registry) == n
+    assert {node["status"] for nid, node in stopped.status()["nodes"].items() if nid != "root"} == {"queued"}
+    assert registry.client.zcard(keys.SUBMITTING) == 0
