@@ -2,19 +2,37 @@
 
 The engine pushes node messages from Lua, so the message must be a string Lua can complete by
 substitution: Celery's own protocol-2 factory builds it with placeholders, once per agent and
-node timeout (``template_key``).
+node timeout (``template_key``). Every queued node holds one in Redis, so the headers Celery's
+worker reads with a default (``UNSET``) are left out when they hold it, and the JSON is compact:
+a message is about a third smaller than Celery's own.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 
 from celery import Celery
 
 from .. import keys
 from ..agents import Agent
+
+#: Protocol-2 headers Celery's worker reads with ``.get`` and these values as the default (its
+#: ``Request`` and the task ``Context``): left out of a node's message. ``origin`` (the submitting
+#: process) and ``argsrepr`` (always ``()``) only ever reach logs and Flower; ``kwargsrepr`` stays,
+#: so Flower shows each task's run and node.
+UNSET: dict[str, object] = {
+    "shadow": None,
+    "eta": None,
+    "expires": None,
+    "group": None,
+    "group_index": None,
+    "parent_id": None,
+    "retries": 0,
+    "stamped_headers": None,
+    "stamps": {},
+    "replaced_task_nesting": 0,
+}
+DROPPED = ("origin", "argsrepr")
 
 
 def template_key(agent: str, timeout: float | None) -> str:
@@ -40,11 +58,13 @@ def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | No
         soft_time_limit=soft,
         ignore_result=True,
         root_id="@@TID@@",
-        origin=f"{os.getpid()}@{socket.gethostname()}",
-        argsrepr="()",
         kwargsrepr=f"{{'run_id': '{run_id}', 'node_id': '@@NODE@@'}}",
     )
-    headers = dict(message.headers)
+    headers = {
+        name: value
+        for name, value in message.headers.items()
+        if name not in DROPPED and not (name in UNSET and value == UNSET[name])
+    }
     headers[keys.ORDER_HEADER] = "@@ORDER@@"
     if trace:
         headers["traceparent"] = trace
@@ -58,10 +78,10 @@ def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | No
         delivery_info={"exchange": "", "routing_key": agent.queue},
     )
     envelope = {
-        "body": json.dumps(message.body),
+        "body": json.dumps((*message.body[:2], {}), separators=(",", ":")),
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": headers,
         "properties": properties,
     }
-    return json.dumps(envelope)
+    return json.dumps(envelope, separators=(",", ":"))
