@@ -83,8 +83,10 @@ def queued_memory(settings: Settings, nodes: int = 10_000, runs: int = 1_000) ->
     """Redis memory per queued node, on a private Redis no worker drains: a fan-out of ``nodes``
     against a Celery group of as many tasks with results, and ``runs`` single-node runs against as
     many single tasks. Ours counts the history entries that wait in Redis for the recorder."""
-    with tempfile.TemporaryDirectory(prefix="coditect-bench-") as folder:
-        server = RedisServer(Path(folder), appendonly=False).start()
+    with (
+        tempfile.TemporaryDirectory(prefix="coditect-bench-") as folder,
+        RedisServer(Path(folder), appendonly=False) as server,
+    ):
         app = create_app(settings.with_broker(server.url))
         client = redis_client(server.url)
         try:
@@ -104,7 +106,6 @@ def queued_memory(settings: Settings, nodes: int = 10_000, runs: int = 1_000) ->
         finally:
             client.close()
             app.close()
-            server.stop()
     return {
         "nodes": nodes,
         "celery_bytes_per_1000": round(celery_fan * 1000 / nodes),
@@ -144,8 +145,14 @@ def redis_cpu(client: Any) -> float:
 
 def cpu_per_node(app: CoditectApp, client: Any, nodes: int, timeout: float) -> tuple[float, float]:
     """Redis CPU (µs) per task of a Celery group of ``nodes`` noop tasks with results (its worker's
-    result writes and the caller's polling included), and per node of a fan-out of as many, on the
-    same workers and Redis."""
+    result writes, the caller's polling and ``forget`` included), and per node of a fan-out of as
+    many, on the same workers and Redis, its history recorded and the run retired included."""
+    from .history.recorder import Recorder
+    from .history.store import HistoryStore
+
+    recorder = Recorder(client, HistoryStore.from_settings(app.settings), retention=app.settings.live_retention)
+    while recorder.drain():  # what came before is not this run's cost
+        pass
     noop = app.tasks["agents.noop"]
     before = redis_cpu(client)
     result = group(noop.si() for _ in range(nodes)).apply_async()
@@ -155,6 +162,10 @@ def cpu_per_node(app: CoditectApp, client: Any, nodes: int, timeout: float) -> t
     run = submit(fanout(nodes), app)
     if run.wait(timeout) != "succeeded":
         raise RuntimeError(f"benchmark run {run.id} did not succeed")
+    while recorder.drain():  # what a deployment's recorder does for the run, on the same Redis
+        pass
+    if client.zscore(keys.in_cell(keys.UNRECORDED, keys.cell_of(run.id)), run.id) is not None:
+        raise RuntimeError(f"benchmark run {run.id} was not recorded")
     return (middle - before) / nodes * 1e6, (redis_cpu(client) - middle) / nodes * 1e6
 
 

@@ -31,6 +31,8 @@ def bench(
     from ..footprint import run_footprint_bench
 
     config = Settings.from_env()
+    if observability and footprint_only:
+        raise typer.BadParameter("choose one of --observability and --footprint", param_hint="--footprint")
     if observability:
         _bench_observability(config, fan, repeats, concurrency, as_json)
         return
@@ -100,7 +102,7 @@ def _speed_table(report: dict[str, Any], repeats: int, concurrency: int, fan: in
 
 def footprint_table(report: dict[str, Any]) -> Table:
     """What a node costs Redis, against plain Celery (``footprint.run_footprint_bench``)."""
-    view = Table(title=f"what a node costs Redis (medians of {report['repeats']})")
+    view = Table(title=f"what a node costs Redis (medians of {report['repeats']} repetitions)")
     for column in ("figure", "plain Celery", "coditect", "ratio"):
         view.add_column(column, justify="left" if column == "figure" else "right")
     q, cpu, edge = report["queued"], report["cpu"], report["fanout_edge"]

@@ -82,6 +82,7 @@ BAD_USAGES: list[tuple[str, str]] = [
     ("dag graph", "Missing argument 'target'"),
     ("bench --bogus", "No such option: --bogus"),
     ("bench --repeats 0", "Invalid value for '--repeats'"),
+    ("bench --footprint --observability", "choose one of --observability and --footprint"),
     ("chaos --bogus", "No such option: --bogus"),
     ("chaos --faults worker-kill,meteor", "Invalid value for '--faults': unknown fault(s) meteor; known: worker-kill,"),
     ("chaos --target moon", "Invalid value for '--target': 'moon' is not embedded or settings"),

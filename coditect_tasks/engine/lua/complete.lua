@@ -4,7 +4,8 @@
 -- one completes its node with every item's result, in order. With ARGV[7..14] (queue, task name,
 -- hard and soft limits, worker, breaker prefix, running message id, seconds) the process then
 -- takes the next message of its queue (take_next, common.lua). It queues READY_SLICE successors at
--- most: a wider fan-out's rest waits for the process to queue it in slices (roots.lua). Returns as
+-- most: a wider fan-out's rest waits for the process to queue it in slices (roots.lua), and the
+-- process takes no next message then. Returns as
 -- JSON {ok = 1, ready (how many successors it queued)[, left (how many wait)][, next = {run, node,
 -- task}, taken = take's reply]}, or {ok = 0} if stale.
 local node, token, result, span = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -64,10 +65,13 @@ local function completed()
   return {ok = 1, ready = 0}
 end
 
+local before = redis.call('LLEN', UNPUSHED)
 local reply = completed()
 local left = redis.call('LLEN', UNPUSHED)
-if left > 0 then reply.left = left end
-if reply.ok == 1 and (ARGV[7] or '') ~= '' then
+if left > before then reply.left = left end
+-- a process that left successors to queue queues them before it takes another node (whose lease
+-- would run out meanwhile): it takes none here
+if reply.ok == 1 and (ARGV[7] or '') ~= '' and not reply.left then
   local next_ids, taken = take_next(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
                                  tonumber(ARGV[14]))
   if next_ids then reply.next, reply.taken = next_ids, taken end

@@ -251,9 +251,14 @@ end
 -- roots still to queue.
 local function push_roots(next_in, most)
   if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
-    for _, root in ipairs(redis.call('LPOP', UNPUSHED, most or ROOT_SLICE) or {}) do
-      if redis.call('HGET', STATUS, root) == NODE_STATUS.PENDING then enqueue(root) end
+    -- every message of the slice is read before the first write, as plan_completion reads them
+    local slice, rs, seen = redis.call('LRANGE', UNPUSHED, 0, (most or ROOT_SLICE) - 1), {}, {}
+    for _, root in ipairs(slice) do
+      if not seen[root] and redis.call('HGET', STATUS, root) == NODE_STATUS.PENDING then rs[#rs + 1] = ready(root) end
+      seen[root] = true
     end
+    redis.call('LTRIM', UNPUSHED, #slice, -1)
+    for _, r in ipairs(rs) do push(r) end
   else
     redis.call('DEL', UNPUSHED)
   end
