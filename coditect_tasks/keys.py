@@ -156,6 +156,8 @@ RUN_HASHES = (
     "output",  # STREAM of what nodes streamed (call.stream): n (node), a (attempt), c (a chunk, JSON) or r
     # (a rewind: a new attempt of n begins its output again); kept with the run document (output.lua)
     "streamed",  # node → '<attempt>|<chunks>' its latest attempt has streamed
+    "doc",  # STRING, a retired run's: JSON {dag, nodes: {NODE_FIELDS hash → {node → value}}}, in place of
+    # those hashes and the run hash's dag, for its retention window (retire.lua)
 )
 
 #: The node hashes a run's document is read from (with its ``run`` hash).
@@ -175,7 +177,7 @@ NODE_FIELDS = (
 )
 #: Run hashes only a running run needs: a retired run drops them at once and keeps the rest (what
 #: its document is read from) for its retention window.
-SPENT_HASHES = tuple(h for h in RUN_HASHES if h not in ("run", "output") and h not in NODE_FIELDS)
+SPENT_HASHES = tuple(h for h in RUN_HASHES if h not in ("run", "output", "doc") and h not in NODE_FIELDS)
 #: Bytes of one streamed chunk (as JSON) at most.
 MAX_CHUNK_BYTES = 64 * 1024
 

@@ -136,7 +136,7 @@ class Core:
         submitted, started = yield Ask(
             lambda t: t.redis.pipeline(False).hget(p + "run", "submitted_at").hvals(p + "started").execute()
         )
-        if submitted is None:
+        if submitted is None or not started:  # gone, retired (its node times are in its document) or not begun
             doc = yield from self.status(run_id)
             submitted, started = doc["submitted_at"], [n["started_at"] for n in doc["nodes"].values()]
         stamps = [datetime.fromisoformat(s) for s in started if s]

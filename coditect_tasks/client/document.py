@@ -29,12 +29,18 @@ def live_reads(transport: Any, run_id: str) -> Any:
     pipe.hgetall(p + "run")
     for field in keys.NODE_FIELDS:
         pipe.hgetall(p + field)
+    pipe.get(p + "doc")
     return pipe.execute()
 
 
 def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
-    """The run document from the replies of ``_live_reads``; None if the live state is gone."""
-    run, *tables = replies
+    """The run document from the replies of ``live_reads``; None if the live state is gone. A
+    retired run's DAG and node hashes are in one JSON string (``doc``, retire.lua)."""
+    run, *tables, packed = replies
+    if run and packed:
+        retired = json.loads(packed)
+        run = {**run, "dag": retired["dag"]}
+        tables = [retired["nodes"].get(field, {}) for field in keys.NODE_FIELDS]
     if not run or "dag" not in run:
         return None
     by_field = dict(zip(keys.NODE_FIELDS, tables, strict=True))

@@ -159,12 +159,16 @@ def test_a_retired_run_keeps_only_what_its_document_is_read_from_until_it_expire
     runs = _varied_runs(app)
     assert [run.wait(30) for run in runs] == ["succeeded", "failed", "succeeded"]
     before = [run.status() for run in runs]
+    dispatch = [run.dispatch_seconds() for run in runs]
     recorder = Recorder(registry.client, HistoryStore.from_settings(app.settings), retention=600)
     recorder.drain()
     kept = {str(k).rsplit(":", 1)[1] for run in runs for k in _live_keys(registry.client, run)}
-    assert kept and kept <= {"run", *keys.NODE_FIELDS}  # messages, params, counters are gone
+    assert kept == {"run", "doc"}  # messages, params, counters are gone; the node hashes are one document
+    assert not any(registry.client.hexists(keys.run_prefix(run.id) + "run", "dag") for run in runs)
     assert [run.status() for run in runs] == before  # still read from Redis, the same
-    assert all(registry.client.ttl(keys.run_prefix(run.id) + "run") > 500 for run in runs)
+    assert [run.dispatch_seconds() for run in runs] == dispatch
+    for suffix in ("run", "doc"):
+        assert all(registry.client.ttl(keys.run_prefix(run.id) + suffix) > 500 for run in runs)
     used = registry.client.info("memory")["used_memory"]
     diamonds = [submit(_diamond(f"kept{i}"), app) for i in range(100)]
     assert all(run.wait(30) == "succeeded" for run in diamonds)
