@@ -135,7 +135,8 @@ RUN_HASHES = (
     "started",
     "finished",
     "seq",
-    "tpl",
+    "tpl",  # template key ('<agent>|<timeout>') → its message template (written by the previous release)
+    "tpls",  # template key → the id of its message template in TEMPLATES
     "routed",
     "t0",  # node → Redis server time (s) its running attempt began, for the duration histogram
     "trace",  # node → W3C traceparent of its succeeded attempt's span
@@ -180,6 +181,10 @@ NODE_FIELDS = (
 SPENT_HASHES = tuple(h for h in RUN_HASHES if h not in ("run", "output", "doc") and h not in NODE_FIELDS)
 #: Bytes of one streamed chunk (as JSON) at most.
 MAX_CHUNK_BYTES = 64 * 1024
+
+#: HASH of message templates by id (``engine.message.template_id``), shared by every run of the cell:
+#: a template holds nothing of one run. Bounded by the agents × node timeouts in use; never expires.
+TEMPLATES = f"{PREFIX}templates"
 
 #: HASH of counters the metrics exporter serves; written only by the engine's Lua scripts.
 #: Fields: ``runs_submitted``, ``runs|<status>``, ``attempts|<agent>``, ``nodes|<agent>|<outcome>``,

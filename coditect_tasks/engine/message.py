@@ -1,14 +1,17 @@
-"""A node's Celery message, built once per run and agent as a template the Lua scripts fill in.
+"""A node's Celery message, built as a template the Lua scripts fill in, shared by every run.
 
 The engine pushes node messages from Lua, so the message must be a string Lua can complete by
 substitution: Celery's own protocol-2 factory builds it with placeholders, once per agent and
-node timeout (``template_key``). Every queued node holds one in Redis, so the headers Celery's
-worker reads with a default (``UNSET``) are left out when they hold it, and the JSON is compact:
-a message is about a third smaller than Celery's own.
+node timeout (``template_key``). Nothing of one run is in it (its id and trace are placeholders
+too), so runs share it (``keys.TEMPLATES``, by ``template_id``) and a run holds only the id.
+
+Every queued node holds a message in Redis, so the headers Celery's worker reads with a default
+(``UNSET``) are left out when they hold it, and the JSON is compact: a third smaller than Celery's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from celery import Celery
@@ -40,25 +43,31 @@ def template_key(agent: str, timeout: float | None) -> str:
     return f"{agent}|{timeout or ''}"
 
 
-def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | None, trace: str = "") -> str:
-    """The Redis-transport envelope of a node's Celery message, with ``@@NODE@@``, ``@@TID@@``
-    and ``@@ORDER@@`` placeholders that the Lua ``push`` fills in.
+def template_id(template: str) -> str:
+    """The id a template is shared under: its digest, so equal templates are one."""
+    return hashlib.sha1(template.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def message_template(app: Celery, agent: Agent, timeout: float | None, traced: bool = False) -> str:
+    """The Redis-transport envelope of a node's Celery message, with ``@@RUN@@``, ``@@NODE@@``,
+    ``@@TID@@``, ``@@ORDER@@`` (and ``traced``, ``@@TRACE@@``) placeholders that the Lua ``push``
+    fills in.
 
     Built with Celery's own protocol-2 message factory; the body is plain JSON
-    (no ``body_encoding``) so that Lua can fill it by substitution. ``trace``, the
-    run's root traceparent, goes in the headers, where Celery's tracing looks.
+    (no ``body_encoding``) so that Lua can fill it by substitution. The run's root
+    traceparent goes in the headers, where Celery's tracing looks.
     """
     hard, soft = agent.time_limits(timeout)
     message = app.amqp.as_task_v2(
         "@@TID@@",
         agent.task_name,
         args=(),
-        kwargs={"run_id": run_id, "node_id": "@@NODE@@"},
+        kwargs={"run_id": "@@RUN@@", "node_id": "@@NODE@@"},
         time_limit=hard,
         soft_time_limit=soft,
         ignore_result=True,
         root_id="@@TID@@",
-        kwargsrepr=f"{{'run_id': '{run_id}', 'node_id': '@@NODE@@'}}",
+        kwargsrepr="{'run_id': '@@RUN@@', 'node_id': '@@NODE@@'}",
     )
     headers = {
         name: value
@@ -66,8 +75,8 @@ def message_template(app: Celery, run_id: str, agent: Agent, timeout: float | No
         if name not in DROPPED and not (name in UNSET and value == UNSET[name])
     }
     headers[keys.ORDER_HEADER] = "@@ORDER@@"
-    if trace:
-        headers["traceparent"] = trace
+    if traced:
+        headers["traceparent"] = "@@TRACE@@"
     properties = dict(message.properties)
     properties.pop("reply_to", None)
     properties.update(

@@ -69,6 +69,7 @@ NAMES = (
     "SCHEDULES_DUE",
     "SCHEDULES_BUFFERED",
     "SCHEDULE_PREFIX",
+    "TEMPLATES",
 )
 
 

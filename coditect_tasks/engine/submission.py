@@ -22,6 +22,7 @@ from .. import keys
 from ..dag.plan import Plan
 from ..errors import IdempotencyConflictError, InvalidArgumentError, InvalidIdempotencyKeyError
 from ..status import RunStatus
+from .message import template_id
 
 #: Characters an idempotency key may have at most.
 MAX_KEY_LENGTH = 256
@@ -100,18 +101,22 @@ class RunWrite:
     submitted: str
     idempotency: Idempotency | None = None
     later: list[str] = field(default_factory=list)
+    templates: dict[str, str] = field(default_factory=dict)  # id → message template, shared (keys.TEMPLATES)
 
     def queue(self, pipe: Any, sha: str) -> list[Any]:
         """Queue the writes on ``pipe`` (sync or asyncio), then the submit script (``sha``) by its
         digest; return the script's arguments. Nothing is asked beyond the one MULTI/EXEC: a Redis
         that lost its scripts answers NOSCRIPT (``script_reply``), and the script then runs alone."""
         p = keys.run_prefix(self.run_id)
+        cell = keys.cell_of(self.run_id)
+        if self.templates:
+            for template, text in self.templates.items():  # shared: the first run to need one writes it
+                pipe.hsetnx(keys.in_cell(keys.TEMPLATES, cell), template, text)
         pipe.hset(p + "run", mapping=self.run)
         for suffix, mapping in self.hashes.items():
             if mapping:
                 pipe.hset(p + suffix, mapping=mapping)
         stamp = datetime.now(UTC).timestamp()
-        cell = keys.cell_of(self.run_id)
         pipe.zadd(keys.in_cell(keys.RUNS, cell), {self.run_id: stamp})
         if self.later:
             pipe.rpush(p + "unpushed", *self.later)
@@ -129,6 +134,7 @@ class RunWrite:
             "hashes": {suffix: {k: str(v) for k, v in fields.items()} for suffix, fields in self.hashes.items()},
             "roots": self.roots,
             "later": self.later,
+            "templates": self.templates,
         }
 
     def script_args(self) -> list[Any]:
@@ -234,7 +240,7 @@ def prepare(
         "status": {n: "succeeded" if n in reused else "pending" for n in dag.nodes},
         "result": dict(reused),
         "finished": dict.fromkeys(reused, submitted),
-        "tpl": dict(templates),
+        "tpls": {key: template_id(text) for key, text in templates.items()},
     }
     return RunWrite(
         run_id,
@@ -245,4 +251,5 @@ def prepare(
         submitted,
         idempotency,
         roots[keys.ROOT_SLICE :],
+        {template_id(text): text for text in templates.values()},
     )

@@ -338,7 +338,8 @@ class Engine:
 
     def reroute(self, run_id: str, node_id: str, token: int, agent: str, template: str) -> bool:
         """Queue the node again for ``agent`` (its fallback); False if no template or stale."""
-        if not self.client.hexists(keys.run_prefix(run_id) + "tpl", template):
+        p = keys.run_prefix(run_id)
+        if not (self.client.hexists(p + "tpls", template) or self.client.hexists(p + "tpl", template)):
             return False
         return int(self._call("reroute", run_id, node_id, token, agent, keys.agent_queue(agent), template)) == 1
 

@@ -193,9 +193,8 @@ class Submitter:
             for name in (key, fallback):
                 if name is not None and template_key(name, node.timeout) not in templates:
                     known = app.agents.get(name) or remote(name, app.agents)
-                    templates[template_key(name, node.timeout)] = message_template(
-                        app, run_id, known, node.timeout, trace
-                    )
+                    template = message_template(app, known, node.timeout, traced=bool(trace))
+                    templates[template_key(name, node.timeout)] = template
             node_templates[node.id] = template_key(key, node.timeout)
         fields = {"trace": trace, "parent": run.parent, **({"outbox": 1} if settings.outbox else {}), **run.origin}
         if run.pins:

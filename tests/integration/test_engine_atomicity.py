@@ -4,6 +4,7 @@ Real Redis; the engine's scripts are called as a worker calls them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ def test_a_completion_that_cannot_queue_its_successor_writes_nothing(app: Codite
     engine = engine_for(app.settings.state_url)
     taken = engine.begin(run.id, "a", "w1", f"{run.id}:a:1")
     assert taken is not None
-    registry.client.delete(keys.run_prefix(run.id) + "tpl")  # b's message can no longer be built
+    registry.client.delete(keys.run_prefix(run.id) + "tpls")  # b's message can no longer be built
     before = _snapshot(registry, run)
     with pytest.raises(redis.ResponseError, match="no message template"):
         engine.complete(run.id, "a", taken.token, '{"done": true}')
@@ -47,7 +48,7 @@ def test_one_broken_run_does_not_stop_the_reaper_for_the_others(app: CoditectApp
     engine = engine_for(app.settings.state_url)
     for run in (broken, healthy):
         assert engine.begin(run.id, "a", "gone-worker", f"{run.id}:a:1") is not None
-    registry.client.delete(keys.run_prefix(broken.id) + "tpl")
+    registry.client.delete(keys.run_prefix(broken.id) + "tpls")
     engine.reap()  # the first reap after a pause only extends leases (outage rule)
     registry.client.zadd(keys.LEASES, dict.fromkeys(registry.client.zrange(keys.LEASES, 0, -1), 0))
     out = engine.reap()
@@ -157,3 +158,25 @@ def test_a_wide_fan_out_queues_its_first_successors_at_once_and_the_reaper_the_r
     assert _queued(registry) == n
     assert {node["status"] for nid, node in stopped.status()["nodes"].items() if nid != "root"} == {"queued"}
     assert registry.client.zcard(keys.SUBMITTING) == 0
+
+
+def test_a_run_written_by_the_previous_release_still_queues_from_its_own_templates(
+    app: CoditectApp, registry: Registry
+) -> None:
+    """The previous release kept a whole template per run (``tpl``, its run id filled in); this one
+    shares them (``tpls`` names one in ``keys.TEMPLATES``) and still reads the old kind."""
+    run = _chain(app, "previous")
+    p, client = keys.run_prefix(run.id), registry.client
+    shared = client.hgetall(p + "tpls")
+    assert shared and all(client.hexists(keys.TEMPLATES, template) for template in shared.values())
+    for key, template in shared.items():
+        text = client.hget(keys.TEMPLATES, template).replace("@@RUN@@", run.id).replace("@@TRACE@@", "")
+        client.hset(p + "tpl", key, text)
+    client.delete(p + "tpls")
+    client.delete(keys.agent_queue("echo"))
+    engine = engine_for(app.settings.state_url)
+    taken = engine.begin(run.id, "a", "w1", f"{run.id}:a:1")
+    assert taken is not None and engine.complete(run.id, "a", taken.token, "null")
+    (raw,) = client.lrange(keys.agent_queue("echo"), 0, -1)
+    body = json.loads(json.loads(raw)["body"])
+    assert body[1] == {"run_id": run.id, "node_id": "b"}

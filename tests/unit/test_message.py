@@ -10,7 +10,7 @@ from kombu.transport.virtual import Message
 
 from coditect_tasks import keys
 from coditect_tasks.app import create_app
-from coditect_tasks.engine.message import message_template
+from coditect_tasks.engine.message import message_template, template_id
 from coditect_tasks.settings import Settings
 
 RUN = "a" * 32
@@ -19,12 +19,15 @@ TRACE = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
 
 def _filled(template: str) -> str:
     """The template with its placeholders filled as queueing.lua's ``fill`` does."""
-    return template.replace("@@NODE@@", "build").replace("@@TID@@", f"{RUN}:build:1").replace("@@ORDER@@", "7")
+    values = {"RUN": RUN, "NODE": "build", "TID": f"{RUN}:build:1", "ORDER": "7", "TRACE": TRACE}
+    for name, value in values.items():
+        template = template.replace(f"@@{name}@@", value)
+    return template
 
 
 def test_celerys_worker_reads_every_field_of_a_node_message() -> None:
     app = create_app(Settings.from_env().with_broker("redis://127.0.0.1:1/0"))
-    template = message_template(app, RUN, app.agents["noop"], 30, TRACE)
+    template = message_template(app, app.agents["noop"], 30, traced=True)
     with Connection("memory://") as connection:  # type: ignore[no-untyped-call]
         message = Message(json.loads(_filled(template)), channel=connection.default_channel)  # type: ignore[no-untyped-call]
         request = Request(message, app=app)
@@ -43,7 +46,17 @@ def test_celerys_worker_reads_every_field_of_a_node_message() -> None:
 def test_a_node_message_is_smaller_than_celerys_own() -> None:
     """Celery's own message for a call with the same kwargs holds about 1,000 bytes in Redis."""
     app = create_app(Settings.from_env().with_broker("redis://127.0.0.1:1/0"))
-    template = message_template(app, RUN, app.agents["noop"], None)
+    template = message_template(app, app.agents["noop"], None)
     assert len(_filled(template)) < 700
     assert '": ' not in template and "origin" not in template and '"argsrepr"' not in template
+    app.close()
+
+
+def test_a_template_holds_nothing_of_one_run_so_runs_share_it() -> None:
+    app = create_app(Settings.from_env().with_broker("redis://127.0.0.1:1/0"))
+    plain = message_template(app, app.agents["noop"], 30)
+    assert plain == message_template(app, app.agents["noop"], 30)  # one id for every run
+    assert template_id(plain) != template_id(message_template(app, app.agents["noop"], 60))
+    assert "traceparent" not in json.loads(_filled(plain))["headers"]
+    assert template_id(plain) != template_id(message_template(app, app.agents["noop"], 30, traced=True))
     app.close()

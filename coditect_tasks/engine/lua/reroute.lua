@@ -3,7 +3,9 @@
 -- or 0 if the attempt is stale, the template is missing, or the run starts nothing new (the node
 -- is then skipped).
 local node, token = ARGV[3], ARGV[4]
-if not fenced(node, token) or redis.call('HEXISTS', TPL, ARGV[7]) == 0 then return 0 end
+if not fenced(node, token) or (redis.call('HEXISTS', TPLS, ARGV[7]) + redis.call('HEXISTS', TPL, ARGV[7])) == 0 then
+  return 0
+end
 -- the attempt that ends here counts under its own agent, not the fallback
 local desc = settle(node, token, 'rerouted')
 if redis.call('HGET', RUN, 'status') ~= RUN_STATUS.RUNNING then

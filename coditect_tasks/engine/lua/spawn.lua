@@ -46,6 +46,7 @@ redis.call('HSET', CHILDREN, node, cjson.encode(ids))
 redis.call('HSET', SPAWNS, node .. '|left', #ids, node .. '|retry', retry, node .. '|one', one, node .. '|nodes', adding)
 record(node, NODE_STATUS.WAITING, {'attempt', token, 'detail', cjson.encode({kind = 'spawn', children = ids})})
 for _, child in ipairs(children) do
+  for id, text in pairs(child.templates or {}) do redis.call('HSETNX', TEMPLATES, id, text) end
   use_run(child.id)
   for suffix, fields in pairs(child.hashes) do
     local flat = {}

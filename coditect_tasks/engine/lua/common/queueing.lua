@@ -15,6 +15,13 @@ local function compile(tpl)
   return parts
 end
 
+-- Templates compiled in this call, by their text: a call that queues many nodes compiles each once.
+local compiled_now = {}
+local function compiled(tpl)
+  if not compiled_now[tpl] then compiled_now[tpl] = compile(tpl) end
+  return compiled_now[tpl]
+end
+
 local function fill(parts, values)
   local out = {}
   for i, part in ipairs(parts) do out[i] = type(part) == 'table' and values[part[1]] or part end
@@ -37,9 +44,10 @@ end
 local function ready(node)
   local desc = desc_of(node)
   if desc.w then return {node = node, desc = desc} end  -- a waiting node: no message (park)
-  local tpl = redis.call('HGET', TPL, desc.t)
-  if not tpl then error('run ' .. RUN_ID .. ' has no message template ' .. desc.t) end
-  return {node = node, desc = desc, parts = compile(tpl)}
+  local shared = redis.call('HGET', TPLS, desc.t)
+  local tpl = shared and redis.call('HGET', TEMPLATES, shared) or redis.call('HGET', TPL, desc.t)  -- TPL: a run of
+  if not tpl then error('run ' .. RUN_ID .. ' has no message template ' .. desc.t) end  -- the previous release
+  return {node = node, desc = desc, parts = compiled(tpl)}
 end
 
 -- Whether node waits for its message to be taken (or for a limit), in a run that still starts nodes.
@@ -130,7 +138,8 @@ local function dispatch(r, held)
   redis.call('HSET', ORDER, r.node, order)
   if not held then set_status(r.node, NODE_STATUS.QUEUED, r.desc) end  -- a held node is queued already
   local tid = RUN_ID .. ':' .. r.node .. ':' .. seq
-  local message = fill(r.parts, {NODE = r.node, ORDER = order, TID = tid})
+  local trace = redis.call('HGET', RUN, 'trace') or ''
+  local message = fill(r.parts, {RUN = RUN_ID, NODE = r.node, ORDER = order, TID = tid, TRACE = trace})
   if redis.call('HGET', RUN, 'outbox') == '1' then
     redis.call('LPUSH', OUTBOX, r.desc.q .. '\n' .. message)
   else
