@@ -157,8 +157,9 @@ RUN_HASHES = (
     "output",  # STREAM of what nodes streamed (call.stream): n (node), a (attempt), c (a chunk, JSON) or r
     # (a rewind: a new attempt of n begins its output again); kept with the run document (output.lua)
     "streamed",  # node → '<attempt>|<chunks>' its latest attempt has streamed
-    "doc",  # STRING, a retired run's: JSON {dag, nodes: {NODE_FIELDS hash → {node → value}}}, in place of
-    # those hashes and the run hash's dag, for its retention window (retire.lua)
+    "doc",  # STRING, a retired run's: JSON {v: 1, dag, nodes: {node → its NODE_FIELDS values in order}}, in
+    # place of those hashes and the run hash's dag, for its retention window (retire.lua; a change to
+    # NODE_FIELDS' order makes a new v)
 )
 
 #: The node hashes a run's document is read from (with its ``run`` hash).

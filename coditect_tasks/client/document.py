@@ -38,9 +38,13 @@ def live_document(run_id: str, replies: list[Any]) -> dict[str, Any] | None:
     retired run's DAG and node hashes are in one JSON string (``doc``, retire.lua)."""
     run, *tables, packed = replies
     if run and packed:
-        retired = json.loads(packed)
+        retired = json.loads(packed)  # {v: 1, dag, nodes: node → its NODE_FIELDS values in order}
         run = {**run, "dag": retired["dag"]}
-        tables = [retired["nodes"].get(field, {}) for field in keys.NODE_FIELDS]
+        rows = retired["nodes"].items()
+        tables = [
+            {nid: row[i] for nid, row in rows if i < len(row) and row[i] is not None}
+            for i in range(len(keys.NODE_FIELDS))
+        ]
     if not run or "dag" not in run:
         return None
     by_field = dict(zip(keys.NODE_FIELDS, tables, strict=True))
