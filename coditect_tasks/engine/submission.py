@@ -23,6 +23,7 @@ from ..dag.plan import Plan
 from ..errors import IdempotencyConflictError, InvalidArgumentError, InvalidIdempotencyKeyError
 from ..status import RunStatus
 from .message import template_id
+from .taken import stored_record
 
 #: Characters an idempotency key may have at most.
 MAX_KEY_LENGTH = 256
@@ -203,18 +204,18 @@ def prepare(
         if ordering.ranks.get(node_id):
             desc["k"] = ordering.ranks[node_id]
         descs[node_id] = json.dumps(desc, separators=(",", ":"))
-        params[node_id] = json.dumps(
+        record = stored_record(
             {
-                "agent": node.agent,
                 "params": node.params,
                 "items": node.foreach if isinstance(node.foreach, list) else None,
                 "foreach": node.foreach is not None,
                 "retries": node.retries,
                 "timeout": node.timeout,
                 "fallback": node.fallback,
-            },
-            separators=(",", ":"),
+            }
         )
+        if record is not None:
+            params[node_id] = record
         pending[node_id] = sum(1 for pred in plan.preds[node_id] if pred not in reused)
     roots = [n for n in plan.order if n not in reused and not pending[n]]
     if not roots:  # every node reused: the run would never end

@@ -30,6 +30,25 @@ class TakeNext:
         return self.queue, self.task, self.hard, self.soft, self.worker, self.breaker, self.via, self.ttl
 
 
+#: A node's record (the ``params`` hash) where it holds nothing else: a node whose record is this
+#: one has none in Redis (most nodes of a fan-out), and a stored record holds only what differs.
+RECORD_DEFAULTS: dict[str, Any] = {
+    "params": {},
+    "items": None,
+    "foreach": False,
+    "retries": None,
+    "timeout": None,
+    "fallback": None,
+}
+
+
+def stored_record(record: dict[str, Any]) -> str | None:
+    """What the ``params`` hash holds of ``record``: the fields that differ from their default, as
+    JSON; None if none do."""
+    differs = {name: value for name, value in record.items() if RECORD_DEFAULTS.get(name, ...) != value}
+    return json.dumps(differs, separators=(",", ":")) if differs else None
+
+
 @dataclass(frozen=True)
 class Taken:
     """What ``begin`` hands a worker: the attempt token, the node's record, its
@@ -63,7 +82,7 @@ def taken_from(reply: dict[str, Any], breaker: str) -> Taken | None:
         return None
     return Taken(
         int(reply["token"]),
-        json.loads(reply["record"]),
+        {**RECORD_DEFAULTS, **json.loads(reply["record"] or "{}")},
         json.loads(reply["upstream"]),
         json.loads(reply["items"]) if reply["items"] else None,
         str(reply["parent"] or ""),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from celery.worker.request import Request
 from kombu.connection import Connection
@@ -11,6 +12,7 @@ from kombu.transport.virtual import Message
 from coditect_tasks import keys
 from coditect_tasks.app import create_app
 from coditect_tasks.engine.message import message_template, template_id
+from coditect_tasks.engine.taken import stored_record, taken_from
 from coditect_tasks.settings import Settings
 
 RUN = "a" * 32
@@ -60,3 +62,20 @@ def test_a_template_holds_nothing_of_one_run_so_runs_share_it() -> None:
     assert "traceparent" not in json.loads(_filled(plain))["headers"]
     assert template_id(plain) != template_id(message_template(app, app.agents["noop"], 30, traced=True))
     app.close()
+
+
+def test_a_node_record_is_stored_only_where_it_differs_from_the_default() -> None:
+    plain: dict[str, Any] = {
+        "params": {},
+        "items": None,
+        "foreach": False,
+        "retries": None,
+        "timeout": None,
+        "fallback": None,
+    }
+    assert stored_record(plain) is None  # a fan-out's nodes hold no record in Redis
+    assert stored_record({**plain, "params": {"repo": "a"}, "retries": 2}) == '{"params":{"repo":"a"},"retries":2}'
+    reply = {"ok": 1, "token": 1, "record": False, "upstream": "{}", "items": None, "parent": "", "links": "[]"}
+    assert taken_from({**reply, "retried": 0}, "").record == plain  # type: ignore[union-attr]
+    stored = {**reply, "retried": 0, "record": '{"timeout":30}'}
+    assert taken_from(stored, "").record == {**plain, "timeout": 30}  # type: ignore[union-attr]

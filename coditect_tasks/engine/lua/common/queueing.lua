@@ -160,7 +160,7 @@ local child_ended, stop_waiting
 -- predecessor's result.
 local function wait_key(node, template)
   if not string.find(template, '{', 1, true) then return template end
-  local params = cjson.decode(redis.call('HGET', PARAMS, node)).params or {}
+  local params = cjson.decode(redis.call('HGET', PARAMS, node) or '{}').params or {}
   return (string.gsub(template, '{([%w_-]+)%.?([%w_-]*)}', function(name, field)
     local value = params[name]
     if field ~= '' then
