@@ -110,9 +110,8 @@ class RunWrite:
         that lost its scripts answers NOSCRIPT (``script_reply``), and the script then runs alone."""
         p = keys.run_prefix(self.run_id)
         cell = keys.cell_of(self.run_id)
-        if self.templates:
-            for template, text in self.templates.items():  # shared: the first run to need one writes it
-                pipe.hsetnx(keys.in_cell(keys.TEMPLATES, cell), template, text)
+        for template, text in self.templates.items():  # shared: the first run to need one writes it
+            pipe.hsetnx(keys.in_cell(keys.TEMPLATES, cell), template, text)
         pipe.hset(p + "run", mapping=self.run)
         for suffix, mapping in self.hashes.items():
             if mapping:
