@@ -126,3 +126,18 @@ def test_a_hard_time_limit_fails_the_node_taken_after_the_message(
     stats = app.control.inspect(destination=[worker.hostname], timeout=5).stats() or {}
     assert stats[worker.hostname]["total"] == {keys.agent_queue("steadfast"): 1}  # slow rode on quick's
     app.close()
+
+
+def test_a_completion_that_leaves_successors_to_queue_takes_no_next_node(app: CoditectApp) -> None:
+    """It queues them first, a slice a call: a node it took meanwhile would wait with its lease running."""
+    dag = Dag("wide")
+    dag.node("root", "echo")
+    for i in range(keys.READY_SLICE + 3):
+        dag.node(f"w{i}", "echo", after=["root"])
+    run = submit(dag, app)
+    engine = engine_for(app.settings.state_url)
+    via = _first(engine, run, "root")
+    ok, after = engine.succeed(run.id, "root", 1, None, take_next=_take_next(app, via))
+    assert ok and after is None
+    assert engine.client.llen(QUEUE) == keys.READY_SLICE + 3  # every successor queued before it returned
+    assert {n["status"] for nid, n in run.status()["nodes"].items() if nid != "root"} == {"queued"}
