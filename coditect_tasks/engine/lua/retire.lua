@@ -30,11 +30,16 @@ end
 local function compact(retention)
   local dag = redis.call('HGET', RUN, 'dag')
   if not dag then return end
-  local nodes = {}
+  local values, nodes = {}, {}
+  for i, field in ipairs(NODE_FIELDS) do  -- a call per hash, not per node and hash
+    local flat = redis.call('HGETALL', P .. field)
+    values[i] = {}
+    for k = 1, #flat, 2 do values[i][flat[k]] = flat[k + 1] end
+  end
   for _, node in ipairs(redis.call('HKEYS', STATUS)) do
     local row, last = {}, 0
-    for i, field in ipairs(NODE_FIELDS) do
-      local value = redis.call('HGET', P .. field, node)
+    for i = 1, #NODE_FIELDS do
+      local value = values[i][node]
       if value then row[i], last = value, i else row[i] = cjson.null end
     end
     for i = #NODE_FIELDS, last + 1, -1 do row[i] = nil end
