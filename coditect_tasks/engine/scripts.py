@@ -25,9 +25,9 @@ from .prelude import lua_prelude
 COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "waits", "spawns", "take_next")
 
 
-#: Scripts that need only the prelude: called often (on every cell every second, on every outbox
-#: batch, on every message a worker receives), they cost a few microseconds where a script that
-#: defines the shared functions costs tens.
+#: Scripts that reach only the prelude, never the shared functions (nor their per-call start, which
+#: reads a run id and a time from ARGV): called often (on every cell every second, on every outbox
+#: batch, on every message a worker receives), they cost a few microseconds.
 LIGHT = ("tick", "outbox", "reserve")
 
 
@@ -71,8 +71,7 @@ def _defined(statement: str) -> set[str]:
 def trimmed(shared: str, body: str) -> str:
     """``shared`` (the prelude and the shared files) cut to the statements ``body`` reaches: every
     statement that defines nothing (a top-level call), and every definition of a name a kept
-    statement mentions, in their order. A name in a comment or a string keeps a definition it does
-    not need, never the reverse."""
+    statement mentions, in their order. Names are read outside Lua's comments and strings."""
     statements = _statements(shared)
     defines = [_defined(statement) for statement in statements]
     keep = [not names for names in defines]
@@ -89,36 +88,35 @@ def trimmed(shared: str, body: str) -> str:
 
 def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__) / "lua"
-    common = lua_prelude() + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in COMMON)
-    light = {name: lua_prelude() + (folder / f"{name}.lua").read_text() for name in LIGHT}
-    bodies = {
-        name: (folder / f"{name}.lua").read_text()
-        for name in (
-            "submit",
-            "begin",
-            "complete",
-            "fail",
-            "fanout",
-            "handoff",
-            "retire",
-            "retry",
-            "cancel",
-            "renew",
-            "reap",
-            "reroute",
-            "reclaim",
-            "roots",
-            "limit",
-            "pace",
-            "window",
-            "event",
-            "approve",
-            "spawn",
-            "output",
-            "schedule",
-        )
-    }
-    return light | {name: trimmed(common, body) + "\n" + body for name, body in bodies.items()}
+    prelude = lua_prelude()
+    common = prelude + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in COMMON)
+    names = (
+        *LIGHT,
+        "submit",
+        "begin",
+        "complete",
+        "fail",
+        "fanout",
+        "handoff",
+        "retire",
+        "retry",
+        "cancel",
+        "renew",
+        "reap",
+        "reroute",
+        "reclaim",
+        "roots",
+        "limit",
+        "pace",
+        "window",
+        "event",
+        "approve",
+        "spawn",
+        "output",
+        "schedule",
+    )
+    bodies = {name: (folder / f"{name}.lua").read_text() for name in names}
+    return {name: trimmed(prelude if name in LIGHT else common, body) + "\n" + body for name, body in bodies.items()}
 
 
 SCRIPTS = _load_scripts()
