@@ -242,6 +242,7 @@ def prepare(
         "finished": dict.fromkeys(reused, submitted),
         "tpls": {key: template_id(text) for key, text in templates.items()},
     }
+    shared = {hashes["tpls"][key]: text for key, text in templates.items()}
     return RunWrite(
         run_id,
         run,
@@ -251,5 +252,5 @@ def prepare(
         submitted,
         idempotency,
         roots[keys.ROOT_SLICE :],
-        {template_id(text): text for text in templates.values()},
+        shared,
     )

@@ -337,10 +337,8 @@ class Engine:
         self._run("retire", "", [0], cell=cell)
 
     def reroute(self, run_id: str, node_id: str, token: int, agent: str, template: str) -> bool:
-        """Queue the node again for ``agent`` (its fallback); False if no template or stale."""
-        p = keys.run_prefix(run_id)
-        if not (self.client.hexists(p + "tpls", template) or self.client.hexists(p + "tpl", template)):
-            return False
+        """Queue the node again for ``agent`` (its fallback); False if no template or stale (reroute.lua
+        checks both before it writes)."""
         return int(self._call("reroute", run_id, node_id, token, agent, keys.agent_queue(agent), template)) == 1
 
 
