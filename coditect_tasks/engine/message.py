@@ -6,7 +6,7 @@ node timeout (``template_key``). Nothing of one run is in it (its id and trace a
 too), so runs share it (``keys.TEMPLATES``, by ``template_id``) and a run holds only the id.
 
 Every queued node holds a message in Redis, so the headers Celery's worker reads with a default
-(``UNSET``) are left out when they hold it, and the JSON is compact: a third smaller than Celery's.
+(``UNSET``) are left out when they hold it, and the JSON is compact: half the size of Celery's.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ UNSET: dict[str, object] = {
     "stamps": {},
     "replaced_task_nesting": 0,
 }
-DROPPED = ("origin", "argsrepr")
+#: ``lang`` is read only to convert protocol-1 messages, and ``root_id`` (the message's own id:
+#: a node is no subtask) only to pass on to subtasks, which agents do not send.
+DROPPED = ("origin", "argsrepr", "lang", "root_id")
 
 
 def template_key(agent: str, timeout: float | None) -> str:
@@ -66,7 +68,6 @@ def message_template(app: Celery, agent: Agent, timeout: float | None, traced: b
         time_limit=hard,
         soft_time_limit=soft,
         ignore_result=True,
-        root_id="@@TID@@",
         kwargsrepr="{'run_id': '@@RUN@@', 'node_id': '@@NODE@@'}",
     )
     headers = {
@@ -77,15 +78,10 @@ def message_template(app: Celery, agent: Agent, timeout: float | None, traced: b
     headers[keys.ORDER_HEADER] = "@@ORDER@@"
     if traced:
         headers["traceparent"] = "@@TRACE@@"
-    properties = dict(message.properties)
-    properties.pop("reply_to", None)
-    properties.update(
-        delivery_mode=2,
-        priority=0,
-        body_encoding=None,
-        delivery_tag="@@TID@@",
-        delivery_info={"exchange": "", "routing_key": agent.queue},
-    )
+    # Only what kombu's Redis transport needs: its delivery tag (the unacked index) and routing. Celery
+    # reads ``correlation_id`` (rpc replies only) and kombu ``priority`` (a restore) with defaults, and
+    # ``delivery_mode`` and ``body_encoding`` mean nothing on Redis.
+    properties = {"delivery_tag": "@@TID@@", "delivery_info": {"exchange": "", "routing_key": agent.queue}}
     envelope = {
         "body": json.dumps((*message.body[:2], {}), separators=(",", ":")),
         "content-encoding": "utf-8",
