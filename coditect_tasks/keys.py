@@ -127,26 +127,27 @@ RUN_HASHES = (
     "status",
     "attempts",
     "pending",
-    "node",
+    "node",  # node → its description (JSON); '~<node>' → its marks '<seq>,<order>,<phase>' (marks.lua);
+    # '#' → NODE_LAYOUT; '#<template key>' ('<agent>|<timeout>') → the id of its message template in TEMPLATES
     "params",
     "result",
     "error",
     "worker",
     "started",
     "finished",
-    "seq",
-    "tpl",  # template key ('<agent>|<timeout>') → its message template (written by the previous release)
-    "tpls",  # template key → the id of its message template in TEMPLATES
+    "seq",  # node → seq of its newest message (a run of the previous release; this one's are in NODE)
+    "tpl",  # template key ('<agent>|<timeout>') → its message template (releases before shared templates)
+    "tpls",  # template key → the id of its message template in TEMPLATES (the previous release)
     "routed",
     "t0",  # node → Redis server time (s) its running attempt began, for the duration histogram
     "trace",  # node → W3C traceparent of its succeeded attempt's span
     "task",  # node → Celery task id of the message its running attempt began from
-    "order",  # node → place of its newest message among those the engine put on its queue (PUSHED)
+    "order",  # node → place of its newest message on its queue (PUSHED; the previous release: now in NODE)
     "retried",  # node → retries it has taken (the retry policy's count; failovers are not retries)
     "items",  # foreach item '<node>#k' → its value (JSON), until its node completes
     "fanout",  # foreach node → item count; '<node>|done' → items succeeded; '<node>|open' → not yet ended
     "waiting",  # node → its predecessors neither running nor succeeded (0: it is upcoming while pending)
-    "phase",  # node → the FRONTIER field it is counted in ('demand|<agent>' or 'upcoming|<agent>')
+    "phase",  # node → the FRONTIER field it counts in ('demand|<agent>', 'upcoming|<agent>'; previous release)
     "unpushed",  # LIST of the roots not queued yet, while a submit queues them in slices (ROOT_SLICE), and of
     # a wide fan-out's successors past the first READY_SLICE, while its completing process queues them
     "throttled",  # node → '<limit>|<since>|<key>': held queued by that full limit since then (limits.lua)
@@ -182,6 +183,10 @@ NODE_FIELDS = (
 SPENT_HASHES = tuple(h for h in RUN_HASHES if h not in ("run", "output", "doc") and h not in NODE_FIELDS)
 #: Bytes of one streamed chunk (as JSON) at most.
 MAX_CHUNK_BYTES = 64 * 1024
+
+#: The layout of a run's node marks and template ids (its ``node`` hash's ``#`` field): packed in the
+#: ``node`` hash (``engine/lua/common/marks.lua``); a run without it keeps the previous release's hashes.
+NODE_LAYOUT = "2"
 
 #: HASH of message templates by id (``engine.message.template_id``), shared by every run of the cell:
 #: a template holds nothing of one run. Bounded by the agents × node timeouts in use; never expires.

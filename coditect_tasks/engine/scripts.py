@@ -23,6 +23,8 @@ from .prelude import lua_prelude
 #: waiters of limits, the parking of waiting nodes), attempts, waits, spawns (and starting and
 #: cancelling runs), take-next.
 COMMON = ("base", "frontier", "history", "limits", "queueing", "attempts", "waits", "spawns", "take_next")
+#: Shared functions that go with the prelude: the light scripts reach them too (a node's marks).
+BASIC = ("marks",)
 
 
 #: Scripts that reach only the prelude, never the shared functions (nor their per-call start, which
@@ -88,7 +90,7 @@ def trimmed(shared: str, body: str) -> str:
 
 def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__) / "lua"
-    prelude = lua_prelude()
+    prelude = lua_prelude() + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in BASIC)
     common = prelude + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in COMMON)
     names = (
         *LIGHT,

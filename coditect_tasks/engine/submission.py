@@ -232,17 +232,18 @@ def prepare(
         **({"priority": ordering.priority} if ordering.priority != keys.DEFAULT_PRIORITY else {}),
         **fields,
     }
+    ids = {key: template_id(text) for key, text in templates.items()}
     hashes: dict[str, dict[str, Any]] = {
-        "node": descs,
+        # '#': this layout (marks.lua); '#<template key>': the id of its template in keys.TEMPLATES
+        "node": {**descs, "#": keys.NODE_LAYOUT, **{f"#{key}": ident for key, ident in ids.items()}},
         "params": params,
         "pending": waiting,  # only successors are counted down
         "waiting": dict(waiting),  # no predecessor runs yet
         "status": {n: "succeeded" if n in reused else "pending" for n in dag.nodes},
         "result": dict(reused),
         "finished": dict.fromkeys(reused, submitted),
-        "tpls": {key: template_id(text) for key, text in templates.items()},
     }
-    shared = {hashes["tpls"][key]: text for key, text in templates.items()}
+    shared = {ids[key]: text for key, text in templates.items()}
     return RunWrite(
         run_id,
         run,

@@ -17,6 +17,8 @@ from coditect_tasks.client import Client, DagRun
 from coditect_tasks.engine.transitions import Engine, engine_for
 from coditect_tasks.registry import Registry
 
+from ..support.marks import drop_templates, marks, to_previous_layout
+
 
 def _chain(app: CoditectApp, name: str) -> DagRun:
     dag = Dag(name)
@@ -36,7 +38,7 @@ def test_a_completion_that_cannot_queue_its_successor_writes_nothing(app: Codite
     engine = engine_for(app.settings.state_url)
     taken = engine.begin(run.id, "a", "w1", f"{run.id}:a:1")
     assert taken is not None
-    registry.client.delete(keys.run_prefix(run.id) + "tpls")  # b's message can no longer be built
+    drop_templates(registry.client, run.id)  # b's message can no longer be built
     before = _snapshot(registry, run)
     with pytest.raises(redis.ResponseError, match="no message template"):
         engine.complete(run.id, "a", taken.token, '{"done": true}')
@@ -48,7 +50,7 @@ def test_one_broken_run_does_not_stop_the_reaper_for_the_others(app: CoditectApp
     engine = engine_for(app.settings.state_url)
     for run in (broken, healthy):
         assert engine.begin(run.id, "a", "gone-worker", f"{run.id}:a:1") is not None
-    registry.client.delete(keys.run_prefix(broken.id) + "tpls")
+    drop_templates(registry.client, broken.id)
     engine.reap()  # the first reap after a pause only extends leases (outage rule)
     registry.client.zadd(keys.LEASES, dict.fromkeys(registry.client.zrange(keys.LEASES, 0, -1), 0))
     out = engine.reap()
@@ -160,19 +162,17 @@ def test_a_wide_fan_out_queues_its_first_successors_at_once_and_the_reaper_the_r
     assert registry.client.zcard(keys.SUBMITTING) == 0
 
 
-def test_a_run_written_by_the_previous_release_still_queues_from_its_own_templates(
-    app: CoditectApp, registry: Registry
+@pytest.mark.parametrize("whole_templates", [False, True], ids=["previous", "before-shared-templates"])
+def test_a_run_written_by_an_earlier_release_still_runs_in_its_own_layout(
+    app: CoditectApp, registry: Registry, whole_templates: bool
 ) -> None:
-    """The previous release kept a whole template per run (``tpl``, its run id filled in); this one
-    shares them (``tpls`` names one in ``keys.TEMPLATES``) and still reads the old kind."""
+    """The previous release kept a node's marks in hashes of their own (``seq``, ``order``, ``phase``)
+    and its template ids in ``tpls``; the one before kept whole templates per run (``tpl``). This one
+    packs them in the ``node`` hash and still runs a run written either way, in that run's layout."""
     run = _chain(app, "previous")
     p, client = keys.run_prefix(run.id), registry.client
-    shared = client.hgetall(p + "tpls")
-    assert shared and all(client.hexists(keys.TEMPLATES, template) for template in shared.values())
-    for key, template in shared.items():
-        text = client.hget(keys.TEMPLATES, template).replace("@@RUN@@", run.id).replace("@@TRACE@@", "")
-        client.hset(p + "tpl", key, text)
-    client.delete(p + "tpls")
+    assert marks(client, run.id)["a"][0] == "1" and not client.exists(p + "seq")
+    to_previous_layout(client, run.id, whole_templates)
     client.delete(keys.agent_queue("echo"))
     engine = engine_for(app.settings.state_url)
     taken = engine.begin(run.id, "a", "w1", f"{run.id}:a:1")
@@ -180,3 +180,10 @@ def test_a_run_written_by_the_previous_release_still_queues_from_its_own_templat
     (raw,) = client.lrange(keys.agent_queue("echo"), 0, -1)
     body = json.loads(json.loads(raw)["body"])
     assert body[1] == {"run_id": run.id, "node_id": "b"}
+    assert client.hget(p + "seq", "b") == "1" and client.hget(p + "phase", "b") == "demand|echo"
+    assert not marks(client, run.id)  # nothing of the new layout written into an old run
+    taken = engine.begin(run.id, "b", "w1", json.loads(raw)["headers"]["id"])
+    assert taken is not None and engine.complete(run.id, "b", taken.token, "null")
+    assert run.wait(5) == "succeeded"
+    assert engine.retire(run.id, 60) and not client.exists(p + "phase")
+    assert not {field: n for field, n in client.hgetall(keys.FRONTIER).items() if int(n)}  # counted once, out again

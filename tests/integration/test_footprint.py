@@ -15,7 +15,7 @@ def test_a_queued_runs_keys_are_counted_by_kind(app: CoditectApp, registry: Regi
         submit(dag, app)
     kinds = bytes_by_kind(registry.client, f"{keys.PREFIX}*")
     run_kinds = {kind: v for kind, v in kinds.items() if kind.startswith(f"{keys.RUN_KEY_PREFIX}<run>:")}
-    assert {kind.rsplit(":", 1)[1] for kind in run_kinds} >= {"run", "status", "node", "tpls"}
+    assert {kind.rsplit(":", 1)[1] for kind in run_kinds} >= {"run", "status", "node"}
     assert all(v["keys"] == 3 and v["bytes"] > 0 for v in run_kinds.values())
     assert kinds[keys.HISTORY]["keys"] == 1
     assert list(kinds.values()) == sorted(kinds.values(), key=lambda v: -v["bytes"])  # biggest first

@@ -19,6 +19,8 @@ from coditect_tasks.limits import Limit
 from coditect_tasks.observability.metrics import PlatformCollector
 from coditect_tasks.registry import Registry
 
+from ..support.marks import message_seq
+
 
 def _queued(registry: Registry, agent: str = "echo") -> list[str]:
     """Node ids of the messages on the agent's queue, oldest first."""
@@ -34,7 +36,7 @@ def _fan_in(app: CoditectApp, repos: list[str], limits: list[str], name: str = "
 
 
 def _run_node(engine: Engine, run: DagRun, node: str) -> None:
-    seq = engine.client.hget(keys.run_prefix(run.id) + "seq", node)
+    seq = message_seq(engine.client, run.id, node)
     taken = engine.begin(run.id, node, "w1", f"{run.id}:{node}:{seq}")
     assert taken is not None, f"{node} could not begin"
     engine.complete(run.id, node, taken.token, "1")

@@ -16,6 +16,7 @@ from coditect_tasks.engine.transitions import engine_for
 from coditect_tasks.settings import Settings
 
 from ..conftest import SUPPORT_ENV, WorkerFactory, run_cli, wait_for
+from ..support.marks import message_seq
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +166,7 @@ def test_a_message_held_by_a_worker_that_died_before_beginning_is_queued_again(a
     engine = engine_for(app.settings.state_url)
     queue = keys.agent_queue("sleep")
     assert engine.client.llen(queue) == 1
-    message = f"{run.id}:held:{engine.client.hget(keys.run_prefix(run.id) + 'seq', 'held')}"
+    message = f"{run.id}:held:{message_seq(engine.client, run.id, 'held')}"
     engine.client.sadd(keys.reserved("ghost@nowhere"), "@epoch:e1")  # what its start wrote
     assert engine.reserve("ghost@nowhere", "e0", [(run.id, "held", message)]) == 0  # an earlier epoch's
     assert engine.reserve("ghost@nowhere", "e1", [(run.id, "held", message + "0")]) == 0  # not its message

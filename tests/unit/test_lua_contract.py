@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coditect_tasks import keys
 from coditect_tasks.engine.prelude import lua_prelude
-from coditect_tasks.engine.scripts import COMMON, SCRIPTS, trimmed
+from coditect_tasks.engine.scripts import BASIC, COMMON, SCRIPTS, trimmed
 from coditect_tasks.status import NodeStatus, RunStatus
 
 LUA = Path(keys.__file__).parent / "engine" / "lua"
@@ -18,7 +18,7 @@ STATUSES = {s.value for s in (*RunStatus, *NodeStatus)}
 def test_the_scripts_are_where_the_checks_look() -> None:
     assert {path.relative_to(LUA).as_posix() for path in SCRIPT_FILES} == {
         *(f"{name}.lua" for name in SCRIPTS),
-        *(f"common/{part}.lua" for part in COMMON),
+        *(f"common/{part}.lua" for part in (*BASIC, *COMMON)),
     }
 
 

@@ -34,7 +34,7 @@ local function not_yet_popped(node)
                  and tonumber(envelope.headers[ORDER_HEADER])
   -- the oldest message is not the engine's (a plain call): cannot tell yet, look again later
   if not oldest then return true end
-  return oldest <= tonumber(redis.call('HGET', ORDER, node) or '0')
+  return oldest <= order_of(node)
 end
 
 local now = server_now()

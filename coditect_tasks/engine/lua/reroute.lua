@@ -3,7 +3,7 @@
 -- or 0 if the attempt is stale, the template is missing, or the run starts nothing new (the node
 -- is then skipped).
 local node, token = ARGV[3], ARGV[4]
-if not fenced(node, token) or (redis.call('HEXISTS', TPLS, ARGV[7]) + redis.call('HEXISTS', TPL, ARGV[7])) == 0 then
+if not fenced(node, token) or not (template_of(ARGV[7]) or redis.call('HEXISTS', TPL, ARGV[7]) == 1) then
   return 0
 end
 -- the attempt that ends here counts under its own agent, not the fallback

@@ -11,7 +11,7 @@ for i = 5, #ARGV - 2, 3 do
   local run_id, node, task_id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   use_run(run_id)
   if redis.call('HGET', STATUS, node) == NODE_STATUS.QUEUED
-     and string.match(task_id, ':(%d+)$') == (redis.call('HGET', SEQ, node) or '') then
+     and string.match(task_id, ':(%d+)$') == seq_of(node) then
     redis.call('SADD', set, run_id .. '|' .. node)
     kept = kept + 1
   end

@@ -19,7 +19,7 @@ end
 redis.call('HINCRBY', RETRIED, node, 1)
 record(node, 'retrying', {'attempt', token, 'error', string.sub(err, 1, HISTORY_CAP)})
 if delay > 0 then
-  redis.call('HINCRBY', SEQ, node, 1)  -- the failed attempt's message can no longer begin the node
+  next_seq(node)  -- the failed attempt's message can no longer begin the node
   redis.call('HSET', STATUS, node, NODE_STATUS.QUEUED)
   tally(node, nil)  -- waiting out its delay: not work for any worker yet
   redis.call('ZADD', DELAYED, server_now() + delay, RUN_ID .. '|' .. node)

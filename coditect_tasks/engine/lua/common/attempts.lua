@@ -215,7 +215,7 @@ local function take_message(node, worker, task_id, breaker)
   local desc = (st == NODE_STATUS.QUEUED or st == NODE_STATUS.RUNNING) and desc_of(node)
   redis.call('SREM', RESERVED_PREFIX .. worker, RUN_ID .. '|' .. node)  -- this worker holds it no more
   if not desc then return {ok = 0, why = st or 'missing'}, nil end
-  if string.match(task_id, ':(%d+)$') ~= (redis.call('HGET', SEQ, node) or '') then
+  if string.match(task_id, ':(%d+)$') ~= seq_of(node) then
     count('duplicates|' .. agent_of(desc))
     return {ok = 0, why = 'stale'}, desc.q
   end

@@ -3,19 +3,17 @@
 -- The frontier an autoscaler reads (FRONTIER): a node counts once, under its agent, as demand
 -- while queued, reserved or running (a fanned-out node's items count instead of it), or as
 -- upcoming while pending with every unfinished predecessor running (WAITING is 0): work that
--- arrives within one node time. PHASE remembers where a node counts, so a transition repeated
+-- arrives within one node time. Its phase (marks.lua) remembers where a node counts, so a transition repeated
 -- by a retried script never counts twice, and a rerouted node moves to its fallback's count.
 local function tally(node, phase, desc)
-  local have = redis.call('HGET', PHASE, node)
+  local have = phase_of(node)
   local want = phase and (phase .. '|' .. agent_of(desc or desc_of(node))) or false
   if have == want then return end
   if have then redis.call('HINCRBY', FRONTIER, have, -1) end
   if want then
     redis.call('HINCRBY', FRONTIER, want, 1)
-    redis.call('HSET', PHASE, node, want)
-  else
-    redis.call('HDEL', PHASE, node)
   end
+  set_phase(node, want)
 end
 
 -- Every node status is written here (the submit writes pending), so the frontier follows it.

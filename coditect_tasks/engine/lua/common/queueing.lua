@@ -44,7 +44,7 @@ end
 local function ready(node)
   local desc = desc_of(node)
   if desc.w then return {node = node, desc = desc} end  -- a waiting node: no message (park)
-  local shared = redis.call('HGET', TPLS, desc.t)
+  local shared = template_of(desc.t)
   local tpl = shared and redis.call('HGET', TEMPLATES, shared) or redis.call('HGET', TPL, desc.t)  -- TPL: a run of
   if not tpl then error('run ' .. RUN_ID .. ' has no message template ' .. desc.t) end  -- the previous release
   return {node = node, desc = desc, parts = compiled(tpl)}
@@ -64,7 +64,7 @@ local function throttle(r, block, was)
   local since = was and was.since or string.format('%.6f', server_now())
   local moved = not was or was.name ~= block.name or was.kv ~= block.kv
   if was and moved then redis.call('ZREM', limit_base(was.name, was.kv) .. 'w', member) end
-  redis.call('HINCRBY', SEQ, r.node, 1)
+  next_seq(r.node)
   redis.call('HSET', STATUS, r.node, NODE_STATUS.QUEUED)
   tally(r.node, nil)
   unwatch(r.node)
@@ -97,7 +97,7 @@ local function hold(r)
   local priority = r.desc.y or DEFAULT_PRIORITY
   local run = redis.call('HMGET', RUN, 'seq', 'fair')
   local levels, ring, set = ready_keys(r.desc.q, priority, run[2] or '')
-  if redis.call('HINCRBY', SEQ, r.node, 1) > 1 then unwatch(r.node) end  -- a message still out is stale from here
+  if next_seq(r.node) > 1 then unwatch(r.node) end  -- a message still out is stale from here
   set_status(r.node, NODE_STATUS.QUEUED, r.desc)
   if redis.call('ZADD', set, tonumber(run[1] or '0') * RANK_SPAN + (r.desc.k or 0), RUN_ID .. '|' .. r.node) == 1
      and redis.call('ZCARD', set) == 1 then
@@ -133,9 +133,8 @@ end
 -- the broker redelivers what a dead consumer held, so such a node needs no watch. `held`: it waited
 -- past the window (hold), where its queued transition was recorded.
 local function dispatch(r, held)
-  local seq = redis.call('HINCRBY', SEQ, r.node, 1)
   local order = redis.call('HINCRBY', PUSHED, r.desc.q, 1)
-  redis.call('HSET', ORDER, r.node, order)
+  local seq = next_seq(r.node, order)
   if not held then set_status(r.node, NODE_STATUS.QUEUED, r.desc) end  -- a held node is queued already
   local tid = RUN_ID .. ':' .. r.node .. ':' .. seq
   local trace = redis.call('HGET', RUN, 'trace') or ''

@@ -66,7 +66,7 @@ local function children_done(node)
   redis.call('HSET', ERROR, node, err)
   redis.call('HINCRBY', RETRIED, node, 1)
   record(node, 'retrying', {'attempt', redis.call('HGET', ATTEMPTS, node), 'error', string.sub(err, 1, HISTORY_CAP)})
-  redis.call('HINCRBY', SEQ, node, 1)
+  next_seq(node)
   redis.call('HSET', STATUS, node, NODE_STATUS.QUEUED)
   redis.call('ZADD', DELAYED, server_now() + retry, RUN_ID .. '|' .. node)
 end
@@ -109,7 +109,8 @@ local function cancel_run(revoke)
       redis.call('HINCRBY', RUN, 'remaining', -1)
       record(id, NODE_STATUS.CANCELLED)
       if st == NODE_STATUS.QUEUED and not throttled then
-        revoke[#revoke + 1] = RUN_ID .. ':' .. id .. ':' .. (redis.call('HGET', SEQ, id) or '1')
+        local seq = seq_of(id)
+        revoke[#revoke + 1] = RUN_ID .. ':' .. id .. ':' .. (seq ~= '' and seq or '1')
       end
     end
   end

@@ -1,0 +1,71 @@
+-- A node's marks: seq numbers its messages (only the newest may begin it), order is its newest
+-- message's place among those the engine put on its queue (PUSHED), phase the FRONTIER field it
+-- counts in. A run keeps them packed in one field of its NODE hash, '~<node>' → '<seq>,<order>,<phase>'
+-- (node ids hold no '~'), where a hash each cost three fields a node and three keys a small run.
+-- A run written by the previous release (its NODE hash has no '#' field) keeps the hashes SEQ,
+-- ORDER and PHASE.
+local marks_run, marks_packed
+local function packed()
+  if marks_run ~= RUN_ID then marks_run, marks_packed = RUN_ID, redis.call('HEXISTS', NODE, '#') == 1 end
+  return marks_packed
+end
+
+local function read_marks(node)
+  local seq, order, phase = string.match(redis.call('HGET', NODE, '~' .. node) or ',,', '^(%d*),(%d*),(.*)$')
+  return tonumber(seq) or 0, order, phase
+end
+
+local function write_marks(node, seq, order, phase)
+  if seq == 0 and order == '' and phase == '' then
+    redis.call('HDEL', NODE, '~' .. node)
+  else
+    redis.call('HSET', NODE, '~' .. node, seq .. ',' .. order .. ',' .. phase)
+  end
+end
+
+-- The seq of node's newest message ('' before its first).
+local function seq_of(node)
+  if not packed() then return redis.call('HGET', SEQ, node) or '' end
+  local seq = read_marks(node)
+  return seq > 0 and tostring(seq) or ''
+end
+
+-- Number node's next message (every message out for it before is stale from here), placed `order`
+-- on its queue if it is pushed there now. Returns its seq.
+local function next_seq(node, order)
+  if not packed() then
+    if order then redis.call('HSET', ORDER, node, order) end
+    return redis.call('HINCRBY', SEQ, node, 1)
+  end
+  local seq, was, phase = read_marks(node)
+  write_marks(node, seq + 1, order and tostring(order) or was, phase)
+  return seq + 1
+end
+
+-- The place of node's newest message on its queue (0 if none).
+local function order_of(node)
+  if not packed() then return tonumber(redis.call('HGET', ORDER, node) or '0') end
+  local _, order = read_marks(node)
+  return tonumber(order) or 0
+end
+
+-- The FRONTIER field node counts in, or false.
+local function phase_of(node)
+  if not packed() then return redis.call('HGET', PHASE, node) end
+  local _, _, phase = read_marks(node)
+  return phase ~= '' and phase
+end
+
+local function set_phase(node, phase)
+  if not packed() then
+    if phase then redis.call('HSET', PHASE, node, phase) else redis.call('HDEL', PHASE, node) end
+    return
+  end
+  local seq, order = read_marks(node)
+  write_marks(node, seq, order, phase or '')
+end
+
+-- The id of the run's message template `key` ('<agent>|<timeout>') in TEMPLATES, or nil.
+local function template_of(key)
+  return redis.call('HGET', NODE, '#' .. key) or redis.call('HGET', TPLS, key)
+end
