@@ -207,8 +207,19 @@ FRONTIER = f"{PREFIX}frontier"
 LEASES = f"{PREFIX}leases"
 
 #: ZSET of queued nodes ("run|node|q", or "|l" for a second look) scored by when the reaper checks
-#: that their message is still on its way.
+#: that their message is still on its way: written by the previous release (this one watches queues,
+#: ``WATCHED``), still checked.
 WATCHES = f"{PREFIX}watches"
+
+#: ZSET of queues scored by when the reaper next checks the messages the engine sent to each
+#: (``SENT_PREFIX``): one member a queue, however many of its nodes wait.
+WATCHED = f"{PREFIX}watched"
+#: Prefix of STREAM ``<prefix><queue>``: the messages the engine pushed onto that queue, oldest first,
+#: until the reaper finds each taken (field ``m``: ``<run>|<node>|<seq>|<order>``).
+SENT_PREFIX = f"{PREFIX}sent:"
+#: HASH ``<run>|<node>|<seq>`` → when the reaper first found that message popped from its queue but
+#: noted by no live worker: lost if it still is ``LEASE_SECONDS`` later.
+LOOKED = f"{PREFIX}looked"
 
 
 #: HASH queue → how many node messages the engine has put on it: each message carries its

@@ -179,3 +179,69 @@ def test_a_message_held_by_a_worker_that_died_before_beginning_is_queued_again(a
     assert engine.client.hget(keys.METRICS, "failovers|sleep") == "1"
     assert not engine.client.exists(keys.reserved("ghost@nowhere"))
     assert engine.reclaim_lost(grace=6) == 0  # forgotten once handled
+
+
+def test_a_message_popped_by_a_consumer_that_died_unnoted_is_queued_again_after_a_second_look(
+    app: CoditectApp,
+) -> None:
+    """The reaper's check of a queue, on a real Redis (no worker serves ``sleep`` here): of three
+    messages popped, the one a live worker noted stays as it is and the begun one leaves the watch;
+    the one popped by a consumer that died before noting it is queued again, once, a lease length
+    after it was first seen missing. The message still on the queue is not judged."""
+    dag = Dag("popped")
+    for n in range(4):
+        dag.node(f"n{n}", "sleep", params={"seconds": 0})
+    run = submit(dag, app)
+    engine = engine_for(app.settings.state_url)
+    client, queue = engine.client, keys.agent_queue("sleep")
+    sent = keys.SENT_PREFIX + queue
+    assert client.xlen(sent) == 4 and client.zscore(keys.WATCHED, queue) is not None
+    assert client.zcard(keys.WATCHES) == 0  # one watch a queue, none a message
+    popped = [json.loads(client.rpop(queue)) for _ in range(3)]
+    (lost, lost_id), (noted, noted_id), (begun, begun_id) = (
+        (json.loads(m["body"])[1]["node_id"], m["headers"]["id"]) for m in popped
+    )
+    client.set(keys.worker("alive@here"), "{}")  # a live worker's description
+    client.sadd(keys.reserved("alive@here"), "@epoch:e1")
+    assert engine.reserve("alive@here", "e1", [(run.id, noted, noted_id)]) == 1
+    assert engine.begin(run.id, begun, "alive@here", begun_id) is not None
+    engine.reap()  # the first reap after a pause only extends leases (outage rule)
+    member = f"{run.id}|{lost}|{lost_id.rsplit(':', 1)[1]}"
+
+    client.zadd(keys.WATCHED, {queue: 0})  # the queue's check is due
+    assert engine.reap() == []  # a first look: its consumer may be noting it right now
+    assert list(client.hgetall(keys.LOOKED)) == [member]
+    assert client.xlen(sent) == 3  # the begun message left the watch
+    client.zadd(keys.WATCHED, {queue: 0})
+    assert engine.reap() == []  # less than a lease length since: not yet
+    client.hset(keys.LOOKED, member, 0)  # a lease length later
+    client.zadd(keys.WATCHED, {queue: 0})
+    assert engine.reap() == [member]
+    node = run.status()["nodes"][lost]
+    assert (node["status"], node["error"]) == ("queued", "message lost in transit; queued again")
+    assert client.hget(keys.METRICS, "failovers|sleep") == "1"
+    assert client.llen(queue) == 2 and not client.exists(keys.LOOKED)  # the waiting one and the new one
+    client.zadd(keys.WATCHED, {queue: 0})
+    assert engine.reap() == []  # the noted one is its worker's; nothing else is lost
+    assert run.status()["nodes"][noted]["status"] == "queued"
+
+
+def test_a_watch_the_previous_release_kept_per_message_is_still_judged(app: CoditectApp) -> None:
+    """Rolling upgrades: a node the previous release queued has a watch of its own (``WATCHES``),
+    and no entry in its queue's stream; the reaper still finds its message lost and queues it again."""
+    dag = Dag("legacy-watch")
+    dag.node("only", "sleep", params={"seconds": 0})
+    run = submit(dag, app)
+    engine = engine_for(app.settings.state_url)
+    client, queue = engine.client, keys.agent_queue("sleep")
+    client.delete(keys.SENT_PREFIX + queue)  # as the previous release queued it: no stream entry
+    client.zrem(keys.WATCHED, queue)
+    client.rpop(queue)  # popped by a consumer that died before noting it
+    engine.reap()  # the first reap after a pause only extends leases (outage rule)
+    client.zadd(keys.WATCHES, {f"{run.id}|only|q": 0})
+    assert engine.reap() == []  # a first look
+    assert client.zrange(keys.WATCHES, 0, -1) == [f"{run.id}|only|l"]
+    client.zadd(keys.WATCHES, {f"{run.id}|only|l": 0})  # a lease length later
+    assert engine.reap() == [f"{run.id}|only|l"]
+    assert run.status()["nodes"]["only"]["error"] == "message lost in transit; queued again"
+    assert client.llen(queue) == 1 and client.xlen(keys.SENT_PREFIX + queue) == 1  # watched the new way now

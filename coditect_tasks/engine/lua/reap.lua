@@ -3,11 +3,11 @@
 -- * queue the nodes whose retry delay is over (retry.lua);
 -- * requeue running attempts whose lease expired (their worker died or is cut off);
 -- * queue the next slice of roots of a run whose submitter stopped before queueing them all;
--- * check nodes queued for a while: a message popped by a worker that died before it even noted
---   the message (kombu's BRPOP is not reliable) is neither in its queue nor held by a live worker;
---   queue it again. The check costs the same whatever the backlog: the engine numbers the
---   messages it puts on each queue (header ORDER_HEADER), and Redis lists are first in, first
---   out, so the oldest message of the queue tells whether this node's message was popped yet.
+-- * check the messages the engine sent to each queue: one popped by a worker that died before it
+--   even noted it (kombu's BRPOP is not reliable) is neither in its queue nor held by a live
+--   worker; queue its node again. The engine numbers the messages it puts on each queue (header
+--   ORDER_HEADER) and Redis lists are first in, first out, so the queue's oldest message tells
+--   which were popped: a check reads only those, however long the backlog behind them.
 -- Returns the "run|node|attempt" (or "run|node|l") requeued, or {'outage'}: when no reaper has
 -- reached Redis for REAP_GAP_SECONDS (Redis stalled or restarted, or every worker was cut off),
 -- no lease holder could renew either, so every lease due within one lease length gets that
@@ -25,27 +25,33 @@ local function noted_by_live_worker(node)
   return false
 end
 
--- Whether node's message has not been popped from its queue yet.
-local function not_yet_popped(node)
-  local tail = redis.call('LINDEX', desc_of(node).q, -1)
-  if not tail then return false end
+-- The order of queue q's oldest message: every message of a lower order was popped. Infinite
+-- if the queue is empty; nil if its oldest message is not the engine's (a plain call): cannot tell.
+local function oldest_on(q)
+  local tail = redis.call('LINDEX', q, -1)
+  if not tail then return math.huge end
   local ok, envelope = pcall(cjson.decode, tail)
-  local oldest = ok and type(envelope) == 'table' and type(envelope.headers) == 'table'
-                 and tonumber(envelope.headers[ORDER_HEADER])
-  -- the oldest message is not the engine's (a plain call): cannot tell yet, look again later
-  if not oldest then return true end
-  return oldest <= order_of(node)
+  return ok and type(envelope) == 'table' and type(envelope.headers) == 'table'
+         and tonumber(envelope.headers[ORDER_HEADER]) or nil
+end
+
+-- Whether node's message has not been popped from its queue yet (a watch of the previous release).
+local function not_yet_popped(node)
+  local oldest = oldest_on(desc_of(node).q)
+  if oldest == math.huge then return false end
+  return not oldest or oldest <= order_of(node)
 end
 
 local now = server_now()
 local last = tonumber(redis.call('GET', REAPED_AT) or '0')
 redis.call('SET', REAPED_AT, tostring(now))
 if now - last > REAP_GAP_SECONDS then
-  for _, set in ipairs({LEASES, WATCHES}) do
+  for _, set in ipairs({LEASES, WATCHES, WATCHED}) do
     for _, member in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now + LEASE_SECONDS)) do
       redis.call('ZADD', set, now + LEASE_SECONDS, member)
     end
   end
+  redis.call('DEL', LOOKED)  -- a first look before the gap proves nothing: look again after it
   return {'outage'}
 end
 
@@ -90,6 +96,71 @@ local function check_watch(member)
   end
 end
 
+-- Check the messages sent to queue q that were popped, oldest first, at most `budget`: one whose
+-- node still waits for it (queued, that very seq) and that no live worker noted is looked at again
+-- LEASE_SECONDS later (its worker may be noting it right now), and if it still is, its node is
+-- queued again. The rest were taken (or went stale) and leave the stream. Returns how many it read.
+local function check_sent(q, budget)
+  local stream, oldest = SENT_PREFIX .. q, oldest_on(q)
+  if not oldest then
+    redis.call('ZADD', WATCHED, now + QUEUED_CHECK_SECONDS, q)
+    return 0
+  end
+  local looked = redis.call('EXISTS', LOOKED) == 1
+  local done, read, wait = {}, 0, QUEUED_CHECK_SECONDS
+  local function judge(id, value)
+    local run_id, node, seq, order = string.match(value or '', '^([^|]+)|([^|]+)|(%d+)|(%d+)$')
+    if run_id and tonumber(order) >= oldest then return false end  -- this one and every later one are queued
+    read = read + 1
+    local member = run_id and (run_id .. '|' .. node .. '|' .. seq)
+    if run_id then use_run(run_id) end
+    if not (run_id and queued_in_live_run(node) and seq_of(node) == seq) then
+      done[#done + 1] = id
+      if looked then redis.call('HDEL', LOOKED, member or '') end
+    elseif noted_by_live_worker(node) then
+      if looked then redis.call('HDEL', LOOKED, member) end
+    else
+      local since = tonumber(redis.call('HGET', LOOKED, member) or '')
+      if not since then
+        redis.call('HSET', LOOKED, member, now)
+        looked, wait = true, math.min(wait, LEASE_SECONDS)
+      elseif now - since >= LEASE_SECONDS then
+        -- requeue_lost reads before it writes: a run whose state is broken is reported and dropped
+        local ok, why = pcall(requeue_lost, node, 'message lost in transit; queued again',
+                              {'error', 'message lost in transit'})
+        redis.call('HDEL', LOOKED, member)
+        done[#done + 1] = id
+        why = type(why) == 'table' and why.err or why
+        out[#out + 1] = ok and member or ('error|' .. member .. '|' .. tostring(why))
+      else
+        wait = math.min(wait, since + LEASE_SECONDS - now)
+      end
+    end
+    return true
+  end
+  -- a page at a time: the first message still queued ends the check, however many wait behind it
+  local from, reached = '-', false
+  while not reached and read < budget do
+    local want = math.min(100, budget - read)
+    local page = redis.call('XRANGE', stream, from, '+', 'COUNT', want)
+    for _, entry in ipairs(page) do
+      reached = not judge(entry[1], entry[2][2])
+      if reached then break end
+    end
+    if #page < want then break end
+    from = '(' .. page[#page][1]
+  end
+  for first = 1, #done, 1000 do redis.call('XDEL', stream, unpack(done, first, math.min(first + 999, #done))) end
+  if read == budget then wait = 0 end  -- more were popped than one call reads: the next reap goes on
+  if redis.call('XLEN', stream) == 0 then
+    redis.call('DEL', stream)
+    redis.call('ZREM', WATCHED, q)
+  else
+    redis.call('ZADD', WATCHED, now + wait, q)
+  end
+  return read
+end
+
 -- A running attempt's lease expired: its worker died or is cut off.
 local function check_lease(member)
   local run_id, node, token = string.match(member, '^([^|]+)|([^|]+)|([^|]+)$')
@@ -117,7 +188,18 @@ end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, limit)) do
   guarded(LEASES, member, check_lease)
 end
--- a check costs tens of microseconds: take ten times as many, so a wide fan-out's watches keep up
+-- a check costs a few microseconds: read ten times as many, so a wide fan-out's messages keep up
+local budget = 10 * limit
+for _, q in ipairs(redis.call('ZRANGEBYSCORE', WATCHED, '-inf', now, 'LIMIT', 0, limit)) do
+  if budget <= 0 then break end
+  local ok, read = pcall(check_sent, q, budget)
+  if ok then
+    budget = budget - read
+  else  -- not one run's state: the queue is checked again later, reported now
+    redis.call('ZADD', WATCHED, now + QUEUED_CHECK_SECONDS, q)
+    out[#out + 1] = 'error|' .. q .. '|' .. tostring(type(read) == 'table' and read.err or read)
+  end
+end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', WATCHES, '-inf', now, 'LIMIT', 0, 10 * limit)) do
   guarded(WATCHES, member, check_watch)
 end

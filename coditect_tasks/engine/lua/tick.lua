@@ -1,6 +1,6 @@
 -- A cheap look at one cell's clock, so that a cell with nothing due costs no full script (reap.lua,
 -- pace.lua: tens of microseconds each, on every cell every second). ARGV[3] 'reap': 1 if reap.lua
--- has work (a retry, lease, watch or stalled submit due, or a gap since the last reap that it must
+-- has work (a retry, lease, watched queue or stalled submit due, or a gap since the last reap that it must
 -- judge as an outage); else the reap is noted as reap.lua notes it, and 0. 'pace': the seconds
 -- until pace.lua has work (0: now; -1: nothing waits).
 local now = server_now()
@@ -17,7 +17,7 @@ if ARGV[3] == 'pace' then
   return tostring(math.max(0, next_due - now))
 end
 if now - tonumber(redis.call('GET', REAPED_AT) or '0') > REAP_GAP_SECONDS then return 1 end
-for _, set in ipairs({SUBMITTING, DELAYED, LEASES, WATCHES}) do
+for _, set in ipairs({SUBMITTING, DELAYED, LEASES, WATCHES, WATCHED}) do
   local due = first(set)
   if due and due <= now then return 1 end
 end

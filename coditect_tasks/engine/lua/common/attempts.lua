@@ -235,7 +235,6 @@ local function take_message(node, worker, task_id, breaker)
     end
   end
   local rs = redis.call('HGET', RUN, 'status')
-  unwatch(node)
   if rs ~= RUN_STATUS.RUNNING then
     if rs == RUN_STATUS.FAILING and st == NODE_STATUS.RUNNING then
       -- a redelivery after its worker died: the failed run will not start it again

@@ -28,13 +28,16 @@ local function fill(parts, values)
   return table.concat(out)
 end
 
--- Watch a queued node: after `seconds` the reaper checks that its message is still on its way
--- (reap.lua). The 'l' member is a second look at one that seemed lost. Watches have their own
--- set, so however many nodes wait, they never delay the reaping of expired leases.
-local function watch(node, seconds)
-  redis.call('ZADD', WATCHES, server_now() + seconds, RUN_ID .. '|' .. node .. '|q')
+-- Watch a message pushed onto queue q: the reaper checks the messages sent to each queue, oldest
+-- first, within QUEUED_CHECK_SECONDS (reap.lua): one entry a message in a stream (about 50 bytes),
+-- one member a queue in WATCHED, nothing to remove when the message is taken.
+local function watch(q, node, seq, order)
+  redis.call('XADD', SENT_PREFIX .. q, '*', 'm', RUN_ID .. '|' .. node .. '|' .. seq .. '|' .. order)
+  redis.call('ZADD', WATCHED, 'NX', server_now() + QUEUED_CHECK_SECONDS, q)
 end
 
+-- Drop a watch the previous release kept per queued node (WATCHES), where a node's message goes
+-- stale: the reaper would judge the node by it.
 local function unwatch(node)
   redis.call('ZREM', WATCHES, RUN_ID .. '|' .. node .. '|q', RUN_ID .. '|' .. node .. '|l')
 end
@@ -143,7 +146,7 @@ local function dispatch(r, held)
     redis.call('LPUSH', OUTBOX, r.desc.q .. '\n' .. message)
   else
     redis.call('LPUSH', r.desc.q, message)
-    watch(r.node, QUEUED_CHECK_SECONDS)
+    watch(r.desc.q, r.node, seq, order)
   end
   if not held then record(r.node, NODE_STATUS.QUEUED) end  -- a held node's was recorded when it was held
 end
