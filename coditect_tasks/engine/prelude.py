@@ -93,9 +93,15 @@ def lua_prelude() -> str:
     lines.append("  RUN_ID, P = run_id, RUN_KEY_PREFIX .. run_id .. ':'")
     lines.extend(f"  {name} = P .. {_lua(suffix)}" for name, suffix in zip(names, keys.RUN_HASHES, strict=True))
     lines.append("end")
-    lines.append("local function server_now()")  # Redis's clock (s): the one every script and server shares
-    lines.append("  local t = redis.call('TIME')")
-    lines.append("  return tonumber(t[1]) + tonumber(t[2]) / 1e6")
+    # Redis's clock (s), the one every script and server shares: read once a call (a script is one
+    # instant to everything else, and a node's transitions took four reads of it)
+    lines.append("local the_time")
+    lines.append("local function server_now()")
+    lines.append("  if not the_time then")
+    lines.append("    local t = redis.call('TIME')")
+    lines.append("    the_time = tonumber(t[1]) + tonumber(t[2]) / 1e6")
+    lines.append("  end")
+    lines.append("  return the_time")
     lines.append("end")
     return "\n".join(lines) + "\n"
 

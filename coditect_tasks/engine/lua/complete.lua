@@ -57,6 +57,7 @@ local function completed()
     for first = 1, n, 1000 do redis.call('HDEL', hash, unpack(items, first, math.min(first + 999, n))) end
   end
   for first = 1, n, 1000 do redis.call('HDEL', NODE, unpack(marked, first, math.min(first + 999, n))) end
+  marks_seen = {}
   redis.call('HDEL', ITEMS, parent .. '|record')
   if plan then
     complete_node(parent, ptoken, whole, span, plan)

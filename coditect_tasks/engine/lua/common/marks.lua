@@ -10,12 +10,18 @@ local function packed()
   return marks_packed
 end
 
+-- Marks read or written in this call, by run and node: a dispatch or a take reads them three times.
+local marks_seen = {}
 local function read_marks(node)
+  local seen = marks_seen[RUN_ID .. '|' .. node]
+  if seen then return seen[1], seen[2], seen[3] end
   local seq, order, phase = string.match(redis.call('HGET', NODE, '~' .. node) or ',,', '^(%d*),(%d*),(.*)$')
+  marks_seen[RUN_ID .. '|' .. node] = {tonumber(seq) or 0, order, phase}
   return tonumber(seq) or 0, order, phase
 end
 
 local function write_marks(node, seq, order, phase)
+  marks_seen[RUN_ID .. '|' .. node] = {seq, order, phase}
   if seq == 0 and order == '' and phase == '' then
     redis.call('HDEL', NODE, '~' .. node)
   else
