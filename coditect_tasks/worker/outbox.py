@@ -103,7 +103,6 @@ class Drainer:
             content_type=envelope.get("content-type", "application/json"),
             content_encoding=envelope.get("content-encoding", "utf-8"),
             delivery_mode=2,
-            correlation_id=envelope.get("properties", {}).get("correlation_id"),
             retry=True,
             retry_policy=PUBLISH_RETRY,
             confirm_timeout=CONFIRM_SECONDS,

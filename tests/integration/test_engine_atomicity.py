@@ -174,8 +174,10 @@ def test_a_run_written_by_an_earlier_release_still_runs_in_its_own_layout(
     assert marks(client, run.id)["a"][0] == "1" and not client.exists(p + "seq")
     to_previous_layout(client, run.id, whole_templates)
     client.delete(keys.agent_queue("echo"))
+    client.zadd(keys.WATCHES, {f"{run.id}|a|q": 1e12})  # the previous release watched each message
     engine = engine_for(app.settings.state_url)
     taken = engine.begin(run.id, "a", "w1", f"{run.id}:a:1")
+    assert client.zcard(keys.WATCHES) == 0  # taken: its watch goes, as the previous release's take did
     assert taken is not None and engine.complete(run.id, "a", taken.token, "null")
     (raw,) = client.lrange(keys.agent_queue("echo"), 0, -1)
     body = json.loads(json.loads(raw)["body"])

@@ -236,8 +236,11 @@ def test_a_watch_the_previous_release_kept_per_message_is_still_judged(app: Codi
     client, queue = engine.client, keys.agent_queue("sleep")
     client.delete(keys.SENT_PREFIX + queue)  # as the previous release queued it: no stream entry
     client.zrem(keys.WATCHED, queue)
-    client.rpop(queue)  # popped by a consumer that died before noting it
     engine.reap()  # the first reap after a pause only extends leases (outage rule)
+    client.zadd(keys.WATCHES, {f"{run.id}|only|q": 0})
+    assert engine.reap() == []  # still on its queue: watched again later
+    assert client.zscore(keys.WATCHES, f"{run.id}|only|q") > time.time()
+    client.rpop(queue)  # popped by a consumer that died before noting it
     client.zadd(keys.WATCHES, {f"{run.id}|only|q": 0})
     assert engine.reap() == []  # a first look
     assert client.zrange(keys.WATCHES, 0, -1) == [f"{run.id}|only|l"]

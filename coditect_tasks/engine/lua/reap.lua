@@ -83,8 +83,8 @@ local function check_watch(member)
   if not (run_id and queued_in_live_run(node)) then
     redis.call('ZREM', WATCHES, member)
   elseif noted_by_live_worker(node) or not_yet_popped(node) then
-    unwatch(node)
-    watch(node, QUEUED_CHECK_SECONDS)
+    unwatch(node)  -- looked at again later, as the previous release's reaper does
+    redis.call('ZADD', WATCHES, now + QUEUED_CHECK_SECONDS, RUN_ID .. '|' .. node .. '|q')
   elseif look == 'q' then
     -- popped but not noted: its worker may be noting it right now; look once more shortly
     redis.call('ZREM', WATCHES, member)
@@ -106,11 +106,14 @@ local function check_sent(q, budget)
     redis.call('ZADD', WATCHED, now + QUEUED_CHECK_SECONDS, q)
     return 0
   end
+  -- a message pushed during this check (a lost one queued again) is not judged by it
+  local newest = tonumber(redis.call('HGET', PUSHED, q) or '0')
   local looked = redis.call('EXISTS', LOOKED) == 1
   local done, read, wait = {}, 0, QUEUED_CHECK_SECONDS
   local function judge(id, value)
     local run_id, node, seq, order = string.match(value or '', '^([^|]+)|([^|]+)|(%d+)|(%d+)$')
-    if run_id and tonumber(order) >= oldest then return false end  -- this one and every later one are queued
+    -- this one and every later one are still queued
+    if run_id and (tonumber(order) >= oldest or tonumber(order) > newest) then return false end
     read = read + 1
     local member = run_id and (run_id .. '|' .. node .. '|' .. seq)
     if run_id and run_id ~= RUN_ID then use_run(run_id) end  -- a fan-out's messages are of one run
@@ -144,7 +147,12 @@ local function check_sent(q, budget)
     local want = math.min(100, budget - read)
     local page = redis.call('XRANGE', stream, from, '+', 'COUNT', want)
     for _, entry in ipairs(page) do
-      reached = not judge(entry[1], entry[2][2])
+      local ok, judged = pcall(judge, entry[1], entry[2][2])
+      if not ok then  -- judge reads before it writes: an entry of a run whose state is broken goes
+        done[#done + 1] = entry[1]
+        out[#out + 1] = 'error|' .. tostring(entry[2][2]) .. '|' .. tostring(type(judged) == 'table' and judged.err or judged)
+      end
+      reached = ok and not judged
       if reached then break end
     end
     if #page < want then break end

@@ -127,20 +127,17 @@ local function requeue(node, token, why)
 end
 
 -- What completing node makes ready, read before anything is written: its successors, and the
--- messages of those it is the last predecessor of; past `most` of them (none: no bound), the rest
--- are `later`, for succeed to leave to slices.
+-- messages of those it is the last predecessor of, up to `most` of them (none: no bound). The
+-- successors past the last one read (`scanned`) are counted down by succeed, which leaves those
+-- it makes ready (`later`) to slices: a fan-out of 1,000 reads 16 counters here, not 1,000.
 local function plan_completion(node, most)
-  local plan = {succs = {}, ready = {}, later = {}}
+  local plan = {succs = {}, ready = {}, later = {}, scanned = 0}
   if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
     plan.succs = desc_of(node).s
-    for _, succ in ipairs(plan.succs) do
-      if tonumber(redis.call('HGET', PENDING, succ)) == 1 then
-        if most and #plan.ready >= most then
-          plan.later[#plan.later + 1] = succ
-        else
-          plan.ready[#plan.ready + 1] = ready(succ)
-        end
-      end
+    for i, succ in ipairs(plan.succs) do
+      if most and #plan.ready >= most then break end
+      plan.scanned = i
+      if tonumber(redis.call('HGET', PENDING, succ)) == 1 then plan.ready[#plan.ready + 1] = ready(succ) end
     end
   end
   return plan
@@ -157,7 +154,9 @@ local function succeed(node, result, plan, extra, status)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
   extra[#extra + 1], extra[#extra + 2] = 'result', string.sub(result, 1, HISTORY_CAP)
   record(node, status, extra)
-  for _, succ in ipairs(plan.succs) do redis.call('HINCRBY', PENDING, succ, -1) end
+  for i, succ in ipairs(plan.succs) do
+    if redis.call('HINCRBY', PENDING, succ, -1) == 0 and i > plan.scanned then plan.later[#plan.later + 1] = succ end
+  end
   for _, r in ipairs(plan.ready) do push(r) end
   if #plan.later > 0 then  -- the rest of a wide fan-out: queued in slices (push_roots), as roots are
     for first = 1, #plan.later, 1000 do
@@ -235,6 +234,7 @@ local function take_message(node, worker, task_id, breaker)
     end
   end
   local rs = redis.call('HGET', RUN, 'status')
+  if not packed() then unwatch(node) end  -- a watch the previous release kept for this message
   if rs ~= RUN_STATUS.RUNNING then
     if rs == RUN_STATUS.FAILING and st == NODE_STATUS.RUNNING then
       -- a redelivery after its worker died: the failed run will not start it again
