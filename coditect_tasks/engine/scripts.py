@@ -88,10 +88,14 @@ def trimmed(shared: str, body: str) -> str:
     return "".join(statement for statement, kept in zip(statements, keep, strict=True) if kept)
 
 
+def _shared(folder: Any, parts: Iterable[str]) -> str:
+    return "\n".join((folder / "common" / f"{part}.lua").read_text() for part in parts)
+
+
 def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__) / "lua"
-    prelude = lua_prelude() + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in BASIC)
-    common = prelude + "\n".join((folder / "common" / f"{part}.lua").read_text() for part in COMMON)
+    prelude = lua_prelude() + _shared(folder, BASIC)
+    common = prelude + _shared(folder, COMMON)
     names = (
         *LIGHT,
         "submit",

@@ -61,3 +61,17 @@ def test_a_wide_fan_out_is_quick_and_its_items_do_not_carry_the_list(app: Codite
     assert item is not None and item.items == {"path": "src/module_9999.py"}
     assert item.record["items"] is None  # each item begins without the whole list
     assert len(json.dumps(item.record)) < 500
+
+
+def test_once_a_fan_out_completes_its_items_leave_no_state(app: CoditectApp, registry: Registry) -> None:
+    """The node's result holds its items' results: their statuses, results and marks go with them."""
+    run, engine, taken = _fan(app, ["a", "b", "c"])
+    assert engine.fan_out(run.id, "p", taken.token, taken.record, ["a", "b", "c"])
+    prefix = keys.run_prefix(run.id)
+    assert {"~p#0", "~p#1", "~p#2"} <= set(registry.client.hkeys(prefix + "node"))  # their message seqs
+    for k in range(3):
+        item = engine.begin(run.id, f"p#{k}", "w1", f"{run.id}:p#{k}:1")
+        assert item is not None and engine.complete(run.id, f"p#{k}", item.token, json.dumps(k))
+    assert run.status()["nodes"]["p"]["result"] == [0, 1, 2]
+    assert not [f for f in registry.client.hkeys(prefix + "node") if "#" in f and f != "#" and not f.startswith("#")]
+    assert not [f for f in registry.client.hkeys(prefix + "status") if "#" in f]

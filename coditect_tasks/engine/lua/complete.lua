@@ -51,13 +51,12 @@ local function completed()
     return {ok = 1, ready = 0}
   end
   -- the node's result holds them now: the items' own state can go, 1,000 fields per command
-  local items, marked = {}, {}
-  for k = 0, n - 1 do items[k + 1], marked[k + 1] = parent .. '#' .. k, '~' .. parent .. '#' .. k end
-  for _, hash in ipairs({STATUS, ATTEMPTS, SEQ, ORDER, RESULT, ERROR, WORKER, STARTED, TASK, T0, RETRIED, ITEMS}) do
+  local items = {}
+  for k = 0, n - 1 do items[k + 1] = parent .. '#' .. k end
+  for _, hash in ipairs({STATUS, ATTEMPTS, RESULT, ERROR, WORKER, STARTED, TASK, T0, RETRIED, ITEMS}) do
     for first = 1, n, 1000 do redis.call('HDEL', hash, unpack(items, first, math.min(first + 999, n))) end
   end
-  for first = 1, n, 1000 do redis.call('HDEL', NODE, unpack(marked, first, math.min(first + 999, n))) end
-  marks_seen = {}
+  forget_marks(items)
   redis.call('HDEL', ITEMS, parent .. '|record')
   if plan then
     complete_node(parent, ptoken, whole, span, plan)

@@ -63,21 +63,7 @@ if RUN_ID ~= '' then
   -- A node may still run after its run ended (cancelled, or failed by a sibling): its count in the
   -- frontier goes now, with the hash that remembers it, so an attempt that ends later (or a state
   -- that expires) leaves no demand behind for an autoscaler to chase.
-  if packed() then  -- a node's phase is in its marks, beside its seq and order
-    local flat = redis.call('HGETALL', NODE)
-    for k = 1, #flat, 2 do
-      if string.sub(flat[k], 1, 1) == '~' then
-        local seq, order, phase = string.match(flat[k + 1], '^(%d*),(%d*),(.*)$')
-        if phase ~= '' then
-          redis.call('HINCRBY', FRONTIER, phase, -1)
-          write_marks(string.sub(flat[k], 2), tonumber(seq) or 0, order, '')
-        end
-      end
-    end
-  else
-    for _, field in ipairs(redis.call('HVALS', PHASE)) do redis.call('HINCRBY', FRONTIER, field, -1) end
-    redis.call('DEL', PHASE)
-  end
+  uncount_phases()
   -- What only a running run needs (messages, descriptions, counters) goes now, unless a node of a
   -- cancelled run still runs (its completion reads them); reads need only the run document's hashes.
   local running = still_running()

@@ -1,8 +1,8 @@
 -- A cheap look at one cell's clock, so that a cell with nothing due costs no full script (reap.lua,
 -- pace.lua: tens of microseconds each, on every cell every second). ARGV[3] 'reap': 1 if reap.lua
--- has work (a retry, lease, watched queue or stalled submit due, or a gap since the last reap that it must
--- judge as an outage); else the reap is noted as reap.lua notes it, and 0. 'pace': the seconds
--- until pace.lua has work (0: now; -1: nothing waits).
+-- has work (a retry, lease, watched queue or stalled submit due, or a gap since the last reap that
+-- it must judge as an outage); else the reap is noted as reap.lua notes it, and 0. 'pace': the
+-- seconds until pace.lua has work (0: now; -1: nothing waits).
 local now = server_now()
 local function first(set)
   return tonumber(redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2] or '')

@@ -10,14 +10,20 @@ local function packed()
   return marks_packed
 end
 
+-- A packed field's seq (a number), order and phase ('' where none).
+local function unpacked(value)
+  local seq, order, phase = string.match(value or ',,', '^(%d*),(%d*),(.*)$')
+  return tonumber(seq) or 0, order or '', phase or ''
+end
+
 -- Marks read or written in this call, by run and node: a dispatch or a take reads them three times.
 local marks_seen = {}
 local function read_marks(node)
   local seen = marks_seen[RUN_ID .. '|' .. node]
   if seen then return seen[1], seen[2], seen[3] end
-  local seq, order, phase = string.match(redis.call('HGET', NODE, '~' .. node) or ',,', '^(%d*),(%d*),(.*)$')
-  marks_seen[RUN_ID .. '|' .. node] = {tonumber(seq) or 0, order, phase}
-  return tonumber(seq) or 0, order, phase
+  local seq, order, phase = unpacked(redis.call('HGET', NODE, '~' .. node))
+  marks_seen[RUN_ID .. '|' .. node] = {seq, order, phase}
+  return seq, order, phase
 end
 
 local function write_marks(node, seq, order, phase)
@@ -69,6 +75,44 @@ local function set_phase(node, phase)
   end
   local seq, order = read_marks(node)
   write_marks(node, seq, order, phase or '')
+end
+
+-- The run's nodes `nodes` are done with (a foreach node's items, once it has their results): their
+-- marks go, 1,000 fields per command.
+local function forget_marks(nodes)
+  local fields, hashes = {}, {SEQ, ORDER}
+  if packed() then
+    for i, node in ipairs(nodes) do
+      fields[i] = '~' .. node
+      marks_seen[RUN_ID .. '|' .. node] = nil
+    end
+    hashes = {NODE}
+  else
+    fields = nodes
+  end
+  for _, hash in ipairs(hashes) do
+    for first = 1, #fields, 1000 do redis.call('HDEL', hash, unpack(fields, first, math.min(first + 999, #fields))) end
+  end
+end
+
+-- Take every node of the run out of the FRONTIER field it counts in (the run has ended; a node
+-- that still runs must not count once it is forgotten).
+local function uncount_phases()
+  if not packed() then
+    for _, field in ipairs(redis.call('HVALS', PHASE)) do redis.call('HINCRBY', FRONTIER, field, -1) end
+    redis.call('DEL', PHASE)
+    return
+  end
+  local flat = redis.call('HGETALL', NODE)  -- one call, however many nodes
+  for k = 1, #flat, 2 do
+    if string.sub(flat[k], 1, 1) == '~' then
+      local seq, order, phase = unpacked(flat[k + 1])
+      if phase ~= '' then
+        redis.call('HINCRBY', FRONTIER, phase, -1)
+        write_marks(string.sub(flat[k], 2), seq, order, '')
+      end
+    end
+  end
 end
 
 -- The id of the run's message template `key` ('<agent>|<timeout>') in TEMPLATES, or nil.
