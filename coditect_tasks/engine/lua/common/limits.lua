@@ -22,6 +22,14 @@ local function limit_base(name, kv)
   return LIMIT_PREFIX .. name .. '|' .. kv .. '|'
 end
 
+-- Add n (negative: take) to the units charged in a rate window. Not INCRBYFLOAT: called from a
+-- script, Redis 6.2 rewrites its arguments past the script's argument buffer (to replicate it as a
+-- SET), which corrupted the heap of the embedded Redis (built with libc malloc) and crashed it.
+local function add_units(base, n)
+  local units = tonumber(redis.call('GET', base .. 'u') or '0') + n
+  redis.call('SET', base .. 'u', string.format('%.17g', units))
+end
+
 -- Drop the rate window's charges made before `before` from its log and its units.
 local function purge(base, before)
   local old = redis.call('ZRANGEBYSCORE', base .. 'r', '-inf', before)
@@ -33,7 +41,7 @@ local function purge(base, before)
   end
   local freed = 0
   for _, charge in ipairs(old) do freed = freed + tonumber(string.match(charge, '|([^|]+)$')) end
-  redis.call('INCRBYFLOAT', base .. 'u', -freed)
+  add_units(base, -freed)
 end
 
 -- The units charged within the rate window ending `now`, and its oldest charge's time. Expired
@@ -91,7 +99,7 @@ local function take_limits(member, holds, since)
     if step.d.rate then
       -- a node dearer than the whole window runs alone in it
       redis.call('ZADD', step.base .. 'r', now, member .. '|' .. now .. '|' .. step.charge)
-      redis.call('INCRBYFLOAT', step.base .. 'u', step.charge)
+      add_units(step.base, step.charge)
     end
   end
   return nil
