@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from coditect_tasks import keys
 from coditect_tasks.engine.prelude import lua_prelude
-from coditect_tasks.engine.scripts import BASIC, COMMON, SCRIPTS, trimmed
+from coditect_tasks.engine.scripts import BASIC, COMMON, SCRIPTS, tabled, trimmed
 from coditect_tasks.status import NodeStatus, RunStatus
 
 LUA = Path(keys.__file__).parent / "engine" / "lua"
@@ -75,11 +77,12 @@ def test_the_prelude_carries_pythons_values() -> None:
     assert f'local CLOCK_CHANNEL = "{keys.CLOCK_CHANNEL}"' in prelude  # one channel for every cell
     assert f"local LEASE_SECONDS = {keys.LEASE_SECONDS:g}" in prelude
     assert '  TRACE = P .. "trace"' in prelude  # one variable per run hash, from keys.RUN_HASHES
-    # each script starts with the prelude's lines it needs, unchanged and in order
-    lines = [line for line in prelude.splitlines() if line.startswith("local ")]
+    # each script starts with the prelude's constants it needs, held in its table, in order
+    names = re.findall(r"^local (\w+) =", prelude, flags=re.M)
     for name, script in SCRIPTS.items():
-        head = [line for line in script.splitlines() if line in lines]
-        assert head[0] == lines[0] and head == sorted(head, key=lines.index), name
+        head = re.findall(r"^E\.(\w+) =", script, flags=re.M)
+        head = [constant for constant in head if constant in names]
+        assert head[0] == "PREFIX" and head == sorted(head, key=names.index), name
 
 
 def test_a_script_carries_the_shared_definitions_it_reaches_and_no_others() -> None:
@@ -116,9 +119,47 @@ def test_a_script_carries_the_shared_definitions_it_reaches_and_no_others() -> N
     ]
 
 
+def test_a_script_holds_the_shared_names_in_one_table() -> None:
+    """A closure finds a table in one step; it looked each captured local up among all of them."""
+    shared = "\n".join(
+        [
+            "local A, B = 'A', {A = 1}  -- A",
+            "local later",
+            "local function helper(x, n)",
+            "  return {A = A, n = x.A, B[n]}, 'helper'",
+            "end",
+            "later = function() return helper(B, 1e3) end",
+            "",
+        ]
+    )
+    assert tabled(shared, "return later(A)\n").splitlines() == [
+        "local E = {} E.A, E.B = 'A', {A = 1}  -- A",
+        "",
+        "function E.helper(x, n)",
+        "  return {A = E.A, n = x.A, E.B[n]}, 'helper'",
+        "end",
+        "E.later = function() return E.helper(E.B, 1e3) end",
+        "",
+        "return E.later(E.A)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        "local function f(A) return A end",
+        "local function f() local A = 1 return A end",
+        "for _, A in ipairs({}) do end",
+    ],
+)
+def test_a_shared_name_declared_again_in_a_function_is_refused(inner: str) -> None:
+    with pytest.raises(ValueError, match=r"declared again in a function: '(local|for) .*E\.A"):
+        tabled("local A = 1\n", "\n" + inner + "\n")
+
+
 def test_a_light_engine_script_is_short() -> None:
     """``renew`` runs on every lease renewal: it carries the fence and the lease, not take-next."""
-    assert "local function fenced" in SCRIPTS["renew"]
+    assert "function E.fenced" in SCRIPTS["renew"]
     assert "take_next" not in SCRIPTS["renew"]
     assert len(SCRIPTS["renew"]) < len(SCRIPTS["complete"]) / 5
 

@@ -23,10 +23,10 @@ if decision == 'reject' then
   fail_wait(node, 'rejected by ' .. by .. (comment ~= '' and (': ' .. comment) or ''))
 else
   approvers[by] = true
-  local count = 0
-  for _ in pairs(approvers) do count = count + 1 end
-  if count >= w.n then resolve_wait(node, cjson.encode({approved_by = decisions})) end
+  local given = 0
+  for _ in pairs(approvers) do given = given + 1 end
+  if given >= w.n then resolve_wait(node, cjson.encode({approved_by = decisions})) end
 end
-local count = 0
-for _ in pairs(approvers) do count = count + 1 end
-return cjson.encode({ok = 1, status = redis.call('HGET', STATUS, node), approvals = count, needed = w.n})
+local given = 0
+for _ in pairs(approvers) do given = given + 1 end
+return cjson.encode({ok = 1, status = redis.call('HGET', STATUS, node), approvals = given, needed = w.n})

@@ -105,12 +105,12 @@ local function take_limits(member, holds, since)
   return nil
 end
 
--- The limit's rate window frees units at `due`: the pacer lets its waiters go then. A pacer asleep
+-- The limit's rate window frees units at `at`: the pacer lets its waiters go then. A pacer asleep
 -- until a later time is woken.
-local function schedule(name, kv, due)
+local function schedule(name, kv, at)
   local first = redis.call('ZRANGE', LIMITS_DUE, 0, 0, 'WITHSCORES')
-  redis.call('ZADD', LIMITS_DUE, 'LT', due, name .. '|' .. kv)
-  if not first[2] or due < tonumber(first[2]) then redis.call('PUBLISH', CLOCK_CHANNEL, tostring(due)) end
+  redis.call('ZADD', LIMITS_DUE, 'LT', at, name .. '|' .. kv)
+  if not first[2] or at < tonumber(first[2]) then redis.call('PUBLISH', CLOCK_CHANNEL, tostring(at)) end
 end
 
 -- Where node waits: {name, since, kv} from THROTTLED, or nil. `since` is kept as the text its
