@@ -18,14 +18,21 @@ end
 
 -- A node's description: queue q, template t, successors s, predecessors p, foreach x/f, the
 -- limits it holds h (limits.lua), its priority y and its rank k in its run (queueing.lua's hold).
--- An item's is its node's, with no successors.
+-- An item's is its node's, with no successors. Read once a call (a node's transitions read it
+-- several times): a script that changes one (reroute) changes the table it got here too.
+local descs = {}
 local function desc_of(node)
-  local parent = parent_of(node)
+  local key = RUN_ID .. '|' .. node
+  if descs[key] then return descs[key] end
+  local parent, d = parent_of(node), nil
   if parent then
-    local d = cjson.decode(redis.call('HGET', NODE, parent))
-    return {q = d.q, t = d.t, s = {}, p = d.p, h = d.h, y = d.y, k = d.k, item = true}
+    local of = cjson.decode(redis.call('HGET', NODE, parent))
+    d = {q = of.q, t = of.t, s = {}, p = of.p, h = of.h, y = of.y, k = of.k, item = true}
+  else
+    d = cjson.decode(redis.call('HGET', NODE, node))
   end
-  return cjson.decode(redis.call('HGET', NODE, node))
+  descs[key] = d
+  return d
 end
 
 -- The agent a description's messages go to (its queue is 'agents.<name>'; a fallback reroutes it).

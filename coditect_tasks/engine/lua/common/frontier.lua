@@ -16,10 +16,12 @@ local function tally(node, phase, desc)
   set_phase(node, want)
 end
 
--- Every node status is written here (the submit writes pending), so the frontier follows it.
+-- Every node status is written here (the submit writes pending), so the frontier follows it. A
+-- running node counts as demand until it fans out (a node whose desc has no foreach never does).
 local function set_status(node, st, desc)
   redis.call('HSET', STATUS, node, st)
-  if st == NODE_STATUS.QUEUED or (st == NODE_STATUS.RUNNING and redis.call('HEXISTS', FANOUT, node) == 0) then
+  local fanned = st == NODE_STATUS.RUNNING and (not desc or desc.x) and redis.call('HEXISTS', FANOUT, node) == 1
+  if st == NODE_STATUS.QUEUED or (st == NODE_STATUS.RUNNING and not fanned) then
     tally(node, 'demand', desc)
   else
     tally(node, nil)

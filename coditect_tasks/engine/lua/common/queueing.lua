@@ -96,9 +96,11 @@ end
 
 -- Node r waits past the window: in its priority's level, under its run's fairness key (served round
 -- robin with the others), ordered by its run's submit order and then its rank (critical path).
+local held_runs = {}  -- each run's {seq, fairness key}, read once a call: a slice holds many nodes
 local function hold(r)
   local priority = r.desc.y or DEFAULT_PRIORITY
-  local run = redis.call('HMGET', RUN, 'seq', 'fair')
+  local run = held_runs[RUN_ID] or redis.call('HMGET', RUN, 'seq', 'fair')
+  held_runs[RUN_ID] = run
   local levels, ring, set = ready_keys(r.desc.q, priority, run[2] or '')
   if next_seq(r.node) > 1 then unwatch(r.node) end  -- a message still out is stale from here
   set_status(r.node, NODE_STATUS.QUEUED, r.desc)

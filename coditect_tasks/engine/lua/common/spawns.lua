@@ -13,6 +13,7 @@
 -- its clock and its first history entry. Its caller queues its roots.
 local function start_run()
   redis.call('HSET', RUN, 'status', RUN_STATUS.RUNNING, 'seq', redis.call('INCR', RUN_SEQ))
+  held_runs[RUN_ID] = nil
   count('runs_submitted')
   redis.call('HSET', RUN, 't0', server_now())
   -- where the run's entries begin in the history stream: a follower reads from there (dag/events.py)
