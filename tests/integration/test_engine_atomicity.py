@@ -162,6 +162,28 @@ def test_a_wide_fan_out_queues_its_first_successors_at_once_and_the_reaper_the_r
     assert registry.client.zcard(keys.SUBMITTING) == 0
 
 
+def test_a_wide_completion_counts_down_successors_that_wait_on_another_node_too(
+    app: CoditectApp, registry: Registry
+) -> None:
+    """A completion with many successors counts them down a thousand a command: one that waits on
+    another node as well stays pending until that one completes too."""
+    n = keys.READY_SLICE + 5
+    dag = Dag("shared")
+    dag.node("root", "noop")
+    dag.node("other", "noop")
+    for i in range(n):
+        dag.node(f"w{i}", "noop", after=["root", "other"] if i % 2 else ["root"])
+    run = submit(dag, app)
+    engine = engine_for(app.settings.state_url)
+    for node in ("root", "other"):
+        taken = engine.begin(run.id, node, "w1", f"{run.id}:{node}:1")
+        assert taken is not None and engine.complete(run.id, node, taken.token, "null")
+        statuses = {nid: node["status"] for nid, node in run.status()["nodes"].items() if nid.startswith("w")}
+        waiting = {f"w{i}" for i in range(1, n, 2)} if node == "root" else set()
+        assert {nid for nid, status in statuses.items() if status == "pending"} == waiting, node
+    assert _queued(registry) == n + 2  # root and other, then every successor once
+
+
 @pytest.mark.parametrize("whole_templates", [False, True], ids=["previous", "before-shared-templates"])
 def test_a_run_written_by_an_earlier_release_still_runs_in_its_own_layout(
     app: CoditectApp, registry: Registry, whole_templates: bool

@@ -143,6 +143,29 @@ local function plan_completion(node, most)
   return plan
 end
 
+-- Count down the pending predecessors of plan's successors; those past the ones plan read that
+-- reach 0 go to plan.later. A wide fan-out's are read and written a thousand a command: the
+-- completing script is what its first successor waits for, and 1,000 HINCRBYs took 2 ms.
+local function count_down(plan)
+  local succs = plan.succs
+  if #succs <= 2 then
+    for i, succ in ipairs(succs) do
+      if redis.call('HINCRBY', PENDING, succ, -1) == 0 and i > plan.scanned then plan.later[#plan.later + 1] = succ end
+    end
+    return
+  end
+  for first = 1, #succs, 1000 do
+    local last = math.min(first + 999, #succs)
+    local counts, fields = redis.call('HMGET', PENDING, unpack(succs, first, last)), {}
+    for i = first, last do
+      local left = (tonumber(counts[i - first + 1]) or 0) - 1
+      fields[#fields + 1], fields[#fields + 2] = succs[i], left
+      if left == 0 and i > plan.scanned then plan.later[#plan.later + 1] = succs[i] end
+    end
+    redis.call('HSET', PENDING, unpack(fields))
+  end
+end
+
 -- Node succeeded with JSON result (`extra`: more of its history record): record it, count down
 -- its successors, queue the ones plan found ready. (`status` SKIPPED: a wait skipped at its timeout,
 -- whose successors go on all the same.)
@@ -154,9 +177,7 @@ local function succeed(node, result, plan, extra, status)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
   extra[#extra + 1], extra[#extra + 2] = 'result', string.sub(result, 1, HISTORY_CAP)
   record(node, status, extra)
-  for i, succ in ipairs(plan.succs) do
-    if redis.call('HINCRBY', PENDING, succ, -1) == 0 and i > plan.scanned then plan.later[#plan.later + 1] = succ end
-  end
+  count_down(plan)
   for _, r in ipairs(plan.ready) do push(r) end
   if #plan.later > 0 then  -- the rest of a wide fan-out: queued in slices (push_roots), as roots are
     for first = 1, #plan.later, 1000 do
