@@ -86,10 +86,12 @@ def lua_prelude() -> str:
         lines.append(f"local {name} = {_value(name)}")
     for table, statuses in (("RUN_STATUS", RunStatus), ("NODE_STATUS", NodeStatus)):  # status.py's enums
         lines.append(f"local {table} = {{{', '.join(f'{s.name} = {_lua(s.value)}' for s in statuses)}}}")
-    # One variable per run hash (RUN, STATUS, …, TRACE), pointed at a run by use_run(run_id).
+    # One variable per run hash (RUN, STATUS, …, TRACE), pointed at a run by use_run(run_id); a
+    # node's scripts point them at its run again and again (2 µs each time they are rebuilt)
     names = [suffix.upper() for suffix in keys.RUN_HASHES]
     lines.append(f"local RUN_ID, P, {', '.join(names)}")
     lines.append("local function use_run(run_id)")
+    lines.append("  if run_id == RUN_ID then return end")
     lines.append("  RUN_ID, P = run_id, RUN_KEY_PREFIX .. run_id .. ':'")
     lines.extend(f"  {name} = P .. {_lua(suffix)}" for name, suffix in zip(names, keys.RUN_HASHES, strict=True))
     lines.append("end")
