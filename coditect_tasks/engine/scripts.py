@@ -95,7 +95,7 @@ TABLE = "E"
 #: the punctuation around a name that says what it is (a field, a table key, an assignment).
 _LEX = re.compile(
     r"""(?P<skip>--\[\[.*?\]\]|--[^\n]*|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|\d+(?:\.\d+)?)"""
-    r"""|(?P<name>[A-Za-z_]\w*)|(?P<punct>==|~=|<=|>=|\.\.\.|\.\.|[{}.:=,()])""",
+    r"""|(?P<name>[A-Za-z_]\w*)|(?P<punct>==|~=|<=|>=|\.\.\.|\.\.|[{}\[\].:=,()])""",
     re.S,
 )
 #: A shared name declared again inside a function (a parameter, a local, a loop variable) after
@@ -146,19 +146,15 @@ def _renamed(source: str, names: set[str]) -> str:
     """``source`` with each use of ``names`` (not a field, nor a table key) as ``TABLE.<name>``."""
     out: list[str] = []
     at, depth = 0, 0
-    tokens = list(_LEX.finditer(source))
-    for i, token in enumerate(tokens):
+    code = [token for token in _LEX.finditer(source) if not token.group("skip")]  # what Lua reads
+    for i, token in enumerate(code):
         out.append(source[at : token.start()])
         at = token.end()
         text = token.group(0)
-        punct = token.group("punct")
-        if punct == "{":
-            depth += 1
-        elif punct == "}":
-            depth -= 1
+        depth += {"{": 1, "}": -1}.get(text, 0)
         if token.group("name") and text in names:
-            before = next((t.group(0) for t in reversed(tokens[:i]) if not t.group("skip")), "")
-            after = next((t.group(0) for t in tokens[i + 1 :] if not t.group("skip")), "")
+            before = code[i - 1].group(0) if i else ""
+            after = code[i + 1].group(0) if i + 1 < len(code) else ""
             key = depth > 0 and before in ("{", ",") and after == "="
             if before not in (".", ":") and not key:
                 text = f"{TABLE}.{text}"
