@@ -90,12 +90,14 @@ def test_a_foreach_waiting_behind_a_backlog_runs_each_item_once(
     log = tmp_path / "executions.log"
     dag = Dag("fanout-backlog")
     dag.node("fan", "backlogged", params={"log": str(log)}, foreach=["x", "y", "z"])
-    # queued behind the fan-out's launch and ahead of its items: 62 s of work, longer than any
-    # lease a waiting fan-out could be given
-    dag.node("wall", "backlogged", params={"log": str(log), "seconds": 62})
+    # queued behind the fan-out's launch and ahead of its items: work longer than a lease and two
+    # of the reaper's checks of queued messages, each with its second look (an item it took for
+    # lost would run twice)
+    wall = 2 * keys.QUEUED_CHECK_SECONDS + keys.LEASE_SECONDS + 1
+    dag.node("wall", "backlogged", params={"log": str(log), "seconds": wall})
     run = submit(dag, test_app)
-    assert run.wait(150) == "succeeded"
+    assert run.wait(wall + 60) == "succeeded"
     executions = Counter(log.read_text().split())
-    print(f"a 3-item foreach behind a 62 s backlog: {executions['fan']} item execution(s)")
+    print(f"a 3-item foreach behind a {wall:.0f} s backlog: {executions['fan']} item execution(s)")
     assert executions == {"fan": 3, "wall": 1}
     assert run.status()["nodes"]["fan"]["result"] == [{"slept": 0.0}] * 3
