@@ -116,7 +116,7 @@ local function check_sent(q, budget)
     if run_id and (tonumber(order) >= oldest or tonumber(order) > newest) then return false end
     read = read + 1
     local member = run_id and (run_id .. '|' .. node .. '|' .. seq)
-    if run_id and run_id ~= RUN_ID then use_run(run_id) end  -- a fan-out's messages are of one run
+    if run_id then use_run(run_id) end
     if not (run_id and queued_in_live_run(node) and seq_of(node) == seq) then
       done[#done + 1] = id
       if looked then redis.call('HDEL', LOOKED, member or '') end

@@ -145,7 +145,8 @@ end
 
 -- Count down the pending predecessors of plan's successors; those past the ones plan read that
 -- reach 0 go to plan.later. A wide fan-out's are read and written a thousand a command: the
--- completing script is what its first successor waits for, and 1,000 HINCRBYs took 2 ms.
+-- completing script is what its first successor waits for, and 1,000 HINCRBYs took 2 ms. One or
+-- two (a chain, a diamond) take an HINCRBY each: one command a successor, not two.
 local function count_down(plan)
   local succs = plan.succs
   if #succs <= 2 then

@@ -19,10 +19,11 @@ end
 -- Marks read or written in this call, by run and node: a dispatch or a take reads them three times.
 local marks_seen = {}
 local function read_marks(node)
-  local seen = marks_seen[RUN_ID .. '|' .. node]
+  local key = RUN_ID .. '|' .. node
+  local seen = marks_seen[key]
   if seen then return seen[1], seen[2], seen[3] end
   local seq, order, phase = unpacked(redis.call('HGET', NODE, '~' .. node))
-  marks_seen[RUN_ID .. '|' .. node] = {seq, order, phase}
+  marks_seen[key] = {seq, order, phase}
   return seq, order, phase
 end
 
