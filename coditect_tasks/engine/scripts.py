@@ -10,6 +10,7 @@ which cost the hot scripts about 50 µs a call before their first command, 17 µ
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -107,15 +108,22 @@ _SHADOWED = re.compile(
 )
 
 
-def tabled(shared: str, body: str) -> str:
+def shared_names(shared: str) -> frozenset[str]:
+    """The names the top-level statements of ``shared`` define."""
+    return frozenset().union(*(_defined(statement) for statement in _statements(shared)))
+
+
+def tabled(shared: str, body: str, names: frozenset[str] | None = None) -> str:
     """``shared`` then ``body``, every top-level name of ``shared`` held in the table ``TABLE``:
     ``local function f`` becomes ``function E.f``, ``local a, b = …`` becomes ``E.a, E.b = …``, a
     forward declaration goes, and every use of such a name becomes ``E.<name>`` (not a field
     ``t.name``, nor a key ``{name = …}``). Lines stay where they were, for Lua's error messages. A
-    shared name declared again inside a function is an error here, not a wrong read in Redis."""
+    shared name declared again inside a function is an error here, not a wrong read in Redis.
+    ``names``: the names of the whole text ``shared`` was trimmed from (``trimmed`` keeps every one
+    the kept text uses), so each shared statement is rewritten once for every script."""
     statements = _statements(shared)
-    names = set().union(*(_defined(statement) for statement in statements))
-    source = _renamed(_undeclared(statements) + "\n" + body, names)
+    names = names if names is not None else shared_names(shared)
+    source = "".join(_held(statement, names) for statement in statements) + "\n" + _renamed(body, names)
     shadowed = _SHADOWED.search(source)
     if shadowed:
         line = source.count("\n", 0, shadowed.start())
@@ -123,26 +131,22 @@ def tabled(shared: str, body: str) -> str:
     return f"local {TABLE} = {{}} " + source
 
 
-def _undeclared(statements: list[str]) -> str:
-    """The top-level ``statements`` with their ``local`` declarations made assignments (to the names
-    ``_renamed`` then puts in the table), and forward declarations gone."""
-    kept = []
-    for statement in statements:
-        first, newline, rest = statement.partition("\n")
-        if not _STATEMENT.match(first):  # the comments before the first statement
-            kept.append(statement)
-            continue
+@functools.cache
+def _held(statement: str, names: frozenset[str]) -> str:
+    """A top-level ``statement`` with its ``local`` declaration made an assignment to the table (a
+    forward declaration gone) and its uses of ``names`` renamed."""
+    first, newline, rest = statement.partition("\n")
+    if _STATEMENT.match(first):  # else the comments before the first statement
         if re.match(r"local\s+function\s", first):
             first = re.sub(r"^local\s+function\s+", "function ", first)
         elif re.match(r"local\s[\w\s,]*?(?:$|--)", first):
             first = ""  # a forward declaration: the table holds the name once it is assigned
         elif first.startswith("local "):
             first = first.removeprefix("local ")
-        kept.append(first + newline + rest)
-    return "".join(kept)
+    return _renamed(first + newline + rest, names)
 
 
-def _renamed(source: str, names: set[str]) -> str:
+def _renamed(source: str, names: frozenset[str]) -> str:
     """``source`` with each use of ``names`` (not a field, nor a table key) as ``TABLE.<name>``."""
     out: list[str] = []
     at, depth = 0, 0
@@ -197,7 +201,12 @@ def _load_scripts() -> dict[str, str]:
         "schedule",
     )
     bodies = {name: (folder / f"{name}.lua").read_text() for name in names}
-    return {name: tabled(trimmed(prelude if name in LIGHT else common, body), body) for name, body in bodies.items()}
+    kinds = {False: (common, shared_names(common)), True: (prelude, shared_names(prelude))}
+    scripts = {}
+    for name, body in bodies.items():
+        shared, defined = kinds[name in LIGHT]
+        scripts[name] = tabled(trimmed(shared, body), body, defined)
+    return scripts
 
 
 SCRIPTS = _load_scripts()
