@@ -66,10 +66,8 @@ local function completed()
   return {ok = 1, ready = 0}
 end
 
-local before = redis.call('LLEN', UNPUSHED)
 local reply = completed()
-local left = redis.call('LLEN', UNPUSHED)
-if left > before then reply.left = left end
+if left_over then reply.left = redis.call('LLEN', UNPUSHED) end
 -- a process that left successors to queue queues them before it takes another node (whose lease
 -- would run out meanwhile): it takes none here
 if reply.ok == 1 and (ARGV[7] or '') ~= '' and not reply.left then

@@ -55,7 +55,7 @@ for _, child in ipairs(children) do
   end
   local run = {}
   for field, value in pairs(child.run) do run[#run + 1] = field; run[#run + 1] = value end
-  redis.call('HSET', RUN, unpack(run))
+  set_run(unpack(run))
   redis.call('HSET', RUN, 'parent', parent, 'parent_node', node, 'root', root, 'depth', depth,
              'spawned_by', parent .. '|' .. node .. '|' .. token)
   redis.call('ZADD', RUNS, stamp, RUN_ID)

@@ -19,10 +19,10 @@ local function announce(final)
 end
 
 local function finish()
-  local rs = redis.call('HGET', RUN, 'status')
+  local rs = run_of().status
   local final
   if rs == RUN_STATUS.RUNNING then final = RUN_STATUS.SUCCEEDED elseif rs == RUN_STATUS.FAILING then final = RUN_STATUS.FAILED else return end
-  redis.call('HSET', RUN, 'status', final, 'finished_at', NOW)
+  set_run('status', final, 'finished_at', NOW)
   count('runs|' .. final)
   observe('run_duration', 'run_duration_sum', redis.call('HGET', RUN, 't0'))
   record('', final)
@@ -45,7 +45,7 @@ end
 -- queued or running any more.
 local function close_parent(parent)
   local token = redis.call('HGET', ATTEMPTS, parent)
-  if not fenced(parent, token) or redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then return end
+  if not fenced(parent, token) or run_of().status == RUN_STATUS.RUNNING then return end
   if tonumber(redis.call('HGET', FANOUT, parent .. '|open')) > 0 then return end
   redis.call('HINCRBY', RUN, 'active', -1)
   set_status(parent, NODE_STATUS.SKIPPED)
@@ -91,9 +91,10 @@ end
 
 -- End the running attempt `token` of node: drop its lease, count its outcome under the agent
 -- it ran as, take it off the run's running count. Returns the node's description, or nil if
--- that attempt no longer owns the node (stale: the caller changes nothing).
-local function settle(node, token, outcome)
-  if not fenced(node, token) then return nil end
+-- that attempt no longer owns the node (stale: the caller changes nothing). `live`: the caller has
+-- just found that it does (fenced), in this call.
+local function settle(node, token, outcome, live)
+  if not (live or fenced(node, token)) then return nil end
   local desc = desc_of(node)
   release(node, token)
   let_go(node, desc, true)
@@ -132,7 +133,7 @@ end
 -- it makes ready (`later`) to slices: a fan-out of 1,000 reads 16 counters here, not 1,000.
 local function plan_completion(node, most)
   local plan = {succs = {}, ready = {}, later = {}, scanned = 0}
-  if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
+  if run_of().status == RUN_STATUS.RUNNING then
     plan.succs = desc_of(node).s
     for i, succ in ipairs(plan.succs) do
       if most and #plan.ready >= most then break end
@@ -167,6 +168,9 @@ local function count_down(plan)
   end
 end
 
+-- Whether a completion in this call left successors in UNPUSHED, for its process to queue in slices.
+local left_over = false
+
 -- Node succeeded with JSON result (`extra`: more of its history record): record it, count down
 -- its successors, queue the ones plan found ready. (`status` SKIPPED: a wait skipped at its timeout,
 -- whose successors go on all the same.)
@@ -181,6 +185,7 @@ local function succeed(node, result, plan, extra, status)
   count_down(plan)
   for _, r in ipairs(plan.ready) do push(r) end
   if #plan.later > 0 then  -- the rest of a wide fan-out: queued in slices (push_roots), as roots are
+    left_over = true
     for first = 1, #plan.later, 1000 do
       redis.call('RPUSH', UNPUSHED, unpack(plan.later, first, math.min(first + 999, #plan.later)))
     end
@@ -190,9 +195,9 @@ local function succeed(node, result, plan, extra, status)
 end
 
 -- Node succeeded in attempt token with JSON result (span: its traceparent, for its successors'
--- spans to hang under).
+-- spans to hang under); its caller has found that attempt live (fenced).
 local function complete_node(node, token, result, span, plan)
-  settle(node, token, NODE_STATUS.SUCCEEDED)
+  settle(node, token, NODE_STATUS.SUCCEEDED, true)
   if span and span ~= '' then redis.call('HSET', TRACE, node, span) end
   succeed(node, result, plan, {'attempt', token})
 end
@@ -206,8 +211,8 @@ local function fail_for_good(node, err, extra)
   local remaining = redis.call('HINCRBY', RUN, 'remaining', -1)
   extra[#extra + 1], extra[#extra + 2] = 'error', string.sub(err, 1, HISTORY_CAP)
   record(node, NODE_STATUS.FAILED, extra)
-  if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
-    redis.call('HSET', RUN, 'status', RUN_STATUS.FAILING, 'error', 'node ' .. node .. ' failed: ' .. err)
+  if run_of().status == RUN_STATUS.RUNNING then
+    set_run('status', RUN_STATUS.FAILING, 'error', 'node ' .. node .. ' failed: ' .. err)
     remaining = skip_unstarted()
   end
   if remaining == 0 then finish() end
@@ -255,7 +260,7 @@ local function take_message(node, worker, task_id, breaker)
       return {ok = 0, why = 'duplicate'}, desc.q
     end
   end
-  local rs = redis.call('HGET', RUN, 'status')
+  local rs = run_of().status
   if not packed() then unwatch(node) end  -- a watch the previous release kept for this message
   if rs ~= RUN_STATUS.RUNNING then
     if rs == RUN_STATUS.FAILING and st == NODE_STATUS.RUNNING then
@@ -287,7 +292,7 @@ local function take_message(node, worker, task_id, breaker)
   elseif desc.f then
     items = redis.call('HGET', RESULT, desc.f) or 'null'
   end
-  local parent, links, latest = redis.call('HGET', RUN, 'trace') or '', {}, ''
+  local parent, links, latest = run_of().trace or '', {}, ''
   for _, pred in ipairs(desc.p) do
     local tp = redis.call('HGET', TRACE, pred)
     if tp then

@@ -5,6 +5,26 @@
 local NOW = ARGV[2]
 use_run(ARGV[1])
 
+-- The run hash's fields the hot paths read, once a call and run (a completion that takes and
+-- queues the next node read its status three times and its trace twice): status, trace (its root
+-- span), outbox ('1': its messages go through the outbox), seq (its submit order) and fair (its
+-- fairness key). A script writes them through set_run, which forgets what was read.
+local runs_read = {}
+local function run_of()
+  local r = runs_read[RUN_ID]
+  if not r then
+    local v = redis.call('HMGET', RUN, 'status', 'trace', 'outbox', 'seq', 'fair')
+    r = {status = v[1], trace = v[2], outbox = v[3], seq = v[4], fair = v[5]}
+    runs_read[RUN_ID] = r
+  end
+  return r
+end
+
+local function set_run(...)
+  redis.call('HSET', RUN, ...)
+  runs_read[RUN_ID] = nil
+end
+
 local function count(name)
   redis.call('HINCRBY', METRICS, name, 1)
 end

@@ -55,7 +55,7 @@ end
 
 -- Whether node waits for its message to be taken (or for a limit), in a run that still starts nodes.
 local function queued_in_live_run(node)
-  return redis.call('HGET', STATUS, node) == NODE_STATUS.QUEUED and redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING
+  return redis.call('HGET', STATUS, node) == NODE_STATUS.QUEUED and run_of().status == RUN_STATUS.RUNNING
 end
 
 -- The ready node r cannot take limit `block` now: it waits queued, with no message (any message
@@ -96,17 +96,15 @@ end
 
 -- Node r waits past the window: in its priority's level, under its run's fairness key (served round
 -- robin with the others), ordered by its run's submit order and then its rank (critical path).
-local held_runs = {}  -- each run's {seq, fairness key}, read once a call: a slice holds many nodes
 local function hold(r)
   local priority = r.desc.y or DEFAULT_PRIORITY
-  local run = held_runs[RUN_ID] or redis.call('HMGET', RUN, 'seq', 'fair')
-  held_runs[RUN_ID] = run
-  local levels, ring, set = ready_keys(r.desc.q, priority, run[2] or '')
+  local run = run_of()
+  local levels, ring, set = ready_keys(r.desc.q, priority, run.fair or '')
   if next_seq(r.node) > 1 then unwatch(r.node) end  -- a message still out is stale from here
   set_status(r.node, NODE_STATUS.QUEUED, r.desc)
-  if redis.call('ZADD', set, tonumber(run[1] or '0') * RANK_SPAN + (r.desc.k or 0), RUN_ID .. '|' .. r.node) == 1
+  if redis.call('ZADD', set, tonumber(run.seq or '0') * RANK_SPAN + (r.desc.k or 0), RUN_ID .. '|' .. r.node) == 1
      and redis.call('ZCARD', set) == 1 then
-    redis.call('RPUSH', ring, run[2] or '')
+    redis.call('RPUSH', ring, run.fair or '')
     redis.call('ZADD', levels, -priority, priority)
     redis.call('SADD', READY_QUEUES, r.desc.q)
   end
@@ -142,9 +140,9 @@ local function dispatch(r, held)
   local seq = next_seq(r.node, order)
   if not held then set_status(r.node, NODE_STATUS.QUEUED, r.desc) end  -- a held node is queued already
   local tid = RUN_ID .. ':' .. r.node .. ':' .. seq
-  local trace = redis.call('HGET', RUN, 'trace') or ''
-  local message = fill(r.parts, {RUN = RUN_ID, NODE = r.node, ORDER = order, TID = tid, TRACE = trace})
-  if redis.call('HGET', RUN, 'outbox') == '1' then
+  local run = run_of()
+  local message = fill(r.parts, {RUN = RUN_ID, NODE = r.node, ORDER = order, TID = tid, TRACE = run.trace or ''})
+  if run.outbox == '1' then
     redis.call('LPUSH', OUTBOX, r.desc.q .. '\n' .. message)
   else
     redis.call('LPUSH', r.desc.q, message)
@@ -263,7 +261,7 @@ end
 -- the run's next slice `next_in` seconds from now unless another call comes first. Returns the
 -- roots still to queue.
 local function push_roots(next_in, most)
-  if redis.call('HGET', RUN, 'status') == RUN_STATUS.RUNNING then
+  if run_of().status == RUN_STATUS.RUNNING then
     -- every message of the slice is read before the first write, as plan_completion reads them
     local slice, rs, seen = redis.call('LRANGE', UNPUSHED, 0, (most or ROOT_SLICE) - 1), {}, {}
     for _, root in ipairs(slice) do

@@ -12,8 +12,7 @@
 -- The run use_run points at, written SUBMITTING, starts: RUNNING, its number in the run sequence,
 -- its clock and its first history entry. Its caller queues its roots.
 local function start_run()
-  redis.call('HSET', RUN, 'status', RUN_STATUS.RUNNING, 'seq', redis.call('INCR', RUN_SEQ))
-  held_runs[RUN_ID] = nil
+  set_run('status', RUN_STATUS.RUNNING, 'seq', redis.call('INCR', RUN_SEQ))
   count('runs_submitted')
   redis.call('HSET', RUN, 't0', server_now())
   -- where the run's entries begin in the history stream: a follower reads from there (dag/events.py)
@@ -59,7 +58,7 @@ local function children_done(node)
     return fail_for_good(node, 'children results are ' .. #result .. ' bytes, over the limit of ' .. MAX_RESULT_BYTES, {})
   end
   local err = table.concat(errors, '; ')
-  if retry < 0 or redis.call('HGET', RUN, 'status') ~= RUN_STATUS.RUNNING then return fail_for_good(node, err, {}) end
+  if retry < 0 or run_of().status ~= RUN_STATUS.RUNNING then return fail_for_good(node, err, {}) end
   -- as retry.lua does for an attempt that failed: the next one spawns its children anew, in their place
   stopped(desc_of(node))
   local root = redis.call('HGET', RUN, 'root') or RUN_ID
@@ -91,9 +90,9 @@ child_ended = function(final)
 end
 
 local function cancel_run(revoke)
-  local rs = redis.call('HGET', RUN, 'status')
+  local rs = run_of().status
   if rs ~= RUN_STATUS.RUNNING and rs ~= RUN_STATUS.FAILING then return false end
-  redis.call('HSET', RUN, 'status', RUN_STATUS.CANCELLED, 'finished_at', NOW)
+  set_run('status', RUN_STATUS.CANCELLED, 'finished_at', NOW)
   count('runs|cancelled')
   local all = redis.call('HGETALL', STATUS)
   for i = 1, #all, 2 do
