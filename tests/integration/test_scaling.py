@@ -73,6 +73,67 @@ def test_the_frontier_follows_every_transition(app: CoditectApp, registry: Regis
     assert not [phase for _, _, phase in marks(registry.client, run.id).values() if phase]
 
 
+def test_a_wide_node_moves_only_its_freed_successors_with_an_agent_to_upcoming(
+    app: CoditectApp, registry: Registry
+) -> None:
+    """A node with more than two successors counts them a thousand a command (add_each, upcoming):
+    the same counts as one at a time, for successors of two agents, one that still waits on a
+    node not running, and a wait, which calls no agent."""
+    dag = Dag("mixed")
+    dag.node("up", "sleep", params={"seconds": 0})
+    dag.node("other", "noop")
+    for k in range(3):
+        dag.node(f"d{k}", "echo", after=["up"])
+    dag.node("e", "noop", after=["up"])
+    dag.node("both", "echo", after=["up", "other"])
+    dag.sleep("pause", 60, after=["up"])
+    run = submit(dag, app)
+    engine = engine_for(app.settings.state_url)
+    token = _begin(engine, run.id, "up")
+    assert frontier(registry) == {"demand|sleep": 1, "demand|noop": 1, "upcoming|echo": 3, "upcoming|noop": 1}
+    _begin(engine, run.id, "other")
+    assert frontier(registry) == {"demand|sleep": 1, "demand|noop": 1, "upcoming|echo": 4, "upcoming|noop": 1}
+    assert engine.retry(run.id, "up", token, "flaky", 0)
+    assert frontier(registry) == {"demand|sleep": 1, "demand|noop": 1}
+    token = _begin(engine, run.id, "up", seq=2)
+    assert frontier(registry) == {"demand|sleep": 1, "demand|noop": 1, "upcoming|echo": 4, "upcoming|noop": 1}
+    phases = {node: phase for node, (_, _, phase) in marks(registry.client, run.id).items() if phase}
+    assert phases == {
+        "up": "demand|sleep",
+        "other": "demand|noop",
+        "d0": "upcoming|echo",
+        "d1": "upcoming|echo",
+        "d2": "upcoming|echo",
+        "e": "upcoming|noop",
+        "both": "upcoming|echo",
+    }
+
+
+def test_a_node_of_1001_successors_and_a_join_of_1001_predecessors_cross_the_thousand_a_command_reads(
+    app: CoditectApp, registry: Registry
+) -> None:
+    """The wide begin, completion and join read and write a thousand fields a command: what lies
+    past the first thousand counts the same, and the join sees every predecessor's result."""
+    width = 1001
+    dag = Dag("wide")
+    dag.node("root", "echo")
+    for k in range(width):
+        dag.node(f"w{k}", "noop", after=["root"])
+    dag.node("join", "echo", after=[f"w{k}" for k in range(width)])
+    run = submit(dag, app)
+    engine = engine_for(app.settings.state_url)
+    token = _begin(engine, run.id, "root")
+    assert frontier(registry) == {"demand|echo": 1, "upcoming|noop": width}
+    assert engine.complete(run.id, "root", token, "null")  # and queues the rest of them in slices
+    assert frontier(registry) == {"demand|noop": width}
+    for k in range(width):  # each has had one message: seq 1
+        assert engine.complete(run.id, f"w{k}", _begin(engine, run.id, f"w{k}"), str(k))
+    taken = engine.begin(run.id, "join", "w1", f"{run.id}:join:1")
+    assert taken is not None
+    assert taken.upstream == {f"w{k}": k for k in range(width)}
+    assert frontier(registry) == {"demand|echo": 1}
+
+
 def test_the_frontier_empties_when_a_run_fails_is_cancelled_or_fans_out(app: CoditectApp, registry: Registry) -> None:
     engine = engine_for(app.settings.state_url)
     failing = submit(_fan_in(app), app)

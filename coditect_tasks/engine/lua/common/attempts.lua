@@ -145,26 +145,10 @@ local function plan_completion(node, most)
 end
 
 -- Count down the pending predecessors of plan's successors; those past the ones plan read that
--- reach 0 go to plan.later. A wide fan-out's are read and written a thousand a command: the
--- completing script is what its first successor waits for, and 1,000 HINCRBYs took 2 ms. One or
--- two (a chain, a diamond) take an HINCRBY each: one command a successor, not two.
+-- reach 0 go to plan.later (the completing script is what the first successor waits for).
 local function count_down(plan)
-  local succs = plan.succs
-  if #succs <= 2 then
-    for i, succ in ipairs(succs) do
-      if redis.call('HINCRBY', PENDING, succ, -1) == 0 and i > plan.scanned then plan.later[#plan.later + 1] = succ end
-    end
-    return
-  end
-  for first = 1, #succs, 1000 do
-    local last = math.min(first + 999, #succs)
-    local counts, fields = redis.call('HMGET', PENDING, unpack(succs, first, last)), {}
-    for i = first, last do
-      local left = (tonumber(counts[i - first + 1]) or 0) - 1
-      fields[#fields + 1], fields[#fields + 2] = succs[i], left
-      if left == 0 and i > plan.scanned then plan.later[#plan.later + 1] = succs[i] end
-    end
-    redis.call('HSET', PENDING, unpack(fields))
+  for _, i in ipairs(add_each(PENDING, plan.succs, -1, 0)) do
+    if i > plan.scanned then plan.later[#plan.later + 1] = plan.succs[i] end
   end
 end
 
@@ -282,9 +266,9 @@ local function take_message(node, worker, task_id, breaker)
   record(node, NODE_STATUS.RUNNING, {'attempt', token, 'worker', worker})
   if not desc.item then count('attempts|' .. agent_of(desc)) end
   redis.call('ZADD', LEASES, server_now() + LEASE_SECONDS, lease_member(node, token))
-  local parts = {}
-  for _, pred in ipairs(desc.p) do
-    parts[#parts + 1] = cjson.encode(pred) .. ':' .. (redis.call('HGET', RESULT, pred) or 'null')
+  local parts, results = {}, values_of(RESULT, desc.p)
+  for i, pred in ipairs(desc.p) do
+    parts[i] = cjson.encode(pred) .. ':' .. (results[i] or 'null')
   end
   local items, rec = false, redis.call('HGET', PARAMS, node)
   if desc.item then
@@ -292,14 +276,17 @@ local function take_message(node, worker, task_id, breaker)
   elseif desc.f then
     items = redis.call('HGET', RESULT, desc.f) or 'null'
   end
-  local parent, links, latest = run_of().trace or '', {}, ''
-  for _, pred in ipairs(desc.p) do
-    local tp = redis.call('HGET', TRACE, pred)
-    if tp then
-      links[#links + 1] = '"' .. tp .. '"'  -- hex digits and dashes: safe to quote as is
-      local finished = redis.call('HGET', FINISHED, pred) or ''
-      if finished >= latest then latest, parent = finished, tp end
+  local parent, links, latest, traced, spans = run_of().trace or '', {}, '', {}, {}
+  for i, span in ipairs(values_of(TRACE, desc.p)) do
+    if span then
+      links[#links + 1] = '"' .. span .. '"'  -- hex digits and dashes: safe to quote as is
+      traced[#traced + 1], spans[#spans + 1] = desc.p[i], span
     end
+  end
+  local finished = values_of(FINISHED, traced)
+  for i = 1, #traced do
+    local at = finished[i] or ''
+    if at >= latest then latest, parent = at, spans[i] end
   end
   local b = {false, false}
   if (breaker or '') ~= '' and not desc.item then b = redis.call('MGET', breaker .. 'state', breaker .. 'fail_counter') end

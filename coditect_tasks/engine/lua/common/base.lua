@@ -55,7 +55,34 @@ local function desc_of(node)
   return d
 end
 
+-- The values of hash's `fields` (false where none), a thousand a command: a join of 10,000
+-- predecessors read their results one command each, 37 ms.
+local function values_of(hash, fields)
+  local out = {}
+  for first = 1, #fields, 1000 do
+    local got = redis.call('HMGET', hash, unpack(fields, first, math.min(first + 999, #fields)))
+    for j = 1, #got do out[first + j - 1] = got[j] end
+  end
+  return out
+end
+
 -- The agent a description's messages go to (its queue is 'agents.<name>'; a fallback reroutes it).
 local function agent_of(desc)
   return string.sub(desc.q, #AGENT_QUEUE_PREFIX + 1)
+end
+
+-- The agent of each of many nodes of the run (not items: a wide node's successors; false for a
+-- node that calls none), their descriptions read a thousand a command. Only the agents are kept:
+-- ten thousand descriptions held live made each of Lua's collections walk them all.
+local function agents_of(nodes)
+  local out = {}
+  for first = 1, #nodes, 1000 do
+    local last = math.min(first + 999, #nodes)
+    local got = redis.call('HMGET', NODE, unpack(nodes, first, last))
+    for i = first, last do
+      local d = descs[RUN_ID .. '|' .. nodes[i]] or cjson.decode(got[i - first + 1])
+      out[i] = d.q and agent_of(d)
+    end
+  end
+  return out
 end

@@ -28,23 +28,79 @@ local function set_status(node, st, desc)
   end
 end
 
--- Node (described by desc) began running: each pending successor waits on one predecessor fewer.
--- (A waiting node calls no agent: it is never upcoming work for one.)
-local function started(desc)
-  for _, succ in ipairs(desc.s) do
-    if redis.call('HINCRBY', WAITING, succ, -1) == 0 and redis.call('HGET', STATUS, succ) == NODE_STATUS.PENDING then
-      local d = desc_of(succ)
-      if d.q then tally(succ, 'upcoming', d) end
+-- Add `by` to the counts of hash's fields `fields` (a node's successors); returns the places in
+-- fields of those whose count is `at` now. A wide node's are read and written a thousand a
+-- command (a thousand HINCRBYs took 2 ms, and a node with 10,000 successors holds Redis for all of
+-- them); one or two (a chain, a diamond) take an HINCRBY each.
+local function add_each(hash, fields, by, at)
+  local hits = {}
+  if #fields <= 2 then
+    for i, field in ipairs(fields) do
+      if redis.call('HINCRBY', hash, field, by) == at then hits[#hits + 1] = i end
     end
+    return hits
   end
+  for first = 1, #fields, 1000 do
+    local last = math.min(first + 999, #fields)
+    local counts, written = redis.call('HMGET', hash, unpack(fields, first, last)), {}
+    for i = first, last do
+      local value = (tonumber(counts[i - first + 1]) or 0) + by
+      written[#written + 1], written[#written + 2] = fields[i], value
+      if value == at then hits[#hits + 1] = i end
+    end
+    redis.call('HSET', hash, unpack(written))
+  end
+  return hits
+end
+
+-- The pending nodes among `nodes` with an agent (a waiting node calls none) count as upcoming
+-- work for it. A wide node's successors are read and written a thousand a command, and each
+-- agent's count moves once: a root of 10,000 successors began in 115 ms, a node at a time.
+local function upcoming(nodes)
+  if #nodes <= 2 or not packed() then
+    for _, node in ipairs(nodes) do
+      if redis.call('HGET', STATUS, node) == NODE_STATUS.PENDING then
+        local d = desc_of(node)
+        if d.q then tally(node, 'upcoming', d) end
+      end
+    end
+    return
+  end
+  local by = {}  -- FRONTIER field -> how much it moves
+  for first = 1, #nodes, 1000 do  -- a chunk at a time: only a chunk's reads are held at once
+    local chunk = {unpack(nodes, first, math.min(first + 999, #nodes))}
+    local statuses, pending = redis.call('HMGET', STATUS, unpack(chunk)), {}
+    for i, node in ipairs(chunk) do
+      if statuses[i] == NODE_STATUS.PENDING then pending[#pending + 1] = node end
+    end
+    local agents, marks, changed, moved, phases = agents_of(pending), read_marks_of(pending), {}, {}, {}
+    for i, node in ipairs(pending) do
+      local want, have = agents[i] and 'upcoming|' .. agents[i], marks[i][3]
+      if want and want ~= have then
+        if have ~= '' then by[have] = (by[have] or 0) - 1 end
+        by[want] = (by[want] or 0) + 1
+        changed[#changed + 1], moved[#moved + 1], phases[#phases + 1] = node, marks[i], want
+      end
+    end
+    write_phases(changed, moved, phases)
+  end
+  for field, n in pairs(by) do
+    if n ~= 0 then redis.call('HINCRBY', FRONTIER, field, n) end
+  end
+end
+
+-- Node (described by desc) began running: each pending successor waits on one predecessor fewer,
+-- and one that waits on none now is upcoming.
+local function started(desc)
+  local freed = {}
+  for _, i in ipairs(add_each(WAITING, desc.s, -1, 0)) do freed[#freed + 1] = desc.s[i] end
+  upcoming(freed)
 end
 
 -- Node stopped running without succeeding (requeued, retried, rerouted, failed): its pending
 -- successors wait on it again.
 local function stopped(desc)
-  for _, succ in ipairs(desc.s) do
-    if redis.call('HINCRBY', WAITING, succ, 1) == 1 then tally(succ, nil) end
-  end
+  for _, i in ipairs(add_each(WAITING, desc.s, 1, 1)) do tally(desc.s[i], nil) end
 end
 
 -- Observe the seconds since t0 (a server_now() reading) in a histogram: one count in

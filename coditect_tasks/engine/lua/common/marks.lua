@@ -36,6 +36,32 @@ local function write_marks(node, seq, order, phase)
   end
 end
 
+-- read_marks for many nodes of the run (a wide node's successors), a thousand a command: a list of
+-- {seq, order, phase}, in the order of nodes. Redis holds them as written (write_marks writes
+-- through), and they are not kept for the call (see descs_of).
+local function read_marks_of(nodes)
+  local out = {}
+  for first = 1, #nodes, 1000 do
+    local last, fields = math.min(first + 999, #nodes), {}
+    for i = first, last do fields[#fields + 1] = '~' .. nodes[i] end
+    local got = redis.call('HMGET', NODE, unpack(fields))
+    for i = first, last do out[i] = {unpacked(got[i - first + 1])} end
+  end
+  return out
+end
+
+-- Give many nodes of the run (marks: what read_marks_of read) a phase each (phases[i], never
+-- empty), a thousand a command.
+local function write_phases(nodes, marks, phases)
+  local fields = {}
+  for i, node in ipairs(nodes) do
+    local seq, order = marks[i][1], marks[i][2]
+    marks_seen[RUN_ID .. '|' .. node] = nil
+    fields[#fields + 1], fields[#fields + 2] = '~' .. node, seq .. ',' .. order .. ',' .. phases[i]
+  end
+  for first = 1, #fields, 2000 do redis.call('HSET', NODE, unpack(fields, first, math.min(first + 1999, #fields))) end
+end
+
 -- The seq of node's newest message ('' before its first).
 local function seq_of(node)
   if not packed() then return redis.call('HGET', SEQ, node) or '' end
