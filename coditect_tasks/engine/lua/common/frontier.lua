@@ -28,10 +28,12 @@ local function set_status(node, st, desc)
   end
 end
 
--- Add `by` to the counts of hash's fields `fields` (a node's successors); returns the places in
--- fields of those whose count is `at` now. A wide node's are read and written a thousand a
--- command (a thousand HINCRBYs took 2 ms, and a node with 10,000 successors holds Redis for all of
--- them); one or two (a chain, a diamond) take an HINCRBY each.
+-- Add `by` to the counts of hash's fields `fields` (a node's successors; no field counts 0);
+-- returns the places in fields of those whose count is `at` now. A wide node's are read and
+-- written a thousand a command (a thousand HINCRBYs took 2 ms, and a node with 10,000 successors
+-- holds Redis for all of them), and those that reach 0 are deleted: a wide fan-out's successors
+-- all do, and a thousand numbers written cost more than the names. One or two (a chain, a
+-- diamond) take an HINCRBY each.
 local function add_each(hash, fields, by, at)
   local hits = {}
   if #fields <= 2 then
@@ -42,13 +44,18 @@ local function add_each(hash, fields, by, at)
   end
   for first = 1, #fields, 1000 do
     local last = math.min(first + 999, #fields)
-    local counts, written = redis.call('HMGET', hash, unpack(fields, first, last)), {}
+    local counts, written, zero = redis.call('HMGET', hash, unpack(fields, first, last)), {}, {}
     for i = first, last do
       local value = (tonumber(counts[i - first + 1]) or 0) + by
-      written[#written + 1], written[#written + 2] = fields[i], value
+      if value == 0 then
+        zero[#zero + 1] = fields[i]
+      else
+        written[#written + 1], written[#written + 2] = fields[i], value
+      end
       if value == at then hits[#hits + 1] = i end
     end
-    redis.call('HSET', hash, unpack(written))
+    if #written > 0 then redis.call('HSET', hash, unpack(written)) end
+    if #zero > 0 then redis.call('HDEL', hash, unpack(zero)) end
   end
   return hits
 end
