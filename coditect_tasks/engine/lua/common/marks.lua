@@ -38,7 +38,7 @@ end
 
 -- read_marks for many nodes of the run (a wide node's successors), a thousand a command: a list of
 -- {seq, order, phase}, in the order of nodes. Redis holds them as written (write_marks writes
--- through), and they are not kept for the call (see descs_of).
+-- through), and they are not kept for the call (see agents_of).
 local function read_marks_of(nodes)
   local out = {}
   for first = 1, #nodes, 1000 do
