@@ -146,7 +146,7 @@ RUN_HASHES = (
     "retried",  # node → retries it has taken (the retry policy's count; failovers are not retries)
     "items",  # foreach item '<node>#k' → its value (JSON), until its node completes
     "fanout",  # foreach node → item count; '<node>|done' → items succeeded; '<node>|open' → not yet ended
-    "waiting",  # node → its predecessors neither running nor succeeded (0: it is upcoming while pending)
+    "waiting",  # node → its predecessors neither running nor succeeded (absent or 0: it is upcoming while pending)
     "phase",  # node → the FRONTIER field it counts in ('demand|<agent>', 'upcoming|<agent>'; previous release)
     "unpushed",  # LIST of the roots not queued yet, while a submit queues them in slices (ROOT_SLICE), and of
     # a wide fan-out's successors past the first READY_SLICE, while its completing process queues them

@@ -21,7 +21,7 @@ from coditect_tasks.registry import Registry
 from coditect_tasks.settings import Settings
 
 from ..conftest import ROOT, SUPPORT_ENV, WorkerFactory, run_cli, wait_for
-from ..support.marks import marks
+from ..support.marks import marks, to_previous_layout
 from .test_observability import exporter, scrape
 
 pytestmark = pytest.mark.integration
@@ -73,12 +73,14 @@ def test_the_frontier_follows_every_transition(app: CoditectApp, registry: Regis
     assert not [phase for _, _, phase in marks(registry.client, run.id).values() if phase]
 
 
+@pytest.mark.parametrize("layout", ["packed", "previous release"])
 def test_a_wide_node_moves_only_its_freed_successors_with_an_agent_to_upcoming(
-    app: CoditectApp, registry: Registry
+    app: CoditectApp, registry: Registry, layout: str
 ) -> None:
     """A node with more than two successors counts them a thousand a command (add_each, upcoming):
     the same counts as one at a time, for successors of two agents, one that still waits on a
-    node not running, and a wait, which calls no agent."""
+    node not running, and a wait, which calls no agent; a run of the previous release's layout
+    (phases in their own hash) counts them one at a time."""
     dag = Dag("mixed")
     dag.node("up", "sleep", params={"seconds": 0})
     dag.node("other", "noop")
@@ -88,6 +90,8 @@ def test_a_wide_node_moves_only_its_freed_successors_with_an_agent_to_upcoming(
     dag.node("both", "echo", after=["up", "other"])
     dag.sleep("pause", 60, after=["up"])
     run = submit(dag, app)
+    if layout != "packed":
+        to_previous_layout(registry.client, run.id)
     engine = engine_for(app.settings.state_url)
     token = _begin(engine, run.id, "up")
     assert frontier(registry) == {"demand|sleep": 1, "demand|noop": 1, "upcoming|echo": 3, "upcoming|noop": 1}
@@ -98,6 +102,8 @@ def test_a_wide_node_moves_only_its_freed_successors_with_an_agent_to_upcoming(
     token = _begin(engine, run.id, "up", seq=2)
     assert frontier(registry) == {"demand|sleep": 1, "demand|noop": 1, "upcoming|echo": 4, "upcoming|noop": 1}
     phases = {node: phase for node, (_, _, phase) in marks(registry.client, run.id).items() if phase}
+    if layout != "packed":
+        phases = registry.client.hgetall(keys.run_prefix(run.id) + "phase")
     assert phases == {
         "up": "demand|sleep",
         "other": "demand|noop",

@@ -3,7 +3,7 @@
 -- its successors and enqueues those now ready. A foreach item records its result; the last
 -- one completes its node with every item's result, in order. With ARGV[7..14] (queue, task name,
 -- hard and soft limits, worker, breaker prefix, running message id, seconds) the process then
--- takes the next message of its queue (take_next, common.lua). It queues READY_SLICE successors at
+-- takes the next message of its queue (common/take_next.lua). It queues READY_SLICE successors at
 -- most: a wider fan-out's rest waits for the process to queue it in slices (roots.lua), and the
 -- process takes no next message then. Returns as
 -- JSON {ok = 1, ready (how many successors it queued)[, left (how many wait)][, next = {run, node,

@@ -71,7 +71,7 @@ local function agent_of(desc)
   return string.sub(desc.q, #AGENT_QUEUE_PREFIX + 1)
 end
 
--- The agent of each of many nodes of the run (not items: a wide node's successors; false for a
+-- The agent of each of many nodes of the run (not items: a wide node's successors; nil for a
 -- node that calls none), their descriptions read a thousand a command. Only the agents are kept:
 -- ten thousand descriptions held live made each of Lua's collections walk them all.
 local function agents_of(nodes)

@@ -73,14 +73,13 @@ local function upcoming(nodes)
     end
     return
   end
-  local by = {}  -- FRONTIER field -> how much it moves
   for first = 1, #nodes, 1000 do  -- a chunk at a time: only a chunk's reads are held at once
     local chunk = {unpack(nodes, first, math.min(first + 999, #nodes))}
     local statuses, pending = redis.call('HMGET', STATUS, unpack(chunk)), {}
     for i, node in ipairs(chunk) do
       if statuses[i] == NODE_STATUS.PENDING then pending[#pending + 1] = node end
     end
-    local agents, marks, changed, moved, phases = agents_of(pending), read_marks_of(pending), {}, {}, {}
+    local agents, marks, changed, moved, phases, by = agents_of(pending), read_marks_of(pending), {}, {}, {}, {}
     for i, node in ipairs(pending) do
       local want, have = agents[i] and 'upcoming|' .. agents[i], marks[i][3]
       if want and want ~= have then
@@ -89,10 +88,10 @@ local function upcoming(nodes)
         changed[#changed + 1], moved[#moved + 1], phases[#phases + 1] = node, marks[i], want
       end
     end
-    write_phases(changed, moved, phases)
-  end
-  for field, n in pairs(by) do
-    if n ~= 0 then redis.call('HINCRBY', FRONTIER, field, n) end
+    write_phases(changed, moved, phases)  -- with their counts, a chunk at a time, as tally keeps them
+    for field, n in pairs(by) do
+      if n ~= 0 then redis.call('HINCRBY', FRONTIER, field, n) end
+    end
   end
 end
 
