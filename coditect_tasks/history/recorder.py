@@ -48,6 +48,12 @@ BAD_DATA = (DataError, IntegrityError, KeyError, ValueError, TypeError)
 RUN_FIELDS = ("name", "dag", "submitted_at", "error", "parent", "parent_node", "schedule", "fire_time", "versions")
 
 
+def _after(entry_id: str) -> str:
+    """The stream entry id just after ``entry_id``."""
+    ms, _, seq = entry_id.partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
+
+
 class Recorder:
     def __init__(
         self,
@@ -132,19 +138,16 @@ class Recorder:
         (up to the last one the group read, if none is): all acknowledged. Trimming frees whole
         listpack nodes, where an ``XDEL`` scanned an entry's node for each entry (8 µs of Redis CPU
         for a node's two entries, 2 % of what a node costs)."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.xack(stream, keys.HISTORY_GROUP, *done)
-            pipe.xpending(stream, keys.HISTORY_GROUP)
-            pipe.xinfo_groups(stream)
-            _, pending, groups = pipe.execute()
+        self.client.xack(stream, keys.HISTORY_GROUP, *done)
+        # entries only ever come later (the engine adds with '*') and pending ones only go: a floor
+        # read after the acknowledgement is never too high
+        # (calls of their own: a cluster client's pipeline leaves XPENDING's reply unparsed)
+        pending: Any = self.client.xpending(stream, keys.HISTORY_GROUP)
         if pending["pending"]:
             floor = str(pending["min"])
-        else:  # nothing pending: everything read so far is acknowledged
-            last = next(str(g["last-delivered-id"]) for g in groups if str(g["name"]) == keys.HISTORY_GROUP)
-            ms, _, seq = last.partition("-")
-            floor = f"{ms}-{int(seq) + 1}"
-        # entries only ever come later (the engine adds with '*'), and pending ones only go: a floor
-        # read here is never too high
+        else:
+            groups: Any = self.client.xinfo_groups(stream)
+            floor = _after(next(str(g["last-delivered-id"]) for g in groups if g["name"] == keys.HISTORY_GROUP))
         self.client.xtrim(stream, minid=floor, approximate=False)
 
     def _whole_results(self, entries: list[tuple[str, dict[str, str]]]) -> None:
