@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import time
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+
+import pytest
 
 from coditect_tasks import Dag, keys, submit
 from coditect_tasks.app import CoditectApp, create_app
 from coditect_tasks.bench import fanout
 from coditect_tasks.client import DagRun
+from coditect_tasks.engine import transitions
 from coditect_tasks.engine.taken import TakeNext
 from coditect_tasks.engine.transitions import Engine, engine_for
 from coditect_tasks.registry import Registry
@@ -57,6 +63,43 @@ def test_a_success_takes_the_oldest_message_of_its_queue_and_notes_it(app: Codit
     nodes = run.status()["nodes"]
     assert [nodes[n]["status"] for n in "abc"] == ["succeeded", "running", "queued"]
     assert nodes["b"]["worker"] == "w1"
+
+
+def test_a_node_taken_next_begins_when_the_script_takes_it_not_when_its_caller_stamped_the_call(
+    app: CoditectApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process held up between finishing a node and its call would date the next node's start
+    before that node's message was queued (a limit's slots then seemed overfull in the history)."""
+    run = _roots(app, ("a", None), ("b", None))
+    engine = engine_for(app.settings.state_url)
+    via = _first(engine, run, "a")
+    held_up = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="microseconds")
+    monkeypatch.setattr(transitions, "now", lambda: held_up)
+    before = datetime.now(UTC)
+    ok, after = engine.succeed(run.id, "a", 1, None, take_next=_take_next(app, via))
+    assert ok and after is not None and after.node_id == "b"
+    nodes = run.status()["nodes"]
+    assert nodes["a"]["finished_at"] == held_up  # the caller's stamp: when the agent returned
+    started = nodes["b"]["started_at"]
+    assert before <= datetime.fromisoformat(started) <= datetime.now(UTC)
+    assert started == datetime.fromisoformat(started).isoformat(timespec="microseconds")
+
+
+def test_the_scripts_write_a_time_as_the_engine_does(registry: Registry) -> None:
+    """server_iso (common/base.lua) against Python's isoformat, at 2,000 instants from 1970 to 2100,
+    leap days and century ends among them."""
+    base = (resources.files("coditect_tasks.engine") / "lua" / "common" / "base.lua").read_text()
+    function = base[
+        base.index("local function server_iso()") : base.index("\n\n", base.index("local function server_iso()"))
+    ]
+    script = function.replace("redis.call('TIME')", "{ARGV[1], ARGV[2]}") + "\nreturn server_iso()"
+    rng = random.Random(37)
+    instants = [0, 86399, 86400, 951782400, 951868800, 1709164800, 4102444799]
+    instants += [rng.randrange(0, 4_102_444_800) for _ in range(2000)]
+    for secs in instants:
+        micros = rng.randrange(1_000_000)
+        want = datetime.fromtimestamp(secs, UTC).replace(microsecond=micros).isoformat(timespec="microseconds")
+        assert registry.client.eval(script, 0, secs, micros) == want, secs
 
 
 def test_other_time_limits_or_a_plain_call_stay_where_they_were(app: CoditectApp) -> None:

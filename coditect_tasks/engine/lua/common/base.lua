@@ -5,6 +5,26 @@
 local NOW = ARGV[2]
 use_run(ARGV[1])
 
+-- Redis's clock now, written as engine/transitions.py's now() writes a time (ISO-8601 UTC with
+-- microseconds): for a transition whose moment is when this script runs, not when its caller
+-- stamped the call.
+local function server_iso()
+  local clock = redis.call('TIME')
+  local secs, micros = tonumber(clock[1]), tonumber(clock[2])
+  local rem = secs % 86400
+  -- the civil date of a count of days since 1970-01-01 (H. Hinnant's civil_from_days)
+  local z = math.floor(secs / 86400) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local month = mp < 10 and mp + 3 or mp - 9
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00', yoe + era * 400 + (month <= 2 and 1 or 0), month,
+                       doy - math.floor((153 * mp + 2) / 5) + 1, math.floor(rem / 3600), math.floor(rem % 3600 / 60),
+                       rem % 60, micros)
+end
+
 -- The run hash's fields the hot paths read, once a call and run (a completion that takes and
 -- queues the next node read its status three times and its trace twice): status, trace (its root
 -- span), outbox ('1': its messages go through the outbox), seq (its submit order) and fair (its

@@ -33,7 +33,12 @@ local function take_next(queue, task, hard, soft, worker, breaker, via, ttl)
       return nil
     end
     use_run(run)
+    -- the node begins when this script takes it, not when its caller stamped the call (a process
+    -- held up between the two would date the node's start before its message was even queued)
+    local stamped = NOW
+    NOW = server_iso()
     local taken, reply = pcall(take, node, worker, task_id, breaker)
+    NOW = stamped
     if not taken then
       redis.call('RPUSH', queue, raw)  -- its run's state is broken or going: leave it to begin's checks
       return nil
