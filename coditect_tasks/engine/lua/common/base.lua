@@ -95,14 +95,10 @@ end
 -- node that calls none), their descriptions read a thousand a command. Only the agents are kept:
 -- ten thousand descriptions held live made each of Lua's collections walk them all.
 local function agents_of(nodes)
-  local out = {}
-  for first = 1, #nodes, 1000 do
-    local last = math.min(first + 999, #nodes)
-    local got = redis.call('HMGET', NODE, unpack(nodes, first, last))
-    for i = first, last do
-      local d = descs[RUN_ID .. '|' .. nodes[i]] or cjson.decode(got[i - first + 1])
-      out[i] = d.q and agent_of(d)
-    end
+  local out, got = {}, values_of(NODE, nodes)
+  for i, node in ipairs(nodes) do
+    local d = descs[RUN_ID .. '|' .. node] or cjson.decode(got[i])
+    out[i] = d.q and agent_of(d)
   end
   return out
 end

@@ -75,7 +75,7 @@ local function upcoming(nodes)
   end
   for first = 1, #nodes, 1000 do  -- a chunk at a time: only a chunk's reads are held at once
     local chunk = {unpack(nodes, first, math.min(first + 999, #nodes))}
-    local statuses, pending = redis.call('HMGET', STATUS, unpack(chunk)), {}
+    local statuses, pending = values_of(STATUS, chunk), {}
     for i, node in ipairs(chunk) do
       if statuses[i] == NODE_STATUS.PENDING then pending[#pending + 1] = node end
     end
